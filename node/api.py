@@ -1,0 +1,484 @@
+"""The node's HTTP API (aiohttp): submit txs, read blocks, txs with proofs, readings and aggregates.
+
+Every refusal is a 4xx JSON body ``{"code": ..., "message": ...}``; nothing is written for a refused tx.
+Reads come from committed state only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from node import codec, merkle, schema
+from node.chain import DecodedTx, Ledger, header_hash
+from node.crypto import sha256
+from node.devices import load_device
+from node.errors import CempError, Code
+from node.mempool import Mempool, PendingView
+from node.openapi import OPENAPI
+from node.readings import decode_reading_value
+from node.state import StateView
+from node.store import prefix_stop
+from node.types import Block, BlockHeader, DeviceRecord, HourlyAggregate, TxLocation
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 8 << 20
+MAX_BATCH_TXS = 5000
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: CempError) -> web.Response:
+    return web.json_response(err.to_json(), status=err.status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except CempError as e:
+        return error_response(e)
+    except web.HTTPException as e:
+        if e.status >= 400:
+            code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+                e.status, "bad_request"
+            )
+            msg = e.reason if e.status != 404 else f"no such endpoint: {request.method} {request.path}"
+            return web.json_response({"code": code, "message": msg}, status=e.status)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return web.json_response(
+            {"code": "internal", "message": "internal error; see the node log"}, status=500
+        )
+
+
+def hexh(b: bytes) -> str:
+    return b.hex()
+
+
+def header_json(h: BlockHeader) -> dict[str, Any]:
+    return {
+        "hash": hexh(header_hash(h)),
+        "chain_id": h.chain_id,
+        "height": h.height,
+        "prev_hash": hexh(h.prev_hash),
+        "time_ms": h.time_ms,
+        "proposer": h.proposer,
+        "term": h.term,
+        "tx_root": hexh(h.tx_root),
+        "results_root": hexh(h.results_root),
+        "app_hash": hexh(h.app_hash),
+        "last_commit": [{"node_id": s.node_id, "signature": hexh(s.signature)} for s in h.last_commit],
+    }
+
+
+def parse_int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 1 << 62) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise CempError(Code.BAD_REQUEST, f"query parameter {name}={raw!r} is not an integer") from None
+    if not lo <= v <= hi:
+        raise CempError(Code.BAD_REQUEST, f"query parameter {name}={v} is outside [{lo}, {hi}]")
+    return v
+
+
+def parse_hash(s: str, what: str) -> bytes:
+    try:
+        b = bytes.fromhex(s)
+    except ValueError:
+        raise CempError(Code.BAD_REQUEST, f"{what} {s!r} is not hex") from None
+    if len(b) != 32:
+        raise CempError(Code.BAD_REQUEST, f"{what} must be 32 bytes (64 hex chars)")
+    return b
+
+
+class NodeAPI:
+    """Handlers over one ledger and mempool. ``status_extra`` lets the driver add term/leader."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        mempool: Mempool,
+        node_id: str,
+        *,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
+        submit_hook: Callable[[list[DecodedTx]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.mempool = mempool
+        self.node_id = node_id
+        self.status_extra = status_extra or (lambda: {"term": 0, "leader": node_id, "role": "leader"})
+        self.verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigcheck")
+        self.started = time.time()
+        self.submitted = 0
+        self.rejected = 0
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/txs", self.submit),
+            web.post("/v1/txs/batch", self.submit_batch),
+            web.get("/v1/txs/{hash}", self.get_tx),
+            web.get("/v1/blocks", self.list_blocks),
+            web.get("/v1/blocks/{ref}", self.get_block),
+            web.get("/v1/devices", self.list_devices),
+            web.get(r"/v1/devices/{handle:.+}/readings", self.readings),
+            web.get(r"/v1/devices/{handle:.+}/hourly", self.hourly),
+            web.get(r"/v1/devices/{handle:.+}", self.device),
+            web.get("/v1/nonces/{pubkey}", self.nonce),
+            web.get("/v1/status", self.status),
+            web.get("/openapi.json", self.openapi),
+        ]
+
+    # --- submission --------------------------------------------------------------------------
+    def _decode_and_verify(self, raw: bytes) -> DecodedTx:
+        d = self.ledger.decode_tx(raw)
+        if not self.mempool.contains(d.hash) and self.ledger.tx_location(d.hash) is None:
+            self.ledger.check_signature(d)
+        return d
+
+    def _admit(self, d: DecodedTx) -> dict[str, Any] | None:
+        """Admit; returns an outcome dict if the tx is already known (idempotent resubmission)."""
+        loc = self.ledger.tx_location(d.hash)
+        if loc is not None:
+            return self._committed_json(d.hash, loc)
+        if self.mempool.contains(d.hash):
+            return {"tx": d.hash.hex(), "status": "pending"}
+        self.mempool.admit(d, int(time.time() * 1000))
+        self.ledger.mark_verified(d.hash)
+        return None
+
+    @staticmethod
+    def _committed_json(h: bytes, loc: TxLocation) -> dict[str, Any]:
+        return {
+            "tx": h.hex(),
+            "status": "committed",
+            "height": loc.height,
+            "index": loc.index,
+            "result": {"code": loc.code, "ok": loc.code == 0, "reason": loc.reason},
+        }
+
+    async def _body(self, request: web.Request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise CempError(Code.TOO_LARGE, f"request body over {MAX_BODY} bytes")
+        body = await request.read()
+        if not body:
+            raise CempError(Code.MALFORMED, "empty body: send the encoded tx (application/msgpack)")
+        return body
+
+    async def submit(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        wait = request.query.get("wait", "")
+        if wait not in ("", "commit", "none"):
+            raise CempError(Code.BAD_REQUEST, "wait must be 'commit' or omitted")
+        timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
+        try:
+            d = self._decode_and_verify(body)
+            known = self._admit(d)
+        except CempError:
+            self.rejected += 1
+            raise
+        self.submitted += 1
+        if known is not None and (known["status"] == "committed" or wait != "commit"):
+            return web.json_response(known, status=200)
+        if wait != "commit":
+            return web.json_response({"tx": d.hash.hex(), "status": "pending"}, status=202)
+        return await self._wait_commit(d.hash, timeout)
+
+    async def _wait_commit(self, h: bytes, timeout: float) -> web.Response:
+        fut = self.mempool.wait(h)  # type: ignore[arg-type]
+        loc = self.ledger.tx_location(h)  # committed between admission and now?
+        if loc is not None:
+            fut.cancel()
+            return web.json_response(self._committed_json(h, loc))
+        try:
+            loc = await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise CempError(
+                Code.TIMEOUT, f"tx {h.hex()} not committed within {timeout:.1f} s; it is still pending"
+            ) from None
+        return web.json_response(self._committed_json(h, loc))
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """Body: msgpack array of encoded txs. Answer: one outcome per tx, in order."""
+        body = await self._body(request)
+        try:
+            items = msgpack.unpackb(body, raw=False, use_list=False)
+        except (ValueError, msgpack.UnpackException, TypeError) as e:
+            raise CempError(Code.MALFORMED, f"batch body is not msgpack: {e}") from None
+        if not isinstance(items, tuple) or not all(isinstance(x, bytes) for x in items):
+            raise CempError(Code.BAD_TYPE, "batch body must be a msgpack array of bin (encoded txs)")
+        if len(items) > MAX_BATCH_TXS:
+            raise CempError(Code.TOO_LARGE, f"batch of {len(items)} txs; the limit is {MAX_BATCH_TXS}")
+        loop = asyncio.get_running_loop()
+        half = (len(items) + 1) // 2
+        parts = [items[:half], items[half:]]
+
+        def check(part: tuple[bytes, ...]) -> list[DecodedTx | CempError]:
+            out: list[DecodedTx | CempError] = []
+            for raw in part:
+                try:
+                    out.append(self._decode_and_verify(raw))
+                except CempError as e:
+                    out.append(e)
+            return out
+
+        checked = [
+            x
+            for chunk in await asyncio.gather(*(loop.run_in_executor(self.verifier, check, p) for p in parts))
+            for x in chunk
+        ]
+        outcomes: list[dict[str, Any]] = []
+        for item in checked:
+            if isinstance(item, CempError):
+                self.rejected += 1
+                outcomes.append({"status": "rejected", **item.to_json()})
+                continue
+            try:
+                known = self._admit(item)
+            except CempError as e:
+                self.rejected += 1
+                outcomes.append({"tx": item.hash.hex(), "status": "rejected", **e.to_json()})
+                continue
+            self.submitted += 1
+            outcomes.append(known if known is not None else {"tx": item.hash.hex(), "status": "pending"})
+        if request.query.get("wait") == "commit":
+            timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
+            pend = [(i, bytes.fromhex(o["tx"])) for i, o in enumerate(outcomes) if o["status"] == "pending"]
+            futs = [self.mempool.wait(h) for _, h in pend]  # type: ignore[arg-type]
+            done = await asyncio.wait(futs, timeout=timeout) if futs else (set(), set())
+            del done
+            for (i, h), f in zip(pend, futs, strict=True):
+                if f.done() and not f.cancelled() and f.exception() is None:
+                    outcomes[i] = self._committed_json(h, f.result())
+                elif f.done() and not f.cancelled():
+                    exc = f.exception()
+                    assert isinstance(exc, CempError)
+                    outcomes[i] = {"tx": h.hex(), "status": "dropped", **exc.to_json()}
+                else:
+                    f.cancel()
+        return web.json_response({"results": outcomes})
+
+    # --- reads -------------------------------------------------------------------------------
+    async def status(self, request: web.Request) -> web.Response:
+        led = self.ledger
+        body = {
+            "node_id": self.node_id,
+            "chain_id": led.genesis.chain_id,
+            "genesis_hash": led.genesis_hash.hex(),
+            "height": led.height,
+            "last_block_hash": led.last_hash.hex(),
+            "last_block_time_ms": led.last_time_ms,
+            "app_hash": led.app_hash.hex(),
+            "mempool": len(self.mempool),
+            "uptime_s": round(time.time() - self.started, 1),
+        }
+        body.update(self.status_extra())
+        return web.json_response(body)
+
+    async def nonce(self, request: web.Request) -> web.Response:
+        """Last committed nonce of a sender, and the next one the mempool will accept."""
+        pk = parse_hash(request.match_info["pubkey"], "public key")
+        committed = self.ledger.nonce_of(StateView(self.ledger.store), pk)
+        pending = self.ledger.nonce_of(PendingView(self.ledger.store, self.mempool.overlay), pk)
+        return web.json_response({"pubkey": pk.hex(), "nonce": committed, "next": pending + 1})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    def _block_for(self, ref: str) -> Block:
+        led = self.ledger
+        if ref.isdigit():
+            height = int(ref)
+        else:
+            found = led.height_of_hash(parse_hash(ref, "block hash"))
+            if found is None:
+                raise CempError(Code.NOT_FOUND, f"no block with hash {ref}")
+            height = found
+        b = led.block(height) if 0 < height <= led.height else None
+        if b is None:
+            raise CempError(Code.NOT_FOUND, f"no block at height {height}; the chain is at {led.height}")
+        return b
+
+    async def get_block(self, request: web.Request) -> web.Response:
+        b = self._block_for(request.match_info["ref"])
+        if request.query.get("format") == "msgpack":
+            raw = self.ledger.block_raw(b.header.height)
+            assert raw is not None
+            return web.Response(body=raw, content_type="application/msgpack")
+        results = self.ledger.results(b.header.height)
+        txs = []
+        for raw, r in zip(b.txs, results, strict=True):
+            txs.append({"hash": sha256(raw).hex(), "ok": r.code == 0, "code": r.code, "reason": r.reason})
+        cert = self.ledger.cert(b.header.height)
+        return web.json_response(
+            {
+                "header": header_json(b.header),
+                "signature": b.signature.hex(),
+                "txs": txs,
+                "commit": [{"node_id": s.node_id, "signature": s.signature.hex()} for s in cert],
+            }
+        )
+
+    async def list_blocks(self, request: web.Request) -> web.Response:
+        led = self.ledger
+        before = parse_int(request, "before", led.height + 1, 1)
+        limit = parse_int(request, "limit", 20, 1, 200)
+        out: list[dict[str, Any]] = []
+        h = min(before - 1, led.height)
+        while h >= 1 and len(out) < limit:
+            b = led.block(h)
+            assert b is not None
+            out.append({**header_json(b.header), "tx_count": len(b.txs)})
+            h -= 1
+        return web.json_response({"height": led.height, "blocks": out})
+
+    async def get_tx(self, request: web.Request) -> web.Response:
+        h = parse_hash(request.match_info["hash"], "tx hash")
+        loc = self.ledger.tx_location(h)
+        if loc is None:
+            if self.mempool.contains(h):
+                return web.json_response({"tx": h.hex(), "status": "pending"})
+            raise CempError(Code.NOT_FOUND, f"no tx {h.hex()} on this chain")
+        b = self.ledger.block(loc.height)
+        assert b is not None
+        raw = b.txs[loc.index]
+        body: dict[str, Any] = self._committed_json(h, loc)
+        try:
+            d = self.ledger.decode_tx(raw)
+            body.update(
+                {
+                    "kind": d.tx.kind,
+                    "sender": d.tx.sender.hex(),
+                    "nonce": d.tx.nonce,
+                    "signature": d.tx.signature.hex(),
+                    "payload": d.kind.describe(d.payload),
+                }
+            )
+        except CempError as e:
+            body["decode_error"] = e.message
+        body["raw"] = raw.hex()
+        body["proof"] = {
+            "leaf_index": loc.index,
+            "tree_size": len(b.txs),
+            "path": [p.hex() for p in merkle.inclusion_proof(b.txs, loc.index)],
+            "header": header_json(b.header),
+            "header_signature": b.signature.hex(),
+            "commit": [
+                {"node_id": s.node_id, "signature": s.signature.hex()} for s in self.ledger.cert(loc.height)
+            ],
+        }
+        return web.json_response(body)
+
+    def _device(self, request: web.Request) -> Any:
+        handle = request.match_info["handle"]
+        dev = load_device(StateView(self.ledger.store), handle)
+        if dev is None:
+            raise CempError(Code.UNKNOWN_DEVICE, f"device {handle} is not registered")
+        return dev
+
+    async def device(self, request: web.Request) -> web.Response:
+        dev = self._device(request)
+        return web.json_response(
+            {
+                "handle": dev.handle,
+                "pubkey": dev.pubkey.hex(),
+                "org": dev.org,
+                "kind": dev.kind,
+                "subsystem": dev.subsystem,
+                "registered_height": dev.registered_height,
+                "last_seq": dev.last_seq,
+                "last_ts_ms": dev.last_ts_ms,
+                "readings": dev.readings,
+            }
+        )
+
+    async def list_devices(self, request: web.Request) -> web.Response:
+        limit = parse_int(request, "limit", 100, 1, 1000)
+        out: list[dict[str, Any]] = []
+        for _, v in self.ledger.store.iterate(
+            schema.DEVICE_PREFIX, prefix_stop(schema.DEVICE_PREFIX), limit=limit
+        ):
+            d = codec.decode(DeviceRecord, v)
+            out.append(
+                {
+                    "handle": d.handle,
+                    "kind": d.kind,
+                    "subsystem": d.subsystem,
+                    "org": d.org,
+                    "readings": d.readings,
+                    "last_ts_ms": d.last_ts_ms,
+                }
+            )
+        return web.json_response({"devices": out})
+
+    async def readings(self, request: web.Request) -> web.Response:
+        dev = self._device(request)
+        now = int(time.time() * 1000)
+        start = parse_int(request, "from", 0)
+        stop = parse_int(request, "to", now + 86_400_000)
+        limit = parse_int(request, "limit", 1000, 1, 10_000)
+        if stop < start:
+            raise CempError(Code.BAD_REQUEST, "'to' is before 'from'")
+        quantity = request.query.get("quantity")
+        lo, hi = schema.reading_range(dev.devnum, start, stop)
+        out: list[dict[str, Any]] = []
+        for k, v in self.ledger.store.iterate(lo, hi, limit=None if quantity else limit):
+            _, ts, seq = schema.parse_reading_key(k)
+            q, val, unit, flags = decode_reading_value(v)
+            if quantity and q != quantity:
+                continue
+            out.append({"seq": seq, "ts_ms": ts, "quantity": q, "value": val, "unit": unit, "flags": flags})
+            if len(out) >= limit:
+                break
+        return web.json_response({"device": dev.handle, "readings": out})
+
+    async def hourly(self, request: web.Request) -> web.Response:
+        dev = self._device(request)
+        quantity = request.query.get("quantity")
+        start = parse_int(request, "from", 0) // 3_600_000
+        stop = parse_int(request, "to", int(time.time() * 1000) + 3_600_000) // 3_600_000 + 1
+        out: list[dict[str, Any]] = []
+        if quantity:
+            lo, hi = schema.hourly_range(dev.devnum, quantity, start, stop)
+            items = list(self.ledger.store.iterate(lo, hi, limit=10_000))
+        else:
+            p = schema.hourly_device_prefix(dev.devnum)
+            items = [
+                (k, v)
+                for k, v in self.ledger.store.iterate(p, prefix_stop(p), limit=50_000)
+                if start <= schema.parse_hourly_key(k)[2] < stop
+            ]
+        for k, v in items:
+            _, q, hour = schema.parse_hourly_key(k)
+            a = codec.decode(HourlyAggregate, v)
+            out.append(
+                {
+                    "quantity": q,
+                    "hour_start_ms": hour * 3_600_000,
+                    "count": a.count,
+                    "sum": a.total,
+                    "min": a.minimum,
+                    "max": a.maximum,
+                    "mean": a.total / a.count if a.count else None,
+                    "first_ts_ms": a.first_ts_ms,
+                    "first_value": a.first_value,
+                    "last_ts_ms": a.last_ts_ms,
+                    "last_value": a.last_value,
+                    "delta": a.last_value - a.first_value,
+                    "flagged": a.flagged,
+                }
+            )
+        return web.json_response({"device": dev.handle, "hours": out})

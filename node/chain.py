@@ -1,0 +1,397 @@
+"""The ledger: the one apply path from blocks to state, used by the producer, followers and ``cemp verify``.
+
+Invariants:
+- a block is applied in ONE atomic write batch (``sync=True``) holding the block, its tx index and results,
+  every state write, the new height and the state accumulator; on restart the node resumes at exactly the
+  last height that batch recorded;
+- execution is deterministic: a tx depends only on state, the block header and genesis, so every node
+  marks the same txs invalid with the same reason and reaches the same app hash;
+- an invalid tx inside a block consumes nothing but, if its signature and nonce were good, its nonce.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+# Importing the kinds registers them.
+import node.devices
+from node import codec, merkle, schema
+from node.crypto import KeyPair, sha256, verify
+from node.errors import CempError, Code
+from node.state import Overlay, StateView
+from node.statehash import StateHash
+from node.store import Store
+from node.txkinds import KINDS, Env, TxKind
+from node.types import (
+    DOMAIN_BLOCK,
+    DOMAIN_TX,
+    DOMAIN_VOTE,
+    ZERO_HASH,
+    Blob,
+    Block,
+    BlockHeader,
+    CommitSig,
+    Genesis,
+    Hash32,
+    Height,
+    NodeInfo,
+    Nonce,
+    ShortStr,
+    Term,
+    Text,
+    TimestampMs,
+    Tx,
+    TxLocation,
+    TxResult,
+    UnsignedTx,
+)
+
+import node.readings  # noqa: F401  isort: skip
+
+OK = TxResult(0, Text(""))
+
+
+def genesis_hash(genesis: Genesis) -> Hash32:
+    return sha256(b"CEMP/genesis/v1\x00" + codec.encode(genesis))
+
+
+def header_hash(header: BlockHeader) -> Hash32:
+    return sha256(codec.encode(header))
+
+
+def tx_signing_bytes(tx: Tx) -> bytes:
+    return codec.encode(tx.unsigned())
+
+
+def sign_tx(key: KeyPair, chain_id: str, kind: str, nonce: int, payload_obj: object) -> tuple[bytes, Hash32]:
+    """Build, sign and encode a tx; returns (encoded tx, tx hash)."""
+    payload = Blob(codec.encode(payload_obj))
+    unsigned = UnsignedTx(ShortStr(chain_id), ShortStr(kind), key.public, Nonce(nonce), payload)
+    sig = key.sign(DOMAIN_TX, codec.encode(unsigned))
+    tx = Tx(unsigned.chain_id, unsigned.kind, unsigned.sender, unsigned.nonce, unsigned.payload, sig)
+    raw = codec.encode(tx)
+    return raw, sha256(raw)
+
+
+def quorum(n: int) -> int:
+    return n // 2 + 1
+
+
+@dataclass(slots=True)
+class DecodedTx:
+    raw: bytes
+    hash: Hash32
+    tx: Tx
+    kind: TxKind
+    payload: Any
+
+
+@dataclass(slots=True)
+class StagedBlock:
+    """Effects of executing a block, not yet written."""
+
+    header: BlockHeader
+    txs: tuple[bytes, ...]
+    tx_hashes: list[Hash32]
+    results: list[TxResult]
+    overlay: Overlay
+
+
+class ChainError(Exception):
+    """A block that must not be applied (bad header, signature, roots) or a damaged store."""
+
+
+class Ledger:
+    def __init__(self, store: Store, genesis: Genesis) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.params = genesis.params
+        self.genesis_hash = genesis_hash(genesis)
+        self.nodes: dict[str, NodeInfo] = {n.node_id: n for n in genesis.nodes}
+        self.verified: set[bytes] = set()
+        """Tx hashes whose signature this process already checked at admission (skip on apply)."""
+        self._verified_lock = threading.Lock()
+        stored = store.get(schema.META_GENESIS)
+        if stored is None:
+            store.write(
+                {
+                    schema.META_GENESIS: codec.encode(genesis),
+                    schema.META_HEIGHT: (0).to_bytes(8, "big"),
+                    schema.META_STATE_ACC: StateHash().to_bytes(),
+                    schema.META_LAST_HASH: self.genesis_hash,
+                },
+                sync=True,
+            )
+        elif stored != codec.encode(genesis):
+            raise ChainError("the data directory belongs to a different genesis; refusing to mix chains")
+        self._load_head()
+
+    def _load_head(self) -> None:
+        raw_h = self.store.get(schema.META_HEIGHT)
+        acc = self.store.get(schema.META_STATE_ACC)
+        last = self.store.get(schema.META_LAST_HASH)
+        if raw_h is None or acc is None or last is None:
+            raise ChainError("store is missing its head records (height, state accumulator, last hash)")
+        self.height = Height(int.from_bytes(raw_h, "big"))
+        self.acc = StateHash.from_bytes(acc)
+        self.last_hash = Hash32(last)
+        self.last_time_ms = TimestampMs(self.genesis.time_ms)
+        self.last_term = Term(0)
+        if self.height > 0:
+            head = self.block(self.height)
+            if head is None or header_hash(head.header) != self.last_hash:
+                raise ChainError(f"head block {self.height} is missing or does not match the recorded hash")
+            self.last_time_ms = head.header.time_ms
+            self.last_term = head.header.term
+
+    @property
+    def app_hash(self) -> Hash32:
+        return self.acc.digest()
+
+    # --- txs ---------------------------------------------------------------------------------
+    def decode_tx(self, raw: bytes) -> DecodedTx:
+        """Stateless checks: size, canonical encoding, chain id, kind, payload shape. No signature check."""
+        if len(raw) > self.params.max_tx_bytes:
+            raise CempError(
+                Code.TOO_LARGE, f"tx is {len(raw)} bytes; the limit is {self.params.max_tx_bytes}"
+            )
+        tx = codec.decode(Tx, raw)
+        if tx.chain_id != self.genesis.chain_id:
+            raise CempError(
+                Code.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}; this node runs {self.genesis.chain_id!r}"
+            )
+        kind = KINDS.get(tx.kind)
+        if kind is None:
+            raise CempError(
+                Code.UNKNOWN_KIND, f"unknown tx kind {tx.kind!r}; known: {', '.join(sorted(KINDS))}"
+            )
+        if tx.nonce == 0:
+            raise CempError(Code.NONCE_GAP, "nonces start at 1")
+        try:
+            payload = codec.decode(kind.payload_type, tx.payload)
+        except CempError as e:
+            raise CempError(e.code, f"{tx.kind} payload: {e.message}") from None
+        return DecodedTx(raw, sha256(raw), tx, kind, payload)
+
+    def check_signature(self, d: DecodedTx) -> None:
+        with self._verified_lock:
+            if d.hash in self.verified:
+                return
+        if not verify(d.tx.sender, DOMAIN_TX, tx_signing_bytes(d.tx), d.tx.signature):
+            raise CempError(Code.BAD_SIGNATURE, "signature does not verify against the sender key")
+
+    def mark_verified(self, tx_hash: bytes) -> None:
+        with self._verified_lock:
+            self.verified.add(tx_hash)
+
+    def nonce_of(self, view: StateView, sender: bytes) -> int:
+        raw = view.get(schema.nonce(sender))
+        return int.from_bytes(raw, "big") if raw else 0
+
+    def check_nonce(self, view: StateView, d: DecodedTx) -> None:
+        last = self.nonce_of(view, d.tx.sender)
+        if d.tx.nonce <= last:
+            raise CempError(
+                Code.NONCE_REPLAYED, f"nonce {d.tx.nonce} already used (sender's last nonce is {last})"
+            )
+        if d.tx.nonce != last + 1:
+            raise CempError(Code.NONCE_GAP, f"nonce {d.tx.nonce} skips ahead; the next nonce is {last + 1}")
+
+    def tx_location(self, tx_hash: bytes) -> TxLocation | None:
+        raw = self.store.get(schema.tx(tx_hash))
+        return None if raw is None else codec.decode(TxLocation, raw)
+
+    # --- execution ---------------------------------------------------------------------------
+    def execute(
+        self,
+        raw_txs: tuple[bytes, ...],
+        *,
+        time_ms: int,
+        proposer: str,
+        term: int,
+        last_commit: tuple[CommitSig, ...],
+        decoded: list[DecodedTx | None] | None = None,
+    ) -> StagedBlock:
+        """Run ``raw_txs`` on top of the committed head; returns the staged block (header unsigned)."""
+        height = Height(self.height + 1)
+        overlay = Overlay(self.store, self.acc)
+        results: list[TxResult] = []
+        hashes: list[Hash32] = []
+        for i, raw in enumerate(raw_txs):
+            pre = decoded[i] if decoded is not None else None
+            res, h = self._apply_tx(overlay, raw, pre, height, TimestampMs(time_ms), i)
+            results.append(res)
+            hashes.append(h)
+        header = BlockHeader(
+            chain_id=self.genesis.chain_id,
+            height=height,
+            prev_hash=self.last_hash,
+            time_ms=TimestampMs(time_ms),
+            proposer=ShortStr(proposer),
+            term=Term(term),
+            tx_root=merkle.root(raw_txs),
+            results_root=merkle.root([codec.encode(r) for r in results]),
+            app_hash=overlay.acc.digest(),
+            last_commit=last_commit,
+        )
+        return StagedBlock(header, raw_txs, hashes, results, overlay)
+
+    def _apply_tx(
+        self, st: Overlay, raw: bytes, pre: DecodedTx | None, height: Height, time_ms: TimestampMs, index: int
+    ) -> tuple[TxResult, Hash32]:
+        h = pre.hash if pre is not None else sha256(raw)
+        st.begin()
+        consumed_nonce = False
+        try:
+            d = pre if pre is not None else self.decode_tx(raw)
+            self.check_signature(d)
+            self.check_nonce(st, d)
+            st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
+            consumed_nonce = True
+            env = Env(self.genesis, height, time_ms, h, index)
+            d.kind.check(st, env, d.tx, d.payload)
+            d.kind.apply(st, env, d.tx, d.payload)
+            result = OK
+        except CempError as e:
+            result = TxResult(int(e.code), Text(e.message[:1024]))
+            st.rollback()
+            st.begin()
+            if consumed_nonce:
+                st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
+        tkey = schema.tx(h)
+        if st.get(tkey) is None:  # a duplicate keeps the first location
+            st.put(tkey, codec.encode(TxLocation(height, index, result.code, result.reason)))
+        st.release()
+        with self._verified_lock:
+            self.verified.discard(h)
+        return result, h
+
+    def sign_block(self, staged: StagedBlock, key: KeyPair) -> Block:
+        sig = key.sign(DOMAIN_BLOCK, codec.encode(staged.header))
+        return Block(staged.header, sig, tuple(Blob(t) for t in staged.txs))
+
+    def vote(self, block_hash: bytes, node_id: str, key: KeyPair) -> CommitSig:
+        return CommitSig(ShortStr(node_id), key.sign(DOMAIN_VOTE, block_hash))
+
+    def commit(self, block: Block, staged: StagedBlock, cert: tuple[CommitSig, ...] = ()) -> None:
+        """Write the block and all its effects in one synced batch, then advance the head."""
+        h = header_hash(block.header)
+        changes: dict[bytes, bytes | None] = dict(staged.overlay.writes)
+        changes[schema.block(block.header.height)] = codec.encode(block)
+        changes[schema.block_by_hash(h)] = block.header.height.to_bytes(8, "big")
+        changes[schema.META_HEIGHT] = block.header.height.to_bytes(8, "big")
+        changes[schema.META_STATE_ACC] = staged.overlay.acc.to_bytes()
+        changes[schema.META_LAST_HASH] = h
+        changes[schema.block_results(block.header.height)] = codec.encode(_Results(tuple(staged.results)))
+        if cert:
+            changes[schema.commit_cert(block.header.height)] = codec.encode(_Cert(cert))
+        self.store.write(changes, sync=True)
+        self.height = block.header.height
+        self.acc = staged.overlay.acc
+        self.last_hash = h
+        self.last_time_ms = block.header.time_ms
+        self.last_term = block.header.term
+
+    # --- validation of a block made elsewhere (followers, replay, verify) ----------------------
+    def check_commit(self, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str) -> None:
+        seen: set[str] = set()
+        for s in sigs:
+            info = self.nodes.get(s.node_id)
+            if info is None:
+                raise ChainError(f"{what}: vote from unknown node {s.node_id!r}")
+            if s.node_id in seen:
+                raise ChainError(f"{what}: two votes from node {s.node_id!r}")
+            if not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
+                raise ChainError(f"{what}: vote of node {s.node_id!r} does not verify")
+            seen.add(s.node_id)
+        need = quorum(len(self.nodes))
+        if len(seen) < need:
+            raise ChainError(f"{what}: {len(seen)} votes, a majority needs {need}")
+
+    def check_header(self, block: Block) -> None:
+        hd = block.header
+        if hd.chain_id != self.genesis.chain_id:
+            raise ChainError(f"block {hd.height}: chain id {hd.chain_id!r} is not {self.genesis.chain_id!r}")
+        if hd.height != self.height + 1:
+            raise ChainError(f"block {hd.height}: expected height {self.height + 1}")
+        if hd.prev_hash != self.last_hash:
+            raise ChainError(f"block {hd.height}: prev_hash does not match block {self.height}'s hash")
+        if hd.time_ms <= self.last_time_ms:
+            raise ChainError(
+                f"block {hd.height}: time {hd.time_ms} does not advance past {self.last_time_ms}"
+            )
+        info = self.nodes.get(hd.proposer)
+        if info is None:
+            raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a consortium node")
+        if not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), block.signature):
+            raise ChainError(f"block {hd.height}: proposer signature does not verify")
+        if hd.height > 1:
+            self.check_commit(self.last_hash, hd.last_commit, f"block {hd.height} last_commit")
+        elif hd.last_commit:
+            raise ChainError("block 1 must not carry commit votes")
+        if merkle.root(block.txs) != hd.tx_root:
+            raise ChainError(f"block {hd.height}: tx_root does not match its txs")
+
+    def apply_block(self, block: Block, cert: tuple[CommitSig, ...] = ()) -> StagedBlock:
+        """Validate a block made elsewhere, execute it, check its roots, and commit it."""
+        self.check_header(block)
+        hd = block.header
+        staged = self.execute(
+            block.txs, time_ms=hd.time_ms, proposer=hd.proposer, term=hd.term, last_commit=hd.last_commit
+        )
+        if staged.header.results_root != hd.results_root:
+            raise ChainError(f"block {hd.height}: results differ from the proposer's (results_root mismatch)")
+        if staged.header.app_hash != hd.app_hash:
+            raise ChainError(
+                f"block {hd.height}: state after execution differs from the proposer's (app_hash)"
+            )
+        self.commit(block, staged, cert)
+        return staged
+
+    # --- reads -------------------------------------------------------------------------------
+    def block(self, height: int) -> Block | None:
+        raw = self.store.get(schema.block(height))
+        return None if raw is None else codec.decode(Block, raw)
+
+    def block_raw(self, height: int) -> bytes | None:
+        return self.store.get(schema.block(height))
+
+    def height_of_hash(self, block_hash: bytes) -> int | None:
+        raw = self.store.get(schema.block_by_hash(block_hash))
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def cert(self, height: int) -> tuple[CommitSig, ...]:
+        """Commit votes on block ``height``: from block ``height+1``'s header, else from the local record."""
+        nxt = self.block(height + 1)
+        if nxt is not None:
+            return nxt.header.last_commit
+        raw = self.store.get(schema.commit_cert(height))
+        return () if raw is None else codec.decode(_Cert, raw).sigs
+
+    def results(self, height: int) -> tuple[TxResult, ...]:
+        raw = self.store.get(schema.block_results(height))
+        return () if raw is None else codec.decode(_Results, raw).results
+
+
+@dataclass(frozen=True, slots=True)
+class _Cert:
+    sigs: tuple[CommitSig, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Results:
+    results: tuple[TxResult, ...]
+
+
+__all__ = [
+    "ZERO_HASH",
+    "ChainError",
+    "DecodedTx",
+    "Ledger",
+    "StagedBlock",
+    "genesis_hash",
+    "header_hash",
+    "sign_tx",
+]

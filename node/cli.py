@@ -1,0 +1,190 @@
+"""``cemp``: the one command line for keys, genesis, nodes, verification and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from node.config import ConfigError, load_config
+from node.crypto import KeyFileError, KeyPair, read_key_file, write_key_file
+from node.genesis import GenesisError, genesis_from_toml, write_genesis
+
+EPILOG = """examples:
+  cemp keys new --out keys/owner.admin.key          # new Ed25519 key (0600)
+  cemp init --config consortium.toml --out genesis.cemp
+  cemp node --config owner-1.toml                   # run one org's node
+  cemp verify --data-dir demo-data/data/owner-1     # re-check every block and state value
+  cemp demo                                         # everything on localhost
+"""
+
+
+def _passphrase(args: argparse.Namespace, confirm: bool) -> bytes | None:
+    env = os.environ.get("CEMP_KEY_PASSPHRASE")
+    if env:
+        return env.encode()
+    if not getattr(args, "passphrase", False):
+        return None
+    p1 = getpass.getpass("passphrase: ")
+    if confirm and getpass.getpass("again: ") != p1:
+        raise SystemExit("passphrases differ")
+    return p1.encode()
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        print(f"{out} exists; use --force to overwrite", file=sys.stderr)
+        return 2
+    key = KeyPair.generate()
+    write_key_file(out, key, _passphrase(args, True), label=args.label or out.stem)
+    print(json.dumps({"file": str(out), "public_key": key.public.hex()}))
+    return 0
+
+
+def cmd_keys_show(args: argparse.Namespace) -> int:
+    try:
+        key = read_key_file(Path(args.file), _passphrase(args, False))
+    except KeyFileError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print(json.dumps({"file": args.file, "public_key": key.public.hex()}))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    try:
+        g = genesis_from_toml(Path(args.config))
+    except GenesisError as e:
+        print(f"genesis: {e}", file=sys.stderr)
+        return 2
+    from node.chain import genesis_hash
+
+    write_genesis(g, Path(args.out))
+    print(
+        json.dumps(
+            {
+                "file": args.out,
+                "chain_id": g.chain_id,
+                "genesis_hash": genesis_hash(g).hex(),
+                "orgs": [o.name for o in g.orgs],
+                "nodes": [n.node_id for n in g.nodes],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from node.server import serve
+
+    try:
+        cfg = load_config(Path(args.config))
+    except ConfigError as e:
+        print(f"config: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(serve(cfg))
+    except (KeyFileError, GenesisError, ValueError) as e:
+        print(f"cannot start node: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from node.verify import verify_data_dir
+
+    rep = verify_data_dir(Path(args.data_dir), progress=not args.quiet, workers=args.workers)
+    doc: dict[str, object] = {
+        "ok": rep.ok,
+        "height": rep.height,
+        "blocks": rep.blocks,
+        "txs": rep.txs,
+        "state_keys": rep.state_keys,
+        "seconds": round(rep.seconds, 3),
+        "tx_per_s": round(rep.tx_per_s, 1),
+    }
+    if rep.problem:
+        doc["problem"] = rep.problem
+    if rep.warnings:
+        doc["warnings"] = rep.warnings
+    print(json.dumps(doc))
+    return 0 if rep.ok else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import main as demo_main
+
+    return demo_main(Path(args.dir), args.port, args.duration, args.fresh)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cemp",
+        description="CEMP: a permissioned carbon-data ledger for buildings (nodes, keys, genesis, verify, demo).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    keys = sub.add_parser("keys", help="create and inspect Ed25519 key files")
+    ks = keys.add_subparsers(dest="keys_cmd", required=True)
+    kn = ks.add_parser("new", help="write a new key file (mode 0600)")
+    kn.add_argument("--out", required=True, help="path of the key file to write")
+    kn.add_argument("--label", help="free-text label stored in the file")
+    kn.add_argument(
+        "--passphrase", action="store_true", help="encrypt the seed (prompted, or CEMP_KEY_PASSPHRASE)"
+    )
+    kn.add_argument("--force", action="store_true", help="overwrite an existing file")
+    kn.set_defaults(func=cmd_keys_new)
+    kw = ks.add_parser("show", help="print a key file's public key (checks the passphrase if encrypted)")
+    kw.add_argument("file")
+    kw.add_argument("--passphrase", action="store_true", help="prompt for the passphrase")
+    kw.set_defaults(func=cmd_keys_show)
+
+    ini = sub.add_parser("init", help="build a genesis file from a consortium TOML")
+    ini.add_argument(
+        "--config", required=True, help="consortium TOML: chain_id, [[orgs]], [[nodes]], [params]"
+    )
+    ini.add_argument("--out", default="genesis.cemp", help="genesis file to write (default genesis.cemp)")
+    ini.set_defaults(func=cmd_init)
+
+    nd = sub.add_parser("node", help="run one org's node (API, block production)")
+    nd.add_argument("--config", required=True, help="node TOML (node_id, data_dir, key_file, genesis, [api])")
+    nd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    nd.set_defaults(func=cmd_node)
+
+    ve = sub.add_parser("verify", help="re-check every block, signature, root and state value of a data dir")
+    ve.add_argument("--data-dir", required=True, help="the node's data directory (stop the node first)")
+    ve.add_argument("--workers", type=int, default=None, help="signature-checking processes (default: 2)")
+    ve.add_argument("--quiet", action="store_true", help="no progress bar")
+    ve.set_defaults(func=cmd_verify)
+
+    de = sub.add_parser("demo", help="run a local consortium with simulated device-signed readings")
+    de.add_argument(
+        "--dir", default="demo-data", help="where keys, genesis and data live (default demo-data)"
+    )
+    de.add_argument(
+        "--port", type=int, default=int(os.environ.get("CEMP_DEMO_PORT", "7001")), help="API port"
+    )
+    de.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
+    de.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The one canonical encoding of every wire object: msgpack arrays in dataclass field order.
+
+Invariants:
+- ``encode(x)`` is deterministic: arrays only (no maps), smallest integer forms, str as msgpack str and
+  bytes as msgpack bin, no floats, no extension types;
+- ``decode(cls, b)`` accepts only bytes that ``encode`` would produce: it unpacks, re-packs the raw
+  structure and refuses any difference (``NonCanonical``), then checks every field's type and size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgpack
+
+from node import types as t
+from node.errors import CempError, Code
+
+T = TypeVar("T")
+
+UINT64_MAX = (1 << 64) - 1
+INT64_MIN = -(1 << 63)
+INT64_MAX = (1 << 63) - 1
+
+# Size limits by domain type: (python type, exact or max length, signed?).
+_FIXED_BYTES: dict[Any, int] = {t.Hash32: 32, t.PublicKey: 32, t.Signature: 64}
+_MAX_STR: dict[Any, int] = {t.Handle: 255, t.ShortStr: 64, t.Text: 1024}
+_MAX_BYTES: dict[Any, int] = {t.Blob: 1 << 20}
+DEFAULT_MAX_STR = 4096
+DEFAULT_MAX_BYTES = 1 << 20
+MAX_ENCODED = 64 << 20
+
+
+class DecodeError(CempError):
+    """Bytes that are not a valid canonical encoding of the expected object."""
+
+    def __init__(self, message: str, code: Code = Code.MALFORMED) -> None:
+        super().__init__(code, message)
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def to_wire(obj: object) -> object:
+    """Dataclass tree -> nested lists of primitives, in field order."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return [to_wire(getattr(obj, f.name)) for f in _fields(type(obj))]
+    if isinstance(obj, tuple | list):
+        return [to_wire(x) for x in obj]
+    if isinstance(obj, bool | float) or obj is None:
+        raise TypeError(f"{type(obj).__name__} is not a wire type")
+    return obj
+
+
+def encode(obj: object) -> bytes:
+    return _pack(to_wire(obj))
+
+
+def unpack_raw(data: bytes) -> object:
+    """Unpack one canonical msgpack value; raises DecodeError on malformed or non-canonical bytes."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError("expected bytes")
+    if len(data) > MAX_ENCODED:
+        raise DecodeError(f"encoded object is {len(data)} bytes; the limit is {MAX_ENCODED}", Code.TOO_LARGE)
+    try:
+        raw = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            max_bin_len=MAX_ENCODED,
+            max_str_len=MAX_ENCODED,
+        )
+    except msgpack.ExtraData:
+        raise DecodeError("trailing bytes after the msgpack object") from None
+    except (ValueError, msgpack.UnpackException, TypeError) as e:
+        raise DecodeError(f"not valid msgpack: {e}") from None
+    try:
+        again = _pack(raw)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise DecodeError(f"contains values that have no canonical form: {e}") from None
+    if again != bytes(data):
+        raise DecodeError("msgpack is not in canonical form (re-encoding differs)", Code.NON_CANONICAL)
+    return raw
+
+
+def decode(cls: type[T], data: bytes) -> T:
+    """Canonical bytes -> typed object of ``cls``."""
+    raw = unpack_raw(data)
+    return _decoder(cls)(raw, cls.__name__)  # type: ignore[return-value]
+
+
+def from_wire(cls: type[T], raw: object) -> T:
+    """Typed object from an already-unpacked raw structure (no canonical check)."""
+    return _decoder(cls)(raw, cls.__name__)  # type: ignore[return-value]
+
+
+# --- decoders, compiled once per class -------------------------------------------------------
+
+Decoder = Callable[[object, str], object]
+_DECODERS: dict[Any, Decoder] = {}
+_FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    f = _FIELDS.get(cls)
+    if f is None:
+        f = _FIELDS[cls] = dataclasses.fields(cls)
+    return f
+
+
+def _fail(where: str, msg: str) -> DecodeError:
+    return DecodeError(f"{where}: {msg}", Code.BAD_TYPE)
+
+
+def _int_decoder(lo: int, hi: int) -> Decoder:
+    def dec(v: object, where: str) -> object:
+        if type(v) is not int:
+            raise _fail(where, f"expected an integer, got {type(v).__name__}")
+        if not lo <= v <= hi:
+            raise _fail(where, f"integer {v} out of range [{lo}, {hi}]")
+        return v
+
+    return dec
+
+
+def _str_decoder(max_len: int) -> Decoder:
+    def dec(v: object, where: str) -> object:
+        if type(v) is not str:
+            raise _fail(where, f"expected a string, got {type(v).__name__}")
+        if len(v) > max_len:
+            raise _fail(where, f"string of {len(v)} chars exceeds {max_len}")
+        return v
+
+    return dec
+
+
+def _bytes_decoder(exact: int | None, max_len: int) -> Decoder:
+    def dec(v: object, where: str) -> object:
+        if type(v) is not bytes:
+            raise _fail(where, f"expected bytes, got {type(v).__name__}")
+        if exact is not None and len(v) != exact:
+            raise _fail(where, f"expected exactly {exact} bytes, got {len(v)}")
+        if len(v) > max_len:
+            raise _fail(where, f"{len(v)} bytes exceeds {max_len}")
+        return v
+
+    return dec
+
+
+def _tuple_decoder(item: Decoder) -> Decoder:
+    def dec(v: object, where: str) -> object:
+        if type(v) is not tuple:
+            raise _fail(where, f"expected an array, got {type(v).__name__}")
+        return tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
+
+    return dec
+
+
+def _class_decoder(cls: type) -> Decoder:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in _fields(cls)]
+    subs = [_decoder(hints[n]) for n in names]
+    n_fields = len(names)
+    pairs = list(zip(names, subs, strict=True))
+
+    def dec(v: object, where: str) -> object:
+        if type(v) is not tuple:
+            raise _fail(where, f"expected an array of {n_fields} fields, got {type(v).__name__}")
+        if len(v) != n_fields:
+            raise _fail(where, f"expected {n_fields} fields ({', '.join(names)}), got {len(v)}")
+        args = [sub(x, f"{where}.{name}") for (name, sub), x in zip(pairs, v, strict=True)]
+        return cls(*args)
+
+    return dec
+
+
+def _decoder(tp: Any) -> Decoder:
+    d = _DECODERS.get(tp)
+    if d is not None:
+        return d
+    if dataclasses.is_dataclass(tp):
+        d = _class_decoder(tp)  # type: ignore[arg-type]
+    elif tp in _FIXED_BYTES:
+        d = _bytes_decoder(_FIXED_BYTES[tp], _FIXED_BYTES[tp])
+    elif tp in _MAX_BYTES:
+        d = _bytes_decoder(None, _MAX_BYTES[tp])
+    elif tp in _MAX_STR:
+        d = _str_decoder(_MAX_STR[tp])
+    elif tp is t.SignedInt:
+        d = _int_decoder(INT64_MIN, INT64_MAX)
+    elif tp is int or getattr(tp, "__supertype__", None) is int:
+        d = _int_decoder(0, UINT64_MAX)
+    elif tp is str:
+        d = _str_decoder(DEFAULT_MAX_STR)
+    elif tp is bytes:
+        d = _bytes_decoder(None, DEFAULT_MAX_BYTES)
+    elif typing.get_origin(tp) is tuple:
+        args = typing.get_args(tp)
+        if len(args) != 2 or args[1] is not Ellipsis:
+            raise TypeError(f"only homogeneous tuples are wire types: {tp}")
+        d = _tuple_decoder(_decoder(args[0]))
+    else:
+        raise TypeError(f"not a wire type: {tp!r}")
+    _DECODERS[tp] = d
+    return d

@@ -1,0 +1,82 @@
+"""Node configuration: a TOML file, overridable by ``CEMP_*`` environment variables.
+
+Example::
+
+    node_id = "owner-1"
+    data_dir = "data/owner-1"
+    key_file = "keys/owner-1.node.key"
+    genesis = "genesis.cemp"
+    [api]
+    host = "127.0.0.1"
+    port = 7001
+
+Relative paths are relative to the config file. Environment: ``CEMP_NODE_ID``, ``CEMP_DATA_DIR``,
+``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_KEY_PASSPHRASE``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node_id: str
+    data_dir: Path
+    key_file: Path
+    genesis: Path
+    api_host: str = "127.0.0.1"
+    api_port: int = 7001
+    mempool_max: int = 100_000
+    peers_allow_plain_http: bool = True
+
+
+def _path(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p)
+
+
+def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
+    env = dict(os.environ) if env is None else env
+    try:
+        doc: dict[str, Any] = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    base = Path(path).resolve().parent
+    api = doc.get("api", {})
+    if not isinstance(api, dict):
+        raise ConfigError(f"{path}: [api] must be a table")
+
+    def pick(key: str, envkey: str, default: Any = None) -> Any:
+        if envkey in env:
+            return env[envkey]
+        v = doc.get(key, default)
+        if v is None:
+            raise ConfigError(f"{path}: missing required key {key!r} (or set {envkey})")
+        return v
+
+    try:
+        port = int(str(env.get("CEMP_API_PORT", api.get("port", 7001))))
+    except ValueError:
+        raise ConfigError("api port must be an integer") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"api port {port} out of range")
+    return NodeConfig(
+        node_id=str(pick("node_id", "CEMP_NODE_ID")),
+        data_dir=_path(base, str(pick("data_dir", "CEMP_DATA_DIR"))),
+        key_file=_path(base, str(pick("key_file", "CEMP_KEY_FILE"))),
+        genesis=_path(base, str(pick("genesis", "CEMP_GENESIS"))),
+        api_host=str(env.get("CEMP_API_HOST", api.get("host", "127.0.0.1"))),
+        api_port=port,
+        mempool_max=int(doc.get("mempool_max", 100_000)),
+    )

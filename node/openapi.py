@@ -1,0 +1,199 @@
+"""OpenAPI 3.1 description of the node API (served at ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERR = {"$ref": "#/components/responses/Error"}
+
+
+def _q(name: str, desc: str, typ: str = "integer", required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": desc, "schema": {"type": typ}}
+
+
+_HANDLE = {
+    "name": "handle",
+    "in": "path",
+    "required": True,
+    "description": "device handle, e.g. 88.123.45/101.1.1",
+    "schema": {"type": "string"},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "CEMP node API",
+        "version": "1",
+        "description": "Submit signed txs (canonical msgpack), read blocks, txs with Merkle proofs, device readings "
+        "and hourly aggregates. Errors are JSON {code, message} with a 4xx status.",
+    },
+    "paths": {
+        "/v1/txs": {
+            "post": {
+                "summary": "Submit one encoded tx",
+                "parameters": [
+                    _q("wait", "'commit' to answer once the tx is in a committed block", "string"),
+                    _q("timeout_ms", "how long to wait for the commit (default 30000)"),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "committed (or already known)",
+                        "content": {"application/json": {}},
+                    },
+                    "202": {"description": "admitted to the mempool", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "401": _ERR,
+                    "404": _ERR,
+                    "409": _ERR,
+                    "413": _ERR,
+                    "422": _ERR,
+                    "429": _ERR,
+                },
+            }
+        },
+        "/v1/txs/batch": {
+            "post": {
+                "summary": "Submit many encoded txs (msgpack array of bin); one outcome per tx",
+                "parameters": [
+                    _q("wait", "'commit' to wait for all", "string"),
+                    _q("timeout_ms", "wait limit"),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {
+                    "200": {"description": "outcomes", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "413": _ERR,
+                },
+            }
+        },
+        "/v1/txs/{hash}": {
+            "get": {
+                "summary": "A tx with its result, decoded payload and Merkle inclusion proof",
+                "parameters": [
+                    {"name": "hash", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "tx", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
+        "/v1/blocks": {
+            "get": {
+                "summary": "Newest blocks first",
+                "parameters": [_q("before", "list blocks below this height"), _q("limit", "at most 200")],
+                "responses": {
+                    "200": {"description": "headers", "content": {"application/json": {}}},
+                    "400": _ERR,
+                },
+            }
+        },
+        "/v1/blocks/{ref}": {
+            "get": {
+                "summary": "A block by height or hash, with tx results and commit certificate",
+                "parameters": [
+                    {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _q("format", "'msgpack' for the canonical encoded block", "string"),
+                ],
+                "responses": {
+                    "200": {"description": "block", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
+        "/v1/devices": {
+            "get": {
+                "summary": "Registered devices",
+                "parameters": [_q("limit", "at most 1000")],
+                "responses": {"200": {"description": "devices", "content": {"application/json": {}}}},
+            }
+        },
+        "/v1/devices/{handle}": {
+            "get": {
+                "summary": "A device record",
+                "parameters": [_HANDLE],
+                "responses": {
+                    "200": {"description": "device", "content": {"application/json": {}}},
+                    "404": _ERR,
+                },
+            }
+        },
+        "/v1/devices/{handle}/readings": {
+            "get": {
+                "summary": "Readings of a device in a time range",
+                "parameters": [
+                    _HANDLE,
+                    _q("from", "start, Unix ms (inclusive)"),
+                    _q("to", "end, Unix ms (exclusive)"),
+                    _q("quantity", "only this quantity", "string"),
+                    _q("limit", "at most 10000"),
+                ],
+                "responses": {
+                    "200": {"description": "readings", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
+        "/v1/devices/{handle}/hourly": {
+            "get": {
+                "summary": "Hourly aggregates (count, sum, min, max, first/last, delta) per quantity",
+                "parameters": [
+                    _HANDLE,
+                    _q("from", "Unix ms"),
+                    _q("to", "Unix ms"),
+                    _q("quantity", "quantity", "string"),
+                ],
+                "responses": {
+                    "200": {"description": "aggregates", "content": {"application/json": {}}},
+                    "400": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
+        "/v1/nonces/{pubkey}": {
+            "get": {
+                "summary": "A sender's last committed nonce and the next one to use",
+                "parameters": [
+                    {"name": "pubkey", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {"description": "nonce", "content": {"application/json": {}}},
+                    "400": _ERR,
+                },
+            }
+        },
+        "/v1/status": {
+            "get": {
+                "summary": "Node status: node_id, height, term, leader, app hash",
+                "responses": {"200": {"description": "status", "content": {"application/json": {}}}},
+            }
+        },
+        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+    },
+    "components": {
+        "responses": {
+            "Error": {
+                "description": "refused; nothing was written",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                        }
+                    }
+                },
+            }
+        }
+    },
+}

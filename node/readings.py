@@ -1,0 +1,215 @@
+"""The ``readings`` kind: a batch of measurements from one device, signed by that device's own key.
+
+Checks (the same at admission and on apply, so a node never commits what it would refuse):
+- the device is registered and the tx is signed by its current key;
+- sequence numbers rise strictly within the batch and beyond the device's last committed one;
+- timestamps lie between 2015-01-01 and block time + ``max_future_skew_ms``;
+- quantities and units are short lower-case names; the batch is non-empty and within ``max_batch_readings``.
+Apply writes every reading under (device, time, seq) and folds it into hourly aggregates.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import IntFlag
+from typing import Any
+
+import msgpack
+
+from node import codec, schema
+from node.codec import INT64_MAX, INT64_MIN
+from node.devices import load_device
+from node.errors import CempError, Code
+from node.state import StateView
+from node.txkinds import Env, Writer, register
+from node.types import (
+    DeviceRecord,
+    HourlyAggregate,
+    Nonce,
+    Reading,
+    ReadingBatch,
+    SignedInt,
+    TimestampMs,
+    Tx,
+)
+
+EARLIEST_TS_MS = 1_420_070_400_000  # 2015-01-01T00:00:00Z
+HOUR_MS = 3_600_000
+QUANTITY_RE = re.compile(r"^[a-z][a-z0-9_.]{0,31}$")
+UNIT_RE = re.compile(r"^[A-Za-z%][A-Za-z0-9%/._]{0,15}$")
+
+
+class Flag(IntFlag):
+    """Quality flags carried on each reading (set by the collector; never used to drop data)."""
+
+    ESTIMATED = 1 << 0  # backfilled or interpolated
+    ROLLOVER = 1 << 1  # counter wrapped
+    METER_REPLACED = 1 << 2
+    NEGATIVE_DELTA = 1 << 3
+    SPIKE = 1 << 4  # beyond the physically possible
+    STALE = 1 << 5  # value did not change when it should have
+    GAP_BEFORE = 1 << 6  # readings missing before this one
+    CLOCK_DRIFT = 1 << 7  # device clock differs from the agent's
+    MANUAL = 1 << 8  # typed or confirmed by a person
+    OCR_UNCERTAIN = 1 << 9
+    SOURCE_ERROR = 1 << 10  # device answered with an error; value is a placeholder
+
+
+def _pack(obj: object) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+class ReadingsKind:
+    name = "readings"
+    payload_type = ReadingBatch
+
+    def _device(self, view: StateView, tx: Tx, batch: ReadingBatch) -> DeviceRecord:
+        dev = load_device(view, batch.device)
+        if dev is None:
+            raise CempError(Code.UNKNOWN_DEVICE, f"device {batch.device} is not registered")
+        if dev.pubkey != tx.sender:
+            raise CempError(
+                Code.WRONG_DEVICE_KEY,
+                f"readings for {batch.device} must be signed by its registered key {dev.pubkey.hex()[:16]}...",
+            )
+        return dev
+
+    def _check_readings(self, env: Env, dev: DeviceRecord, batch: ReadingBatch) -> None:
+        rs = batch.readings
+        if not rs:
+            raise CempError(Code.INVALID_PAYLOAD, "a readings batch must hold at least one reading")
+        limit = env.params.max_batch_readings
+        if len(rs) > limit:
+            raise CempError(Code.TOO_LARGE, f"batch holds {len(rs)} readings; the limit is {limit}")
+        latest = env.time_ms + env.params.max_future_skew_ms
+        prev = dev.last_seq
+        for i, r in enumerate(rs):
+            if r.seq <= prev:
+                what = "the device's last committed" if i == 0 else "the previous reading's"
+                raise CempError(
+                    Code.SEQUENCE_BACKWARDS,
+                    f"reading {i}: sequence {r.seq} is not above {what} sequence {prev}",
+                )
+            prev = r.seq
+            if not EARLIEST_TS_MS <= r.ts_ms <= latest:
+                raise CempError(
+                    Code.BAD_TIMESTAMP,
+                    f"reading {i}: timestamp {r.ts_ms} ms is outside [2015-01-01, block time + "
+                    f"{env.params.max_future_skew_ms // 1000} s]",
+                )
+            if not QUANTITY_RE.match(r.quantity):
+                raise CempError(
+                    Code.INVALID_PAYLOAD,
+                    f"reading {i}: quantity {r.quantity!r} is not a short lower-case name",
+                )
+            if not UNIT_RE.match(r.unit):
+                raise CempError(
+                    Code.INVALID_PAYLOAD, f"reading {i}: unit {r.unit!r} is not a short unit name"
+                )
+            if r.flags >= 1 << 32:
+                raise CempError(Code.INVALID_PAYLOAD, f"reading {i}: flags must fit in 32 bits")
+
+    def check(self, view: StateView, env: Env, tx: Tx, batch: ReadingBatch) -> None:
+        self._check_readings(env, self._device(view, tx, batch), batch)
+
+    def admit(self, view: StateView, env: Env, tx: Tx, batch: ReadingBatch) -> dict[bytes, bytes]:
+        dev = self._device(view, tx, batch)
+        self._check_readings(env, dev, batch)
+        return {schema.device(batch.device): codec.encode(self._advanced(dev, batch))}
+
+    @staticmethod
+    def _advanced(dev: DeviceRecord, batch: ReadingBatch) -> DeviceRecord:
+        last = batch.readings[-1]
+        return DeviceRecord(
+            dev.handle,
+            dev.pubkey,
+            dev.org,
+            dev.kind,
+            dev.subsystem,
+            dev.devnum,
+            dev.registered_height,
+            Nonce(last.seq),
+            TimestampMs(max(dev.last_ts_ms, max(r.ts_ms for r in batch.readings))),
+            dev.readings + len(batch.readings),
+        )
+
+    def apply(self, state: Writer, env: Env, tx: Tx, batch: ReadingBatch) -> None:
+        dev = load_device(state, batch.device)  # type: ignore[arg-type]
+        assert dev is not None  # check() ran first
+        devnum = dev.devnum
+        groups: dict[tuple[str, int], list[Reading]] = {}
+        for r in batch.readings:
+            key = schema.reading(devnum, r.ts_ms, r.seq)
+            # (device, ts, seq) is new: seq rises strictly per device, so no earlier write used this key.
+            state.put_new(key, _pack((r.quantity, r.value, r.unit, r.flags)))
+            groups.setdefault((r.quantity, r.ts_ms // HOUR_MS), []).append(r)
+        for (quantity, hour), rs in groups.items():
+            akey = schema.hourly(devnum, quantity, hour)
+            raw = state.get(akey)
+            agg = codec.decode(HourlyAggregate, raw) if raw is not None else None
+            state.put(akey, codec.encode(fold(agg, rs)))
+        state.put(schema.device(batch.device), codec.encode(self._advanced(dev, batch)))
+
+    def describe(self, batch: ReadingBatch) -> dict[str, Any]:
+        return {
+            "device": batch.device,
+            "readings": [
+                {
+                    "seq": r.seq,
+                    "ts_ms": r.ts_ms,
+                    "quantity": r.quantity,
+                    "value": r.value,
+                    "unit": r.unit,
+                    "flags": r.flags,
+                }
+                for r in batch.readings
+            ],
+        }
+
+
+def fold(agg: HourlyAggregate | None, rs: list[Reading]) -> HourlyAggregate:
+    """Fold readings of one (device, quantity, hour) into its aggregate."""
+    if agg is None:
+        r0 = rs[0]
+        count, total, lo, hi = 0, 0, r0.value, r0.value
+        fts, fv, lts, lv, flagged = r0.ts_ms, r0.value, r0.ts_ms, r0.value, 0
+    else:
+        count, total, lo, hi = agg.count, agg.total, agg.minimum, agg.maximum
+        fts, fv, lts, lv, flagged = (
+            agg.first_ts_ms,
+            agg.first_value,
+            agg.last_ts_ms,
+            agg.last_value,
+            agg.flagged,
+        )
+    for r in rs:
+        count += 1
+        total += r.value
+        lo = min(lo, r.value)
+        hi = max(hi, r.value)
+        if r.ts_ms < fts:
+            fts, fv = r.ts_ms, r.value
+        if r.ts_ms >= lts:
+            lts, lv = r.ts_ms, r.value
+        if r.flags:
+            flagged += 1
+    total = max(INT64_MIN, min(INT64_MAX, total))  # saturate: deterministic and always encodable
+    return HourlyAggregate(
+        count,
+        SignedInt(total),
+        SignedInt(lo),
+        SignedInt(hi),
+        TimestampMs(fts),
+        SignedInt(fv),
+        TimestampMs(lts),
+        SignedInt(lv),
+        flagged,
+    )
+
+
+def decode_reading_value(raw: bytes) -> tuple[str, int, str, int]:
+    q, v, u, f = msgpack.unpackb(raw, raw=False, use_list=False)
+    return q, v, u, f
+
+
+register(ReadingsKind())

@@ -1,0 +1,125 @@
+"""Every storage key, built in one place.
+
+Namespaces (first byte):
+- ``M`` meta (not part of the app hash): last applied height, state accumulator, genesis;
+- ``B`` blocks by height, ``H`` block hash -> height, ``Q`` tx results by height (block store, not part
+  of the app hash);
+- ``R`` raft hard state and log (consensus driver; not part of the app hash);
+- state namespaces (all part of the app hash): ``t`` tx location by tx hash, ``n`` sender nonce,
+  ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
+  ``a`` hourly aggregates by (device number, quantity, hour), ``c`` counters, ``h`` handle records, ``x`` documents,
+  ``f`` factor sets, ``p`` reports, ``w`` work orders.
+
+Integers in keys are fixed-width big-endian so that byte order equals numeric order.
+"""
+
+from __future__ import annotations
+
+STATE_PREFIXES = b"tndiracghxfpw"
+
+META = b"M"
+BLOCK = b"B"
+BLOCK_HASH = b"H"
+RAFT = b"R"
+
+
+def _u64(v: int) -> bytes:
+    return v.to_bytes(8, "big")
+
+
+def _u32(v: int) -> bytes:
+    return v.to_bytes(4, "big")
+
+
+def is_state_key(key: bytes) -> bool:
+    return len(key) > 0 and key[0] in STATE_PREFIXES
+
+
+# meta
+META_HEIGHT = b"Mheight"
+META_STATE_ACC = b"Mstate-acc"
+META_GENESIS = b"Mgenesis"
+META_LAST_HASH = b"Mlast-hash"
+
+
+def block(height: int) -> bytes:
+    return BLOCK + _u64(height)
+
+
+def block_height_of(key: bytes) -> int:
+    return int.from_bytes(key[1:9], "big")
+
+
+def block_by_hash(block_hash: bytes) -> bytes:
+    return BLOCK_HASH + block_hash
+
+
+def block_results(height: int) -> bytes:
+    """Encoded ``TxResult`` list of a block (block store; its root is in the header)."""
+    return b"Q" + _u64(height)
+
+
+def commit_cert(height: int) -> bytes:
+    """Commit votes collected for a block after it was applied (block H's certificate is in H+1's header
+    too; this keeps the newest block's certificate until H+1 exists)."""
+    return b"Mcert" + _u64(height)
+
+
+# state
+def tx(tx_hash: bytes) -> bytes:
+    return b"t" + tx_hash
+
+
+def nonce(sender: bytes) -> bytes:
+    return b"n" + sender
+
+
+def device(handle: str) -> bytes:
+    return b"d" + handle.encode()
+
+
+DEVICE_PREFIX = b"d"
+
+
+def device_number(num: int) -> bytes:
+    return b"i" + _u32(num)
+
+
+def counter(name: str) -> bytes:
+    return b"c" + name.encode()
+
+
+def reading(devnum: int, ts_ms: int, seq: int) -> bytes:
+    return b"r" + _u32(devnum) + _u64(ts_ms) + _u64(seq)
+
+
+def reading_range(devnum: int, start_ms: int, stop_ms: int) -> tuple[bytes, bytes]:
+    """[start, stop) key range of a device's readings between two timestamps."""
+    return b"r" + _u32(devnum) + _u64(start_ms), b"r" + _u32(devnum) + _u64(stop_ms)
+
+
+def parse_reading_key(key: bytes) -> tuple[int, int, int]:
+    return (
+        int.from_bytes(key[1:5], "big"),
+        int.from_bytes(key[5:13], "big"),
+        int.from_bytes(key[13:21], "big"),
+    )
+
+
+def hourly(devnum: int, quantity: str, hour: int) -> bytes:
+    return b"a" + _u32(devnum) + quantity.encode() + b"\x00" + _u64(hour)
+
+
+def hourly_range(devnum: int, quantity: str, start_hour: int, stop_hour: int) -> tuple[bytes, bytes]:
+    p = b"a" + _u32(devnum) + quantity.encode() + b"\x00"
+    return p + _u64(start_hour), p + _u64(stop_hour)
+
+
+def hourly_device_prefix(devnum: int) -> bytes:
+    return b"a" + _u32(devnum)
+
+
+def parse_hourly_key(key: bytes) -> tuple[int, str, int]:
+    devnum = int.from_bytes(key[1:5], "big")
+    q, _, hour = key[5:].partition(b"\x00")
+    return devnum, q.decode(), int.from_bytes(hour, "big")

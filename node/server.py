@@ -1,0 +1,149 @@
+"""Composition root of a node process: wires store, ledger, mempool, block producer, API and metrics.
+
+Every background task is owned by the ``Node`` and cancelled *and awaited* on shutdown; the store is
+closed last, after the producer has stopped writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import prometheus_client as prom
+from aiohttp import web
+
+from node.api import MAX_BODY, NodeAPI, errors_middleware
+from node.chain import Ledger
+from node.config import NodeConfig
+from node.crypto import KeyPair, read_key_file
+from node.genesis import read_genesis
+from node.mempool import Mempool
+from node.producer import BlockProducer
+from node.store import LevelDBStore, Store
+from node.types import Block, Genesis
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    registry: prom.CollectorRegistry = field(default_factory=prom.CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.height = prom.Gauge("cemp_height", "Last applied block height", registry=r)
+        self.blocks = prom.Counter("cemp_blocks_total", "Blocks applied", registry=r)
+        self.txs = prom.Counter("cemp_txs_total", "Txs applied, by outcome", ["outcome"], registry=r)
+        self.mempool = prom.Gauge("cemp_mempool_txs", "Txs waiting in the mempool", registry=r)
+
+
+class Node:
+    def __init__(
+        self, genesis: Genesis, store: Store, node_id: str, key: KeyPair, mempool_max: int = 100_000
+    ) -> None:
+        if node_id not in {n.node_id for n in genesis.nodes}:
+            raise ValueError(f"node id {node_id!r} is not in the genesis")
+        info = next(n for n in genesis.nodes if n.node_id == node_id)
+        if info.pubkey != key.public:
+            raise ValueError(f"the key file does not hold node {node_id}'s key from the genesis")
+        self.genesis = genesis
+        self.store = store
+        self.node_id = node_id
+        self.ledger = Ledger(store, genesis)
+        self.mempool = Mempool(self.ledger, mempool_max)
+        self.metrics = Metrics()
+        self.metrics.height.set(self.ledger.height)
+        self.producer = BlockProducer(self.ledger, self.mempool, node_id, key, on_block=self._on_block)
+        self.api = NodeAPI(self.ledger, self.mempool, node_id)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _on_block(self, block: Block) -> None:
+        m = self.metrics
+        m.height.set(block.header.height)
+        m.blocks.inc()
+        res = self.ledger.results(block.header.height)
+        ok = sum(1 for r in res if r.code == 0)
+        m.txs.labels("applied").inc(ok)
+        m.txs.labels("invalid").inc(len(res) - ok)
+        m.mempool.set(len(self.mempool))
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self.metrics.mempool.set(len(self.mempool))
+        return web.Response(body=prom.generate_latest(self.metrics.registry), content_type="text/plain")
+
+    def web_app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+        app.add_routes(self.api.routes())
+        app.router.add_get("/metrics", self._metrics)
+        app.cleanup_ctx.append(self._background)
+        return app
+
+    async def _background(self, app: web.Application) -> AsyncIterator[None]:
+        self._tasks.append(asyncio.create_task(self._guard(self.producer.run()), name="producer"))
+        yield
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self.api.verifier.shutdown(wait=True)
+
+    async def _guard(self, coro: object) -> None:
+        try:
+            await coro  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("block producer failed; stopping the node")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_node(cfg: NodeConfig) -> Node:
+    genesis = read_genesis(cfg.genesis)
+    passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
+    key = read_key_file(cfg.key_file, passphrase)
+    store = LevelDBStore(cfg.data_dir / "ledger")
+    try:
+        return Node(genesis, store, cfg.node_id, key, cfg.mempool_max)
+    except Exception:
+        store.close()
+        raise
+
+
+async def serve(cfg: NodeConfig, ready: asyncio.Event | None = None) -> None:
+    node = open_node(cfg)
+    runner = web.AppRunner(node.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.api_host, cfg.api_port)
+    await site.start()
+    log.info(
+        "node %s serving on http://%s:%d (height %d)",
+        cfg.node_id,
+        cfg.api_host,
+        cfg.api_port,
+        node.ledger.height,
+    )
+    print(
+        f"node {cfg.node_id} listening on http://{cfg.api_host}:{cfg.api_port}  data {cfg.data_dir}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        node.close()
+        log.info("node %s stopped at height %d", cfg.node_id, node.ledger.height)

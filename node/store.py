@@ -1,0 +1,128 @@
+"""Key-value storage behind one small interface, with a LevelDB implementation and an in-memory twin.
+
+Invariant: ``write`` applies all its puts and deletes atomically (one LevelDB write batch); with
+``sync=True`` it returns only after the batch is on disk.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Protocol
+
+import plyvel
+
+
+class Store(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with ``start <= key < stop`` in key order (descending if ``reverse``)."""
+        ...
+
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
+        """Atomically put (value) or delete (None) every key in ``changes``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def prefix_stop(prefix: bytes) -> bytes:
+    """Smallest key greater than every key that starts with ``prefix``."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return b"\xff" * 64
+    p[-1] += 1
+    return bytes(p)
+
+
+class LevelDBStore:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        path.mkdir(parents=True, exist_ok=True) if create else None
+        self.path = path
+        self.db = plyvel.DB(
+            str(path),
+            create_if_missing=create,
+            compression="snappy",
+            write_buffer_size=16 << 20,
+            block_size=16 << 10,
+            lru_cache_size=32 << 20,
+        )
+
+    def get(self, key: bytes) -> bytes | None:
+        v: bytes | None = self.db.get(key)
+        return v
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        it = self.db.iterator(start=start, stop=stop, reverse=reverse)
+        try:
+            for n, kv in enumerate(it):
+                if limit is not None and n >= limit:
+                    break
+                yield kv
+        finally:
+            it.close()
+
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
+        with self.db.write_batch(sync=sync) as wb:
+            for k, v in changes.items():
+                if v is None:
+                    wb.delete(k)
+                else:
+                    wb.put(k, v)
+
+    def close(self) -> None:
+        if not self.db.closed:
+            self.db.close()
+
+
+class MemoryStore:
+    """In-memory twin for fast tests and for replay during ``cemp verify``."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self.keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        lo = bisect.bisect_left(self.keys, start)
+        hi = bisect.bisect_left(self.keys, stop)
+        ks = self.keys[lo:hi]
+        if reverse:
+            ks.reverse()
+        if limit is not None:
+            ks = ks[:limit]
+        for k in ks:
+            yield k, self.data[k]
+
+    def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
+        new_keys = []
+        for k, v in changes.items():
+            if v is None:
+                if self.data.pop(k, None) is not None:
+                    i = bisect.bisect_left(self.keys, k)
+                    del self.keys[i]
+            else:
+                if k not in self.data:
+                    new_keys.append(k)
+                self.data[k] = v
+        if new_keys:
+            if len(new_keys) > 64:
+                self.keys = sorted(self.data)
+            else:
+                for k in new_keys:
+                    bisect.insort(self.keys, k)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,68 @@
+"""Transaction kinds: the extension point for everything the ledger records.
+
+A kind names its payload class and implements ``check`` (read-only validation that raises ``CempError``) and
+``apply`` (writes through the overlay; called only after ``check`` passed on the same view). ``admit`` is what
+the mempool calls for a tx that is not in a block yet: it checks against committed state plus the pending
+effects of earlier admitted txs, and returns the small-state writes (device sequence, registrations) that
+later admissions must see. Later issues register more kinds (``handle.put``, ``document``, ``factors``, ...)
+with ``register``; the apply path does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from node.state import StateView
+from node.types import ConsensusParams, Genesis, Hash32, Height, TimestampMs, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    """What a tx may depend on besides state: the same on every node for a given block."""
+
+    genesis: Genesis
+    height: Height
+    time_ms: TimestampMs
+    """Block time; the mempool uses the wall clock."""
+    tx_hash: Hash32
+    tx_index: int
+
+    @property
+    def params(self) -> ConsensusParams:
+        return self.genesis.params
+
+
+class Writer(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def put_new(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+
+class TxKind(Protocol):
+    name: str
+    payload_type: type[Any]
+
+    def check(self, view: StateView, env: Env, tx: Tx, payload: Any) -> None: ...
+
+    def apply(self, state: Writer, env: Env, tx: Tx, payload: Any) -> None: ...
+
+    def admit(self, view: StateView, env: Env, tx: Tx, payload: Any) -> dict[bytes, bytes]: ...
+
+    def describe(self, payload: Any) -> dict[str, Any]:
+        """JSON-friendly view of a payload for the API and explorer."""
+        ...
+
+
+KINDS: dict[str, TxKind] = {}
+
+
+def register(kind: TxKind) -> TxKind:
+    if kind.name in KINDS:
+        raise ValueError(f"tx kind {kind.name!r} registered twice")
+    KINDS[kind.name] = kind
+    return kind
