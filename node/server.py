@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import prometheus_client as prom
@@ -28,6 +29,16 @@ from node.store import LevelDBStore, Store
 from node.types import Block, Genesis
 
 log = logging.getLogger(__name__)
+
+# Route providers wired into every node: "module:function", each ``function(node) -> list[web.RouteDef]``.
+# Later packages (resolver, web explorer) add themselves here; their routes are matched before the core's.
+PLUGINS: list[str] = []
+
+
+def _load_plugin(spec: str) -> Callable[[Node], list[web.RouteDef]]:
+    module, _, func = spec.partition(":")
+    fn: Callable[[Node], list[web.RouteDef]] = getattr(importlib.import_module(module), func)
+    return fn
 
 
 @dataclass
@@ -78,6 +89,8 @@ class Node:
 
     def web_app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+        for provider in PLUGINS:
+            app.add_routes(_load_plugin(provider)(self))
         app.add_routes(self.api.routes())
         app.router.add_get("/metrics", self._metrics)
         app.cleanup_ctx.append(self._background)

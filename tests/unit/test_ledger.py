@@ -1,0 +1,126 @@
+"""The apply path on the in-memory store and on LevelDB: results, indexes, determinism, restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from node import codec, schema
+from node.chain import Ledger, header_hash
+from node.errors import Code
+from node.store import LevelDBStore, MemoryStore, Store
+from node.testing import GENESIS_TIME_MS, TestConsortium
+from node.types import Block, HourlyAggregate
+
+T0 = GENESIS_TIME_MS + 3_600_000 * 5  # within an hour boundary-friendly window
+
+
+def produce(led: Ledger, c: TestConsortium, raws: list[bytes], t: int) -> Block:
+    nid = c.genesis.nodes[0].node_id
+    key = c.node_keys[nid]
+    staged = led.execute(
+        tuple(raws), time_ms=t, proposer=nid, term=0, last_commit=led.cert(led.height) if led.height else ()
+    )
+    block = led.sign_block(staged, key)
+    led.commit(block, staged, (led.vote(header_hash(block.header), nid, key),))
+    return block
+
+
+def setup_chain(store: Store) -> tuple[TestConsortium, Ledger]:
+    c = TestConsortium.create()
+    return c, Ledger(store, c.genesis)
+
+
+def test_readings_apply_indexes_and_aggregates() -> None:
+    c, led = setup_chain(MemoryStore())
+    dev, reg = c.register_device("88.123.45/101.1.1")
+    produce(led, c, [reg], T0)
+    raw = dev.batch(c.chain_id, [(T0 + i * 60_000, "energy.import", 1000 + 10 * i, "Wh") for i in range(90)])
+    b = produce(led, c, [raw], T0 + 100_000_000)
+    assert led.results(b.header.height)[0].code == 0
+    rec = led.store.get(schema.device("88.123.45/101.1.1"))
+    assert rec is not None
+    lo, hi = schema.reading_range(1, 0, 2**62)
+    assert len(list(led.store.iterate(lo, hi))) == 90
+    hour0 = T0 // 3_600_000
+    agg = codec.decode(HourlyAggregate, led.store.get(schema.hourly(1, "energy.import", hour0)) or b"")
+    first_hour = [1000 + 10 * i for i in range(90) if (T0 + i * 60_000) // 3_600_000 == hour0]
+    assert agg.count == len(first_hour)
+    assert agg.first_value == first_hour[0] and agg.last_value == first_hour[-1]
+    assert agg.total == sum(first_hour)
+
+
+def test_invalid_txs_marked_identically_and_block_still_applies() -> None:
+    c, led = setup_chain(MemoryStore())
+    c2_led = Ledger(MemoryStore(), c.genesis)
+    dev, reg = c.register_device("88.123.45/101.1.1")
+    good = dev.batch(c.chain_id, [(T0, "power", 5, "W")])
+    replay = dev.batch(c.chain_id, [(T0 + 1, "power", 6, "W")])
+    dev.seq = 0  # sequence goes backwards in the next batch
+    backwards = dev.batch(c.chain_id, [(T0 + 2, "power", 7, "W")])
+    stranger, _ = c.register_device("88.123.45/999")  # never registered
+    unknown = stranger.batch(c.chain_id, [(T0, "power", 1, "W")])
+    raws = [reg, good, replay, replay, backwards, unknown]
+    b1 = produce(led, c, raws, T0 + 1000)
+    res = led.results(1)
+    assert [r.code for r in res] == [
+        0,
+        0,
+        0,
+        Code.NONCE_REPLAYED,
+        Code.SEQUENCE_BACKWARDS,
+        Code.UNKNOWN_DEVICE,
+    ]
+    assert "sequence 1 is not above" in res[4].reason
+    # Another node applying the same block gets the same results and app hash.
+    staged = c2_led.apply_block(b1)
+    assert [r.code for r in staged.results] == [r.code for r in res]
+    assert c2_led.app_hash == led.app_hash
+    # The failed-but-authentic tx consumed its nonce; its readings were not written.
+    lo, hi = schema.reading_range(1, 0, 2**62)
+    assert len(list(led.store.iterate(lo, hi))) == 2
+
+
+def test_tampered_block_is_refused_by_a_follower() -> None:
+    c, led = setup_chain(MemoryStore())
+    follower = Ledger(MemoryStore(), c.genesis)
+    _, reg = c.register_device("88.123.45/101.1.1")
+    b = produce(led, c, [reg], T0)
+    forged = Block(b.header, b.signature, (*b.txs, reg))
+    try:
+        follower.apply_block(forged)
+    except Exception as e:
+        assert "tx_root" in str(e)
+    else:
+        raise AssertionError("forged block applied")
+    assert follower.height == 0
+    follower.apply_block(b)
+    assert follower.app_hash == led.app_hash
+
+
+def test_restart_resumes_at_last_applied_height(tmp_path: Path) -> None:
+    store = LevelDBStore(tmp_path / "db")
+    c, led = setup_chain(store)
+    dev, reg = c.register_device("88.123.45/101.1.1")
+    produce(led, c, [reg], T0)
+    for i in range(5):
+        produce(led, c, [dev.batch(c.chain_id, [(T0 + i, "power", i, "W")])], T0 + 10 + i)
+    app, last = led.app_hash, led.last_hash
+    store.close()
+    store2 = LevelDBStore(tmp_path / "db")
+    led2 = Ledger(store2, c.genesis)
+    assert (led2.height, led2.app_hash, led2.last_hash) == (6, app, last)
+    produce(led2, c, [dev.batch(c.chain_id, [(T0 + 99, "power", 1, "W")])], T0 + 100)
+    assert led2.height == 7 and led2.results(7)[0].code == 0
+    store2.close()
+
+
+def test_other_genesis_refused(tmp_path: Path) -> None:
+    store = LevelDBStore(tmp_path / "db")
+    setup_chain(store)
+    try:
+        Ledger(store, TestConsortium.create(chain_id="other-1").genesis)
+    except Exception as e:
+        assert "different genesis" in str(e)
+    else:
+        raise AssertionError("mixed chains")
+    store.close()
