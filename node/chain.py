@@ -11,6 +11,7 @@ Invariants:
 
 from __future__ import annotations
 
+import importlib
 import threading
 from dataclasses import dataclass
 from typing import Any
