@@ -16,8 +16,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-# Importing the kinds registers them.
-import node.devices
 from node import codec, merkle, schema
 from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
@@ -49,7 +47,10 @@ from node.types import (
     UnsignedTx,
 )
 
-import node.readings  # noqa: F401  isort: skip
+# Modules whose import registers tx kinds (``node.txkinds.register``): the one list of what the chain knows.
+KIND_MODULES = ["node.devices", "node.readings"]
+for _module in KIND_MODULES:
+    importlib.import_module(_module)
 
 OK = TxResult(0, Text(""))
 
@@ -64,6 +65,15 @@ def header_hash(header: BlockHeader) -> Hash32:
 
 def tx_signing_bytes(tx: Tx) -> bytes:
     return codec.encode(tx.unsigned())
+
+
+def signing_bytes_of_raw(raw: bytes) -> bytes:
+    """``encode(tx.unsigned())`` taken from a canonical encoded tx without re-encoding.
+
+    A canonical tx is ``0x96 || fields 1-5 || bin8(64) signature``; the unsigned form is the same five
+    fields under ``0x95``. Only valid for bytes that ``codec.decode(Tx, raw)`` accepted.
+    """
+    return b"\x95" + raw[1:-66]
 
 
 def sign_tx(key: KeyPair, chain_id: str, kind: str, nonce: int, payload_obj: object) -> tuple[bytes, Hash32]:
@@ -180,7 +190,7 @@ class Ledger:
         with self._verified_lock:
             if d.hash in self.verified:
                 return
-        if not verify(d.tx.sender, DOMAIN_TX, tx_signing_bytes(d.tx), d.tx.signature):
+        if not verify(d.tx.sender, DOMAIN_TX, signing_bytes_of_raw(d.raw), d.tx.signature):
             raise CempError(Code.BAD_SIGNATURE, "signature does not verify against the sender key")
 
     def mark_verified(self, tx_hash: bytes) -> None:

@@ -10,6 +10,7 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -47,13 +48,58 @@ def _pack(obj: object) -> bytes:
 
 def to_wire(obj: object) -> object:
     """Dataclass tree -> nested lists of primitives, in field order."""
+    enc = _ENCODERS.get(type(obj))
+    if enc is not None:
+        return enc(obj)
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return [to_wire(getattr(obj, f.name)) for f in _fields(type(obj))]
+        return _class_encoder(type(obj))(obj)
     if isinstance(obj, tuple | list):
         return [to_wire(x) for x in obj]
     if isinstance(obj, bool | float) or obj is None:
         raise TypeError(f"{type(obj).__name__} is not a wire type")
     return obj
+
+
+_ENCODERS: dict[type, Callable[[Any], object]] = {}
+
+
+def _class_encoder(cls: type) -> Callable[[Any], object]:
+    """Compile ``cls`` -> list encoder once: primitive fields are copied, nested ones recurse."""
+    hints = typing.get_type_hints(cls)
+    plain: list[bool] = []
+    for f in _fields(cls):
+        tp = hints[f.name]
+        sup = getattr(tp, "__supertype__", tp)
+        plain.append(sup in (int, str, bytes))
+    names = [f.name for f in _fields(cls)]
+    if all(plain):
+        getter = operator.attrgetter(*names)
+
+        def enc(obj: Any) -> object:
+            v = getter(obj)
+            out = list(v) if len(names) > 1 else [v]
+            for x in out:
+                if type(x) in (bool, float) or x is None:
+                    raise TypeError(f"{type(x).__name__} is not a wire type")
+            return out
+
+    else:
+        pairs = list(zip(names, plain, strict=True))
+
+        def enc(obj: Any) -> object:
+            out = []
+            for n, is_plain in pairs:
+                v = getattr(obj, n)
+                if is_plain:
+                    if type(v) in (bool, float) or v is None:
+                        raise TypeError(f"{type(v).__name__} is not a wire type")
+                    out.append(v)
+                else:
+                    out.append(to_wire(v))
+            return out
+
+    _ENCODERS[cls] = enc
+    return enc
 
 
 def encode(obj: object) -> bytes:
@@ -91,19 +137,27 @@ def unpack_raw(data: bytes) -> object:
 def decode(cls: type[T], data: bytes) -> T:
     """Canonical bytes -> typed object of ``cls``."""
     raw = unpack_raw(data)
-    return _decoder(cls)(raw, cls.__name__)  # type: ignore[return-value]
+    return _run(_decoder(cls), raw, cls.__name__)  # type: ignore[return-value]
 
 
 def from_wire(cls: type[T], raw: object) -> T:
     """Typed object from an already-unpacked raw structure (no canonical check)."""
-    return _decoder(cls)(raw, cls.__name__)  # type: ignore[return-value]
+    return _run(_decoder(cls), raw, cls.__name__)  # type: ignore[return-value]
 
 
 # --- decoders, compiled once per class -------------------------------------------------------
+# A decoder takes a raw value and returns the typed one. On failure it raises _FieldError carrying the
+# path inside the object; the path string is only built on the error path, never on success.
 
-Decoder = Callable[[object, str], object]
+Decoder = Callable[[object], object]
 _DECODERS: dict[Any, Decoder] = {}
 _FIELDS: dict[type, tuple[dataclasses.Field[Any], ...]] = {}
+
+
+class _FieldError(Exception):
+    def __init__(self, msg: str) -> None:
+        self.msg = msg
+        self.path: list[str] = []
 
 
 def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
@@ -113,50 +167,55 @@ def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
     return f
 
 
-def _fail(where: str, msg: str) -> DecodeError:
-    return DecodeError(f"{where}: {msg}", Code.BAD_TYPE)
-
-
 def _int_decoder(lo: int, hi: int) -> Decoder:
-    def dec(v: object, where: str) -> object:
+    def dec(v: object) -> object:
         if type(v) is not int:
-            raise _fail(where, f"expected an integer, got {type(v).__name__}")
+            raise _FieldError(f"expected an integer, got {type(v).__name__}")
         if not lo <= v <= hi:
-            raise _fail(where, f"integer {v} out of range [{lo}, {hi}]")
+            raise _FieldError(f"integer {v} out of range [{lo}, {hi}]")
         return v
 
     return dec
 
 
 def _str_decoder(max_len: int) -> Decoder:
-    def dec(v: object, where: str) -> object:
+    def dec(v: object) -> object:
         if type(v) is not str:
-            raise _fail(where, f"expected a string, got {type(v).__name__}")
+            raise _FieldError(f"expected a string, got {type(v).__name__}")
         if len(v) > max_len:
-            raise _fail(where, f"string of {len(v)} chars exceeds {max_len}")
+            raise _FieldError(f"string of {len(v)} chars exceeds {max_len}")
         return v
 
     return dec
 
 
 def _bytes_decoder(exact: int | None, max_len: int) -> Decoder:
-    def dec(v: object, where: str) -> object:
+    def dec(v: object) -> object:
         if type(v) is not bytes:
-            raise _fail(where, f"expected bytes, got {type(v).__name__}")
+            raise _FieldError(f"expected bytes, got {type(v).__name__}")
         if exact is not None and len(v) != exact:
-            raise _fail(where, f"expected exactly {exact} bytes, got {len(v)}")
+            raise _FieldError(f"expected exactly {exact} bytes, got {len(v)}")
         if len(v) > max_len:
-            raise _fail(where, f"{len(v)} bytes exceeds {max_len}")
+            raise _FieldError(f"{len(v)} bytes exceeds {max_len}")
         return v
 
     return dec
 
 
 def _tuple_decoder(item: Decoder) -> Decoder:
-    def dec(v: object, where: str) -> object:
+    def dec(v: object) -> object:
         if type(v) is not tuple:
-            raise _fail(where, f"expected an array, got {type(v).__name__}")
-        return tuple(item(x, f"{where}[{i}]") for i, x in enumerate(v))
+            raise _FieldError(f"expected an array, got {type(v).__name__}")
+        try:
+            return tuple([item(x) for x in v])
+        except _FieldError as e:
+            for i, x in enumerate(v):  # find the index only on the error path
+                try:
+                    item(x)
+                except _FieldError:
+                    e.path.append(f"[{i}]")
+                    break
+            raise
 
     return dec
 
@@ -166,17 +225,30 @@ def _class_decoder(cls: type) -> Decoder:
     names = [f.name for f in _fields(cls)]
     subs = [_decoder(hints[n]) for n in names]
     n_fields = len(names)
-    pairs = list(zip(names, subs, strict=True))
 
-    def dec(v: object, where: str) -> object:
+    def dec(v: object) -> object:
         if type(v) is not tuple:
-            raise _fail(where, f"expected an array of {n_fields} fields, got {type(v).__name__}")
+            raise _FieldError(f"expected an array of {n_fields} fields, got {type(v).__name__}")
         if len(v) != n_fields:
-            raise _fail(where, f"expected {n_fields} fields ({', '.join(names)}), got {len(v)}")
-        args = [sub(x, f"{where}.{name}") for (name, sub), x in zip(pairs, v, strict=True)]
+            raise _FieldError(f"expected {n_fields} fields ({', '.join(names)}), got {len(v)}")
+        i = 0
+        try:
+            args = []
+            for i, (sub, x) in enumerate(zip(subs, v, strict=True)):  # noqa: B007
+                args.append(sub(x))
+        except _FieldError as e:
+            e.path.append("." + names[i])
+            raise
         return cls(*args)
 
     return dec
+
+
+def _run(dec: Decoder, raw: object, root: str) -> object:
+    try:
+        return dec(raw)
+    except _FieldError as e:
+        raise DecodeError(f"{root}{''.join(reversed(e.path))}: {e.msg}", Code.BAD_TYPE) from None
 
 
 def _decoder(tp: Any) -> Decoder:

@@ -88,7 +88,16 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.data: dict[bytes, bytes] = {}
-        self.keys: list[bytes] = []
+        self._keys: list[bytes] = []
+        self._sorted = True
+
+    @property
+    def keys(self) -> list[bytes]:
+        """Sorted keys, rebuilt lazily: writes stay O(1) while a replay inserts millions of keys."""
+        if not self._sorted:
+            self._keys = sorted(self.data)
+            self._sorted = True
+        return self._keys
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
@@ -107,22 +116,15 @@ class MemoryStore:
             yield k, self.data[k]
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
-        new_keys = []
+        data = self.data
         for k, v in changes.items():
             if v is None:
-                if self.data.pop(k, None) is not None:
-                    i = bisect.bisect_left(self.keys, k)
-                    del self.keys[i]
+                if data.pop(k, None) is not None:
+                    self._sorted = False
             else:
-                if k not in self.data:
-                    new_keys.append(k)
-                self.data[k] = v
-        if new_keys:
-            if len(new_keys) > 64:
-                self.keys = sorted(self.data)
-            else:
-                for k in new_keys:
-                    bisect.insort(self.keys, k)
+                if k not in data:
+                    self._sorted = False
+                data[k] = v
 
     def close(self) -> None:
         pass

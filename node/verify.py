@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from node import codec, schema
-from node.chain import ChainError, Ledger, tx_signing_bytes
+from node.chain import ChainError, Ledger, signing_bytes_of_raw
 from node.crypto import sha256, verify
 from node.errors import CempError
 from node.store import LevelDBStore, MemoryStore, Store, prefix_stop
@@ -49,7 +49,7 @@ def _check_sigs(raws: list[bytes]) -> list[bytes]:
             tx = codec.decode(Tx, raw)
         except CempError:
             continue
-        if verify(tx.sender, DOMAIN_TX, tx_signing_bytes(tx), tx.signature):
+        if verify(tx.sender, DOMAIN_TX, signing_bytes_of_raw(raw), tx.signature):
             good.append(sha256(raw))
     return good
 

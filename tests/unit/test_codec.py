@@ -80,3 +80,12 @@ def test_nested_tuple_limits() -> None:
 def test_floats_refused_on_encode() -> None:
     with pytest.raises(TypeError):
         codec.encode(Reading(Nonce(1), TimestampMs(1), ShortStr("q"), 1.5, ShortStr("W"), 0))  # type: ignore[arg-type]
+
+
+def test_signing_bytes_shortcut_equals_reencoding() -> None:
+    from node.chain import sign_tx, signing_bytes_of_raw, tx_signing_bytes
+    from node.crypto import KeyPair
+
+    for n in (1, 200, 70_000):
+        raw, _ = sign_tx(KeyPair.generate(), "c", "readings", 2**40, b"x" * n)
+        assert signing_bytes_of_raw(raw) == tx_signing_bytes(codec.decode(Tx, raw))
