@@ -115,12 +115,13 @@ class NodeAPI:
         node_id: str,
         *,
         status_extra: Callable[[], dict[str, Any]] | None = None,
-        submit_hook: Callable[[list[DecodedTx]], Awaitable[None]] | None = None,
+        after_admit: Callable[[list[DecodedTx]], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.mempool = mempool
         self.node_id = node_id
         self.status_extra = status_extra or (lambda: {"term": 0, "leader": node_id, "role": "leader"})
+        self.after_admit = after_admit
         self.verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigcheck")
         self.started = time.time()
         self.submitted = 0
@@ -158,6 +159,8 @@ class NodeAPI:
             return {"tx": d.hash.hex(), "status": "pending"}
         self.mempool.admit(d, int(time.time() * 1000))
         self.ledger.mark_verified(d.hash)
+        if self.after_admit is not None:
+            self.after_admit([d])
         return None
 
     @staticmethod

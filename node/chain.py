@@ -286,8 +286,17 @@ class Ledger:
     def vote(self, block_hash: bytes, node_id: str, key: KeyPair) -> CommitSig:
         return CommitSig(ShortStr(node_id), key.sign(DOMAIN_VOTE, block_hash))
 
-    def commit(self, block: Block, staged: StagedBlock, cert: tuple[CommitSig, ...] = ()) -> None:
-        """Write the block and all its effects in one synced batch, then advance the head."""
+    def commit(
+        self,
+        block: Block,
+        staged: StagedBlock,
+        cert: tuple[CommitSig, ...] = (),
+        extra: dict[bytes, bytes] | None = None,
+    ) -> None:
+        """Write the block and all its effects in one synced batch, then advance the head.
+
+        ``extra`` holds meta records that must move with the block (the consensus driver's applied index).
+        """
         h = header_hash(block.header)
         changes: dict[bytes, bytes | None] = dict(staged.overlay.writes)
         changes[schema.block(block.header.height)] = codec.encode(block)
@@ -296,6 +305,8 @@ class Ledger:
         changes[schema.META_STATE_ACC] = staged.overlay.acc.to_bytes()
         changes[schema.META_LAST_HASH] = h
         changes[schema.block_results(block.header.height)] = codec.encode(_Results(tuple(staged.results)))
+        if extra:
+            changes.update(extra)
         if cert:
             changes[schema.commit_cert(block.header.height)] = codec.encode(_Cert(cert))
         self.store.write(changes, sync=True)
@@ -345,7 +356,9 @@ class Ledger:
         if merkle.root(block.txs) != hd.tx_root:
             raise ChainError(f"block {hd.height}: tx_root does not match its txs")
 
-    def apply_block(self, block: Block, cert: tuple[CommitSig, ...] = ()) -> StagedBlock:
+    def apply_block(
+        self, block: Block, cert: tuple[CommitSig, ...] = (), extra: dict[bytes, bytes] | None = None
+    ) -> StagedBlock:
         """Validate a block made elsewhere, execute it, check its roots, and commit it."""
         self.check_header(block)
         hd = block.header
@@ -358,7 +371,7 @@ class Ledger:
             raise ChainError(
                 f"block {hd.height}: state after execution differs from the proposer's (app_hash)"
             )
-        self.commit(block, staged, cert)
+        self.commit(block, staged, cert, extra)
         return staged
 
     # --- reads -------------------------------------------------------------------------------

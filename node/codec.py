@@ -2,7 +2,8 @@
 
 Invariants:
 - ``encode(x)`` is deterministic: arrays only (no maps), smallest integer forms, str as msgpack str and
-  bytes as msgpack bin, no floats, no extension types;
+  bytes as msgpack bin, no floats, no extension types; booleans, ``IntEnum`` (as int) and ``X | None``
+  (nil) are allowed where a field is declared so (consensus messages use them);
 - ``decode(cls, b)`` accepts only bytes that ``encode`` would produce: it unpacks, re-packs the raw
   structure and refuses any difference (``NonCanonical``), then checks every field's type and size.
 """
@@ -10,7 +11,9 @@ Invariants:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import operator
+import types
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -55,7 +58,9 @@ def to_wire(obj: object) -> object:
         return _class_encoder(type(obj))(obj)
     if isinstance(obj, tuple | list):
         return [to_wire(x) for x in obj]
-    if isinstance(obj, bool | float) or obj is None:
+    if isinstance(obj, enum.IntEnum):
+        return int(obj)
+    if isinstance(obj, float):
         raise TypeError(f"{type(obj).__name__} is not a wire type")
     return obj
 
@@ -70,7 +75,7 @@ def _class_encoder(cls: type) -> Callable[[Any], object]:
     for f in _fields(cls):
         tp = hints[f.name]
         sup = getattr(tp, "__supertype__", tp)
-        plain.append(sup in (int, str, bytes))
+        plain.append(sup in (int, str, bytes) and not (isinstance(sup, type) and issubclass(sup, enum.Enum)))
     names = [f.name for f in _fields(cls)]
     if all(plain):
         getter = operator.attrgetter(*names)
@@ -202,6 +207,31 @@ def _bytes_decoder(exact: int | None, max_len: int) -> Decoder:
     return dec
 
 
+def _bool_decoder(v: object) -> object:
+    if type(v) is not bool:
+        raise _FieldError(f"expected a boolean, got {type(v).__name__}")
+    return v
+
+
+def _enum_decoder(cls: type[enum.IntEnum]) -> Decoder:
+    def dec(v: object) -> object:
+        if type(v) is not int:
+            raise _FieldError(f"expected an integer {cls.__name__}, got {type(v).__name__}")
+        try:
+            return cls(v)
+        except ValueError:
+            raise _FieldError(f"{v} is not a valid {cls.__name__}") from None
+
+    return dec
+
+
+def _optional_decoder(inner: Decoder) -> Decoder:
+    def dec(v: object) -> object:
+        return None if v is None else inner(v)
+
+    return dec
+
+
 def _tuple_decoder(item: Decoder) -> Decoder:
     def dec(v: object) -> object:
         if type(v) is not tuple:
@@ -255,8 +285,18 @@ def _decoder(tp: Any) -> Decoder:
     d = _DECODERS.get(tp)
     if d is not None:
         return d
+    origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         d = _class_decoder(tp)  # type: ignore[arg-type]
+    elif tp is bool:
+        d = _bool_decoder
+    elif isinstance(tp, type) and issubclass(tp, enum.IntEnum):
+        d = _enum_decoder(tp)
+    elif origin in (typing.Union, types.UnionType):
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(inner) != 1 or len(typing.get_args(tp)) != 2:
+            raise TypeError(f"only X | None unions are wire types: {tp}")
+        d = _optional_decoder(_decoder(inner[0]))
     elif tp in _FIXED_BYTES:
         d = _bytes_decoder(_FIXED_BYTES[tp], _FIXED_BYTES[tp])
     elif tp in _MAX_BYTES:
@@ -267,15 +307,15 @@ def _decoder(tp: Any) -> Decoder:
         d = _int_decoder(INT64_MIN, INT64_MAX)
     elif tp is int or getattr(tp, "__supertype__", None) is int:
         d = _int_decoder(0, UINT64_MAX)
-    elif tp is str:
+    elif tp is str or getattr(tp, "__supertype__", None) is str:
         d = _str_decoder(DEFAULT_MAX_STR)
-    elif tp is bytes:
+    elif tp is bytes or getattr(tp, "__supertype__", None) is bytes:
         d = _bytes_decoder(None, DEFAULT_MAX_BYTES)
     elif typing.get_origin(tp) is tuple:
-        args = typing.get_args(tp)
-        if len(args) != 2 or args[1] is not Ellipsis:
+        targs = typing.get_args(tp)
+        if len(targs) != 2 or targs[1] is not Ellipsis:
             raise TypeError(f"only homogeneous tuples are wire types: {tp}")
-        d = _tuple_decoder(_decoder(args[0]))
+        d = _tuple_decoder(_decoder(targs[0]))
     else:
         raise TypeError(f"not a wire type: {tp!r}")
     _DECODERS[tp] = d

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 7001
     mempool_max: int = 100_000
-    peers_allow_plain_http: bool = True
+    peer_addresses: dict[str, str] = field(default_factory=dict)
+    """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
 
 
 def _path(base: Path, value: str) -> Path:
@@ -79,4 +80,5 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         api_host=str(env.get("CEMP_API_HOST", api.get("host", "127.0.0.1"))),
         api_port=port,
         mempool_max=int(doc.get("mempool_max", 100_000)),
+        peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
     )

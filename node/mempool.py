@@ -94,7 +94,9 @@ class Mempool:
         """A block with these txs is applied: resolve waiters and rebuild the pending view."""
         results = self.ledger.results(height)
         for i, h in enumerate(tx_hashes):
+            # On a follower (or after a leader change) a committed tx may still sit in ``pending``.
             self.inflight.pop(h, None)
+            self.pending.pop(h, None)
             if h in self.waiters:
                 r = results[i]
                 self._resolve(h, TxLocation(Height(height), i, r.code, r.reason), None)
@@ -122,6 +124,16 @@ class Mempool:
             self.changed.set()
         else:
             self.changed.clear()
+
+    def requeue_inflight(self, now_ms: int) -> None:
+        """Txs taken for a block that did not make it (lost leadership, skipped entry) wait again, first."""
+        if not self.inflight:
+            return
+        back: OrderedDict[Hash32, DecodedTx] = OrderedDict(self.inflight)
+        back.update(self.pending)
+        self.pending = back
+        self.inflight = {}
+        self.rebuild(now_ms)
 
     def fail_all(self, err: CempError) -> None:
         for h in list(self.waiters):

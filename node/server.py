@@ -22,6 +22,7 @@ from node.api import MAX_BODY, NodeAPI, errors_middleware
 from node.chain import Ledger
 from node.config import NodeConfig
 from node.crypto import KeyPair, read_key_file
+from node.driver import ConsensusDriver
 from node.genesis import read_genesis
 from node.mempool import Mempool
 from node.producer import BlockProducer
@@ -55,7 +56,13 @@ class Metrics:
 
 class Node:
     def __init__(
-        self, genesis: Genesis, store: Store, node_id: str, key: KeyPair, mempool_max: int = 100_000
+        self,
+        genesis: Genesis,
+        store: Store,
+        node_id: str,
+        key: KeyPair,
+        mempool_max: int = 100_000,
+        peer_addresses: dict[str, str] | None = None,
     ) -> None:
         if node_id not in {n.node_id for n in genesis.nodes}:
             raise ValueError(f"node id {node_id!r} is not in the genesis")
@@ -69,8 +76,24 @@ class Node:
         self.mempool = Mempool(self.ledger, mempool_max)
         self.metrics = Metrics()
         self.metrics.height.set(self.ledger.height)
-        self.producer = BlockProducer(self.ledger, self.mempool, node_id, key, on_block=self._on_block)
-        self.api = NodeAPI(self.ledger, self.mempool, node_id)
+        # One node: it cuts its own blocks. Several: Raft orders them (``node.driver``).
+        self.producer: BlockProducer | None = None
+        self.driver: ConsensusDriver | None = None
+        if len(genesis.nodes) == 1:
+            self.producer = BlockProducer(self.ledger, self.mempool, node_id, key, on_block=self._on_block)
+            self.api = NodeAPI(self.ledger, self.mempool, node_id)
+        else:
+            addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
+            addresses.update(peer_addresses or {})
+            self.driver = ConsensusDriver(node_id, key, self.ledger, self.mempool, addresses)
+            self.driver.on_block = self._on_block
+            self.api = NodeAPI(
+                self.ledger,
+                self.mempool,
+                node_id,
+                status_extra=self.driver.status,
+                after_admit=self.driver.forward,
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     def _on_block(self, block: Block) -> None:
@@ -92,12 +115,15 @@ class Node:
         for provider in PLUGINS:
             app.add_routes(_load_plugin(provider)(self))
         app.add_routes(self.api.routes())
+        if self.driver is not None:
+            app.add_routes(self.driver.transport.routes())
         app.router.add_get("/metrics", self._metrics)
         app.cleanup_ctx.append(self._background)
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
-        self._tasks.append(asyncio.create_task(self._guard(self.producer.run()), name="producer"))
+        loop = self.producer.run() if self.producer is not None else self.driver.run()  # type: ignore[union-attr]
+        self._tasks.append(asyncio.create_task(self._guard(loop), name="block-loop"))
         yield
         for t in self._tasks:
             t.cancel()
@@ -112,7 +138,7 @@ class Node:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("block producer failed; stopping the node")
+            log.exception("block loop failed; stopping the node")
             os.kill(os.getpid(), signal.SIGTERM)
 
     def close(self) -> None:
@@ -125,7 +151,7 @@ def open_node(cfg: NodeConfig) -> Node:
     key = read_key_file(cfg.key_file, passphrase)
     store = LevelDBStore(cfg.data_dir / "ledger")
     try:
-        return Node(genesis, store, cfg.node_id, key, cfg.mempool_max)
+        return Node(genesis, store, cfg.node_id, key, cfg.mempool_max, cfg.peer_addresses)
     except Exception:
         store.close()
         raise

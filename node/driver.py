@@ -1,0 +1,461 @@
+"""The consensus driver: the one loop that steps Raft, persists, sends, applies blocks and cuts new ones.
+
+Order inside one turn of the loop (etcd's Ready contract, see ``consensus.raft.Ready``):
+1. feed ticks, received peer messages and forwarded txs into the state machine and the mempool;
+2. on the leader, maybe cut a block: execute it on the applied head, sign it, ``propose`` it;
+3. take ``ready()``: persist snapshot/entries/hard state in one synced batch BEFORE sending anything
+   (a vote or an append ack promises durable state), then send messages, then apply committed blocks
+   in log order through the ledger's one apply path, then ``advance()``.
+
+Blocks are Raft entries. The leader cuts block H+1 only when every entry in its log is applied and a majority
+of nodes has signed block H (those votes go into H+1's header), so a block's parent is always the applied head.
+A committed entry whose block does not extend the applied head (a stale leader's proposal) or does not check
+out (header, proposer signature, commit votes, roots) is skipped by every node alike; its txs go back to the
+mempools. Followers check a block's proposer signature before they store and acknowledge it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from consensus.messages import (
+    AppendEntries,
+    Entry,
+    EntryKind,
+    Index,
+    Membership,
+    NodeId,
+    Snapshot,
+    SnapshotMeta,
+    Term,
+    genesis_snapshot,
+)
+from consensus.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
+from node import codec, schema
+from node.chain import ChainError, DecodedTx, Ledger, StagedBlock, header_hash, quorum
+from node.crypto import KeyPair, verify
+from node.errors import CempError
+from node.mempool import Mempool
+from node.peer import RAFT_TYPES, CommitVote, ForwardTxs
+from node.raftstore import RaftStore
+from node.transport import Transport
+from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Blob, Block, CommitSig, Hash32, Height, PublicKey
+
+log = logging.getLogger(__name__)
+
+RAFT_APPLIED = b"Mraft-applied"
+COMPACT_EVERY = 5_000
+"""Compact the Raft log once this many applied entries lie behind the snapshot base."""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRef:
+    """What a Raft snapshot carries: the chain height and block hash it stands for. Blocks are never pruned,
+    so a node behind a compacted log catches up by fetching and fully re-verifying the blocks up to it."""
+
+    height: Height
+    block_hash: Hash32
+
+
+@dataclass(slots=True)
+class _Staged:
+    index: int
+    block_hash: Hash32
+    staged: StagedBlock
+    block: Block
+    batch: list[DecodedTx]
+
+
+class ConsensusDriver:
+    def __init__(
+        self,
+        node_id: str,
+        key: KeyPair,
+        ledger: Ledger,
+        mempool: Mempool,
+        addresses: dict[str, str],
+        *,
+        api_addresses: dict[str, str] | None = None,
+        seed: int | None = None,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        g = ledger.genesis
+        self.node_id = node_id
+        self.key = key
+        self.ledger = ledger
+        self.mempool = mempool
+        self.params = g.params
+        self.wall_ms = wall_ms
+        self.members: dict[str, PublicKey] = {str(n.node_id): n.pubkey for n in g.nodes}
+        self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
+        self.raftstore = RaftStore(ledger.store)
+        meta = self.raftstore.snapshot_meta()
+        snap = (
+            Snapshot(meta)
+            if meta is not None
+            else genesis_snapshot(Membership.of(NodeId(n.node_id) for n in g.nodes))
+        )
+        hs = self.raftstore.hard_state()
+        raw_applied = ledger.store.get(RAFT_APPLIED)
+        applied = int.from_bytes(raw_applied, "big") if raw_applied else snap.meta.index
+        if hs is not None:
+            applied = min(applied, max(hs.commit, snap.meta.index))
+        self.raft = Raft(
+            RaftConfig(
+                NodeId(node_id),
+                election_ticks=self.params.election_ticks,
+                heartbeat_ticks=self.params.heartbeat_ticks,
+            ),
+            random.Random(
+                seed if seed is not None else int.from_bytes(key.public[:8], "big") ^ time.time_ns()
+            ),
+            snapshot=snap,
+            hard_state=hs,
+            entries=self.raftstore.entries(snap.meta.index + 1),
+            applied=Index(applied),
+        )
+        self.transport = Transport(g.chain_id, node_id, key, self.members, addresses, self._deliver)
+        self.inbox: list[tuple[str, list[Any]]] = []
+        self.forward_buf: list[bytes] = []
+        self.wake = asyncio.Event()
+        self.staged: _Staged | None = None
+        self.votes: dict[tuple[int, bytes], dict[str, CommitSig]] = {}
+        self.last_cut = 0.0
+        self.leader: str | None = None
+        self.dropped_entries = 0
+        self.skipped_blocks = 0
+        self.on_block: Callable[[Block], None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    # --- inputs ----------------------------------------------------------------------------------
+    def _deliver(self, sender: str, msgs: list[Any]) -> None:
+        self.inbox.append((sender, msgs))
+        self.wake.set()
+
+    def forward(self, txs: list[DecodedTx]) -> None:
+        """Called by the API after admitting txs: a follower passes them on to the leader."""
+        if self.raft.role != Role.LEADER:
+            self.forward_buf.extend(d.raw for d in txs)
+        self.wake.set()
+
+    def status(self) -> dict[str, Any]:
+        st = self.raft.status()
+        return {
+            "term": st.term,
+            "leader": st.leader,
+            "role": st.role.value if hasattr(st.role, "value") else str(st.role),
+            "raft_commit": st.commit,
+            "raft_applied": st.applied,
+            "raft_last_index": st.last_index,
+            "members": list(st.membership.voters),
+            "learners": list(st.membership.learners),
+            "peers_reachable": self.transport.reachable,
+            "peer_drops": dict(self.transport.dropped),
+            "skipped_blocks": self.skipped_blocks,
+        }
+
+    # --- the loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.transport.start()
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        tick = self.params.tick_ms / 1000
+        next_tick = time.monotonic() + tick
+        ticks = 0
+        if self.ledger.height:
+            self._vote_for_head()  # votes live in memory: after a restart, sign the head again
+        try:
+            while True:
+                timeout = next_tick - time.monotonic()
+                if timeout > 0 and not self.inbox:
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+                self.wake.clear()
+                now = time.monotonic()
+                if now >= next_tick:
+                    self.raft.tick()
+                    ticks += 1
+                    next_tick = max(next_tick + tick, now)
+                    if ticks % 20 == 0:
+                        self._resend_head_vote()
+                self._drain_inbox()
+                self._flush_forwards()
+                await self._maybe_cut()
+                while self.raft.has_ready():
+                    rd = self.raft.ready()
+                    assert rd is not None
+                    await self._handle_ready(rd)
+        finally:
+            await self.transport.stop()
+            await self._http.close()
+
+    def _drain_inbox(self) -> None:
+        inbox, self.inbox = self.inbox, []
+        for sender, msgs in inbox:
+            for m in msgs:
+                if isinstance(m, RAFT_TYPES):
+                    if isinstance(m, AppendEntries) and not self._entries_check_out(m):
+                        self.dropped_entries += 1
+                        continue
+                    self.raft.step(m)
+                elif isinstance(m, CommitVote):
+                    self._on_vote(m)
+                elif isinstance(m, ForwardTxs):
+                    self._on_forwarded(sender, m)
+
+    def _entries_check_out(self, m: AppendEntries) -> bool:
+        """A follower refuses (does not store or ack) a block whose proposer signature or chain is wrong."""
+        for e in m.entries:
+            if e.kind != EntryKind.NORMAL:
+                continue
+            try:
+                b = codec.decode(Block, e.data)
+            except CempError:
+                return False
+            info = self.ledger.nodes.get(b.header.proposer)
+            if info is None or b.header.chain_id != self.ledger.genesis.chain_id:
+                return False
+            if b.header.term != int(e.term) or not verify(
+                info.pubkey, DOMAIN_BLOCK, codec.encode(b.header), b.signature
+            ):
+                return False
+        return True
+
+    def _on_forwarded(self, sender: str, m: ForwardTxs) -> None:
+        now = self.wall_ms()
+        for raw in m.txs:
+            try:
+                d = self.ledger.decode_tx(raw)
+                if self.mempool.contains(d.hash) or self.ledger.tx_location(d.hash) is not None:
+                    continue
+                self.ledger.check_signature(d)
+                self.mempool.admit(d, now)
+                self.ledger.mark_verified(d.hash)
+            except CempError as e:
+                log.debug("forwarded tx from %s refused: %s", sender, e.message)
+        if self.raft.role != Role.LEADER:
+            self.forward_buf.extend(m.txs)  # we are not the leader (any more): pass them on
+
+    def _flush_forwards(self) -> None:
+        leader = self.raft.leader
+        if not self.forward_buf or leader is None or leader == self.node_id:
+            if leader == self.node_id:
+                self.forward_buf.clear()
+            return
+        for i in range(0, len(self.forward_buf), 2000):
+            self.transport.send(leader, ForwardTxs(tuple(Blob(x) for x in self.forward_buf[i : i + 2000])))
+        self.forward_buf.clear()
+
+    # --- commit votes ----------------------------------------------------------------------------
+    def _on_vote(self, v: CommitVote) -> None:
+        info = self.ledger.nodes.get(v.sig.node_id)
+        if info is None or not verify(info.pubkey, DOMAIN_VOTE, v.block_hash, v.sig.signature):
+            return
+        key = (int(v.height), bytes(v.block_hash))
+        self.votes.setdefault(key, {})[v.sig.node_id] = v.sig
+        if len(self.votes[key]) == quorum(len(self.members)) and v.height == self.ledger.height:
+            self._persist_cert(key)
+
+    def _persist_cert(self, key: tuple[int, bytes]) -> None:
+        from node.chain import _Cert
+
+        if key[1] != self.ledger.last_hash:
+            return
+        sigs = tuple(sorted(self.votes[key].values(), key=lambda s: s.node_id))
+        self.ledger.store.write({schema.commit_cert(key[0]): codec.encode(_Cert(sigs))}, sync=False)
+
+    def _cert_for_head(self) -> tuple[CommitSig, ...] | None:
+        led = self.ledger
+        if led.height == 0:
+            return ()
+        got = self.votes.get((led.height, bytes(led.last_hash)), {})
+        need = quorum(len(self.members))
+        if len(got) < need:
+            return None
+        return tuple(sorted(got.values(), key=lambda s: s.node_id))[:need] if len(got) >= need else None
+
+    def _vote_for_head(self) -> None:
+        led = self.ledger
+        sig = led.vote(led.last_hash, self.node_id, self.key)
+        v = CommitVote(led.height, led.last_hash, sig)
+        self.votes.setdefault((led.height, bytes(led.last_hash)), {})[self.node_id] = sig
+        for peer in self.members:
+            if peer != self.node_id:
+                self.transport.send(peer, v)
+        for k in [k for k in self.votes if k[0] < led.height - 8]:
+            del self.votes[k]
+
+    def _resend_head_vote(self) -> None:
+        """Keep the leader supplied with our vote on the head (it may have restarted or just been elected)."""
+        leader = self.raft.leader
+        if leader is None or leader == self.node_id or not self.ledger.height:
+            return
+        key = (int(self.ledger.height), bytes(self.ledger.last_hash))
+        sig = self.votes.get(key, {}).get(self.node_id)
+        if sig is not None:
+            self.transport.send(leader, CommitVote(self.ledger.height, self.ledger.last_hash, sig))
+
+    # --- block production (leader) ---------------------------------------------------------------
+    async def _maybe_cut(self) -> None:
+        if self.raft.role != Role.LEADER or self.staged is not None or not len(self.mempool):
+            return
+        st = self.raft.status()
+        if st.applied < st.last_index:
+            return
+        cert = self._cert_for_head()
+        if cert is None:
+            return
+        interval = self.params.block_interval_ms / 1000
+        if time.monotonic() - self.last_cut < interval and len(self.mempool) < self.params.block_max_txs:
+            return  # the loop wakes at least every tick; the block is cut at the next turn past the interval
+        batch = self.mempool.take(self.params.block_max_txs)
+        self.last_cut = time.monotonic()
+        led = self.ledger
+        t = max(self.wall_ms(), led.last_time_ms + 1)
+        staged = await asyncio.to_thread(
+            led.execute,
+            tuple(d.raw for d in batch),
+            time_ms=t,
+            proposer=self.node_id,
+            term=int(self.raft.term),
+            last_commit=cert,
+            decoded=list(batch),
+        )
+        block = led.sign_block(staged, self.key)
+        try:
+            index = self.raft.propose(codec.encode(block))
+        except (NotLeader, ProposalDropped) as e:
+            log.info("block not proposed (%s); txs go back to the mempool", e)
+            self.mempool.requeue_inflight(self.wall_ms())
+            return
+        self.staged = _Staged(index, header_hash(block.header), staged, block, batch)
+
+    # --- Ready -----------------------------------------------------------------------------------
+    async def _handle_ready(self, rd: Ready) -> None:
+        # 1. Persist before sending: a vote or an ack promises durable state.
+        if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
+            self.raftstore.save(rd.hard_state, rd.entries, rd.snapshot.meta if rd.snapshot else None)
+        # 2. Send.
+        for m in rd.messages:
+            self.transport.send(m.to, m)
+        # 3. Apply.
+        if rd.snapshot is not None:
+            await self._restore(rd.snapshot)
+        for e in rd.committed_entries:
+            await self._apply_entry(e)
+        self.raft.advance(rd)
+        if rd.soft_state is not None:
+            self._on_soft_state(rd.soft_state.leader)
+        await self._maybe_compact()
+
+    def _on_soft_state(self, leader: str | None) -> None:
+        if leader == self.leader:
+            return
+        self.leader = leader
+        log.info("%s: leader is now %s (term %s)", self.node_id, leader, self.raft.term)
+        if leader is not None and leader != self.node_id:
+            # Pass everything we hold on to the new leader, and our vote on the head so it can cut.
+            self.forward_buf.extend(d.raw for d in self.mempool.pending.values())
+            self.forward_buf.extend(d.raw for d in self.mempool.inflight.values())
+            if self.ledger.height:
+                sig = self.votes.get((self.ledger.height, bytes(self.ledger.last_hash)), {}).get(self.node_id)
+                if sig is not None:
+                    self.transport.send(leader, CommitVote(self.ledger.height, self.ledger.last_hash, sig))
+
+    async def _apply_entry(self, e: Entry) -> None:
+        led = self.ledger
+        extra = {RAFT_APPLIED: e.index.to_bytes(8, "big")}
+        if e.kind != EntryKind.NORMAL:
+            led.store.write(extra, sync=False)
+            return
+        staged = self.staged if self.staged is not None and self.staged.index == e.index else None
+        if self.staged is not None and e.index >= self.staged.index:
+            self.staged = None
+        try:
+            block = codec.decode(Block, e.data)
+        except CempError:
+            self.skipped_blocks += 1
+            led.store.write(extra, sync=False)
+            return
+        h = header_hash(block.header)
+        if block.header.height <= led.height:
+            led.store.write(extra, sync=False)  # applied before a restart
+            return
+        if staged is not None and staged.block_hash == h and block.header.prev_hash == led.last_hash:
+            await asyncio.to_thread(led.commit, block, staged.staged, (), extra)
+            results_known = True
+        else:
+            try:
+                await asyncio.to_thread(led.apply_block, block, (), extra)
+                results_known = True
+            except ChainError as err:
+                log.warning("%s: skipping committed entry %d: %s", self.node_id, e.index, err)
+                self.skipped_blocks += 1
+                led.store.write(extra, sync=False)
+                results_known = False
+        if results_known:
+            self._vote_for_head()
+            self.mempool.committed(
+                [Hash32(bytes(x)) for x in _hashes(block)], block.header.height, self.wall_ms()
+            )
+            if self.on_block is not None:
+                self.on_block(block)
+        if staged is None or not results_known or staged.block_hash != h:
+            self.mempool.requeue_inflight(self.wall_ms())
+
+    async def _maybe_compact(self) -> None:
+        st = self.raft.status()
+        if st.applied - st.first_index < COMPACT_EVERY * 2:
+            return
+        upto = Index(st.applied - COMPACT_EVERY)
+        ref = SnapshotRef(self.ledger.height, self.ledger.last_hash)
+        snap = self.raft.compact(upto, codec.encode(ref))
+        self.raftstore.compact(snap.meta)
+
+    async def _restore(self, snap: Snapshot) -> None:
+        """Catch up to a snapshot's height by fetching and verifying blocks from the peers."""
+        ref = codec.decode(SnapshotRef, snap.data)
+        led = self.ledger
+        assert self._http is not None
+        while led.height < ref.height:
+            progressed = False
+            for peer, addr in self.api_addresses.items():
+                if peer == self.node_id:
+                    continue
+                try:
+                    async with self._http.get(
+                        f"http://{addr}/v1/blocks/{led.height + 1}", params={"format": "msgpack"}
+                    ) as r:
+                        if r.status != 200:
+                            continue
+                        block = codec.decode(Block, await r.read())
+                    await asyncio.to_thread(led.apply_block, block, (), {})
+                    self._vote_for_head()
+                    self.mempool.committed(list(_hashes(block)), block.header.height, self.wall_ms())
+                    progressed = True
+                    break
+                except (aiohttp.ClientError, TimeoutError, CempError, ChainError) as err:
+                    log.warning("catch-up from %s failed: %s", peer, err)
+            if not progressed:
+                await asyncio.sleep(0.2)
+        if led.height == ref.height and led.last_hash != ref.block_hash:
+            raise ChainError("snapshot block hash differs from the chain this node verified")
+        led.store.write({RAFT_APPLIED: snap.meta.index.to_bytes(8, "big")}, sync=True)
+
+
+def _hashes(block: Block) -> list[Hash32]:
+    from node.crypto import sha256
+
+    return [sha256(raw) for raw in block.txs]
+
+
+__all__ = ["ConsensusDriver", "SnapshotMeta", "Term"]

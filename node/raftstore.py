@@ -1,0 +1,84 @@
+"""Durable Raft state in the ``R`` namespace: hard state, log entries and the snapshot base.
+
+Invariants:
+- ``save`` writes entries and hard state in one synced batch; writing entries from index i first deletes every
+  stored entry >= i (a leader's log overrides a follower's conflicting suffix);
+- ``compact(i)`` deletes entries <= i only after the snapshot base recording i is written in the same batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consensus.messages import Entry, HardState, Index, SnapshotMeta
+from node import codec
+from node.store import Store
+
+HARD_STATE = b"Rhs"
+SNAPSHOT = b"Rsnap"
+ENTRY = b"Re"
+
+
+def entry_key(index: int) -> bytes:
+    return ENTRY + index.to_bytes(8, "big")
+
+
+class RaftStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.last_index = 0
+        last = list(self.store.iterate(ENTRY, ENTRY + b"\xff" * 9, reverse=True, limit=1))
+        if last:
+            self.last_index = int.from_bytes(last[0][0][len(ENTRY) :], "big")
+
+    def hard_state(self) -> HardState | None:
+        raw = self.store.get(HARD_STATE)
+        return None if raw is None else codec.decode(HardState, raw)
+
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        raw = self.store.get(SNAPSHOT)
+        return None if raw is None else codec.decode(SnapshotMeta, raw)
+
+    def entries(self, start: int = 0) -> list[Entry]:
+        return [codec.decode(Entry, v) for _, v in self.store.iterate(entry_key(start), ENTRY + b"\xff" * 9)]
+
+    def entry(self, index: int) -> Entry | None:
+        raw = self.store.get(entry_key(index))
+        return None if raw is None else codec.decode(Entry, raw)
+
+    def save(
+        self, hs: HardState | None, entries: Sequence[Entry], snapshot: SnapshotMeta | None = None
+    ) -> None:
+        changes: dict[bytes, bytes | None] = {}
+        if entries:
+            first = entries[0].index
+            for i in range(first, self.last_index + 1):
+                changes[entry_key(i)] = None
+            for e in entries:
+                changes[entry_key(e.index)] = codec.encode(e)
+        if snapshot is not None:
+            changes[SNAPSHOT] = codec.encode(snapshot)
+            for i in range(self._first_index(), snapshot.index + 1):
+                changes.setdefault(entry_key(i), None)
+        if hs is not None:
+            changes[HARD_STATE] = codec.encode(hs)
+        if changes:
+            self.store.write(changes, sync=True)
+        if entries:
+            self.last_index = entries[-1].index
+        if snapshot is not None and snapshot.index > self.last_index:
+            self.last_index = snapshot.index
+
+    def _first_index(self) -> int:
+        first = list(self.store.iterate(ENTRY, ENTRY + b"\xff" * 9, limit=1))
+        return int.from_bytes(first[0][0][len(ENTRY) :], "big") if first else self.last_index + 1
+
+    def compact(self, meta: SnapshotMeta) -> None:
+        """Record ``meta`` as the snapshot base and drop entries it covers."""
+        changes: dict[bytes, bytes | None] = {SNAPSHOT: codec.encode(meta)}
+        for i in range(self._first_index(), min(meta.index, self.last_index) + 1):
+            changes[entry_key(i)] = None
+        self.store.write(changes, sync=True)
+
+
+__all__ = ["Index", "RaftStore"]

@@ -1,0 +1,132 @@
+"""Peer transport over aiohttp: one persistent HTTP connection per peer, messages batched per request.
+
+Invariants:
+- sending never blocks the driver: messages go into a per-peer queue; one sender task per peer drains
+  it, packing everything queued into one signed envelope per POST (natural batching under load);
+- a peer that is down costs a bounded queue and a short back-off; Raft retransmits what was lost, so a
+  full queue drops the oldest messages rather than growing without bound;
+- inbound envelopes are checked (``node.peer.open_envelope``) before anything reaches the driver; a bad one
+  is answered 4xx, counted by reason and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from node.crypto import KeyPair
+from node.peer import PeerError, open_envelope, seal
+from node.types import PublicKey
+
+log = logging.getLogger(__name__)
+
+PEER_PATH = "/peer/v1/msgs"
+MAX_QUEUE = 10_000
+MAX_BATCH = 4096
+
+
+class Transport:
+    def __init__(
+        self,
+        chain_id: str,
+        me: str,
+        key: KeyPair,
+        members: dict[str, PublicKey],
+        addresses: dict[str, str],
+        deliver: Callable[[str, list[Any]], None],
+    ) -> None:
+        self.chain_id = chain_id
+        self.me = me
+        self.key = key
+        self.members = members
+        self.addresses = addresses
+        self.deliver = deliver
+        self.queues: dict[str, deque[Any]] = {p: deque() for p in addresses if p != me}
+        self.wake: dict[str, asyncio.Event] = {p: asyncio.Event() for p in self.queues}
+        self.dropped: Counter[str] = Counter()
+        self.sent: Counter[str] = Counter()
+        self.received = 0
+        self.reachable: dict[str, bool] = dict.fromkeys(self.queues, False)
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- outbound --------------------------------------------------------------------------------
+    def send(self, to: str, msg: Any) -> None:
+        q = self.queues.get(to)
+        if q is None:
+            self.dropped["unknown_peer"] += 1
+            return
+        if len(q) >= MAX_QUEUE:
+            q.popleft()
+            self.dropped["queue_full"] += 1
+        q.append(msg)
+        self.wake[to].set()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=5, connect=1),
+            connector=aiohttp.TCPConnector(limit_per_host=2, keepalive_timeout=60),
+        )
+        for peer in self.queues:
+            self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-send-{peer}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _sender(self, peer: str) -> None:
+        q = self.queues[peer]
+        ev = self.wake[peer]
+        url = f"http://{self.addresses[peer]}{PEER_PATH}"
+        backoff = 0.0
+        assert self._session is not None
+        while True:
+            await ev.wait()
+            ev.clear()
+            while q:
+                batch = [q.popleft() for _ in range(min(len(q), MAX_BATCH))]
+                body = seal(self.chain_id, self.me, peer, batch, self.key)
+                try:
+                    async with self._session.post(
+                        url, data=body, headers={"Content-Type": "application/msgpack"}
+                    ) as r:
+                        await r.read()
+                        if r.status >= 400:
+                            self.dropped[f"refused_{r.status}"] += len(batch)
+                    self.sent[peer] += len(batch)
+                    self.reachable[peer] = True
+                    backoff = 0.0
+                except (aiohttp.ClientError, TimeoutError, OSError):
+                    self.dropped["unreachable"] += len(batch)
+                    self.reachable[peer] = False
+                    backoff = min(0.5, backoff * 2 or 0.02)
+                    await asyncio.sleep(backoff)
+
+    # --- inbound ---------------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            sender, msgs = open_envelope(raw, self.chain_id, self.me, self.members)
+        except PeerError as e:
+            self.dropped[e.reason] += 1
+            log.debug("dropped peer envelope: %s", e)
+            return web.json_response({"code": e.reason, "message": str(e)}, status=400)
+        self.received += len(msgs)
+        self.deliver(sender, msgs)
+        return web.Response(status=204)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(PEER_PATH, self.handle)]
