@@ -1,4 +1,4 @@
-"""``cemp demo``: a local consortium on this machine with simulated, device-signed readings.
+"""``cemp demo``: a local three-org consortium on this machine with simulated, device-signed readings.
 
 Until the collector lands, a small built-in generator stands in for the seven sources of the Hohhot
 case: energy meters on the core heating unit, the pipe heating unit and the thermal storage tank, the
@@ -102,10 +102,22 @@ def _log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def prepare(base: Path, port: int) -> Path:
-    """Keys, consortium.toml, genesis and node config under ``base``; returns the node config path."""
+NODES = [("owner-1", "owner"), ("equipment-1", "equipment"), ("regulator-1", "regulator")]
+LAYOUT = "cemp-demo-3nodes-v1"
+
+
+def prepare(base: Path, port: int) -> list[tuple[str, Path, int]]:
+    """Keys, consortium.toml, genesis and one config per node under ``base``.
+
+    Returns (node id, config path, API port) for the owner's, the equipment firm's and the regulator's node.
+    """
+    marker = base / "LAYOUT"
+    if base.exists() and (not marker.exists() or marker.read_text().strip() != LAYOUT):
+        _log(f"{base} holds an older demo layout; starting afresh")
+        shutil.rmtree(base)
     keys = base / "keys"
     keys.mkdir(parents=True, exist_ok=True)
+    marker.write_text(LAYOUT + "\n")
 
     def key(name: str) -> Path:
         p = keys / f"{name}.key"
@@ -124,15 +136,23 @@ def prepare(base: Path, port: int) -> Path:
             f'prefix = "{prefix}"',
             "",
         ]
-    key("owner-1.node")
-    lines += [
-        "[[nodes]]",
-        'id = "owner-1"',
-        'org = "owner"',
-        'key = "keys/owner-1.node.key"',
-        f'address = "127.0.0.1:{port}"',
-        "",
-    ]
+    out = []
+    for i, (nid, org) in enumerate(NODES):
+        key(f"{nid}.node")
+        lines += [
+            "[[nodes]]",
+            f'id = "{nid}"',
+            f'org = "{org}"',
+            f'key = "keys/{nid}.node.key"',
+            f'address = "127.0.0.1:{port + i}"',
+            "",
+        ]
+        cfg = base / f"{nid}.toml"
+        cfg.write_text(
+            f'node_id = "{nid}"\ndata_dir = "data/{nid}"\nkey_file = "keys/{nid}.node.key"\n'
+            f'genesis = "genesis.cemp"\n\n[api]\nhost = "127.0.0.1"\nport = {port + i}\n'
+        )
+        out.append((nid, cfg, port + i))
     for d in DEVICES:
         key("device-" + d.handle.replace("/", "_"))
     consortium = base / "consortium.toml"
@@ -141,12 +161,7 @@ def prepare(base: Path, port: int) -> Path:
     genesis = base / "genesis.cemp"
     if not genesis.exists():
         write_genesis(genesis_from_toml(consortium), genesis)
-    cfg = base / "owner-1.toml"
-    cfg.write_text(
-        'node_id = "owner-1"\ndata_dir = "data/owner-1"\nkey_file = "keys/owner-1.node.key"\n'
-        f'genesis = "genesis.cemp"\n\n[api]\nhost = "127.0.0.1"\nport = {port}\n'
-    )
-    return cfg
+    return out
 
 
 class Generator:
@@ -264,64 +279,84 @@ class Generator:
 async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool) -> int:
     if fresh and base.exists():
         shutil.rmtree(base)
-    cfg = prepare(base, port)
-    logf = open(base / "owner-1.log", "a")  # noqa: SIM115  closed in finally, outlives the with-block scope
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--config", str(cfg)],
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    nodes = prepare(base, port)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    for nid, cfg, _ in nodes:
+        logf = open(base / f"{nid}.log", "ab")  # noqa: SIM115  closed in finally
+        logs.append(logf)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "node", "--config", str(cfg)],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    urls = [f"http://127.0.0.1:{p}" for _, _, p in nodes]
     try:
-        async with NodeClient(url) as client:
-            for _ in range(100):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"node exited with {proc.returncode}; see {base / 'owner-1.log'}")
+        async with NodeClient(urls[0]) as client:
+            for _ in range(200):
+                dead = [n for (n, _, _), p in zip(nodes, procs, strict=True) if p.poll() is not None]
+                if dead:
+                    raise RuntimeError(f"node {dead[0]} exited; see {base / (dead[0] + '.log')}")
                 try:
                     st = await client.status()
-                    break
+                    if st.get("leader"):
+                        break
                 except Exception:
-                    await asyncio.sleep(0.1)
+                    pass
+                await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("node did not answer within 10 s")
+                raise RuntimeError("the consortium did not elect a leader within 20 s")
             gen = Generator(client, base, st["chain_id"])
             await gen.register()
-            print(
-                "\n".join(
-                    [
-                        "",
-                        "CEMP demo is running: one node (owner-1) and six device-signed sources.",
-                        f"  API         {url}/v1/status   (OpenAPI: {url}/openapi.json, metrics: {url}/metrics)",
-                        f"  blocks      {url}/v1/blocks",
-                        f"  readings    {url}/v1/devices/{DEVICES[0].handle}/readings",
-                        f"  hourly      {url}/v1/devices/{DEVICES[0].handle}/hourly",
-                        f"  data dir    {(base / 'data' / 'owner-1').resolve()}",
-                        f"  node log    {(base / 'owner-1.log').resolve()}",
-                        f"  verify      cemp verify --data-dir {(base / 'data' / 'owner-1').resolve()}  (after stopping)",
-                        "Press Ctrl-C to stop.",
-                        "",
-                    ]
-                ),
-                flush=True,
-            )
+            lines = [
+                "",
+                "CEMP demo is running: three nodes (owner, equipment firm, regulator) and six device-signed sources.",
+            ]
+            for (nid, _, _port), u in zip(nodes, urls, strict=True):
+                lines.append(f"  {nid:<12} {u}/v1/status   data {(base / 'data' / nid).resolve()}")
+            u = urls[0]
+            lines += [
+                f"  blocks       {u}/v1/blocks   (OpenAPI: {u}/openapi.json, metrics: {u}/metrics)",
+                f"  readings     {u}/v1/devices/{DEVICES[0].handle}/readings",
+                f"  hourly       {u}/v1/devices/{DEVICES[0].handle}/hourly",
+                f"  logs         {base.resolve()}/<node>.log",
+                f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
+                "Readings go to the nodes in turn; followers forward them to the leader. Press Ctrl-C to stop.",
+                "",
+            ]
+            print("\n".join(lines), flush=True)
             t_end = None if duration_s is None else time.monotonic() + duration_s
             last_report = 0.0
+            turn = 0
             while t_end is None or time.monotonic() < t_end:
                 t = time.monotonic()
-                await gen.tick()
+                gen.client = NodeClient(urls[turn % len(urls)], session=client.session)
+                turn += 1
+                try:
+                    await gen.tick()
+                except CempError as e:
+                    _log(f"warning: {e.message}")
                 if t - last_report >= 10:
                     st = await client.status()
-                    _log(f"height {st['height']}  readings sent {gen.sent}  app hash {st['app_hash'][:16]}")
+                    _log(
+                        f"height {st['height']}  leader {st['leader']} (term {st['term']})  readings sent {gen.sent}  "
+                        f"app hash {st['app_hash'][:16]}"
+                    )
                     last_report = t
                 await asyncio.sleep(max(0.0, gen.period_s - (time.monotonic() - t)))
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        logf.close()
+        for f in logs:
+            f.close()
     return 0
 
 
