@@ -21,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -63,6 +63,15 @@ class SnapshotRef:
 
     height: Height
     block_hash: Hash32
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A block executed on top of ``parent`` whose header still waits for the parent's commit votes."""
+
+    parent: Hash32
+    staged: StagedBlock
+    batch: list[DecodedTx]
 
 
 @dataclass(slots=True)
@@ -127,6 +136,8 @@ class ConsensusDriver:
         self.forward_buf: list[bytes] = []
         self.wake = asyncio.Event()
         self.staged: _Staged | None = None
+        self.prepared: _Prepared | None = None
+        self.cut_at: float | None = None
         self.votes: dict[tuple[int, bytes], dict[str, CommitSig]] = {}
         self.last_cut = 0.0
         self.leader: str | None = None
@@ -173,7 +184,8 @@ class ConsensusDriver:
             self._vote_for_head()  # votes live in memory: after a restart, sign the head again
         try:
             while True:
-                timeout = next_tick - time.monotonic()
+                deadline = next_tick if self.cut_at is None else min(next_tick, self.cut_at)
+                timeout = deadline - time.monotonic()
                 if timeout > 0 and not self.inbox:
                     try:
                         await asyncio.wait_for(self.wake.wait(), timeout)
@@ -306,38 +318,65 @@ class ConsensusDriver:
 
     # --- block production (leader) ---------------------------------------------------------------
     async def _maybe_cut(self) -> None:
-        if self.raft.role != Role.LEADER or self.staged is not None or not len(self.mempool):
+        """Leader: execute the next block as soon as the head is applied, propose it once H's votes are in.
+
+        Execution does not depend on the commit votes (they only go into the header), so the leader runs
+        block H+1 while the followers are still applying H and signing it: the two overlap.
+        """
+        if self.raft.role != Role.LEADER:
+            self._drop_prepared()
+            return
+        if self.staged is not None:
             return
         st = self.raft.status()
         if st.applied < st.last_index:
             return
+        led = self.ledger
+        if self.prepared is not None and self.prepared.parent != led.last_hash:
+            self._drop_prepared()
+        if self.prepared is None:
+            if not len(self.mempool):
+                return
+            interval = self.params.block_interval_ms / 1000
+            due = self.last_cut + interval
+            if time.monotonic() < due and len(self.mempool) < self.params.block_max_txs:
+                self.cut_at = due  # the loop wakes up then
+                return
+            self.cut_at = None
+            batch = self.mempool.take(self.params.block_max_txs)
+            self.last_cut = time.monotonic()
+            parent = led.last_hash
+            staged = await asyncio.to_thread(
+                led.execute,
+                tuple(d.raw for d in batch),
+                time_ms=max(self.wall_ms(), led.last_time_ms + 1),
+                proposer=self.node_id,
+                term=int(self.raft.term),
+                last_commit=(),
+                decoded=list(batch),
+            )
+            self.prepared = _Prepared(parent, staged, batch)
+            if self.raft.role != Role.LEADER or led.last_hash != parent:
+                self._drop_prepared()
+                return
         cert = self._cert_for_head()
         if cert is None:
             return
-        interval = self.params.block_interval_ms / 1000
-        if time.monotonic() - self.last_cut < interval and len(self.mempool) < self.params.block_max_txs:
-            return  # the loop wakes at least every tick; the block is cut at the next turn past the interval
-        batch = self.mempool.take(self.params.block_max_txs)
-        self.last_cut = time.monotonic()
-        led = self.ledger
-        t = max(self.wall_ms(), led.last_time_ms + 1)
-        staged = await asyncio.to_thread(
-            led.execute,
-            tuple(d.raw for d in batch),
-            time_ms=t,
-            proposer=self.node_id,
-            term=int(self.raft.term),
-            last_commit=cert,
-            decoded=list(batch),
-        )
-        block = led.sign_block(staged, self.key)
+        prep, self.prepared = self.prepared, None
+        prep.staged.header = replace(prep.staged.header, last_commit=cert)
+        block = led.sign_block(prep.staged, self.key)
         try:
             index = self.raft.propose(codec.encode(block))
         except (NotLeader, ProposalDropped) as e:
             log.info("block not proposed (%s); txs go back to the mempool", e)
             self.mempool.requeue_inflight(self.wall_ms())
             return
-        self.staged = _Staged(index, header_hash(block.header), staged, block, batch)
+        self.staged = _Staged(index, header_hash(block.header), prep.staged, block, prep.batch)
+
+    def _drop_prepared(self) -> None:
+        if self.prepared is not None:
+            self.prepared = None
+            self.mempool.requeue_inflight(self.wall_ms())
 
     # --- Ready -----------------------------------------------------------------------------------
     async def _handle_ready(self, rd: Ready) -> None:

@@ -26,7 +26,7 @@ class Cluster:
     configs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    async def create(cls, base: Path, n: int = 3, **params: int) -> Cluster:
+    async def create(cls, base: Path, n: int = 3, proxies: bool = True, **params: int) -> Cluster:
         ports = [free_port() for _ in range(n)]
         params.setdefault("tick_ms", 50)
         params.setdefault("election_ticks", 10)
@@ -36,14 +36,15 @@ class Cluster:
         cl = cls(base, c, ids, dict(zip(ids, ports, strict=True)))
         for a in ids:
             for b in ids:
-                if a != b:
+                if a != b and proxies:
                     p = LinkProxy("127.0.0.1", cl.ports[b], seed=hash((a, b)) & 0xFFFF)
                     await p.start()
                     cl.proxies[(a, b)] = p
         for a in ids:
             cfg = c.write_files(base / a, a, cl.ports[a])
-            peers = "\n".join(f'"{b}" = "127.0.0.1:{cl.proxies[(a, b)].port}"' for b in ids if b != a)
-            cfg.write_text(cfg.read_text() + f"\n[peers]\n{peers}\n")
+            if proxies:
+                peers = "\n".join(f'"{b}" = "127.0.0.1:{cl.proxies[(a, b)].port}"' for b in ids if b != a)
+                cfg.write_text(cfg.read_text() + f"\n[peers]\n{peers}\n")
             cl.configs[a] = cfg
         return cl
 
