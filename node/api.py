@@ -140,6 +140,7 @@ class NodeAPI:
             web.get(r"/v1/devices/{handle:.+}", self.device),
             web.get("/v1/nonces/{pubkey}", self.nonce),
             web.get("/v1/status", self.status),
+            web.get("/v1/consortium", self.consortium),
             web.get("/openapi.json", self.openapi),
         ]
 
@@ -297,6 +298,30 @@ class NodeAPI:
         committed = self.ledger.nonce_of(StateView(self.ledger.store), pk)
         pending = self.ledger.nonce_of(PendingView(self.ledger.store, self.mempool.overlay), pk)
         return web.json_response({"pubkey": pk.hex(), "nonce": committed, "next": pending + 1})
+
+    async def consortium(self, request: web.Request) -> web.Response:
+        """Orgs from the genesis and every node with whether it is a current member."""
+        led = self.ledger
+        return web.json_response(
+            {
+                "chain_id": led.genesis.chain_id,
+                "genesis_hash": led.genesis_hash.hex(),
+                "orgs": [
+                    {"name": o.name, "role": o.role, "prefix": o.prefix, "admin_key": o.admin_key.hex()}
+                    for o in led.genesis.orgs
+                ],
+                "nodes": [
+                    {
+                        "node_id": n.node_id,
+                        "org": n.org,
+                        "pubkey": n.pubkey.hex(),
+                        "address": n.address,
+                        "active": n.node_id in led.active,
+                    }
+                    for n in led.nodes.values()
+                ],
+            }
+        )
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

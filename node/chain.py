@@ -48,7 +48,7 @@ from node.types import (
 )
 
 # Modules whose import registers tx kinds (``node.txkinds.register``): the one list of what the chain knows.
-KIND_MODULES = ["node.devices", "node.readings"]
+KIND_MODULES = ["node.devices", "node.readings", "node.membership"]
 for _module in KIND_MODULES:
     importlib.import_module(_module)
 
@@ -121,6 +121,9 @@ class Ledger:
         self.params = genesis.params
         self.genesis_hash = genesis_hash(genesis)
         self.nodes: dict[str, NodeInfo] = {n.node_id: n for n in genesis.nodes}
+        """Every node ever in the consortium (old blocks by removed nodes still verify)."""
+        self.active: set[str] = {n.node_id for n in genesis.nodes}
+        """Current members: who may propose and whose commit votes count."""
         self.verified: set[bytes] = set()
         """Tx hashes whose signature this process already checked at admission (skip on apply)."""
         self._verified_lock = threading.Lock()
@@ -138,6 +141,14 @@ class Ledger:
         elif stored != codec.encode(genesis):
             raise ChainError("the data directory belongs to a different genesis; refusing to mix chains")
         self._load_head()
+        self.refresh_members()
+
+    def refresh_members(self) -> None:
+        from node.membership import as_node_info, load_nodes
+
+        recs = load_nodes(StateView(self.store), self.genesis)
+        self.nodes = {k: as_node_info(r) for k, r in recs.items()}
+        self.active = {k for k, r in recs.items() if r.active}
 
     def _load_head(self) -> None:
         raw_h = self.store.get(schema.META_HEIGHT)
@@ -310,6 +321,8 @@ class Ledger:
         if cert:
             changes[schema.commit_cert(block.header.height)] = codec.encode(_Cert(cert))
         self.store.write(changes, sync=True)
+        if any(k.startswith(schema.MEMBER_PREFIX) for k in staged.overlay.writes):
+            self.refresh_members()
         self.height = block.header.height
         self.acc = staged.overlay.acc
         self.last_hash = h
@@ -321,14 +334,14 @@ class Ledger:
         seen: set[str] = set()
         for s in sigs:
             info = self.nodes.get(s.node_id)
-            if info is None:
-                raise ChainError(f"{what}: vote from unknown node {s.node_id!r}")
+            if info is None or s.node_id not in self.active:
+                raise ChainError(f"{what}: vote from {s.node_id!r}, which is not a current member")
             if s.node_id in seen:
                 raise ChainError(f"{what}: two votes from node {s.node_id!r}")
             if not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
                 raise ChainError(f"{what}: vote of node {s.node_id!r} does not verify")
             seen.add(s.node_id)
-        need = quorum(len(self.nodes))
+        need = quorum(len(self.active))
         if len(seen) < need:
             raise ChainError(f"{what}: {len(seen)} votes, a majority needs {need}")
 
@@ -345,8 +358,8 @@ class Ledger:
                 f"block {hd.height}: time {hd.time_ms} does not advance past {self.last_time_ms}"
             )
         info = self.nodes.get(hd.proposer)
-        if info is None:
-            raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a consortium node")
+        if info is None or hd.proposer not in self.active:
+            raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a current consortium node")
         if not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), block.signature):
             raise ChainError(f"block {hd.height}: proposer signature does not verify")
         if hd.height > 1:

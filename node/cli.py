@@ -120,6 +120,61 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if rep.ok else 1
 
 
+def cmd_membership(args: argparse.Namespace) -> int:
+    from node.chain import sign_tx
+    from node.client import NodeClient
+    from node.crypto import public_key_of_file
+    from node.errors import CempError
+    from node.membership import DOMAIN_MEMBERSHIP, Approval, MembershipChange, MembershipTx, approval_message
+    from node.types import PublicKey, ShortStr
+
+    async def run() -> int:
+        async with NodeClient(args.api) as nc:
+            st = await nc.status()
+            approvers = [read_key_file(Path(p), _passphrase(args, False)) for p in args.approve]
+            if args.op == "add":
+                if not (args.key and args.address and args.org):
+                    print(
+                        "adding a node needs --key (its public key file), --org and --address",
+                        file=sys.stderr,
+                    )
+                    return 2
+                pub = public_key_of_file(Path(args.key))
+            else:
+                pub = PublicKey(b"\x00" * 32)
+            change = MembershipChange(
+                ShortStr(st["chain_id"]),
+                ShortStr(args.op),
+                ShortStr(args.node_id),
+                ShortStr(args.org or ""),
+                pub,
+                ShortStr(args.address or ""),
+            )
+            msg = approval_message(change)
+            orgs = {o["admin_key"]: o["name"] for o in (await nc.get("/v1/consortium"))["orgs"]}
+            approvals = []
+            for k in approvers:
+                org = orgs.get(k.public.hex())
+                if org is None:
+                    print(f"key {k.public.hex()[:16]}... is not an org admin key", file=sys.stderr)
+                    return 2
+                approvals.append(Approval(ShortStr(org), k.sign(DOMAIN_MEMBERSHIP, msg)))
+            sender = approvers[0]
+            nonce = await nc.nonce(sender.public)
+            raw, _ = sign_tx(
+                sender, st["chain_id"], "membership", nonce + 1, MembershipTx(change, tuple(approvals))
+            )
+            try:
+                res = await nc.submit(raw, wait=True)
+            except CempError as e:
+                print(json.dumps(e.to_json()), file=sys.stderr)
+                return 1
+            print(json.dumps(res))
+            return 0 if res["result"]["ok"] else 1
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import main as demo_main
 
@@ -167,6 +222,29 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--workers", type=int, default=None, help="signature-checking processes (default: 2)")
     ve.add_argument("--quiet", action="store_true", help="no progress bar")
     ve.set_defaults(func=cmd_verify)
+
+    me = sub.add_parser(
+        "membership",
+        help="add or remove a consortium node (needs approvals from a majority of org admins)",
+        description="Builds a membership tx, signs the change with each --approve admin key (a majority of "
+        "orgs is needed) and submits it. A new node joins as a Raft learner and becomes a voter once caught up.",
+    )
+    me.add_argument("op", choices=["add", "remove"])
+    me.add_argument("--node-id", required=True, help="id of the node to add or remove (ids are never reused)")
+    me.add_argument("--org", help="org that runs the new node")
+    me.add_argument("--key", help="key file of the new node (only its public key is read)")
+    me.add_argument("--address", help="host:port the new node serves on")
+    me.add_argument(
+        "--approve",
+        action="append",
+        required=True,
+        metavar="ADMIN_KEY_FILE",
+        help="an org admin key file approving the change; repeat for each org (the first sends the tx)",
+    )
+    me.add_argument(
+        "--api", default="http://127.0.0.1:7001", help="any node's API (default http://127.0.0.1:7001)"
+    )
+    me.set_defaults(func=cmd_membership)
 
     de = sub.add_parser("demo", help="run a local consortium with simulated device-signed readings")
     de.add_argument(

@@ -28,6 +28,8 @@ import aiohttp
 
 from consensus.messages import (
     AppendEntries,
+    ConfigChange,
+    ConfigChangeOp,
     Entry,
     EntryKind,
     Index,
@@ -38,7 +40,7 @@ from consensus.messages import (
     Term,
     genesis_snapshot,
 )
-from consensus.raft import NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
+from consensus.raft import InvalidConfigChange, NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
 from node import codec, schema
 from node.chain import ChainError, DecodedTx, Ledger, StagedBlock, header_hash, quorum
 from node.crypto import KeyPair, verify
@@ -103,7 +105,8 @@ class ConsensusDriver:
         self.mempool = mempool
         self.params = g.params
         self.wall_ms = wall_ms
-        self.members: dict[str, PublicKey] = {str(n.node_id): n.pubkey for n in g.nodes}
+        self.address_overrides = dict(addresses)
+        self.members: dict[str, PublicKey] = self._members()
         self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
         self.raftstore = RaftStore(ledger.store)
         meta = self.raftstore.snapshot_meta()
@@ -145,6 +148,55 @@ class ConsensusDriver:
         self.skipped_blocks = 0
         self.on_block: Callable[[Block], None] | None = None
         self._http: aiohttp.ClientSession | None = None
+
+    # --- membership ------------------------------------------------------------------------------
+    def _members(self) -> dict[str, PublicKey]:
+        led = self.ledger
+        return {n: led.nodes[n].pubkey for n in led.active | {self.node_id} if n in led.nodes} | (
+            {self.node_id: self.key.public}
+        )
+
+    def _sync_members(self) -> None:
+        members = self._members()
+        if members == self.members:
+            return
+        self.members = members
+        addresses = {k: str(v.address) for k, v in self.ledger.nodes.items()}
+        addresses.update(self.address_overrides)
+        self.transport.set_peers(members, addresses)
+        log.info("%s: consortium members now %s", self.node_id, sorted(self.ledger.active))
+
+    def _reconcile_raft_membership(self) -> None:
+        """Leader: move Raft's membership one step towards the on-chain registry.
+
+        An added node first joins as a learner and is promoted once its log is within a few entries of the
+        leader's; a removed node leaves. One change at a time (Raft refuses overlapping changes).
+        """
+        st = self.raft.status()
+        want = self.ledger.active
+        have_voters, have_learners = set(st.membership.voters), set(st.membership.learners)
+        change: ConfigChange | None = None
+        for n in sorted(want - have_voters - have_learners):
+            change = ConfigChange(ConfigChangeOp.ADD_LEARNER, NodeId(n))
+            break
+        if change is None:
+            progress = {p.node: p for p in st.progress}
+            for n in sorted(have_learners & want):
+                p = progress.get(NodeId(n))
+                if p is not None and p.match + 5 >= st.last_index:
+                    change = ConfigChange(ConfigChangeOp.PROMOTE_LEARNER, NodeId(n))
+                    break
+        if change is None:
+            for n in sorted((have_voters | have_learners) - want):
+                change = ConfigChange(ConfigChangeOp.REMOVE_NODE, NodeId(n))
+                break
+        if change is None:
+            return
+        try:
+            self.raft.propose_config(change)
+            log.info("%s: proposed %s %s", self.node_id, change.op.name, change.node)
+        except (ProposalDropped, NotLeader, InvalidConfigChange):
+            pass  # another change is in flight, or not yet allowed: try again next turn
 
     # --- inputs ----------------------------------------------------------------------------------
     def _deliver(self, sender: str, msgs: list[Any]) -> None:
@@ -201,6 +253,8 @@ class ConsensusDriver:
                         self._resend_head_vote()
                 self._drain_inbox()
                 self._flush_forwards()
+                if self.raft.role == Role.LEADER:
+                    self._reconcile_raft_membership()
                 await self._maybe_cut()
                 while self.raft.has_ready():
                     rd = self.raft.ready()
@@ -274,7 +328,7 @@ class ConsensusDriver:
             return
         key = (int(v.height), bytes(v.block_hash))
         self.votes.setdefault(key, {})[v.sig.node_id] = v.sig
-        if len(self.votes[key]) == quorum(len(self.members)) and v.height == self.ledger.height:
+        if len(self.votes[key]) == quorum(len(self.ledger.active)) and v.height == self.ledger.height:
             self._persist_cert(key)
 
     def _persist_cert(self, key: tuple[int, bytes]) -> None:
@@ -289,8 +343,10 @@ class ConsensusDriver:
         led = self.ledger
         if led.height == 0:
             return ()
-        got = self.votes.get((led.height, bytes(led.last_hash)), {})
-        need = quorum(len(self.members))
+        got = {
+            k: v for k, v in self.votes.get((led.height, bytes(led.last_hash)), {}).items() if k in led.active
+        }
+        need = quorum(len(self.ledger.active))
         if len(got) < need:
             return None
         return tuple(sorted(got.values(), key=lambda s: s.node_id))[:need] if len(got) >= need else None
@@ -300,7 +356,7 @@ class ConsensusDriver:
         sig = led.vote(led.last_hash, self.node_id, self.key)
         v = CommitVote(led.height, led.last_hash, sig)
         self.votes.setdefault((led.height, bytes(led.last_hash)), {})[self.node_id] = sig
-        for peer in self.members:
+        for peer in self.ledger.active:
             if peer != self.node_id:
                 self.transport.send(peer, v)
         for k in [k for k in self.votes if k[0] < led.height - 8]:
@@ -442,6 +498,7 @@ class ConsensusDriver:
                 led.store.write(extra, sync=False)
                 results_known = False
         if results_known:
+            self._sync_members()
             self._vote_for_head()
             self.mempool.committed(
                 [Hash32(bytes(x)) for x in _hashes(block)], block.header.height, self.wall_ms()

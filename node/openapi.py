@@ -172,6 +172,12 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/consortium": {
+            "get": {
+                "summary": "Orgs (name, role, prefix, admin key) and nodes with current membership",
+                "responses": {"200": {"description": "consortium", "content": {"application/json": {}}}},
+            }
+        },
         "/v1/status": {
             "get": {
                 "summary": "Node status: node_id, height, term, leader, app hash",

@@ -8,14 +8,14 @@ Namespaces (first byte):
 - state namespaces (all part of the app hash): ``t`` tx location by tx hash, ``n`` sender nonce,
   ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
   ``a`` hourly aggregates by (device number, quantity, hour), ``c`` counters, ``h`` handle records, ``x`` documents,
-  ``f`` factor sets, ``p`` reports, ``w`` work orders.
+  ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry).
 
 Integers in keys are fixed-width big-endian so that byte order equals numeric order.
 """
 
 from __future__ import annotations
 
-STATE_PREFIXES = b"tndiracghxfpw"
+STATE_PREFIXES = b"tndiracghxfpwg"
 
 META = b"M"
 BLOCK = b"B"
@@ -123,3 +123,11 @@ def parse_hourly_key(key: bytes) -> tuple[int, str, int]:
     devnum = int.from_bytes(key[1:5], "big")
     q, _, hour = key[5:].partition(b"\x00")
     return devnum, q.decode(), int.from_bytes(hour, "big")
+
+
+MEMBER_PREFIX = b"gnode/"
+
+
+def member(node_id: str) -> bytes:
+    """Registry record of a consortium node added or removed on chain."""
+    return MEMBER_PREFIX + node_id.encode()

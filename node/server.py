@@ -64,11 +64,12 @@ class Node:
         mempool_max: int = 100_000,
         peer_addresses: dict[str, str] | None = None,
     ) -> None:
-        if node_id not in {n.node_id for n in genesis.nodes}:
+        info = next((n for n in genesis.nodes if n.node_id == node_id), None)
+        if info is None and len(genesis.nodes) == 1:
             raise ValueError(f"node id {node_id!r} is not in the genesis")
-        info = next(n for n in genesis.nodes if n.node_id == node_id)
-        if info.pubkey != key.public:
+        if info is not None and info.pubkey != key.public:
             raise ValueError(f"the key file does not hold node {node_id}'s key from the genesis")
+        # A node not in the genesis joins a running consortium once a membership tx adds it.
         self.genesis = genesis
         self.store = store
         self.node_id = node_id

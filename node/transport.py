@@ -57,10 +57,26 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
+    def set_peers(self, members: dict[str, PublicKey], addresses: dict[str, str]) -> None:
+        """Follow a membership change: new peers get a queue and a sender, removed ones lose theirs."""
+        self.members = members
+        for peer, addr in addresses.items():
+            if peer == self.me:
+                continue
+            self.addresses[peer] = addr
+            if peer not in self.queues and peer in members:
+                self.queues[peer] = deque()
+                self.wake[peer] = asyncio.Event()
+                self.reachable[peer] = False
+                if self._session is not None:
+                    self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-send-{peer}"))
+        for peer in [p for p in self.queues if p not in members]:
+            self.queues[peer].clear()
+
     # --- outbound --------------------------------------------------------------------------------
     def send(self, to: str, msg: Any) -> None:
         q = self.queues.get(to)
-        if q is None:
+        if q is None or to not in self.members:
             self.dropped["unknown_peer"] += 1
             return
         if len(q) >= MAX_QUEUE:
