@@ -36,6 +36,8 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 7001
     mempool_max: int = 100_000
+    raft_compact_every: int = 5000
+    """Applied Raft entries kept before the log is compacted (local policy; blocks themselves are kept)."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
 
@@ -81,4 +83,5 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         api_port=port,
         mempool_max=int(doc.get("mempool_max", 100_000)),
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
+        raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
     )

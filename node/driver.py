@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 RAFT_APPLIED = b"Mraft-applied"
 COMPACT_EVERY = 5_000
-"""Compact the Raft log once this many applied entries lie behind the snapshot base."""
+"""Default: keep this many applied entries in the Raft log; compact once twice as many pile up."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,12 @@ class ConsensusDriver:
         api_addresses: dict[str, str] | None = None,
         seed: int | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        compact_every: int = COMPACT_EVERY,
     ) -> None:
         g = ledger.genesis
+        self.compact_every = compact_every
+        self.applied_blocks: deque[tuple[int, int, Hash32]] = deque(maxlen=4 * compact_every + 16)
+        """(raft index, height, block hash) of recently applied block entries, to name compaction points."""
         self.node_id = node_id
         self.key = key
         self.ledger = ledger
@@ -146,6 +151,7 @@ class ConsensusDriver:
         self.leader: str | None = None
         self.dropped_entries = 0
         self.skipped_blocks = 0
+        self.snapshots_restored = 0
         self.on_block: Callable[[Block], None] | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -223,6 +229,7 @@ class ConsensusDriver:
             "peers_reachable": self.transport.reachable,
             "peer_drops": dict(self.transport.dropped),
             "skipped_blocks": self.skipped_blocks,
+            "snapshots_restored": self.snapshots_restored,
         }
 
     # --- the loop --------------------------------------------------------------------------------
@@ -498,6 +505,7 @@ class ConsensusDriver:
                 led.store.write(extra, sync=False)
                 results_known = False
         if results_known:
+            self.applied_blocks.append((int(e.index), int(block.header.height), h))
             self._sync_members()
             self._vote_for_head()
             self.mempool.committed(
@@ -510,10 +518,16 @@ class ConsensusDriver:
 
     async def _maybe_compact(self) -> None:
         st = self.raft.status()
-        if st.applied - st.first_index < COMPACT_EVERY * 2:
+        if st.applied - st.first_index < self.compact_every * 2:
             return
-        upto = Index(st.applied - COMPACT_EVERY)
+        upto = Index(st.applied - self.compact_every)
+        # The snapshot names the newest block at or before ``upto``. A node restoring it fetches and verifies
+        # blocks up to there, then takes the log after ``upto`` (blocks it already holds are skipped).
         ref = SnapshotRef(self.ledger.height, self.ledger.last_hash)
+        for idx, height, bh in reversed(self.applied_blocks):
+            if idx <= upto:
+                ref = SnapshotRef(Height(height), bh)
+                break
         snap = self.raft.compact(upto, codec.encode(ref))
         self.raftstore.compact(snap.meta)
 
@@ -521,6 +535,13 @@ class ConsensusDriver:
         """Catch up to a snapshot's height by fetching and verifying blocks from the peers."""
         ref = codec.decode(SnapshotRef, snap.data)
         led = self.ledger
+        self.snapshots_restored += 1
+        log.info(
+            "%s: restoring snapshot at height %d (have %d): fetching blocks",
+            self.node_id,
+            ref.height,
+            led.height,
+        )
         assert self._http is not None
         while led.height < ref.height:
             progressed = False

@@ -63,6 +63,7 @@ class Node:
         key: KeyPair,
         mempool_max: int = 100_000,
         peer_addresses: dict[str, str] | None = None,
+        raft_compact_every: int = 5000,
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -86,7 +87,9 @@ class Node:
         else:
             addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
             addresses.update(peer_addresses or {})
-            self.driver = ConsensusDriver(node_id, key, self.ledger, self.mempool, addresses)
+            self.driver = ConsensusDriver(
+                node_id, key, self.ledger, self.mempool, addresses, compact_every=raft_compact_every
+            )
             self.driver.on_block = self._on_block
             self.api = NodeAPI(
                 self.ledger,
@@ -152,7 +155,9 @@ def open_node(cfg: NodeConfig) -> Node:
     key = read_key_file(cfg.key_file, passphrase)
     store = LevelDBStore(cfg.data_dir / "ledger")
     try:
-        return Node(genesis, store, cfg.node_id, key, cfg.mempool_max, cfg.peer_addresses)
+        return Node(
+            genesis, store, cfg.node_id, key, cfg.mempool_max, cfg.peer_addresses, cfg.raft_compact_every
+        )
     except Exception:
         store.close()
         raise
