@@ -287,6 +287,7 @@ class NodeAPI:
             "last_block_time_ms": led.last_time_ms,
             "app_hash": led.app_hash.hex(),
             "mempool": len(self.mempool),
+            "state_base": int.from_bytes(led.store.get(schema.META_STATE_BASE) or b"", "big"),
             "uptime_s": round(time.time() - self.started, 1),
         }
         body.update(self.status_extra())

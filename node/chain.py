@@ -21,7 +21,7 @@ from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
 from node.state import Overlay, StateView
 from node.statehash import StateHash
-from node.store import Store
+from node.store import Store, prefix_stop
 from node.txkinds import KINDS, Env, TxKind
 from node.types import (
     DOMAIN_BLOCK,
@@ -315,11 +315,11 @@ class Ledger:
         changes[schema.META_HEIGHT] = block.header.height.to_bytes(8, "big")
         changes[schema.META_STATE_ACC] = staged.overlay.acc.to_bytes()
         changes[schema.META_LAST_HASH] = h
-        changes[schema.block_results(block.header.height)] = codec.encode(_Results(tuple(staged.results)))
+        changes[schema.block_results(block.header.height)] = codec.encode(BlockResults(tuple(staged.results)))
         if extra:
             changes.update(extra)
         if cert:
-            changes[schema.commit_cert(block.header.height)] = codec.encode(_Cert(cert))
+            changes[schema.commit_cert(block.header.height)] = codec.encode(Certificate(cert))
         self.store.write(changes, sync=True)
         if any(k.startswith(schema.MEMBER_PREFIX) for k in staged.overlay.writes):
             self.refresh_members()
@@ -387,6 +387,49 @@ class Ledger:
         self.commit(block, staged, cert, extra)
         return staged
 
+    # --- state snapshots ----------------------------------------------------------------------
+    def install_snapshot(
+        self,
+        block: Block,
+        results: tuple[TxResult, ...],
+        cert: tuple[CommitSig, ...],
+        pairs: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Replace this node's state by a snapshot at ``block``'s height, after checking it.
+
+        Checks: the certificate is a majority of the members this node knows; the pairs hash (LtHash) to the
+        certified header's app hash; every key is a state key. All-or-nothing: one synced batch.
+        """
+        h = header_hash(block.header)
+        self.check_commit(h, cert, f"snapshot block {block.header.height} certificate")
+        acc = StateHash()
+        for k, v in pairs:
+            if not schema.is_state_key(k):
+                raise ChainError(f"snapshot holds a non-state key {k[:20]!r}")
+            acc.add(k, v)
+        if acc.digest() != block.header.app_hash:
+            raise ChainError("snapshot state does not hash to the certified app hash")
+        if merkle.root([codec.encode(r) for r in results]) != block.header.results_root:
+            raise ChainError("snapshot block results do not match the header's results root")
+        changes: dict[bytes, bytes | None] = {}
+        for p in schema.STATE_PREFIXES:
+            pb = bytes([p])
+            for k, _ in self.store.iterate(pb, prefix_stop(pb)):
+                changes[k] = None
+        changes.update(pairs)
+        height = block.header.height
+        changes[schema.block(height)] = codec.encode(block)
+        changes[schema.block_by_hash(h)] = height.to_bytes(8, "big")
+        changes[schema.block_results(height)] = codec.encode(BlockResults(results))
+        changes[schema.commit_cert(height)] = codec.encode(Certificate(cert))
+        changes[schema.META_HEIGHT] = height.to_bytes(8, "big")
+        changes[schema.META_STATE_ACC] = acc.to_bytes()
+        changes[schema.META_LAST_HASH] = h
+        changes[schema.META_STATE_BASE] = height.to_bytes(8, "big")
+        self.store.write(changes, sync=True)
+        self._load_head()
+        self.refresh_members()
+
     # --- reads -------------------------------------------------------------------------------
     def block(self, height: int) -> Block | None:
         raw = self.store.get(schema.block(height))
@@ -405,20 +448,20 @@ class Ledger:
         if nxt is not None:
             return nxt.header.last_commit
         raw = self.store.get(schema.commit_cert(height))
-        return () if raw is None else codec.decode(_Cert, raw).sigs
+        return () if raw is None else codec.decode(Certificate, raw).sigs
 
     def results(self, height: int) -> tuple[TxResult, ...]:
         raw = self.store.get(schema.block_results(height))
-        return () if raw is None else codec.decode(_Results, raw).results
+        return () if raw is None else codec.decode(BlockResults, raw).results
 
 
 @dataclass(frozen=True, slots=True)
-class _Cert:
+class Certificate:
     sigs: tuple[CommitSig, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class _Results:
+class BlockResults:
     results: tuple[TxResult, ...]
 
 

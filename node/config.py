@@ -37,6 +37,9 @@ class NodeConfig:
     api_port: int = 7001
     mempool_max: int = 100_000
     raft_compact_every: int = 5000
+    raft_catchup: str = "blocks"
+    """How a node behind a compacted log catches up: ``blocks`` (fetch and re-verify every block; default) or
+    ``state`` (a chunked state snapshot checked against the certified app hash, then the log)."""
     """Applied Raft entries kept before the log is compacted (local policy; blocks themselves are kept)."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
@@ -45,6 +48,12 @@ class NodeConfig:
 def _path(base: Path, value: str) -> Path:
     p = Path(os.path.expanduser(value))
     return p if p.is_absolute() else (base / p)
+
+
+def _catchup(v: str) -> str:
+    if v not in ("blocks", "state"):
+        raise ConfigError(f"[raft] catchup must be 'blocks' or 'state', not {v!r}")
+    return v
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
@@ -84,4 +93,5 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         mempool_max=int(doc.get("mempool_max", 100_000)),
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
         raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
+        raft_catchup=_catchup(str(dict(doc.get("raft", {})).get("catchup", "blocks"))),
     )

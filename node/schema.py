@@ -40,6 +40,8 @@ META_HEIGHT = b"Mheight"
 META_STATE_ACC = b"Mstate-acc"
 META_GENESIS = b"Mgenesis"
 META_LAST_HASH = b"Mlast-hash"
+META_STATE_BASE = b"Mstate-base"
+"""Height of the state snapshot this node was installed from (absent on a node that replayed from genesis)."""
 
 
 def block(height: int) -> bytes:
@@ -131,3 +133,17 @@ MEMBER_PREFIX = b"gnode/"
 def member(node_id: str) -> bytes:
     """Registry record of a consortium node added or removed on chain."""
     return MEMBER_PREFIX + node_id.encode()
+
+
+HANDLE_RECORD_PREFIX = b"hr"
+
+
+def handle_record(norm_handle: str) -> bytes:
+    """Handle record (``resolver.values.HandleRecord``) by upper-cased handle; iterating ``hr<PREFIX>/`` lists a
+    prefix's handles in order."""
+    return HANDLE_RECORD_PREFIX + norm_handle.encode()
+
+
+def handle_change(norm_handle: str, version: int) -> bytes:
+    """Entry ``version`` (1, 2, ...) of a handle's change log (``resolver.values.HandleChange``)."""
+    return b"hl" + norm_handle.encode() + b"\x00" + _u64(version)

@@ -26,6 +26,7 @@ from node.driver import ConsensusDriver
 from node.genesis import read_genesis
 from node.mempool import Mempool
 from node.producer import BlockProducer
+from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
 from node.types import Block, Genesis
 
@@ -64,6 +65,7 @@ class Node:
         mempool_max: int = 100_000,
         peer_addresses: dict[str, str] | None = None,
         raft_compact_every: int = 5000,
+        raft_catchup: str = "blocks",
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -88,7 +90,13 @@ class Node:
             addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
             addresses.update(peer_addresses or {})
             self.driver = ConsensusDriver(
-                node_id, key, self.ledger, self.mempool, addresses, compact_every=raft_compact_every
+                node_id,
+                key,
+                self.ledger,
+                self.mempool,
+                addresses,
+                compact_every=raft_compact_every,
+                catchup=raft_catchup,
             )
             self.driver.on_block = self._on_block
             self.api = NodeAPI(
@@ -99,6 +107,7 @@ class Node:
                 after_admit=self.driver.forward,
             )
         self._tasks: list[asyncio.Task[None]] = []
+        self.statesync = StateSyncServer(self.ledger)
 
     def _on_block(self, block: Block) -> None:
         m = self.metrics
@@ -119,6 +128,7 @@ class Node:
         for provider in PLUGINS:
             app.add_routes(_load_plugin(provider)(self))
         app.add_routes(self.api.routes())
+        app.add_routes(self.statesync.routes())
         if self.driver is not None:
             app.add_routes(self.driver.transport.routes())
         app.router.add_get("/metrics", self._metrics)
@@ -146,6 +156,7 @@ class Node:
             os.kill(os.getpid(), signal.SIGTERM)
 
     def close(self) -> None:
+        self.statesync.close()
         self.store.close()
 
 
@@ -156,7 +167,14 @@ def open_node(cfg: NodeConfig) -> Node:
     store = LevelDBStore(cfg.data_dir / "ledger")
     try:
         return Node(
-            genesis, store, cfg.node_id, key, cfg.mempool_max, cfg.peer_addresses, cfg.raft_compact_every
+            genesis,
+            store,
+            cfg.node_id,
+            key,
+            cfg.mempool_max,
+            cfg.peer_addresses,
+            cfg.raft_compact_every,
+            cfg.raft_catchup,
         )
     except Exception:
         store.close()

@@ -27,7 +27,45 @@ class Store(Protocol):
         """Atomically put (value) or delete (None) every key in ``changes``."""
         ...
 
+    def snapshot(self) -> ReadSnapshot:
+        """A consistent read-only view as of now (later writes are invisible to it)."""
+        ...
+
     def close(self) -> None: ...
+
+
+class ReadSnapshot(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+    def release(self) -> None: ...
+
+
+class _LevelSnapshot:
+    def __init__(self, db: plyvel.DB) -> None:
+        self.snap = db.snapshot()
+
+    def get(self, key: bytes) -> bytes | None:
+        v: bytes | None = self.snap.get(key)
+        return v
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        it = self.snap.iterator(start=start, stop=stop, reverse=reverse)
+        try:
+            for n, kv in enumerate(it):
+                if limit is not None and n >= limit:
+                    break
+                yield kv
+        finally:
+            it.close()
+
+    def release(self) -> None:
+        self.snap.close()
 
 
 def prefix_stop(prefix: bytes) -> bytes:
@@ -78,6 +116,9 @@ class LevelDBStore:
                 else:
                     wb.put(k, v)
 
+    def snapshot(self) -> ReadSnapshot:
+        return _LevelSnapshot(self.db)
+
     def close(self) -> None:
         if not self.db.closed:
             self.db.close()
@@ -126,5 +167,21 @@ class MemoryStore:
                     self._sorted = False
                 data[k] = v
 
+    def snapshot(self) -> ReadSnapshot:
+        copy = MemoryStore()
+        copy.data = dict(self.data)
+        copy._sorted = False
+        return _MemorySnapshot(copy)
+
     def close(self) -> None:
         pass
+
+
+class _MemorySnapshot:
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+        self.get = store.get
+        self.iterate = store.iterate
+
+    def release(self) -> None:
+        self.store.data.clear()

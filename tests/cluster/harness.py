@@ -27,7 +27,13 @@ class Cluster:
 
     @classmethod
     async def create(
-        cls, base: Path, n: int = 3, proxies: bool = True, compact_every: int | None = None, **params: int
+        cls,
+        base: Path,
+        n: int = 3,
+        proxies: bool = True,
+        compact_every: int | None = None,
+        catchup: str = "blocks",
+        **params: int,
     ) -> Cluster:
         ports = [free_port() for _ in range(n)]
         params.setdefault("tick_ms", 50)
@@ -45,7 +51,9 @@ class Cluster:
         for a in ids:
             cfg = c.write_files(base / a, a, cl.ports[a])
             if compact_every is not None:
-                cfg.write_text(cfg.read_text() + f"\n[raft]\ncompact_every = {compact_every}\n")
+                cfg.write_text(
+                    cfg.read_text() + f'\n[raft]\ncompact_every = {compact_every}\ncatchup = "{catchup}"\n'
+                )
             if proxies:
                 peers = "\n".join(f'"{b}" = "127.0.0.1:{cl.proxies[(a, b)].port}"' for b in ids if b != a)
                 cfg.write_text(cfg.read_text() + f"\n[peers]\n{peers}\n")

@@ -1,5 +1,6 @@
-"""A node that was down while the others compacted their Raft logs catches up from a snapshot: it fetches and
-re-verifies every block it missed from its peers, then follows the log. Its chain ends byte-identical."""
+"""A node that was down while the others compacted their Raft logs catches up from a snapshot, then follows the
+log: either by fetching and re-verifying every block it missed (``blocks``) or by a chunked state snapshot checked
+against the certified app hash (``state``). Its head and state end identical to the leader's."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from node.client import NodeClient
+from node.verify import verify_data_dir
 from tests.cluster.harness import Cluster
 
 pytestmark = pytest.mark.slow
 
 
-async def test_lagging_node_catches_up_after_compaction(tmp_path: Path) -> None:
-    cl = await Cluster.create(tmp_path, proxies=False, compact_every=10)
+@pytest.mark.parametrize("mode", ["blocks", "state"])
+async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: str) -> None:
+    cl = await Cluster.create(tmp_path, proxies=False, compact_every=10, catchup=mode)
     await cl.start_all()
     try:
         leader = await cl.leader()
@@ -42,6 +45,10 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path) -> None:
                 await asyncio.sleep(0.2)
             a, b = await lc.status(), await nc.status()
             assert a["snapshots_restored"] >= 1, "the lagger should have needed a snapshot"
+            if mode == "state":
+                assert a["state_base"] > 1, "state sync should have installed a snapshot"
+            else:
+                assert a["state_base"] == 0
             assert (a["height"], a["last_block_hash"], a["app_hash"]) == (
                 b["height"],
                 b["last_block_hash"],
@@ -55,3 +62,6 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path) -> None:
             ]["ok"]
     finally:
         await cl.stop()
+    rep = verify_data_dir(tmp_path / lagger / "data" / lagger, workers=0)
+    assert rep.ok, rep.problem
+    assert bool(rep.warnings) == (mode == "state")

@@ -1,0 +1,135 @@
+"""State sync: hand a consistent state snapshot to a node that is behind a compacted log, in chunks.
+
+Server: ``POST /v1/statesync`` opens a session on a LevelDB snapshot of committed state (a block boundary, since
+each block is one write batch) and returns the head block, its results and its commit certificate;
+``GET /v1/statesync/{session}?after=HEX&limit=N`` returns the next state pairs in key order (msgpack).
+Sessions expire after ``SESSION_TTL_S`` idle seconds.
+
+Client (``fetch_state``): pulls every chunk, then ``Ledger.install_snapshot`` checks the certificate and that the
+pairs hash to the certified app hash before anything is written. A node installed this way has no blocks below
+the snapshot height (like Fabric's join-by-snapshot); ``cemp verify`` checks it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import msgpack
+from aiohttp import web
+
+from node import codec, schema
+from node.chain import BlockResults, Certificate, ChainError, Ledger
+from node.errors import CempError, Code
+from node.store import ReadSnapshot, prefix_stop
+from node.types import Block, CommitSig, TxResult
+
+SESSION_TTL_S = 120
+MAX_CHUNK = 20_000
+STATE_START = bytes([min(schema.STATE_PREFIXES)])
+STATE_STOP = prefix_stop(bytes([max(schema.STATE_PREFIXES)]))
+
+
+@dataclass
+class _Session:
+    snap: ReadSnapshot
+    height: int
+    touched: float
+
+
+class StateSyncServer:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.sessions: dict[str, _Session] = {}
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for sid in [s for s, v in self.sessions.items() if now - v.touched > SESSION_TTL_S]:
+            self.sessions.pop(sid).snap.release()
+
+    async def open(self, request: web.Request) -> web.Response:
+        self._expire()
+        if len(self.sessions) >= 8:
+            raise CempError(Code.MEMPOOL_FULL, "too many state-sync sessions open; retry shortly")
+        snap = self.ledger.store.snapshot()
+        raw_h = snap.get(schema.META_HEIGHT)
+        height = int.from_bytes(raw_h, "big") if raw_h else 0
+        block = snap.get(schema.block(height)) if height else None
+        if block is None:
+            snap.release()
+            raise CempError(Code.NOT_FOUND, "this node has no blocks to offer yet")
+        results = snap.get(schema.block_results(height)) or codec.encode(BlockResults(()))
+        cert_raw = snap.get(schema.commit_cert(height))
+        if cert_raw is None:
+            snap.release()
+            raise CempError(Code.UNAVAILABLE, f"block {height} has no commit certificate yet; retry shortly")
+        sid = secrets.token_hex(16)
+        self.sessions[sid] = _Session(snap, height, time.monotonic())
+        return web.json_response(
+            {
+                "session": sid,
+                "height": height,
+                "block": block.hex(),
+                "results": results.hex(),
+                "cert": cert_raw.hex(),
+            }
+        )
+
+    async def chunk(self, request: web.Request) -> web.Response:
+        s = self.sessions.get(request.match_info["session"])
+        if s is None:
+            raise CempError(Code.NOT_FOUND, "no such state-sync session (expired?)")
+        s.touched = time.monotonic()
+        try:
+            after = bytes.fromhex(request.query.get("after", ""))
+            limit = min(int(request.query.get("limit", "5000")), MAX_CHUNK)
+        except ValueError:
+            raise CempError(Code.BAD_REQUEST, "after must be hex and limit an integer") from None
+        start = after + b"\x00" if after else STATE_START
+        pairs = [[k, v] for k, v in s.snap.iterate(start, STATE_STOP, limit=limit) if schema.is_state_key(k)]
+        return web.Response(body=msgpack.packb(pairs, use_bin_type=True), content_type="application/msgpack")
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/v1/statesync", self.open), web.get("/v1/statesync/{session}", self.chunk)]
+
+    def close(self) -> None:
+        for s in self.sessions.values():
+            s.snap.release()
+        self.sessions.clear()
+
+
+async def fetch_state(
+    http: aiohttp.ClientSession, address: str, min_height: int, chunk: int = 5000
+) -> tuple[Block, tuple[TxResult, ...], tuple[CommitSig, ...], list[tuple[bytes, bytes]]]:
+    """Download a state snapshot at height >= ``min_height`` from the node at ``address``."""
+    async with http.post(f"http://{address}/v1/statesync") as r:
+        if r.status != 200:
+            raise ChainError(f"state sync refused by {address}: {r.status} {await r.text()}")
+        head = await r.json()
+    if head["height"] < min_height:
+        raise ChainError(f"{address} offers state at {head['height']}, below the needed {min_height}")
+    block = codec.decode(Block, bytes.fromhex(head["block"]))
+    results = codec.decode(BlockResults, bytes.fromhex(head["results"])).results
+    cert = codec.decode(Certificate, bytes.fromhex(head["cert"])).sigs
+    pairs: list[tuple[bytes, bytes]] = []
+    after = b""
+    while True:
+        async with http.get(
+            f"http://{address}/v1/statesync/{head['session']}",
+            params={"after": after.hex(), "limit": str(chunk)},
+        ) as r:
+            if r.status != 200:
+                raise ChainError(f"state chunk refused by {address}: {r.status}")
+            body = await r.read()
+        items = await asyncio.to_thread(msgpack.unpackb, body, raw=False, use_list=False)
+        for k, v in items:
+            if not isinstance(k, bytes) or not isinstance(v, bytes) or (pairs and k <= pairs[-1][0]):
+                raise ChainError("state chunk is malformed or out of order")
+            pairs.append((k, v))
+        if len(items) < chunk:
+            break
+        after = pairs[-1][0]
+    return block, results, cert, pairs
