@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench clean
+.PHONY: venv demo test lint typecheck unit bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# System packages the tests need (a CJK font for generated bill images); installed with apt-get when missing.
+FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+sysdeps:
+	@test -e $(FONT) || { command -v apt-get >/dev/null && (apt-get update -q && apt-get install -y -q fonts-wqy-microhei) \
+	  || { echo "install the Debian package fonts-wqy-microhei (CJK font for bill images)"; exit 1; }; }
 
 demo: $(STAMP)
 	$(BIN)/cemp demo
@@ -26,7 +32,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy node consensus
 
-unit: $(STAMP)
+unit: $(STAMP) sysdeps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
