@@ -48,7 +48,7 @@ from node.types import (
 )
 
 # Modules whose import registers tx kinds (``node.txkinds.register``): the one list of what the chain knows.
-KIND_MODULES = ["node.devices", "node.readings", "node.membership"]
+KIND_MODULES = ["node.devices", "node.readings", "node.membership", "resolver.kinds"]
 for _module in KIND_MODULES:
     importlib.import_module(_module)
 
@@ -206,6 +206,8 @@ class Ledger:
 
     def mark_verified(self, tx_hash: bytes) -> None:
         with self._verified_lock:
+            if len(self.verified) > 500_000:  # entries for txs that never reached a block: drop, re-verify later
+                self.verified.clear()
             self.verified.add(tx_hash)
 
     def nonce_of(self, view: StateView, sender: bytes) -> int:

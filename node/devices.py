@@ -7,6 +7,7 @@ and the registering tx is signed by that org's admin key; each device gets a fre
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from node import codec, schema
@@ -18,6 +19,10 @@ from node.types import DeviceRecord, DeviceRegistration, Genesis, Handle, Height
 PREFIX_RE = re.compile(r"^[0-9]+(\.[0-9A-Za-z_-]+)*$")
 SUFFIX_RE = re.compile(r"^[0-9A-Za-z._~:@!$&'()*+,;=-][0-9A-Za-z._~:@!$&'()*+,;=/-]*$")
 SHORT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+# Called at the end of ``device.register``'s apply, in the same tx: the resolver writes the device's handle
+# record here (``resolver.kinds.device_registered``). Hooks are registered by modules in ``chain.KIND_MODULES``.
+REGISTER_HOOKS: list[Callable[[Writer, Env, Tx, DeviceRegistration, DeviceRecord], None]] = []
 
 
 def split_handle(handle: str) -> tuple[str, str]:
@@ -104,6 +109,8 @@ class DeviceRegisterKind:
         rec = self._record(env, p, devnum)
         state.put(schema.device(p.device), codec.encode(rec))
         state.put(schema.device_number(devnum), p.device.encode())
+        for hook in REGISTER_HOOKS:
+            hook(state, env, tx, p, rec)
 
     def admit(self, view: StateView, env: Env, tx: Tx, p: DeviceRegistration) -> dict[bytes, bytes]:
         self.check(view, env, tx, p)

@@ -22,6 +22,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -157,6 +158,7 @@ class ConsensusDriver:
         self.snapshots_restored = 0
         self.on_block: Callable[[Block], None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preverify")
 
     # --- membership ------------------------------------------------------------------------------
     def _members(self) -> dict[str, PublicKey]:
@@ -271,6 +273,7 @@ class ConsensusDriver:
                     assert rd is not None
                     await self._handle_ready(rd)
         finally:
+            self.verifier.shutdown(wait=False, cancel_futures=True)
             await self.transport.stop()
             await self._http.close()
 
@@ -288,8 +291,21 @@ class ConsensusDriver:
                 elif isinstance(m, ForwardTxs):
                     self._on_forwarded(sender, m)
 
+    def _preverify(self, block: Block) -> None:
+        """Worker thread: check the signatures of a replicated block's txs while its commit round trip runs,
+        so applying it later finds them verified (``Ledger.verified``). A bad tx is left for the apply path."""
+        led = self.ledger
+        for raw in block.txs:
+            try:
+                d = led.decode_tx(raw)
+                led.check_signature(d)
+                led.mark_verified(d.hash)
+            except CempError:
+                continue
+
     def _entries_check_out(self, m: AppendEntries) -> bool:
         """A follower refuses (does not store or ack) a block whose proposer signature or chain is wrong."""
+        blocks = []
         for e in m.entries:
             if e.kind != EntryKind.NORMAL:
                 continue
@@ -304,6 +320,10 @@ class ConsensusDriver:
                 info.pubkey, DOMAIN_BLOCK, codec.encode(b.header), b.signature
             ):
                 return False
+            blocks.append(b)
+        for b in blocks:
+            if b.txs and b.header.height > self.ledger.height:
+                self.verifier.submit(self._preverify, b)
         return True
 
     def _on_forwarded(self, sender: str, m: ForwardTxs) -> None:
