@@ -7,9 +7,10 @@ Reads come from committed state only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +27,7 @@ from node.openapi import OPENAPI
 from node.readings import decode_reading_value
 from node.state import StateView
 from node.store import prefix_stop
-from node.types import Block, BlockHeader, DeviceRecord, HourlyAggregate, TxLocation
+from node.types import Block, BlockHeader, DeviceRecord, Hash32, HourlyAggregate, TxLocation
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class NodeAPI:
         self.node_id = node_id
         self.status_extra = status_extra or (lambda: {"term": 0, "leader": node_id, "role": "leader"})
         self.after_admit = after_admit
+        self._admission_tail: asyncio.Future[None] | None = None
         self.verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigcheck")
         self.started = time.time()
         self.submitted = 0
@@ -188,12 +190,13 @@ class NodeAPI:
         if wait not in ("", "commit", "none"):
             raise CempError(Code.BAD_REQUEST, "wait must be 'commit' or omitted")
         timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
-        try:
-            d = self._decode_and_verify(body)
-            known = self._admit(d)
-        except CempError:
-            self.rejected += 1
-            raise
+        async with self._in_arrival_order():
+            try:
+                d = self._decode_and_verify(body)
+                known = self._admit(d)
+            except CempError:
+                self.rejected += 1
+                raise
         self.submitted += 1
         if known is not None and (known["status"] == "committed" or wait != "commit"):
             return web.json_response(known, status=200)
@@ -239,11 +242,36 @@ class NodeAPI:
                     out.append(e)
             return out
 
-        checked = [
-            x
-            for chunk in await asyncio.gather(*(loop.run_in_executor(self.verifier, check, p) for p in parts))
-            for x in chunk
-        ]
+        async with self._in_arrival_order():
+            checked = [
+                x
+                for chunk in await asyncio.gather(
+                    *(loop.run_in_executor(self.verifier, check, p) for p in parts)
+                )
+                for x in chunk
+            ]
+            outcomes = self._admit_all(checked)
+        if request.query.get("wait") == "commit":
+            timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
+            await self._wait_all(outcomes, timeout)
+        return web.json_response({"results": outcomes})
+
+    @contextlib.asynccontextmanager
+    async def _in_arrival_order(self) -> AsyncIterator[None]:
+        """Admit requests in the order they arrived, even though their signatures are checked concurrently:
+        a device pipelining nonce n and n+1 in two requests must not see n+1 refused as a gap."""
+        prev = self._admission_tail
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._admission_tail = mine
+        try:
+            if prev is not None and not prev.done():
+                await asyncio.shield(prev)
+            yield
+        finally:
+            if not mine.done():
+                mine.set_result(None)
+
+    def _admit_all(self, checked: list[DecodedTx | CempError]) -> list[dict[str, Any]]:
         outcomes: list[dict[str, Any]] = []
         for item in checked:
             if isinstance(item, CempError):
@@ -258,22 +286,22 @@ class NodeAPI:
                 continue
             self.submitted += 1
             outcomes.append(known if known is not None else {"tx": item.hash.hex(), "status": "pending"})
-        if request.query.get("wait") == "commit":
-            timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
-            pend = [(i, bytes.fromhex(o["tx"])) for i, o in enumerate(outcomes) if o["status"] == "pending"]
-            futs = [self.mempool.wait(h) for _, h in pend]  # type: ignore[arg-type]
-            done = await asyncio.wait(futs, timeout=timeout) if futs else (set(), set())
-            del done
-            for (i, h), f in zip(pend, futs, strict=True):
-                if f.done() and not f.cancelled() and f.exception() is None:
-                    outcomes[i] = self._committed_json(h, f.result())
-                elif f.done() and not f.cancelled():
-                    exc = f.exception()
-                    assert isinstance(exc, CempError)
-                    outcomes[i] = {"tx": h.hex(), "status": "dropped", **exc.to_json()}
-                else:
-                    f.cancel()
-        return web.json_response({"results": outcomes})
+        return outcomes
+
+    async def _wait_all(self, outcomes: list[dict[str, Any]], timeout: float) -> None:
+        pend = [(i, bytes.fromhex(o["tx"])) for i, o in enumerate(outcomes) if o["status"] == "pending"]
+        futs = [self.mempool.wait(Hash32(h)) for _, h in pend]
+        if futs:
+            await asyncio.wait(futs, timeout=timeout)
+        for (i, h), f in zip(pend, futs, strict=True):
+            if f.done() and not f.cancelled() and f.exception() is None:
+                outcomes[i] = self._committed_json(h, f.result())
+            elif f.done() and not f.cancelled():
+                exc = f.exception()
+                assert isinstance(exc, CempError)
+                outcomes[i] = {"tx": h.hex(), "status": "dropped", **exc.to_json()}
+            else:
+                f.cancel()
 
     # --- reads -------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:

@@ -206,7 +206,9 @@ class Ledger:
 
     def mark_verified(self, tx_hash: bytes) -> None:
         with self._verified_lock:
-            if len(self.verified) > 500_000:  # entries for txs that never reached a block: drop, re-verify later
+            if (
+                len(self.verified) > 500_000
+            ):  # entries for txs that never reached a block: drop, re-verify later
                 self.verified.clear()
             self.verified.add(tx_hash)
 

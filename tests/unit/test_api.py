@@ -235,3 +235,28 @@ def test_readings_payload_types() -> None:
         assert "readings[0].value" in str(e)
     else:
         raise AssertionError("float accepted")
+
+
+async def test_concurrent_batches_are_admitted_in_arrival_order(
+    consortium: TestConsortium, node_client, now_ms: int
+) -> None:
+    """A big batch (nonces 1..400) and a small one right behind it (401..405): the small one's signatures are
+    checked first, yet it must not be refused as a nonce gap."""
+    import asyncio
+
+    _, client = node_client
+    dev = await registered(consortium, client)
+    big = [dev.batch(consortium.chain_id, [(now_ms - 500_000 + i, "power", i, "W")]) for i in range(400)]
+    small = [dev.batch(consortium.chain_id, [(now_ms - 1000 + i, "power", i, "W")]) for i in range(5)]
+
+    async def post(raws: list[bytes]) -> list[dict]:
+        r = await client.post("/v1/txs/batch?wait=commit", data=msgpack.packb(raws), headers=HDR)
+        return (await r.json())["results"]
+
+    t_big = asyncio.create_task(post(big))
+    await asyncio.sleep(0)
+    res_small = await post(small)
+    res_big = await t_big
+    assert all(x["status"] == "committed" and x["result"]["ok"] for x in res_big + res_small), [
+        x for x in res_big + res_small if x["status"] != "committed"
+    ][:2]
