@@ -180,6 +180,7 @@ def _int_decoder(lo: int, hi: int) -> Decoder:
             raise _FieldError(f"integer {v} out of range [{lo}, {hi}]")
         return v
 
+    _INLINE[dec] = ("int", lo, hi)
     return dec
 
 
@@ -191,6 +192,7 @@ def _str_decoder(max_len: int) -> Decoder:
             raise _FieldError(f"string of {len(v)} chars exceeds {max_len}")
         return v
 
+    _INLINE[dec] = ("str", None, max_len)
     return dec
 
 
@@ -204,6 +206,7 @@ def _bytes_decoder(exact: int | None, max_len: int) -> Decoder:
             raise _FieldError(f"{len(v)} bytes exceeds {max_len}")
         return v
 
+    _INLINE[dec] = ("bytes", exact, max_len)
     return dec
 
 
@@ -256,22 +259,67 @@ def _class_decoder(cls: type) -> Decoder:
     subs = [_decoder(hints[n]) for n in names]
     n_fields = len(names)
 
-    def dec(v: object) -> object:
+    def slow(v: object) -> object:
+        """Field by field, naming the field that fails (also the error path of the fast decoder)."""
         if type(v) is not tuple:
             raise _FieldError(f"expected an array of {n_fields} fields, got {type(v).__name__}")
         if len(v) != n_fields:
             raise _FieldError(f"expected {n_fields} fields ({', '.join(names)}), got {len(v)}")
-        i = 0
-        try:
-            args = []
-            for i, (sub, x) in enumerate(zip(subs, v, strict=True)):  # noqa: B007
+        args = []
+        for name, sub, x in zip(names, subs, v, strict=True):
+            try:
                 args.append(sub(x))
-        except _FieldError as e:
-            e.path.append("." + names[i])
-            raise
+            except _FieldError as e:
+                e.path.append("." + name)
+                raise
         return cls(*args)
 
+    # Fast path, generated once per class: primitive checks inlined, one constructor call. Any failure
+    # falls back to ``slow`` so that the error names the field.
+    env: dict[str, Any] = {
+        "cls": cls,
+        "slow": slow,
+        "_T": tuple,
+        "_int": int,
+        "_str": str,
+        "_bytes": bytes,
+        "_FieldError": _FieldError,
+    }
+    checks, args = [], []
+    for i, sub in enumerate(subs):
+        env[f"s{i}"] = sub
+        inline = _INLINE.get(sub)
+        x = f"v[{i}]"
+        if inline is None:
+            args.append(f"s{i}({x})")
+            continue
+        kind, a, b = inline
+        env[f"a{i}"], env[f"b{i}"] = a, b
+        if kind == "int":
+            checks.append(f"type({x}) is not _int or not a{i} <= {x} <= b{i}")
+        elif kind == "str":
+            checks.append(f"type({x}) is not _str or len({x}) > b{i}")
+        else:
+            exact = f" or len({x}) != a{i}" if a is not None else ""
+            checks.append(f"type({x}) is not _bytes or len({x}) > b{i}{exact}")
+        args.append(x)
+    cond = " or ".join(checks) or "False"
+    src = (
+        "def dec(v):\n"
+        f"    if type(v) is not _T or len(v) != {n_fields} or {cond}:\n"
+        "        return slow(v)\n"
+        "    try:\n"
+        f"        return cls({', '.join(args)})\n"
+        "    except _FieldError:\n"
+        "        return slow(v)\n"
+    )
+    exec(compile(src, f"<codec decoder for {cls.__name__}>", "exec"), env)
+    dec: Decoder = env["dec"]
     return dec
+
+
+_INLINE: dict[Decoder, tuple[str, Any, Any]] = {}
+"""Primitive decoders whose checks the class decoders inline: kind, then (lo, hi) or (exact, max)."""
 
 
 def _run(dec: Decoder, raw: object, root: str) -> object:
