@@ -17,6 +17,7 @@ mempools. Followers check a block's proposer signature before they store and ack
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import time
@@ -321,6 +322,18 @@ class ConsensusDriver:
             ):
                 return False
             blocks.append(b)
+        # Parent hashes: blocks in one message must chain, and the first must extend our applied head when it
+        # is the next height (a parent still unapplied in our log is checked on apply instead).
+        led = self.ledger
+        for prev, b in itertools.pairwise(blocks):
+            if b.header.height != prev.header.height + 1 or b.header.prev_hash != header_hash(prev.header):
+                return False
+        if (
+            blocks
+            and blocks[0].header.height == led.height + 1
+            and blocks[0].header.prev_hash != led.last_hash
+        ):
+            return False
         for b in blocks:
             if b.txs and b.header.height > self.ledger.height:
                 self.verifier.submit(self._preverify, b)
