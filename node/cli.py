@@ -256,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
     de.set_defaults(func=cmd_demo)
+    from collector.cli import add_parser as add_collector_commands
+
+    add_collector_commands(sub)
     return p
 
 

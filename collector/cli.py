@@ -1,0 +1,142 @@
+"""``cemp collect`` and ``cemp sim``: the collector's commands, registered into the ``cemp`` parser.
+
+``add_parser(subparsers)`` adds both to ``node.cli``'s sub-parsers; ``python -m collector.cli`` runs them
+stand-alone (used by the crash tests). ``collect`` runs until SIGINT/SIGTERM, then signs what it holds,
+drains for ``drain_on_stop_s`` and exits 0; a bad config exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from collector.config import CollectConfigError, build_site, load
+
+    try:
+        cfg = load(Path(args.config))
+    except CollectConfigError as e:
+        print(f"config: {e}", file=sys.stderr)
+        return 2
+    level = (args.log_level or cfg.log_level).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> int:
+        try:
+            site = build_site(Path(args.config))
+        except (CollectConfigError, ValueError, OSError) as e:
+            print(f"cannot start collector: {e}", file=sys.stderr)
+            return 2
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.duration is not None:
+            loop.call_later(args.duration, stop.set)
+        try:
+            await site.run(stop)
+        except ValueError as e:
+            print(f"cannot start collector: {e}", file=sys.stderr)
+            return 2
+        st = site.outbox.stats()
+        print(
+            json.dumps(
+                {
+                    "signed_readings": site.stats.signed_readings,
+                    "committed_readings": site.stats.committed_readings,
+                    "outbox_txs": st.entries,
+                    "outbox_readings": st.readings,
+                    "dead_txs": st.dead,
+                    "alarms": site.alarm_count(),
+                }
+            ),
+            flush=True,
+        )
+        site.outbox.close()
+        return 0
+
+    return asyncio.run(main())
+
+
+def cmd_sim_control_api(args: argparse.Namespace) -> int:
+    from collector.sim.control_api import serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve_forever(args.host, args.port, args.token))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_sim_modbus(args: argparse.Namespace) -> int:
+    import collector.sim.modbus_sim as modbus_sim
+
+    argv = [
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--dlt645-port",
+        str(args.dlt645_port),
+        "--seed",
+        str(args.seed),
+        "--speed",
+        str(args.speed),
+        "--start",
+        args.start,
+    ]
+    if args.duration is not None:
+        argv += ["--duration", str(args.duration)]
+    return int(modbus_sim.main(argv))
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``collect`` and the ``sim`` group on an ``argparse`` sub-parsers object."""
+    co = subparsers.add_parser(
+        "collect",
+        help="run the device agent: poll sources, flag quality, sign, keep the outbox, submit",
+        description="Run the collector described by a TOML file (see collector/config.py for the format).",
+    )
+    co.add_argument("--config", required=True, help="collector TOML ([agent], [quality], [[devices]])")
+    co.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    co.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    co.set_defaults(func=cmd_collect)
+
+    sim = subparsers.add_parser("sim", help="run device and control-system simulators")
+    ss = sim.add_subparsers(dest="sim_cmd", required=True)
+    ca = ss.add_parser("control-api", help="the pump-room / electrical control system's HTTP API")
+    ca.add_argument("--host", default="127.0.0.1")
+    ca.add_argument("--port", type=int, default=8088)
+    ca.add_argument("--token", default="sim-token", help="bearer token the API requires")
+    ca.set_defaults(func=cmd_sim_control_api)
+    mb = ss.add_parser(
+        "modbus",
+        help="the site's meters: a Modbus TCP gateway (4 meters + temperature module) and a DL/T 645 gateway",
+    )
+    mb.add_argument("--host", default="127.0.0.1")
+    mb.add_argument("--port", type=int, default=5020, help="Modbus TCP port (0 = any free port)")
+    mb.add_argument("--dlt645-port", type=int, default=0, help="DL/T 645 gateway port (0 = any free port)")
+    mb.add_argument("--seed", type=int, default=1, help="load model seed")
+    mb.add_argument("--speed", type=float, default=1.0, help="model seconds per wall second")
+    mb.add_argument("--start", default="2025-01-15T08:00", help="model start, local time (CST)")
+    mb.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    mb.set_defaults(func=cmd_sim_modbus)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cemp", description="CEMP collector commands")
+    add_parser(p.add_subparsers(dest="cmd", required=True))
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
