@@ -1,16 +1,17 @@
-"""``cemp demo``: a local three-org consortium on this machine with simulated, device-signed readings.
+"""``cemp demo``: a local three-org consortium on this machine fed by simulated devices through the collector.
 
-Until the collector lands, a small built-in generator stands in for the seven sources of the Hohhot
-case: energy meters on the core heating unit, the pipe heating unit and the thermal storage tank, the
-plate heat exchanger's temperature module, the pump room and the electrical control system. Each device
-has its own Ed25519 key, registered on chain by the building owner's admin key, and signs its own batches.
+Three node processes (building owner, equipment firm, regulator); simulators of the Hohhot case's sources driven
+by one load model (Modbus energy meters on the core heating unit, the pipe heating unit and the thermal storage
+tank, the plate heat exchanger's temperature module, the control system's HTTP API for the pump room and the
+electrical system, a DL/T 645 main meter); and the collector agent, which polls them, flags quality, signs each
+batch with the device's own key, keeps a durable outbox and submits to any node. Devices are registered on chain
+by the owner's admin key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from collector.agent import AgentSettings, DeviceAgent, SiteAgent
+from collector.httpsource import FieldMap, HttpSource
+from collector.outbox import Outbox
+from collector.quality import QualityConfig, QuantityRules
+from collector.sim.control_api import ControlApiSim
+from collector.sim.site import SiteSims, run_site_sims
+from collector.sources import Source
 from node.chain import sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file
@@ -27,13 +35,8 @@ from node.genesis import genesis_from_toml, write_genesis
 from node.types import (
     DeviceRegistration,
     Handle,
-    Nonce,
     PublicKey,
-    Reading,
-    ReadingBatch,
     ShortStr,
-    SignedInt,
-    TimestampMs,
 )
 
 ORGS = [
@@ -49,53 +52,81 @@ class DemoDevice:
     name: str
     kind: str
     subsystem: str
-    quantities: tuple[tuple[str, str], ...]  # (quantity, unit)
+    source: str
+    """Where its data comes from: a simulated endpoint key (``modbus:...``, ``dlt645:...``, ``http:...``)."""
 
 
+# The case study's seven sources (table 1 of its source document), each with its own key and handle, plus the
+# building's main incoming meter read over DL/T 645.
 DEVICES = [
     DemoDevice(
         "88.123.45/101.1.1",
-        "core heating unit meter",
+        "core heating unit energy meter (Modbus, PM5xxx)",
         "meter.energy",
         "core-heating",
-        (("energy.import", "Wh"), ("power", "W")),
+        "modbus:core_unit",
     ),
     DemoDevice(
         "88.123.45/101.1.2",
-        "pipe heating unit meter",
+        "pipe heating unit energy meter (Modbus, DTSD1352)",
         "meter.energy",
         "pipe-heating",
-        (("energy.import", "Wh"), ("power", "W")),
+        "modbus:pipe_heater",
     ),
     DemoDevice(
         "88.123.45/101.1.3",
-        "thermal storage tank meter",
+        "thermal storage tank energy meter (Modbus, ADL400)",
         "meter.energy",
         "storage-tank",
-        (("energy.import", "Wh"), ("power", "W")),
+        "modbus:storage_tank",
     ),
     DemoDevice(
         "88.123.45/102.1.1",
-        "plate heat exchanger temperatures",
+        "plate heat exchanger temperature module (Modbus)",
         "sensor.temperature",
         "heat-exchanger",
-        (("temp.supply", "mdegC"), ("temp.return", "mdegC")),
+        "modbus:hx_temps",
     ),
     DemoDevice(
         "88.123.45/103.1.1",
-        "pump room (control system API)",
+        "pump room (control system HTTP API)",
         "gateway.control",
         "pump-room",
-        (("energy.import", "Wh"), ("flow", "L/h")),
+        "http:pump-room",
     ),
     DemoDevice(
         "88.123.45/103.1.2",
-        "electrical control system (API)",
+        "electrical control system (control system HTTP API)",
         "gateway.control",
         "electrical",
-        (("energy.import", "Wh"), ("power", "W")),
+        "http:electrical",
+    ),
+    DemoDevice(
+        "88.123.45/101.2.1",
+        "main incoming meter (DL/T 645-2007 via serial gateway)",
+        "meter.energy",
+        "incoming",
+        "dlt645:controls",
     ),
 ]
+
+HTTP_FIELDS = {
+    "pump-room": [
+        ("energy_wh", "energy.import", "Wh", 1),
+        ("power_w", "power", "W", 1),
+        ("flow_m3h", "flow", "L/h", 1000),
+        ("supply_temp_c", "temp.supply", "mdegC", 1000),
+        ("return_temp_c", "temp.return", "mdegC", 1000),
+    ],
+    "electrical": [
+        ("energy_wh", "energy.import", "Wh", 1),
+        ("power_w", "power", "W", 1),
+        ("voltage_v", "voltage", "mV", 1000),
+        ("feeders.core_heating_wh", "energy.feeder.core", "Wh", 1),
+        ("feeders.pipe_heating_wh", "energy.feeder.pipe", "Wh", 1),
+        ("feeders.storage_tank_wh", "energy.feeder.tank", "Wh", 1),
+    ],
+}
 
 
 def _log(msg: str) -> None:
@@ -164,116 +195,93 @@ def prepare(base: Path, port: int) -> list[tuple[str, Path, int]]:
     return out
 
 
-class Generator:
-    """Device-signed readings on a simple Hohhot heating-season load model."""
+def device_key_path(base: Path, handle: str) -> Path:
+    return base / "keys" / f"device-{handle.replace('/', '_')}.key"
 
-    def __init__(self, client: NodeClient, base: Path, chain_id: str, period_s: float = 2.0) -> None:
-        self.client = client
+
+async def register_devices(client: NodeClient, base: Path, chain_id: str) -> None:
+    """Register every demo device under the owner's prefix (signed by the owner's admin key), once."""
+    admin = read_key_file(base / "keys" / "owner.admin.key")
+    nonce = await client.nonce(admin.public)
+    for d in DEVICES:
+        try:
+            await client.get(f"/v1/devices/{d.handle}")
+            continue
+        except CempError:
+            pass
+        nonce += 1
+        key = read_key_file(device_key_path(base, d.handle))
+        raw, _ = sign_tx(
+            admin,
+            chain_id,
+            "device.register",
+            nonce,
+            DeviceRegistration(
+                Handle(d.handle), PublicKey(key.public), ShortStr(d.kind), ShortStr(d.subsystem)
+            ),
+        )
+        res = await client.submit(raw, wait=True)
+        if not res["result"]["ok"]:
+            raise RuntimeError(f"registering {d.handle} failed: {res['result']['reason']}")
+        _log(f"registered {d.handle}: {d.name}")
+
+
+class Site:
+    """The simulated plant and the device agent that reads it, signs at the source and submits."""
+
+    def __init__(self, base: Path, urls: list[str], chain_id: str, poll_s: float) -> None:
         self.base = base
+        self.urls = urls
         self.chain_id = chain_id
-        self.period_s = period_s
-        self.keys = {
-            d.handle: read_key_file(base / "keys" / f"device-{d.handle.replace('/', '_')}.key")
-            for d in DEVICES
-        }
-        self.seq: dict[str, int] = {}
-        self.nonce: dict[str, int] = {}
-        self.counter_wh: dict[str, int] = {}
-        self.sent = 0
+        self.poll_s = poll_s
+        self.sims: SiteSims | None = None
+        self.control: ControlApiSim | None = None
+        self.agent: SiteAgent | None = None
 
-    async def register(self) -> None:
-        admin = read_key_file(self.base / "keys" / "owner.admin.key")
-        nonce = await self.client.nonce(admin.public)
+    async def start(self) -> SiteAgent:
+        now = int(time.time() * 1000)
+        self.sims = await run_site_sims(start_ms=now, speed=1.0)
+        self.control = ControlApiSim(token="demo-token")
+        await self.control.start()
+        handles = {d.source.partition(":")[2]: d.handle for d in DEVICES if not d.source.startswith("http:")}
+        field_sources = self.sims.sources(handles)
+        rules = {"energy.import": QuantityRules(counter=True)}
+        for q in ("energy.feeder.core", "energy.feeder.pipe", "energy.feeder.tank"):
+            rules[q] = QuantityRules(counter=True)
+        agents = []
         for d in DEVICES:
-            try:
-                info = await self.client.get(f"/v1/devices/{d.handle}")
-                self.seq[d.handle] = int(info["last_seq"])
-                continue
-            except CempError:
-                pass
-            nonce += 1
-            raw, _ = sign_tx(
-                admin,
-                self.chain_id,
-                "device.register",
-                nonce,
-                DeviceRegistration(
-                    Handle(d.handle),
-                    PublicKey(self.keys[d.handle].public),
-                    ShortStr(d.kind),
-                    ShortStr(d.subsystem),
-                ),
-            )
-            res = await self.client.submit(raw, wait=True)
-            if not res["result"]["ok"]:
-                raise RuntimeError(f"registering {d.handle} failed: {res['result']['reason']}")
-            self.seq[d.handle] = 0
-            _log(f"registered {d.handle} ({d.name}) at height {res['height']}")
-        for d in DEVICES:
-            self.nonce[d.handle] = await self.client.nonce(self.keys[d.handle].public)
-            self.counter_wh[d.handle] = 0
-
-    def _values(self, d: DemoDevice, t: float) -> list[tuple[str, str, int]]:
-        day = (t / 86400) % 1.0
-        outdoor = -12 + 7 * math.sin(2 * math.pi * (day - 0.375))  # degC, coldest before dawn
-        valley = day < 7 / 24 or day >= 23 / 24  # night valley tariff: storage charges
-        load_w = max(
-            0.0, 50 * 100_000 * 0.45 * (18 - outdoor) / 35
-        )  # W for 100,000 m2, under half of 50 W/m2
-        share = {
-            "core-heating": 0.5,
-            "pipe-heating": 0.2,
-            "storage-tank": 0.9 if valley else 0.05,
-            "pump-room": 0.03,
-            "electrical": 0.02,
-        }.get(d.subsystem, 0.0)
-        out = []
-        power = int(load_w * share)
-        for q, u in d.quantities:
-            if q == "energy.import":
-                self.counter_wh[d.handle] += int(power * self.period_s / 3600)
-                out.append((q, u, self.counter_wh[d.handle]))
-            elif q == "power":
-                out.append((q, u, power))
-            elif q == "temp.supply":
-                out.append((q, u, int((45 + 0.4 * (18 - outdoor)) * 1000)))
-            elif q == "temp.return":
-                out.append((q, u, int((35 + 0.25 * (18 - outdoor)) * 1000)))
-            elif q == "flow":
-                out.append((q, u, int(120_000 + 1_500 * (18 - outdoor))))
-        return out
-
-    async def tick(self) -> None:
-        now_ms = int(time.time() * 1000)
-        raws = []
-        for d in DEVICES:
-            rs = []
-            for q, u, v in self._values(d, now_ms / 1000):
-                self.seq[d.handle] += 1
-                rs.append(
-                    Reading(
-                        Nonce(self.seq[d.handle]),
-                        TimestampMs(now_ms),
-                        ShortStr(q),
-                        SignedInt(v),
-                        ShortStr(u),
-                        0,
-                    )
+            kind, _, ref = d.source.partition(":")
+            src: Source
+            if kind in ("modbus", "dlt645"):
+                src = field_sources[ref]
+            else:
+                src = HttpSource(
+                    d.handle,
+                    self.control.url(f"/api/v1/{ref}"),
+                    [FieldMap(path, q, unit, scale) for path, q, unit, scale in HTTP_FIELDS[ref]],
+                    auth_token="demo-token",
+                    timeout_s=3,
                 )
-            self.nonce[d.handle] += 1
-            raw, _ = sign_tx(
-                self.keys[d.handle],
-                self.chain_id,
-                "readings",
-                self.nonce[d.handle],
-                ReadingBatch(Handle(d.handle), tuple(rs)),
+            agents.append(
+                DeviceAgent(
+                    d.handle,
+                    read_key_file(device_key_path(self.base, d.handle)),
+                    [src],
+                    poll_interval_s=self.poll_s,
+                    quality=QualityConfig(int(self.poll_s * 1000), rules=rules),
+                )
             )
-            raws.append(raw)
-            self.sent += len(rs)
-        results = await self.client.submit_batch(raws, wait=True)
-        bad = [r for r in results if r.get("status") != "committed" or not r["result"]["ok"]]
-        if bad:
-            _log(f"warning: {len(bad)} batches not committed: {bad[0]}")
+        outbox = Outbox(self.base / "collector" / "outbox.sqlite")
+        self.agent = SiteAgent(
+            agents, outbox, AgentSettings(nodes=tuple(self.urls), chain_id=self.chain_id, progress_every_s=30)
+        )
+        return self.agent
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+        if self.sims is not None:
+            await self.sims.close()
 
 
 async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool) -> int:
@@ -308,11 +316,18 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 await asyncio.sleep(0.1)
             else:
                 raise RuntimeError("the consortium did not elect a leader within 20 s")
-            gen = Generator(client, base, st["chain_id"])
-            await gen.register()
+            chain_id = st["chain_id"]
+            await register_devices(client, base, chain_id)
+            site = Site(base, urls, chain_id, poll_s=5.0)
+            agent = await site.start()
+            stop = asyncio.Event()
+            agent_task = asyncio.create_task(agent.run(stop), name="collector")
             lines = [
                 "",
-                "CEMP demo is running: three nodes (owner, equipment firm, regulator) and six device-signed sources.",
+                f"CEMP demo is running: three nodes (owner, equipment firm, regulator) and {len(DEVICES)} "
+                "device-signed sources",
+                "(Modbus meters, temperature module, DL/T 645 meter, control-system HTTP API), "
+                "each signing at the source.",
             ]
             for (nid, _, _port), u in zip(nodes, urls, strict=True):
                 lines.append(f"  {nid:<12} {u}/v1/status   data {(base / 'data' / nid).resolve()}")
@@ -323,29 +338,30 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 f"  hourly       {u}/v1/devices/{DEVICES[0].handle}/hourly",
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
-                "Readings go to the nodes in turn; followers forward them to the leader. Press Ctrl-C to stop.",
+                f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
+                "The agent submits to any node; followers forward to the leader. Press Ctrl-C to stop.",
                 "",
             ]
             print("\n".join(lines), flush=True)
             t_end = None if duration_s is None else time.monotonic() + duration_s
-            last_report = 0.0
-            turn = 0
-            while t_end is None or time.monotonic() < t_end:
-                t = time.monotonic()
-                gen.client = NodeClient(urls[turn % len(urls)], session=client.session)
-                turn += 1
-                try:
-                    await gen.tick()
-                except CempError as e:
-                    _log(f"warning: {e.message}")
-                if t - last_report >= 10:
+            try:
+                while t_end is None or time.monotonic() < t_end:
+                    await asyncio.sleep(10 if t_end is None else min(10, max(0.1, t_end - time.monotonic())))
+                    if agent_task.done():
+                        agent_task.result()
+                        break
                     st = await client.status()
+                    devs = (await client.get("/v1/devices"))["devices"]
+                    total = sum(d["readings"] for d in devs)
                     _log(
-                        f"height {st['height']}  leader {st['leader']} (term {st['term']})  readings sent {gen.sent}  "
-                        f"app hash {st['app_hash'][:16]}"
+                        f"height {st['height']}  leader {st['leader']} (term {st['term']})  readings on chain "
+                        f"{total}  alarms {agent.alarm_count()}  app hash {st['app_hash'][:16]}"
                     )
-                    last_report = t
-                await asyncio.sleep(max(0.0, gen.period_s - (time.monotonic() - t)))
+            finally:
+                stop.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(agent_task, 15)
+                await site.stop()
     finally:
         for proc in procs:
             if proc.poll() is None:
