@@ -103,9 +103,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         task = asyncio.create_task(agent.run(stop))
         await wait_for(lambda: agent.stats.committed_readings > 0, 30)
         log(f"{kind} meters: {args.devices}, polled every {args.interval} s; steady state {args.duration} s")
-        c0, t0 = agent.stats.committed_readings, time.monotonic()
+        c0, t0, cpu0 = agent.stats.committed_readings, time.monotonic(), time.process_time()
         await asyncio.sleep(args.duration)
         steady = (agent.stats.committed_readings - c0) / (time.monotonic() - t0)
+        # CPU of this process (the agent, plus the simulated meters when they run in-process) per wall second.
+        cpu_pct = 100 * (time.process_time() - cpu0) / (time.monotonic() - t0)
         log(f"steady: {steady:.0f} readings/s committed; node goes away for {args.outage} s")
         await asyncio.to_thread(node.terminate)
         await asyncio.to_thread(node.wait, 15)
@@ -128,9 +130,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         await close_sources()
         final = agent.outbox.stats()
         agent.outbox.close()
+        drain_rate = committed_during / max(drain, 1e-9)
         return {
             "bench": "collector",
-            "meters": kind,
+            "meters": args.devices,
+            "readings_per_s": round(steady, 1),
+            "agent_cpu_pct": round(cpu_pct, 1),
+            "outbox_bytes_per_reading": round(held.db_bytes / max(1, held.readings), 1),
+            "drain_speedup": round(drain_rate / max(steady, 1e-9), 1),
+            "meter_kind": kind,
             "devices": args.devices,
             "poll_interval_s": args.interval,
             "flush_interval_s": args.flush,
