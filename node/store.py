@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import plyvel
 
@@ -44,6 +44,17 @@ class ReadSnapshot(Protocol):
     def release(self) -> None: ...
 
 
+def _bounded(it: Any, limit: int | None) -> Iterator[tuple[bytes, bytes]]:
+    """Yield up to ``limit`` pairs from a plyvel iterator and always close it."""
+    try:
+        for n, kv in enumerate(it):
+            if limit is not None and n >= limit:
+                break
+            yield kv
+    finally:
+        it.close()
+
+
 class _LevelSnapshot:
     def __init__(self, db: plyvel.DB) -> None:
         self.snap = db.snapshot()
@@ -55,14 +66,7 @@ class _LevelSnapshot:
     def iterate(
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        it = self.snap.iterator(start=start, stop=stop, reverse=reverse)
-        try:
-            for n, kv in enumerate(it):
-                if limit is not None and n >= limit:
-                    break
-                yield kv
-        finally:
-            it.close()
+        return _bounded(self.snap.iterator(start=start, stop=stop, reverse=reverse), limit)
 
     def release(self) -> None:
         self.snap.close()
@@ -99,14 +103,7 @@ class LevelDBStore:
     def iterate(
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        it = self.db.iterator(start=start, stop=stop, reverse=reverse)
-        try:
-            for n, kv in enumerate(it):
-                if limit is not None and n >= limit:
-                    break
-                yield kv
-        finally:
-            it.close()
+        return _bounded(self.db.iterator(start=start, stop=stop, reverse=reverse), limit)
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         with self.db.write_batch(sync=sync) as wb:
