@@ -257,8 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
     de.set_defaults(func=cmd_demo)
     from collector.cli import add_parser as add_collector_commands
+    from collector.scanner import add_parser as add_document_commands
 
     add_collector_commands(sub)
+    add_document_commands(sub)
     return p
 
 

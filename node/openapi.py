@@ -178,6 +178,34 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "consortium", "content": {"application/json": {}}}},
             }
         },
+        "/v1/documents": {
+            "get": {
+                "summary": "Documents (bills, receipts, ledger rows), newest first",
+                "parameters": [
+                    _q("doc_type", "filter by type", "string"),
+                    _q("review", "auto|needs_review|confirmed", "string"),
+                    _q("limit", "page size"),
+                    _q("before", "cursor from the previous page", "string"),
+                ],
+                "responses": {
+                    "200": {"description": "documents", "content": {"application/json": {}}},
+                    "400": _ERR,
+                },
+            }
+        },
+        "/v1/documents/{id}": {
+            "get": {
+                "summary": "A document with its version history",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    _q("version", "a specific version"),
+                ],
+                "responses": {
+                    "200": {"description": "document", "content": {"application/json": {}}},
+                    "404": _ERR,
+                },
+            }
+        },
         "/v1/status": {
             "get": {
                 "summary": "Node status: node_id, height, term, leader, app hash",

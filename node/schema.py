@@ -147,3 +147,44 @@ def handle_record(norm_handle: str) -> bytes:
 def handle_change(norm_handle: str, version: int) -> bytes:
     """Entry ``version`` (1, 2, ...) of a handle's change log (``resolver.values.HandleChange``)."""
     return b"hl" + norm_handle.encode() + b"\x00" + _u64(version)
+
+
+# documents (``node.documents``): ``xd`` head record by document id, ``xv`` every version, and three indexes by the
+# position (height, tx index) of the document's first version: all documents, per doc type, and those waiting for
+# a person's review.
+DOCUMENT_PREFIX = b"xd"
+DOCUMENT_CREATED_PREFIX = b"xc"
+DOCUMENT_REVIEW_PREFIX = b"xq"
+
+
+def document(doc_id: bytes) -> bytes:
+    """Current (highest) version of a document (``node.documents.DocumentRecord``)."""
+    return DOCUMENT_PREFIX + doc_id
+
+
+def document_version(doc_id: bytes, version: int) -> bytes:
+    """Version ``version`` (1, 2, ...) of a document; kept after it is superseded."""
+    return b"xv" + doc_id + _u32(version)
+
+
+def document_versions_range(doc_id: bytes) -> tuple[bytes, bytes]:
+    return b"xv" + doc_id, b"xv" + doc_id + b"\xff" * 4
+
+
+def document_created(height: int, index: int) -> bytes:
+    """Creation index: document id by the position of its first version (key order = commit order)."""
+    return DOCUMENT_CREATED_PREFIX + _u64(height) + _u32(index)
+
+
+def document_type_prefix(doc_type: str) -> bytes:
+    return b"xt" + doc_type.encode() + b"\x00"
+
+
+def document_typed(doc_type: str, height: int, index: int) -> bytes:
+    """Creation index per doc type: document id by position of its first version."""
+    return document_type_prefix(doc_type) + _u64(height) + _u32(index)
+
+
+def document_review(height: int, index: int) -> bytes:
+    """Review queue: present while the document's current version has review ``needs_review``."""
+    return DOCUMENT_REVIEW_PREFIX + _u64(height) + _u32(index)
