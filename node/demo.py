@@ -19,11 +19,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.httpsource import FieldMap, HttpSource
+from collector.ocr.billgen import generate as generate_bill
 from collector.outbox import Outbox
 from collector.quality import QualityConfig, QuantityRules
+from collector.scanner import BillScanner, ScannerSettings
 from collector.sim.control_api import ControlApiSim
 from collector.sim.site import SiteSims, run_site_sims
 from collector.sources import Source
@@ -108,7 +111,16 @@ DEVICES = [
         "incoming",
         "dlt645:controls",
     ),
+    DemoDevice(
+        "88.123.45/104.1.1",
+        "electricity bill scanner (offline OCR)",
+        "scanner.bill",
+        "purchasing",
+        "bills:inbox",
+    ),
 ]
+BILL_EVERY_S = 45.0
+"""How often the demo's "utility" drops a new bill photo into the scanner's inbox."""
 
 HTTP_FIELDS = {
     "pump-room": [
@@ -237,13 +249,19 @@ class Site:
         self.sims: SiteSims | None = None
         self.control: ControlApiSim | None = None
         self.agent: SiteAgent | None = None
+        self.inbox = base / "bills" / "inbox"
+        self.scanner: BillScanner
 
     async def start(self) -> SiteAgent:
         now = int(time.time() * 1000)
         self.sims = await run_site_sims(start_ms=now, speed=1.0)
         self.control = ControlApiSim(token="demo-token")
         await self.control.start()
-        handles = {d.source.partition(":")[2]: d.handle for d in DEVICES if not d.source.startswith("http:")}
+        handles = {
+            d.source.partition(":")[2]: d.handle
+            for d in DEVICES
+            if d.source.split(":")[0] in ("modbus", "dlt645")
+        }
         field_sources = self.sims.sources(handles)
         rules = {"energy.import": QuantityRules(counter=True)}
         for q in ("energy.feeder.core", "energy.feeder.pipe", "energy.feeder.tank"):
@@ -251,6 +269,8 @@ class Site:
         agents = []
         for d in DEVICES:
             kind, _, ref = d.source.partition(":")
+            if kind == "bills":
+                continue
             src: Source
             if kind in ("modbus", "dlt645"):
                 src = field_sources[ref]
@@ -275,7 +295,32 @@ class Site:
         self.agent = SiteAgent(
             agents, outbox, AgentSettings(nodes=tuple(self.urls), chain_id=self.chain_id, progress_every_s=30)
         )
+        scanner_dev = next(d for d in DEVICES if d.source.startswith("bills:"))
+        self.inbox = self.base / "bills" / "inbox"
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        self.scanner = BillScanner(
+            self.inbox,
+            read_key_file(device_key_path(self.base, scanner_dev.handle)),
+            scanner_dev.handle,
+            ScannerSettings(nodes=tuple(self.urls)),
+            chain_id=self.chain_id,
+        )
         return self.agent
+
+    async def bill_feed(self, stop: asyncio.Event) -> None:
+        """The utility's side: a new (synthetic) bill photo lands in the scanner's inbox now and then."""
+        seed = sum(1 for p in (self.base / "bills").rglob("bill-*") if p.suffix in (".png", ".jpg"))
+        variants: tuple[Literal["photo", "clean", "small"], ...] = ("photo", "clean", "small")
+        while not stop.is_set():
+            bill = await asyncio.to_thread(generate_bill, seed, variants[seed % 3])
+            ext = "png" if bill.media_type == "image/png" else "jpg"
+            tmp = self.inbox / f".bill-{seed:04d}.{ext}.part"
+            tmp.write_bytes(bill.image)
+            tmp.rename(self.inbox / f"bill-{seed:04d}.{ext}")
+            _log(f"bill photo bill-{seed:04d}.{ext} arrived ({bill.variant})")
+            seed += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BILL_EVERY_S)
 
     async def stop(self) -> None:
         if self.control is not None:
@@ -322,12 +367,16 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
             agent = await site.start()
             stop = asyncio.Event()
             agent_task = asyncio.create_task(agent.run(stop), name="collector")
+            side_tasks = [
+                asyncio.create_task(site.scanner.run(stop), name="bill-scanner"),
+                asyncio.create_task(site.bill_feed(stop), name="bill-feed"),
+            ]
             lines = [
                 "",
                 f"CEMP demo is running: three nodes (owner, equipment firm, regulator) and {len(DEVICES)} "
                 "device-signed sources",
-                "(Modbus meters, temperature module, DL/T 645 meter, control-system HTTP API), "
-                "each signing at the source.",
+                "(Modbus meters, temperature module, DL/T 645 meter, control-system HTTP API, bill photos "
+                "through offline OCR), each signing at the source.",
             ]
             for (nid, _, _port), u in zip(nodes, urls, strict=True):
                 lines.append(f"  {nid:<12} {u}/v1/status   data {(base / 'data' / nid).resolve()}")
@@ -339,6 +388,7 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
+                f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
                 "The agent submits to any node; followers forward to the leader. Press Ctrl-C to stop.",
                 "",
             ]
@@ -353,14 +403,19 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                     st = await client.status()
                     devs = (await client.get("/v1/devices"))["devices"]
                     total = sum(d["readings"] for d in devs)
+                    docs = len((await client.get("/v1/documents", limit=200))["documents"])
                     _log(
                         f"height {st['height']}  leader {st['leader']} (term {st['term']})  readings on chain "
-                        f"{total}  alarms {agent.alarm_count()}  app hash {st['app_hash'][:16]}"
+                        f"{total}  bills {docs}  alarms {agent.alarm_count()}  app hash {st['app_hash'][:16]}"
                     )
             finally:
                 stop.set()
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(agent_task, 15)
+                for t in side_tasks:
+                    t.cancel()
+                    with contextlib.suppress(BaseException):
+                        await t
                 await site.stop()
     finally:
         for proc in procs:
