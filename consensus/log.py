@@ -202,6 +202,11 @@ class Log:
         self.committed = snapshot.meta.index
         self.stable_index = snapshot.meta.index
 
+    def replay_snapshot(self) -> None:
+        """Treat the snapshot and every entry after it as not yet persisted (nor the snapshot applied)."""
+        self._snapshot_stable = False
+        self.stable_index = self._snapshot.meta.index
+
     def compact(self, index: Index, data: bytes) -> Snapshot:
         """Drop the entries up to ``index`` (already applied and durable), keeping a snapshot in their place."""
         base = self._snapshot.meta.index

@@ -28,8 +28,15 @@ alone decides the commit of the change, so a 2-voter cluster can still remove a 
 conditions for safety are enforced by ``propose_config``: one change at a time (no uncommitted CONFIG entry
 may exist), each change alters one node, and the leader must have committed an entry of its own term first
 (the fix for the single-server-change bug reported on raft-dev in 2015). A leader that removes itself keeps
-leading until the change commits, without counting itself, then steps down. Node ids are never reused; the
+leading until the change commits, without counting itself, then steps down and sends ``TimeoutNow`` to a
+voter that holds its whole log. CONFIG entries also reach the driver in ``Ready.committed_entries``, in
+order, so it can connect to or drop peers once a change is committed. Node ids are never reused; the
 membership layer above enforces that (``consensus.quorum``).
+
+Retransmission: there is no per-message timer. Every ``heartbeat_ticks`` the leader re-sends, to each
+follower that has not acknowledged its whole log, the entries after the follower's acknowledged index
+(a follower it is still probing gets its next probe), so lost or reordered messages are repaired within a
+heartbeat interval; choose it well above the network round trip.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from consensus.quorum import InvalidConfigChange, VoteResult
 
 __all__ = [
     "InvalidConfigChange",
+    "InvalidTransfer",
     "NotLeader",
     "PeerProgress",
     "ProposalDropped",
@@ -92,6 +100,10 @@ class NotLeader(RaftError):
 
 class ProposalDropped(RaftError):
     """The leader refused the proposal for now (transfer in progress, or a config change pending)."""
+
+
+class InvalidTransfer(RaftError, ValueError):
+    """Leadership can only be transferred to another voter."""
 
 
 class Role(enum.Enum):
@@ -171,7 +183,8 @@ class Ready:
     hard_state: HardState | None
     """Term, vote and commit to persist, if changed since the last Ready."""
     snapshot: Snapshot | None
-    """A snapshot received from the leader: persist it, then restore the application from it."""
+    """A snapshot received from the leader (or, after a restart with the application behind the stored
+    snapshot, that snapshot again): persist it, then restore the application from it."""
     entries: tuple[Entry, ...]
     """Entries not yet persisted."""
     messages: tuple[Message, ...]
@@ -223,6 +236,7 @@ class _Progress:
         "next",
         "paused",
         "pending_snapshot",
+        "pending_snapshot_term",
         "recent_active",
         "sent_commit",
         "snapshot_elapsed",
@@ -236,6 +250,7 @@ class _Progress:
         self.paused = False
         self.recent_active = True
         self.pending_snapshot = Index(0)
+        self.pending_snapshot_term = Term(0)
         self.snapshot_elapsed = 0
         self.sent_commit = Index(0)
         """Highest commit index this follower can have learnt from what we sent it."""
@@ -250,9 +265,10 @@ class _Progress:
         self.next = Index(self.match + 1)
         self.paused = False
 
-    def become_snapshot(self, index: Index) -> None:
+    def become_snapshot(self, index: Index, term: Term) -> None:
         self.state = ReplicationState.SNAPSHOT
         self.pending_snapshot = index
+        self.pending_snapshot_term = term
         self.snapshot_elapsed = 0
         self.paused = False
 
@@ -298,8 +314,9 @@ class Raft:
         that joins later (it is not a member of the genesis membership, so it never campaigns until the
         leader's log, replicated to it, makes it a voter). A restarting node passes its stored snapshot,
         the stored entries after it, its hard state, and ``applied``: how far its application state got
-        (default: the snapshot index). The driver must restore the application from the stored snapshot
-        before, so ``applied`` is never below the snapshot index.
+        (default: the snapshot index). If ``applied`` is below the snapshot index (the driver crashed
+        between persisting a snapshot and restoring the application from it), the first Ready carries
+        the snapshot again together with every stored entry, to be persisted and applied as usual.
         """
         self._cfg = config
         self._rng = rng
@@ -315,10 +332,12 @@ class Raft:
             raise ValueError(f"hard state commit {commit} beyond the last stored index {self.log.last_index}")
         self.log.commit_to(Index(commit))
         applied_at = snapshot.meta.index if applied is None else applied
-        if not snapshot.meta.index <= applied_at <= commit:
-            raise ValueError(
-                f"applied {applied_at} outside [snapshot {snapshot.meta.index}, commit {commit}]"
-            )
+        if not 0 <= applied_at <= commit:
+            raise ValueError(f"applied {applied_at} outside [0, commit {commit}]")
+        if applied_at < snapshot.meta.index:
+            # The driver persisted a snapshot but crashed before the application restored it: hand the
+            # snapshot out again, with the whole stored log, as if it had just arrived.
+            self.log.replay_snapshot()
         self.log.applied = Index(applied_at)
         self.term = hs.term
         self.vote = hs.vote
@@ -496,7 +515,7 @@ class Raft:
         if to == self.id:
             return
         if to not in self._membership.voters:
-            raise InvalidConfigChange(f"{to} is not a voter")
+            raise InvalidTransfer(f"{to} is not a voter")
         if self._transferee == to:
             return
         self._transferee = to
@@ -505,6 +524,8 @@ class Raft:
         if pr.match == self.log.last_index:
             self._send(TimeoutNow(self.term, self.id, to))
         else:
+            if pr.state == ReplicationState.REPLICATE:
+                pr.next = Index(pr.match + 1)  # resend what it has not acknowledged
             self._send_append(to)
 
     def step(self, msg: Message) -> None:
@@ -718,13 +739,16 @@ class Raft:
         pr = self._progress[peer]
         if pr.state == ReplicationState.SNAPSHOT:
             # Keep the follower's election timer quiet; it answers success once the snapshot is installed.
-            snap_term = self.log.term_at(pr.pending_snapshot)
-            if snap_term is not None:
-                self._send(
-                    AppendEntries(
-                        self.term, self.id, peer, pr.pending_snapshot, snap_term, (), self.log.committed
-                    )
-                )
+            msg = AppendEntries(
+                self.term,
+                self.id,
+                peer,
+                pr.pending_snapshot,
+                pr.pending_snapshot_term,
+                (),
+                self.log.committed,
+            )
+            self._send(msg)
             return
         prev = Index(pr.next - 1)
         if empty and pr.state == ReplicationState.REPLICATE:
@@ -733,7 +757,7 @@ class Raft:
         if prev_term is None:
             # The follower needs entries we compacted away.
             snap = self.log.snapshot
-            pr.become_snapshot(snap.meta.index)
+            pr.become_snapshot(snap.meta.index, snap.meta.term)
             self._send(InstallSnapshot(self.term, self.id, peer, snap))
             return
         entries: tuple[Entry, ...] = ()
@@ -808,10 +832,20 @@ class Raft:
             return False
         self.log.commit_to(n)
         if self.id not in self._membership.voters and self.log.last_config_index <= n:
-            # Our removal committed: hand over by stepping down (after telling followers the commit).
-            self._bcast_commit()
-            self._become_follower(self.term, None)
+            self._step_down_removed()
         return True
+
+    def _step_down_removed(self) -> None:
+        """Our removal committed: tell followers the commit, hand over to an up-to-date voter, step down."""
+        self._bcast_commit()
+        last = self.log.last_index
+        ready = [
+            v for v in self._membership.voters if v in self._progress and self._progress[v].match == last
+        ]
+        if ready:
+            # Saves the followers an election timeout (they would otherwise wait out our lease).
+            self._send(TimeoutNow(self.term, self.id, ready[0]))
+        self._become_follower(self.term, None)
 
     # ---- follower --------------------------------------------------------------------------------------
 

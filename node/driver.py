@@ -119,10 +119,10 @@ class ConsensusDriver:
         self.members: dict[str, PublicKey] = self._members()
         self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
         self.raftstore = RaftStore(ledger.store)
-        meta = self.raftstore.snapshot_meta()
+        stored = self.raftstore.snapshot()
         snap = (
-            Snapshot(meta)
-            if meta is not None
+            stored
+            if stored is not None
             else genesis_snapshot(Membership.of(NodeId(n.node_id) for n in g.nodes))
         )
         hs = self.raftstore.hard_state()
@@ -481,7 +481,7 @@ class ConsensusDriver:
     async def _handle_ready(self, rd: Ready) -> None:
         # 1. Persist before sending: a vote or an ack promises durable state.
         if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
-            self.raftstore.save(rd.hard_state, rd.entries, rd.snapshot.meta if rd.snapshot else None)
+            self.raftstore.save(rd.hard_state, rd.entries, rd.snapshot)
         # 2. Send.
         for m in rd.messages:
             self.transport.send(m.to, m)
@@ -565,12 +565,14 @@ class ConsensusDriver:
                 ref = SnapshotRef(Height(height), bh)
                 break
         snap = self.raft.compact(upto, codec.encode(ref))
-        self.raftstore.compact(snap.meta)
+        self.raftstore.compact(snap)
 
     async def _restore(self, snap: Snapshot) -> None:
         """Catch up to a snapshot's height by fetching and verifying blocks from the peers."""
-        ref = codec.decode(SnapshotRef, snap.data)
         led = self.ledger
+        if not snap.data:
+            return  # the genesis prefix: nothing to fetch
+        ref = codec.decode(SnapshotRef, snap.data)
         self.snapshots_restored += 1
         log.info(
             "%s: restoring snapshot at height %d (have %d): fetching blocks",

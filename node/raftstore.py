@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consensus.messages import Entry, HardState, Index, SnapshotMeta
+from consensus.messages import Entry, HardState, Index, Snapshot
 from node import codec
 from node.store import Store
 
@@ -35,9 +35,10 @@ class RaftStore:
         raw = self.store.get(HARD_STATE)
         return None if raw is None else codec.decode(HardState, raw)
 
-    def snapshot_meta(self) -> SnapshotMeta | None:
+    def snapshot(self) -> Snapshot | None:
+        """The stored snapshot base, with its data (the driver's reference to the block it stands for)."""
         raw = self.store.get(SNAPSHOT)
-        return None if raw is None else codec.decode(SnapshotMeta, raw)
+        return None if raw is None else codec.decode(Snapshot, raw)
 
     def entries(self, start: int = 0) -> list[Entry]:
         return [codec.decode(Entry, v) for _, v in self.store.iterate(entry_key(start), ENTRY + b"\xff" * 9)]
@@ -46,9 +47,7 @@ class RaftStore:
         raw = self.store.get(entry_key(index))
         return None if raw is None else codec.decode(Entry, raw)
 
-    def save(
-        self, hs: HardState | None, entries: Sequence[Entry], snapshot: SnapshotMeta | None = None
-    ) -> None:
+    def save(self, hs: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None = None) -> None:
         changes: dict[bytes, bytes | None] = {}
         if entries:
             first = entries[0].index
@@ -57,8 +56,9 @@ class RaftStore:
             for e in entries:
                 changes[entry_key(e.index)] = codec.encode(e)
         if snapshot is not None:
+            # A snapshot from the leader replaces the stored log up to its index.
             changes[SNAPSHOT] = codec.encode(snapshot)
-            for i in range(self._first_index(), snapshot.index + 1):
+            for i in range(self._first_index(), snapshot.meta.index + 1):
                 changes.setdefault(entry_key(i), None)
         if hs is not None:
             changes[HARD_STATE] = codec.encode(hs)
@@ -66,16 +66,17 @@ class RaftStore:
             self.store.write(changes, sync=True)
         if entries:
             self.last_index = entries[-1].index
-        if snapshot is not None and snapshot.index > self.last_index:
-            self.last_index = snapshot.index
+        if snapshot is not None and snapshot.meta.index > self.last_index:
+            self.last_index = snapshot.meta.index
 
     def _first_index(self) -> int:
         first = list(self.store.iterate(ENTRY, ENTRY + b"\xff" * 9, limit=1))
         return int.from_bytes(first[0][0][len(ENTRY) :], "big") if first else self.last_index + 1
 
-    def compact(self, meta: SnapshotMeta) -> None:
-        """Record ``meta`` as the snapshot base and drop entries it covers."""
-        changes: dict[bytes, bytes | None] = {SNAPSHOT: codec.encode(meta)}
+    def compact(self, snap: Snapshot) -> None:
+        """Record ``snap`` as the snapshot base and drop the entries it covers."""
+        meta = snap.meta
+        changes: dict[bytes, bytes | None] = {SNAPSHOT: codec.encode(snap)}
         for i in range(self._first_index(), min(meta.index, self.last_index) + 1):
             changes[entry_key(i)] = None
         self.store.write(changes, sync=True)

@@ -36,6 +36,13 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
                 ]["ok"]
             st = await nc.status()
             assert st["raft_last_index"] > 60
+        # Restart the two live nodes from disk: whichever leads must send the snapshot it persisted (its data
+        # names the block to catch up to), not one held only in memory.
+        for nid in [n for n in cl.ids if n != lagger]:
+            cl.kill(nid)
+        for nid in [n for n in cl.ids if n != lagger]:
+            await cl.start(nid)
+        leader = await cl.leader()
         await cl.start(lagger)
         async with NodeClient(cl.url(lagger)) as lc, NodeClient(cl.url(leader)) as nc:
             end = time.monotonic() + 30
