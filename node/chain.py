@@ -48,7 +48,7 @@ from node.types import (
 )
 
 # Modules whose import registers tx kinds (``node.txkinds.register``): the one list of what the chain knows.
-KIND_MODULES = ["node.devices", "node.readings", "node.membership", "node.documents"]
+KIND_MODULES = ["node.devices", "node.readings", "node.membership", "node.documents", "resolver.kinds"]
 for _module in KIND_MODULES:
     importlib.import_module(_module)
 

@@ -258,9 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     de.set_defaults(func=cmd_demo)
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
+    from resolver.cli import add_commands as add_resolver_commands
 
     add_collector_commands(sub)
     add_document_commands(sub)
+    add_resolver_commands(sub)
     return p
 
 

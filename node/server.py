@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Route providers wired into every node: "module:function", each ``function(node) -> list[web.RouteDef]``.
 # Later packages (resolver, web explorer) add themselves here; their routes are matched before the core's.
-PLUGINS: list[str] = ["node.documents:documents_routes"]
+PLUGINS: list[str] = ["node.documents:documents_routes", "resolver.api:routes"]
 
 
 def _load_plugin(spec: str) -> Callable[[Node], list[web.RouteDef]]:

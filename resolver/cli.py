@@ -1,0 +1,103 @@
+"""Resolver commands: ``verify-proof`` (offline, genesis only) and ``handles-bootstrap`` (prefix setup).
+
+Run as ``python -m resolver.cli ...``; ``add_commands`` plugs the same commands into ``cemp``'s parser.
+
+    python -m resolver.cli verify-proof --genesis genesis.cemp proof.json
+    curl -s 'http://127.0.0.1:7001/api/handles/88.123.45/101.1.1?proof=true' | python -m resolver.cli verify-proof --genesis genesis.cemp -
+    python -m resolver.cli handles-bootstrap --node http://127.0.0.1:7001 --admin-key keys/owner.admin.key --prefix 88.123.45
+
+``verify-proof`` prints one JSON line and exits 0 when every returned value is proven, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cmd_verify_proof(args: argparse.Namespace) -> int:
+    from node.genesis import GenesisError, read_genesis
+    from resolver.proof import ProofError, verify_proof
+
+    try:
+        genesis = read_genesis(Path(args.genesis))
+    except GenesisError as e:
+        print(json.dumps({"ok": False, "problem": str(e)}))
+        return 2
+    try:
+        text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
+        doc = json.loads(text)
+    except (OSError, ValueError) as e:
+        print(json.dumps({"ok": False, "problem": f"cannot read the proof: {e}"}))
+        return 2
+    try:
+        out: dict[str, Any] = verify_proof(doc, genesis)
+    except (ProofError, KeyError, TypeError, ValueError) as e:
+        print(json.dumps({"ok": False, "handle": doc.get("handle"), "problem": str(e)}))
+        return 1
+    print(json.dumps(out))
+    return 0
+
+
+async def _bootstrap(args: argparse.Namespace) -> int:
+    from node.chain import sign_tx
+    from node.client import NodeClient
+    from node.crypto import read_key_file
+    from resolver.bootstrap import bootstrap_puts
+
+    passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
+    key = read_key_file(Path(args.admin_key), passphrase)
+    secret = os.environ.get("CEMP_HANDLE_ADMIN_SECRET") or getpass.getpass("secret for 300:PREFIX/admin: ")
+    async with NodeClient(args.node) as client:
+        st = await client.status()
+        nonce = await client.nonce(key.public)
+        for p in bootstrap_puts(args.prefix, key.public, secret.encode()):
+            nonce += 1
+            raw, _ = sign_tx(key, st["chain_id"], "handle.put", nonce, p)
+            res = await client.submit(raw, wait=True)
+            if not res["result"]["ok"]:
+                print(json.dumps({"ok": False, "handle": p.handle, "problem": res["result"]["reason"]}))
+                return 1
+            print(json.dumps({"ok": True, "handle": p.handle, "height": res["height"]}))
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    return asyncio.run(_bootstrap(args))
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``verify-proof`` and ``handles-bootstrap`` to an argparse subparsers object."""
+    vp = sub.add_parser("verify-proof", help="check a handle proof (?proof=true reply) with only the genesis")
+    vp.add_argument(
+        "proof", help="file with the JSON reply of GET /api/handles/{handle}?proof=true, or - for stdin"
+    )
+    vp.add_argument("--genesis", required=True, help="the consortium's genesis file")
+    vp.set_defaults(func=cmd_verify_proof)
+    bs = sub.add_parser(
+        "handles-bootstrap",
+        help="create 0.NA/<prefix> and the REST admin identity 300:<prefix>/admin (secret from "
+        "CEMP_HANDLE_ADMIN_SECRET or prompted)",
+    )
+    bs.add_argument("--node", default="http://127.0.0.1:7001", help="node API URL")
+    bs.add_argument("--admin-key", required=True, help="the org's admin key file")
+    bs.add_argument("--prefix", required=True, help="the org's prefix, e.g. 88.123.45")
+    bs.set_defaults(func=cmd_bootstrap)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m resolver.cli", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    add_commands(sub)
+    args = p.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Proofs of handle values, and their offline check with nothing but the genesis.
+
+``GET /api/handles/{handle}?proof=true`` adds ``proof`` to the record: for every tx that set one of the returned
+values (usually one or two), the encoded tx, its RFC 6962 path to the header's ``tx_root``, its ``TxResult`` and
+path to ``results_root`` (an invalid tx is in its block too, so "applied" must be proven), the encoded block
+header, the proposer's signature and the commit certificate (votes of a majority of the nodes).
+
+``verify(proof_doc, values, handle, genesis)`` re-checks all of it and that each returned value is exactly what
+its tx wrote (the value from a ``handle.put`` payload, or the values ``device.register`` derives, stamped with
+the block time). What a proof cannot show: that no *later* block changed the handle. The app hash is a
+multiset hash (``node.statehash``) with no per-key proofs, so freshness is "as of the node's head height",
+which the proof states; compare ``head_height`` across nodes, or replay the chain (``cemp verify``), to check it.
+The commit certificate is checked against the genesis node set; a consortium whose membership changed on chain
+needs those membership txs as well (not covered here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node import codec, merkle
+from node.chain import header_hash, quorum, signing_bytes_of_raw
+from node.crypto import sha256, verify
+from node.devices import org_for_prefix
+from node.errors import CempError
+from node.txkinds import KINDS
+from node.types import (
+    DOMAIN_BLOCK,
+    DOMAIN_TX,
+    DOMAIN_VOTE,
+    BlockHeader,
+    DeviceRegistration,
+    Genesis,
+    Tx,
+    TxResult,
+)
+from resolver import idis
+from resolver.kinds import HandlePut
+from resolver.values import HandleRecord, StoredValue, value_to_json
+
+
+def build(ledger: Any, rec: HandleRecord, values: list[StoredValue]) -> dict[str, Any]:
+    """The proof object for ``values`` of ``rec`` from the committed chain of ``ledger``."""
+    txs: dict[bytes, dict[str, Any]] = {}
+    for sv in values:
+        h = bytes(sv.set_tx)
+        if h in txs:
+            continue
+        loc = ledger.tx_location(h)
+        block = ledger.block(sv.set_height)
+        if loc is None or block is None:
+            raise RuntimeError(f"tx {h.hex()} of {rec.handle} is not in the block store")
+        results = [codec.encode(r) for r in ledger.results(loc.height)]
+        txs[h] = {
+            "tx": h.hex(),
+            "raw": bytes(block.txs[loc.index]).hex(),
+            "height": loc.height,
+            "index": loc.index,
+            "tree_size": len(block.txs),
+            "path": [p.hex() for p in merkle.inclusion_proof(block.txs, loc.index)],
+            "result": results[loc.index].hex(),
+            "results_path": [p.hex() for p in merkle.inclusion_proof(results, loc.index)],
+            "header": codec.encode(block.header).hex(),
+            "header_hash": header_hash(block.header).hex(),
+            "header_signature": bytes(block.signature).hex(),
+            "commit": [
+                {"node_id": s.node_id, "signature": bytes(s.signature).hex()} for s in ledger.cert(loc.height)
+            ],
+        }
+    return {
+        "handle": rec.handle,
+        "version": rec.version,
+        "head_height": ledger.height,
+        "chain_id": ledger.genesis.chain_id,
+        "values": [{"index": sv.value.index, "tx": bytes(sv.set_tx).hex()} for sv in values],
+        "txs": list(txs.values()),
+    }
+
+
+class ProofError(Exception):
+    pass
+
+
+def _hex(s: object, what: str) -> bytes:
+    try:
+        return bytes.fromhex(str(s))
+    except ValueError:
+        raise ProofError(f"{what} is not hex") from None
+
+
+def _check_tx(p: dict[str, Any], genesis: Genesis) -> tuple[Tx, BlockHeader]:
+    raw = _hex(p.get("raw"), "raw tx")
+    try:
+        tx = codec.decode(Tx, raw)
+        header = codec.decode(BlockHeader, _hex(p.get("header"), "header"))
+        result = codec.decode(TxResult, _hex(p.get("result"), "result"))
+    except CempError as e:
+        raise ProofError(f"a proof part does not decode: {e.message}") from None
+    h = sha256(raw)
+    if h.hex() != p.get("tx"):
+        raise ProofError("the tx hash does not match the tx bytes")
+    if header.chain_id != genesis.chain_id or tx.chain_id != genesis.chain_id:
+        raise ProofError(f"the proof is for chain {header.chain_id!r}, the genesis is {genesis.chain_id!r}")
+    if header.height != p.get("height"):
+        raise ProofError("the header's height differs from the proof's")
+    idx, size = int(p.get("index", -1)), int(p.get("tree_size", 0))
+    path = [_hex(x, "path") for x in p.get("path", [])]
+    if not merkle.verify_inclusion(raw, idx, size, path, header.tx_root):
+        raise ProofError(f"tx {h.hex()[:16]}: Merkle path does not lead to the header's tx_root")
+    rpath = [_hex(x, "results_path") for x in p.get("results_path", [])]
+    if not merkle.verify_inclusion(codec.encode(result), idx, size, rpath, header.results_root):
+        raise ProofError(f"tx {h.hex()[:16]}: result path does not lead to the header's results_root")
+    if result.code != 0:
+        raise ProofError(f"tx {h.hex()[:16]} is in its block but was marked invalid: {result.reason}")
+    if not verify(tx.sender, DOMAIN_TX, signing_bytes_of_raw(raw), tx.signature):
+        raise ProofError(f"tx {h.hex()[:16]}: sender signature does not verify")
+    hh = header_hash(header)
+    nodes = {n.node_id: n for n in genesis.nodes}
+    prop = nodes.get(header.proposer)
+    if prop is None or not verify(
+        prop.pubkey, DOMAIN_BLOCK, codec.encode(header), _hex(p.get("header_signature"), "sig")
+    ):
+        raise ProofError(
+            f"block {header.height}: proposer signature does not verify against the genesis nodes"
+        )
+    seen: set[str] = set()
+    for v in p.get("commit", []):
+        nid = v.get("node_id")
+        info = nodes.get(nid)
+        if info is None or nid in seen:
+            continue
+        if verify(info.pubkey, DOMAIN_VOTE, hh, _hex(v.get("signature"), "vote")):
+            seen.add(nid)
+    need = quorum(len(nodes))
+    if len(seen) < need:
+        raise ProofError(
+            f"block {header.height}: {len(seen)} valid commit votes, a majority of the genesis needs {need}"
+        )
+    return tx, header
+
+
+def _values_written(tx: Tx, header: BlockHeader, genesis: Genesis, handle: str) -> dict[int, dict[str, Any]]:
+    kind = KINDS.get(tx.kind)
+    if kind is None:
+        raise ProofError(f"unknown tx kind {tx.kind!r}")
+    payload = codec.decode(kind.payload_type, tx.payload)
+    stamp = header.time_ms
+    if isinstance(payload, HandlePut):
+        if payload.handle.upper() != handle.upper():
+            raise ProofError(f"the tx writes {payload.handle}, not {handle}")
+        vals = payload.values
+    elif isinstance(payload, DeviceRegistration):
+        if payload.device.upper() != handle.upper():
+            raise ProofError(f"the tx registers {payload.device}, not {handle}")
+        org = org_for_prefix(genesis, payload.device.split("/", 1)[0])
+        if org is None:
+            raise ProofError("the device's prefix belongs to no genesis org")
+        vals = idis.device_values(payload, org, stamp)
+    else:
+        raise ProofError(f"a {tx.kind} tx does not write handle values")
+    return {v.index: value_to_json(StoredValue(v, stamp, header.height, sha256(b""))) for v in vals}
+
+
+def verify_proof(doc: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
+    """Check a ``?proof=true`` resolution (the whole JSON reply). Returns a summary; raises ProofError."""
+    proof = doc.get("proof")
+    if not isinstance(proof, dict):
+        raise ProofError("the document has no proof; resolve with ?proof=true")
+    handle = str(doc.get("handle", ""))
+    by_tx: dict[str, tuple[Tx, BlockHeader]] = {}
+    for p in proof.get("txs", []):
+        by_tx[str(p.get("tx"))] = _check_tx(p, genesis)
+    where = {int(v["index"]): str(v["tx"]) for v in proof.get("values", [])}
+    checked = []
+    for value in doc.get("values", []):
+        i = int(value["index"])
+        txh = where.get(i)
+        if txh is None or txh not in by_tx:
+            raise ProofError(f"value {i} has no proof")
+        tx, header = by_tx[txh]
+        written = _values_written(tx, header, genesis, handle).get(i)
+        if written != value:
+            raise ProofError(f"value {i} differs from what tx {txh[:16]} wrote")
+        checked.append(i)
+    return {
+        "ok": True,
+        "handle": handle,
+        "values": checked,
+        "txs": len(by_tx),
+        "as_of_height": proof.get("head_height"),
+        "blocks": sorted({h.height for _, h in by_tx.values()}),
+    }

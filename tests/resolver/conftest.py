@@ -1,0 +1,51 @@
+"""Fixtures for the resolver: an in-process node whose owner prefix is bootstrapped for REST clients.
+
+``resolver_node`` gives (node, client, consortium) after the owner org's admin key has created
+``0.NA/88.123.45`` and the identity ``300:88.123.45/admin`` with the secret ``ADMIN_SECRET``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+import pytest_asyncio
+from aiohttp.test_utils import TestClient, TestServer
+
+from node.server import Node
+from node.store import MemoryStore
+from node.testing import TestConsortium
+from resolver.bootstrap import bootstrap_puts
+
+ADMIN = "300:88.123.45/admin"
+ADMIN_SECRET = b"correct horse battery staple"
+OWNER = "88.123.45"
+
+
+def basic(user: str = ADMIN, secret: bytes = ADMIN_SECRET) -> dict[str, str]:
+    """pyhandle's Basic header: base64(quote(user) + ':' + secret)."""
+    raw = quote(user).encode() + b":" + secret
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+async def submit(client: TestClient, raw: bytes) -> dict[str, object]:
+    r = await client.post("/v1/txs?wait=commit", data=raw, headers={"Content-Type": "application/msgpack"})
+    body = await r.json()
+    assert r.status == 200, body
+    return body  # type: ignore[no-any-return]
+
+
+@pytest_asyncio.fixture
+async def resolver_node(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient, TestConsortium]]:
+    nid = consortium.genesis.nodes[0].node_id
+    node = Node(consortium.genesis, MemoryStore(), nid, consortium.node_keys[nid])
+    client = TestClient(TestServer(node.web_app()))
+    await client.start_server()
+    try:
+        for p in bootstrap_puts(OWNER, consortium.admins["owner"].public, ADMIN_SECRET):
+            res = await submit(client, consortium.admin_tx("owner", "handle.put", p))
+            assert res["result"]["ok"], res  # type: ignore[index]
+        yield node, client, consortium
+    finally:
+        await client.close()
