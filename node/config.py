@@ -36,6 +36,9 @@ class NodeConfig:
     api_host: str = "127.0.0.1"
     api_port: int = 7001
     mempool_max: int = 100_000
+    tls_cert: Path | None = None
+    """PEM certificate chain for HTTPS on the API port (``[api] tls_cert``); plain HTTP when unset."""
+    tls_key: Path | None = None
     raft_compact_every: int = 5000
     raft_catchup: str = "blocks"
     """How a node behind a compacted log catches up: ``blocks`` (fetch and re-verify every block; default) or
@@ -77,6 +80,8 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
             raise ConfigError(f"{path}: missing required key {key!r} (or set {envkey})")
         return v
 
+    if bool(api.get("tls_cert")) != bool(api.get("tls_key")):
+        raise ConfigError(f"{path}: [api] tls_cert and tls_key go together")
     try:
         port = int(str(env.get("CEMP_API_PORT", api.get("port", 7001))))
     except ValueError:
@@ -91,6 +96,8 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         api_host=str(env.get("CEMP_API_HOST", api.get("host", "127.0.0.1"))),
         api_port=port,
         mempool_max=int(doc.get("mempool_max", 100_000)),
+        tls_cert=_path(base, str(api["tls_cert"])) if api.get("tls_cert") else None,
+        tls_key=_path(base, str(api["tls_key"])) if api.get("tls_key") else None,
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
         raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
         raft_catchup=_catchup(str(dict(doc.get("raft", {})).get("catchup", "blocks"))),

@@ -12,6 +12,7 @@ import importlib
 import logging
 import os
 import signal
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -185,7 +186,11 @@ async def serve(cfg: NodeConfig, ready: asyncio.Event | None = None) -> None:
     node = open_node(cfg)
     runner = web.AppRunner(node.web_app(), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.api_host, cfg.api_port)
+    ssl_ctx = None
+    if cfg.tls_cert is not None and cfg.tls_key is not None:
+        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+    site = web.TCPSite(runner, cfg.api_host, cfg.api_port, ssl_context=ssl_ctx)
     await site.start()
     log.info(
         "node %s serving on http://%s:%d (height %d)",
@@ -195,7 +200,8 @@ async def serve(cfg: NodeConfig, ready: asyncio.Event | None = None) -> None:
         node.ledger.height,
     )
     print(
-        f"node {cfg.node_id} listening on http://{cfg.api_host}:{cfg.api_port}  data {cfg.data_dir}",
+        f"node {cfg.node_id} listening on {'https' if ssl_ctx else 'http'}://{cfg.api_host}:{cfg.api_port}"
+        f"  data {cfg.data_dir}",
         flush=True,
     )
     stop = asyncio.Event()
