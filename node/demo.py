@@ -385,6 +385,7 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 f"  blocks       {u}/v1/blocks   (OpenAPI: {u}/openapi.json, metrics: {u}/metrics)",
                 f"  readings     {u}/v1/devices/{DEVICES[0].handle}/readings",
                 f"  hourly       {u}/v1/devices/{DEVICES[0].handle}/hourly",
+                f"  resolve      {u}/api/handles/{DEVICES[0].handle}   (88.x handle record; a browser gets a page)",
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
