@@ -1,7 +1,8 @@
 """Three real ``cemp node`` processes behind per-link TCP proxies, under a steady stream of signed readings.
 
 Nemesis, one fault at a time: kill -9 the leader and restart it; SIGSTOP a node past the election timeout,
-then SIGCONT; partition the leader from the majority, then heal; restart every node. Afterwards every reading
+then SIGCONT; partition the leader from the majority, then heal; cut the leader's outgoing links only; delay and
+drop on every link; restart every node. Afterwards every reading
 acknowledged as committed is present exactly once on every node, nothing unsubmitted appears, and all
 nodes hold byte-identical chains.
 """
@@ -123,7 +124,21 @@ async def test_cluster_survives_nemesis(tmp_path: Path) -> None:
         await asyncio.sleep(election_s * 3)
         cl.heal()
         await progress("partition")
-        # 4. restart every node
+        # 4. one-way cut: the leader can hear the others but its messages to them are lost
+        ld = await cl.leader()
+        for (a, b), proxy in cl.proxies.items():
+            if a == ld:
+                proxy.blackhole()
+        await asyncio.sleep(election_s * 3)
+        cl.heal()
+        await progress("one-way cut")
+        # 5. slow, lossy links: 20-40 ms delay everywhere, 5 % of connections dropped
+        for proxy in cl.proxies.values():
+            proxy.delay(20, 20)
+            proxy.drop(0.05)
+        await progress("delay and drop")
+        cl.heal()
+        # 6. restart every node
         for nid in list(cl.procs):
             cl.kill(nid)
         await cl.start_all()
