@@ -180,6 +180,8 @@ class NodeAPI:
         if request.content_length is not None and request.content_length > MAX_BODY:
             raise CempError(Code.TOO_LARGE, f"request body over {MAX_BODY} bytes")
         body = await request.read()
+        if len(body) > MAX_BODY:
+            raise CempError(Code.TOO_LARGE, f"request body over {MAX_BODY} bytes")
         if not body:
             raise CempError(Code.MALFORMED, "empty body: send the encoded tx (application/msgpack)")
         return body

@@ -34,8 +34,10 @@ _FIXED_BYTES: dict[Any, int] = {t.Hash32: 32, t.PublicKey: 32, t.Signature: 64}
 _MAX_STR: dict[Any, int] = {t.Handle: 255, t.ShortStr: 64, t.Text: 1024}
 _MAX_BYTES: dict[Any, int] = {t.Blob: 1 << 20}
 DEFAULT_MAX_STR = 4096
-DEFAULT_MAX_BYTES = 1 << 20
 MAX_ENCODED = 64 << 20
+DEFAULT_MAX_BYTES = MAX_ENCODED
+"""Plain ``bytes`` fields (Raft entries carrying whole blocks, peer frames) are bounded by the object's size only;
+fields that carry a tx or its payload are ``Blob`` (1 MiB)."""
 
 
 class DecodeError(CempError):

@@ -17,6 +17,7 @@ mempools. Followers check a block's proposer signature before they store and ack
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import random
@@ -133,6 +134,7 @@ class ConsensusDriver:
         self.raft = Raft(
             RaftConfig(
                 NodeId(node_id),
+                max_entries_per_msg=2,  # entries are blocks of up to MAX_BLOCK_BYTES each
                 election_ticks=self.params.election_ticks,
                 heartbeat_ticks=self.params.heartbeat_ticks,
             ),
@@ -150,6 +152,11 @@ class ConsensusDriver:
         self.wake = asyncio.Event()
         self.staged: _Staged | None = None
         self.prepared: _Prepared | None = None
+        self.preparing: asyncio.Task[_Prepared] | None = None
+        self.apply_q: deque[Entry] = deque()
+        self.apply_wake = asyncio.Event()
+        self.app_applied = int(applied)
+        """Raft index the application (ledger) has applied; it trails Raft's own mark while blocks apply."""
         self.cut_at: float | None = None
         self.votes: dict[tuple[int, bytes], dict[str, CommitSig]] = {}
         self.last_cut = 0.0
@@ -242,6 +249,7 @@ class ConsensusDriver:
     async def run(self) -> None:
         await self.transport.start()
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        applier = asyncio.create_task(self._apply_loop(), name="apply")
         tick = self.params.tick_ms / 1000
         next_tick = time.monotonic() + tick
         ticks = 0
@@ -274,6 +282,11 @@ class ConsensusDriver:
                     assert rd is not None
                     await self._handle_ready(rd)
         finally:
+            for t in (applier, self.preparing):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(BaseException):
+                        await t
             self.verifier.shutdown(wait=False, cancel_futures=True)
             await self.transport.stop()
             await self._http.close()
@@ -360,8 +373,16 @@ class ConsensusDriver:
             if leader == self.node_id:
                 self.forward_buf.clear()
             return
-        for i in range(0, len(self.forward_buf), 2000):
-            self.transport.send(leader, ForwardTxs(tuple(Blob(x) for x in self.forward_buf[i : i + 2000])))
+        chunk: list[Blob] = []
+        size = 0
+        for raw in self.forward_buf:  # a few MiB per message, so one envelope never grows past the peer limit
+            if chunk and (size + len(raw) > 4 << 20 or len(chunk) >= 2000):
+                self.transport.send(leader, ForwardTxs(tuple(chunk)))
+                chunk, size = [], 0
+            chunk.append(Blob(raw))
+            size += len(raw)
+        if chunk:
+            self.transport.send(leader, ForwardTxs(tuple(chunk)))
         self.forward_buf.clear()
 
     # --- commit votes ----------------------------------------------------------------------------
@@ -422,13 +443,25 @@ class ConsensusDriver:
         Execution does not depend on the commit votes (they only go into the header), so the leader runs
         block H+1 while the followers are still applying H and signing it: the two overlap.
         """
+        if self.preparing is not None:
+            if not self.preparing.done():
+                return
+            task, self.preparing = self.preparing, None
+            try:
+                self.prepared = task.result()
+            except Exception:
+                log.exception(
+                    "%s: executing the next block failed; its txs go back to the mempool", self.node_id
+                )
+                self.mempool.requeue_inflight(self.wall_ms())
+                return
         if self.raft.role != Role.LEADER:
             self._drop_prepared()
             return
         if self.staged is not None:
             return
         st = self.raft.status()
-        if st.applied < st.last_index:
+        if self.app_applied < st.last_index or self.apply_q:
             return
         led = self.ledger
         if self.prepared is not None and self.prepared.parent != led.last_hash:
@@ -444,20 +477,10 @@ class ConsensusDriver:
             self.cut_at = None
             batch = self.mempool.take(self.params.block_max_txs)
             self.last_cut = time.monotonic()
-            parent = led.last_hash
-            staged = await asyncio.to_thread(
-                led.execute,
-                tuple(d.raw for d in batch),
-                time_ms=max(self.wall_ms(), led.last_time_ms + 1),
-                proposer=self.node_id,
-                term=int(self.raft.term),
-                last_commit=(),
-                decoded=list(batch),
-            )
-            self.prepared = _Prepared(parent, staged, batch)
-            if self.raft.role != Role.LEADER or led.last_hash != parent:
-                self._drop_prepared()
-                return
+            # Executed in a worker thread while this loop keeps ticking; picked up on a later turn.
+            self.preparing = asyncio.create_task(self._prepare(batch), name="prepare-block")
+            self.preparing.add_done_callback(lambda _t: self.wake.set())
+            return
         cert = self._cert_for_head()
         if cert is None:
             return
@@ -472,6 +495,20 @@ class ConsensusDriver:
             return
         self.staged = _Staged(index, header_hash(block.header), prep.staged, block, prep.batch)
 
+    async def _prepare(self, batch: list[DecodedTx]) -> _Prepared:
+        led = self.ledger
+        parent = led.last_hash
+        staged = await asyncio.to_thread(
+            led.execute,
+            tuple(d.raw for d in batch),
+            time_ms=max(self.wall_ms(), led.last_time_ms + 1),
+            proposer=self.node_id,
+            term=int(self.raft.term),
+            last_commit=(),
+            decoded=list(batch),
+        )
+        return _Prepared(parent, staged, batch)
+
     def _drop_prepared(self) -> None:
         if self.prepared is not None:
             self.prepared = None
@@ -485,15 +522,35 @@ class ConsensusDriver:
         # 2. Send.
         for m in rd.messages:
             self.transport.send(m.to, m)
-        # 3. Apply.
+        # 3. Apply. Committed entries go to the apply task, in order, so that long blocks never stop this loop
+        #    from ticking, stepping and sending heartbeats. (Raft's own "applied" mark runs ahead of the app's;
+        #    ``app_applied`` is the app's, and block cutting and compaction wait for it.)
         if rd.snapshot is not None:
+            await self._drain_applies()
             await self._restore(rd.snapshot)
-        for e in rd.committed_entries:
-            await self._apply_entry(e)
+            self.app_applied = max(self.app_applied, int(rd.snapshot.meta.index))
+        if rd.committed_entries:
+            self.apply_q.extend(rd.committed_entries)
+            self.apply_wake.set()
         self.raft.advance(rd)
         if rd.soft_state is not None:
             self._on_soft_state(rd.soft_state.leader)
         await self._maybe_compact()
+
+    async def _apply_loop(self) -> None:
+        while True:
+            while not self.apply_q:
+                await self.apply_wake.wait()
+                self.apply_wake.clear()
+            e = self.apply_q[0]
+            await self._apply_entry(e)
+            self.apply_q.popleft()
+            self.app_applied = int(e.index)
+            self.wake.set()  # the main loop may now cut the next block
+
+    async def _drain_applies(self) -> None:
+        while self.apply_q:
+            await asyncio.sleep(0.005)
 
     def _on_soft_state(self, leader: str | None) -> None:
         if leader == self.leader:
@@ -554,9 +611,9 @@ class ConsensusDriver:
 
     async def _maybe_compact(self) -> None:
         st = self.raft.status()
-        if st.applied - st.first_index < self.compact_every * 2:
+        if self.app_applied - st.first_index < self.compact_every * 2:
             return
-        upto = Index(st.applied - self.compact_every)
+        upto = Index(self.app_applied - self.compact_every)
         # The snapshot names the newest block at or before ``upto``. A node restoring it fetches and verifies
         # blocks up to there, then takes the log after ``upto`` (blocks it already holds are skipped).
         ref = SnapshotRef(self.ledger.height, self.ledger.last_hash)

@@ -22,6 +22,10 @@ from node.store import Store
 from node.txkinds import Env
 from node.types import Hash32, Height, TimestampMs, TxLocation
 
+MAX_BLOCK_BYTES = 8 << 20
+"""A block carries at most this many bytes of txs, so a Raft message with a few blocks stays well within the peer
+transport's body limit (``node.server.MAX_PEER_BODY``)."""
+
 
 class PendingView(StateView):
     def __init__(self, store: Store, overlay: dict[bytes, bytes]) -> None:
@@ -65,10 +69,16 @@ class Mempool:
         self.pending[d.hash] = d
         self.changed.set()
 
-    def take(self, n: int) -> list[DecodedTx]:
+    def take(self, n: int, max_bytes: int = MAX_BLOCK_BYTES) -> list[DecodedTx]:
+        """The oldest txs for a block: at most ``n`` of them and ``max_bytes`` of encoded txs (at least one)."""
         out: list[DecodedTx] = []
+        size = 0
         while self.pending and len(out) < n:
-            h, d = self.pending.popitem(last=False)
+            h, d = next(iter(self.pending.items()))
+            if out and size + len(d.raw) > max_bytes:
+                break
+            size += len(d.raw)
+            self.pending.popitem(last=False)
             self.inflight[h] = d
             out.append(d)
         if not self.pending:

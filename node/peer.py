@@ -75,7 +75,8 @@ RAFT_TYPES = tuple(TYPES[t] for t in Tag if t < 20)
 @dataclass(frozen=True, slots=True)
 class Item:
     tag: int
-    body: Blob
+    body: bytes
+    """One encoded message; an AppendEntries carries whole blocks, so this is not limited like a ``Blob``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class PeerError(Exception):
 
 
 def seal(chain_id: str, sender: str, receiver: str, messages: list[Any], key: KeyPair) -> bytes:
-    items = tuple(Item(int(TAG_OF[type(m)]), Blob(codec.encode(m))) for m in messages)
+    items = tuple(Item(int(TAG_OF[type(m)]), codec.encode(m)) for m in messages)
     u = UnsignedEnvelope(ShortStr(chain_id), ShortStr(sender), ShortStr(receiver), items)
     sig = key.sign(DOMAIN_PEER, codec.encode(u))
     return codec.encode(Envelope(u.chain_id, u.sender, u.receiver, items, sig))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import prometheus_client as prom
 from aiohttp import web
 
-from node.api import MAX_BODY, NodeAPI, errors_middleware
+from node.api import NodeAPI, errors_middleware
 from node.chain import Ledger
 from node.config import NodeConfig
 from node.crypto import KeyPair, read_key_file
@@ -29,6 +29,7 @@ from node.mempool import Mempool
 from node.producer import BlockProducer
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
+from node.transport import MAX_PEER_BODY
 from node.types import Block, Genesis
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,8 @@ class Node:
         return web.Response(body=prom.generate_latest(self.metrics.registry), content_type="text/plain")
 
     def web_app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+        # The peer transport carries whole blocks; client API bodies are held to MAX_BODY by NodeAPI itself.
+        app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_PEER_BODY)
         for provider in PLUGINS:
             app.add_routes(_load_plugin(provider)(self))
         app.add_routes(self.api.routes())

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 PEER_PATH = "/peer/v1/msgs"
 MAX_QUEUE = 10_000
 MAX_BATCH = 4096
+MAX_PEER_BODY = 96 << 20
+"""Largest envelope a node accepts (the aiohttp app's body limit)."""
+ENVELOPE_BUDGET = 24 << 20
+"""A sender stops adding messages to an envelope past this many (estimated) bytes."""
 
 
 class Transport:
@@ -113,7 +117,11 @@ class Transport:
             await ev.wait()
             ev.clear()
             while q:
-                batch = [q.popleft() for _ in range(min(len(q), MAX_BATCH))]
+                batch = [q.popleft()]
+                size = _size(batch[0])
+                while q and len(batch) < MAX_BATCH and size + _size(q[0]) <= ENVELOPE_BUDGET:
+                    size += _size(q[0])
+                    batch.append(q.popleft())
                 body = seal(self.chain_id, self.me, peer, batch, self.key)
                 try:
                     async with self._session.post(
@@ -146,3 +154,17 @@ class Transport:
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post(PEER_PATH, self.handle)]
+
+
+def _size(msg: Any) -> int:
+    """Rough encoded size of a peer message (entries dominate; everything else is small)."""
+    entries = getattr(msg, "entries", None)
+    if entries:
+        return 128 + sum(len(e.data) + 32 for e in entries)
+    snap = getattr(msg, "snapshot", None)
+    if snap is not None:
+        return 256 + len(snap.data)
+    txs = getattr(msg, "txs", None)
+    if txs:
+        return 64 + sum(len(t) + 4 for t in txs)
+    return 128

@@ -1,0 +1,70 @@
+"""Blocks of several MiB travel between real nodes: Raft entries and peer frames are not capped like tx payloads,
+and a follower that holds forwarded txs passes megabytes of them on to the leader."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import msgpack
+import pytest
+
+from node.client import NodeClient
+from tests.cluster.harness import Cluster
+
+pytestmark = pytest.mark.slow
+
+
+async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
+    cl = await Cluster.create(tmp_path, proxies=False, block_interval_ms=200, block_max_txs=4000)
+    await cl.start_all()
+    try:
+        leader = await cl.leader()
+        follower = next(n for n in cl.ids if n != leader)
+        c = cl.consortium
+        devs, regs = [], []
+        for i in range(40):
+            d, reg = c.register_device(f"88.123.45/201.0.{i}")
+            devs.append(d)
+            regs.append(reg)
+        async with NodeClient(cl.url(leader)) as nc:
+            assert all(r["result"]["ok"] for r in await nc.submit_batch(regs, wait=True))
+        now = int(time.time() * 1000) - 3_600_000
+        raws = [
+            d.batch(c.chain_id, [(now + j * 100 + k, "energy.import", k, "Wh") for k in range(60)])
+            for j in range(30)
+            for d in devs
+        ]
+        assert sum(len(r) for r in raws) > 2 << 20
+        # Sent to a follower: it forwards ~2 MiB of txs to the leader, which cuts MiB-sized blocks.
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                f"{cl.url(follower)}/v1/txs/batch?wait=commit&timeout_ms=60000",
+                data=msgpack.packb(raws),
+                headers={"Content-Type": "application/msgpack"},
+            ) as r,
+        ):
+            res = (await r.json())["results"]
+        assert all(x["status"] == "committed" and x["result"]["ok"] for x in res), [
+            x for x in res if x["status"] != "committed"
+        ][:2]
+        heights = {h for h in (x["height"] for x in res)}
+        async with NodeClient(cl.url(leader)) as nc:
+            sizes = []
+            for h in heights:
+                async with nc.session.get(
+                    f"{cl.url(leader)}/v1/blocks/{h}", params={"format": "msgpack"}
+                ) as r:
+                    sizes.append(len(await r.read()))
+        assert max(sizes) > 1 << 20, f"blocks stayed small: {sizes}"
+        tops = {(await cl.status(n))["last_block_hash"] for n in cl.ids}
+        for _ in range(50):
+            if len(tops) == 1:
+                break
+            time.sleep(0.1)
+            tops = {(await cl.status(n))["last_block_hash"] for n in cl.ids}
+        assert len(tops) == 1
+    finally:
+        await cl.stop()
