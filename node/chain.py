@@ -277,8 +277,12 @@ class Ledger:
             st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
             consumed_nonce = True
             env = Env(self.genesis, height, time_ms, h, index)
-            d.kind.check(st, env, d.tx, d.payload)
-            d.kind.apply(st, env, d.tx, d.payload)
+            fused = getattr(d.kind, "check_and_apply", None)
+            if fused is not None:
+                fused(st, env, d.tx, d.payload)
+            else:
+                d.kind.check(st, env, d.tx, d.payload)
+                d.kind.apply(st, env, d.tx, d.payload)
             result = OK
         except CempError as e:
             result = TxResult(int(e.code), Text(e.message[:1024]))

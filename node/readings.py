@@ -136,6 +136,15 @@ class ReadingsKind:
     def apply(self, state: Writer, env: Env, tx: Tx, batch: ReadingBatch) -> None:
         dev = load_device(state, batch.device)  # type: ignore[arg-type]
         assert dev is not None  # check() ran first
+        self._write(state, dev, batch)
+
+    def check_and_apply(self, state: Writer, env: Env, tx: Tx, batch: ReadingBatch) -> None:
+        """``check`` then ``apply`` with one device lookup (the hot path of every block)."""
+        dev = self._device(state, tx, batch)  # type: ignore[arg-type]
+        self._check_readings(env, dev, batch)
+        self._write(state, dev, batch)
+
+    def _write(self, state: Writer, dev: DeviceRecord, batch: ReadingBatch) -> None:
         devnum = dev.devnum
         groups: dict[tuple[str, int], list[Reading]] = {}
         for r in batch.readings:
