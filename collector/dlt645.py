@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
-from collector.sources import Sample, SourceError
+from collector.sources import Sample, SharedLink, SourceError
 
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 START = 0x68
@@ -232,7 +232,7 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Dlt645Link:
+class Dlt645Link(SharedLink):
     """One TCP connection to a serial-to-TCP gateway; requests are serialised (it is one RS-485 line)."""
 
     def __init__(self, host: str, port: int, timeout: float = 2.0, *, preamble: bool = True) -> None:
@@ -309,18 +309,6 @@ class Dlt645Link:
             except SourceError:
                 self.drop()
                 raise
-
-    async def close(self) -> None:
-        async with self._lock:
-            self.drop()
-
-    def attach(self) -> None:
-        self.users += 1
-
-    async def release(self) -> None:
-        self.users = max(0, self.users - 1)
-        if self.users == 0:
-            await self.close()
 
 
 class Dlt645Source:

@@ -29,7 +29,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from collector.profiles import GarbageError, Profile, ReadBlock, load_profile
-from collector.sources import Sample, SourceError
+from collector.sources import Sample, SharedLink, SourceError
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -48,7 +48,7 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class ModbusLink:
+class ModbusLink(SharedLink):
     """One Modbus TCP connection (to a meter or a gateway), opened on demand and dropped after transport errors."""
 
     def __init__(self, host: str, port: int, timeout: float = 2.0) -> None:
@@ -119,18 +119,6 @@ class ModbusLink:
                 self.drop()
                 raise SourceError(f"{what}: short response, {len(regs)} of {block.count} registers")
             return regs
-
-    async def close(self) -> None:
-        async with self._lock:
-            self.drop()
-
-    def attach(self) -> None:
-        self.users += 1
-
-    async def release(self) -> None:
-        self.users = max(0, self.users - 1)
-        if self.users == 0:
-            await self.close()
 
 
 class ModbusSource:

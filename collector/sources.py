@@ -8,6 +8,7 @@ returned, with quality flags set by ``collector.quality``.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,3 +37,28 @@ class Source(Protocol):
     async def poll(self) -> list[Sample]: ...
 
     async def close(self) -> None: ...
+
+
+class SharedLink:
+    """A connection several sources share (meters behind one gateway); closed when its last user releases it.
+
+    Subclasses set ``_lock`` (an ``asyncio.Lock`` serialising requests) and ``users``, and implement ``drop()``.
+    """
+
+    _lock: asyncio.Lock
+    users: int
+
+    def drop(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        async with self._lock:
+            self.drop()
+
+    def attach(self) -> None:
+        self.users += 1
+
+    async def release(self) -> None:
+        self.users = max(0, self.users - 1)
+        if self.users == 0:
+            await self.close()
