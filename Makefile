@@ -16,11 +16,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# System packages the tests need (a CJK font for generated bill images); installed with apt-get when missing.
+# System packages the tests need: a CJK font for generated bill images, Chromium for page tests, openssl for the
+# TLS test. Installed with apt-get when missing (as root), else named.
 FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 sysdeps:
-	@test -e $(FONT) || { command -v apt-get >/dev/null && (apt-get update -q && apt-get install -y -q fonts-wqy-microhei) \
-	  || { echo "install the Debian package fonts-wqy-microhei (CJK font for bill images)"; exit 1; }; }
+	@missing=""; \
+	test -e $(FONT) || missing="$$missing fonts-wqy-microhei"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "install these Debian packages first:$$missing"; exit 1; fi; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/cemp demo

@@ -39,9 +39,11 @@ async def test_device_page_in_chinese_and_english(resolver_node: Fixture) -> Non
         '<html lang="zh-CN">' in html and "最新读数" in html and "碳排放摘要" in html and "81.230 t" in html
     )
     assert 'name="viewport"' in html
+    assert "built-in method" not in html and "<h2>标识值</h2>" in html
     assert "123456 Wh" in html and "设备注册" in html and "meter.energy" in html
     r = await client.get("/api/handles/88.123.45/101.1.1?lang=en", headers={"Accept": BROWSER})
     html = await r.text()
+    assert "built-in method" not in html and "<h2>Values</h2>" in html
     assert "Latest readings" in html and "History of changes" in html and "owner (owner, 88.123.45)" in html
 
 
