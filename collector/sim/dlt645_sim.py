@@ -26,6 +26,7 @@ from typing import Any
 
 from collector import dlt645
 from collector.loadmodel import ModelClock
+from collector.sim.faults import Countdown
 from collector.sim.feeds import Clock, Feed, StaticFeed
 
 
@@ -39,18 +40,10 @@ class DltFault(Enum):
 
 
 @dataclass
-class _Fault:
+class _Fault(Countdown):
     kind: DltFault
     times: int | None
     error_code: int
-
-    def consume(self) -> bool:
-        if self.times is None:
-            return True
-        if self.times <= 0:
-            return False
-        self.times -= 1
-        return True
 
 
 @dataclass

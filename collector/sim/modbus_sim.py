@@ -38,6 +38,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from collector.loadmodel import ModelClock
 from collector.profiles import Profile, ReadBlock, encode_value, load_profile, ratio_multiplier
+from collector.sim.faults import Countdown
 from collector.sim.feeds import Clock, Feed, StaticFeed
 
 
@@ -49,20 +50,11 @@ class Fault(Enum):
 
 
 @dataclass
-class _ActiveFault:
+class _ActiveFault(Countdown):
     kind: Fault
     times: int | None
     exception_code: int
     delay_s: float
-
-    def consume(self) -> bool:
-        """True while the fault still applies; counts one request."""
-        if self.times is None:
-            return True
-        if self.times <= 0:
-            return False
-        self.times -= 1
-        return True
 
 
 @dataclass
