@@ -36,7 +36,7 @@ from common import log, register_devices
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.outbox import Outbox
 from collector.sources import Sample, Source
-from node.testing import TestConsortium, free_port, start_node_process
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 
 class SyntheticMeter:

@@ -16,8 +16,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from node.crypto import KeyPair, verify  # noqa: E402
-from node.testing import TestConsortium, TestDevice  # noqa: E402
 from node.types import DOMAIN_TX  # noqa: E402
+from tests.support.testing import TestConsortium, TestDevice  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -42,8 +42,8 @@ from common import (
 
 from node.client import NodeClient
 from node.store import LevelDBStore
-from node.testing import TestConsortium, free_port, start_node_process
 from node.verify import verify_data_dir
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 
 async def main_async(args: argparse.Namespace) -> dict:

@@ -36,11 +36,11 @@ if str(ROOT) not in sys.path:
 from node.chain import Ledger, header_hash, sign_tx  # noqa: E402
 from node.crypto import KeyPair  # noqa: E402
 from node.store import LevelDBStore  # noqa: E402
-from node.testing import TestConsortium, free_port, start_node_process  # noqa: E402
 from node.types import Blob, Handle, ShortStr, Text  # noqa: E402
 from resolver import idis  # noqa: E402
 from resolver.kinds import ORG_AUTHORITY, HandlePut  # noqa: E402
 from resolver.values import DEFAULT_TTL, HandleValue  # noqa: E402
+from tests.support.testing import TestConsortium, free_port, start_node_process  # noqa: E402
 
 PREFIX = "88.123.45"
 CONNECTIONS = (1, 16, 64)

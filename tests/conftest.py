@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from node.crypto import KeyPair
 from node.server import Node
 from node.store import MemoryStore
-from node.testing import TestConsortium
+from tests.support.testing import TestConsortium
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from node.client import NodeClient
-from node.faultproxy import LinkProxy
-from node.testing import TestConsortium, free_port, start_node_process
+from tests.support.faultproxy import LinkProxy
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 
 @dataclass

@@ -15,9 +15,9 @@ from node.client import NodeClient
 from node.crypto import KeyPair, write_key_file
 from node.errors import CempError
 from node.membership import DOMAIN_MEMBERSHIP, Approval, MembershipChange, MembershipTx, approval_message
-from node.testing import free_port, start_node_process
 from node.types import PublicKey, ShortStr
 from tests.cluster.harness import Cluster
+from tests.support.testing import free_port, start_node_process
 
 pytestmark = pytest.mark.slow
 

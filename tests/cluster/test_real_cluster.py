@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from node.client import NodeClient
-from node.testing import TestDevice
 from tests.cluster.harness import Cluster
+from tests.support.testing import TestDevice
 
 pytestmark = pytest.mark.slow
 

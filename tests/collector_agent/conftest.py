@@ -11,7 +11,7 @@ import pytest
 
 from node.client import NodeClient
 from node.crypto import write_key_file
-from node.testing import TestConsortium, TestDevice, free_port, start_node_process
+from tests.support.testing import TestConsortium, TestDevice, free_port, start_node_process
 
 
 @dataclass

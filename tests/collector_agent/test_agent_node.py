@@ -20,8 +20,8 @@ from collector.sources import Sample
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.readings import Flag
-from node.testing import free_port
 from node.types import DeviceRegistration, Handle, PublicKey, ShortStr
+from tests.support.testing import free_port
 
 from .conftest import NodeProc
 from .fakes import CounterSource

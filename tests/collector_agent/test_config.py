@@ -18,7 +18,7 @@ from collector.config import Builder, CollectConfigError, build_site, load
 from collector.mqttsource import POST_TOPIC
 from collector.sim.control_api import ControlApiSim
 from node.crypto import KeyPair, write_key_file
-from node.testing import free_port
+from tests.support.testing import free_port
 
 from .conftest import NodeProc
 from .test_mqttsource import broker_config, post

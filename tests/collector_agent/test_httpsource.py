@@ -11,7 +11,7 @@ import pytest_asyncio
 from collector.httpsource import FieldMap, HttpSource, to_int
 from collector.sim.control_api import ControlApiSim
 from collector.sources import SourceError
-from node.testing import free_port
+from tests.support.testing import free_port
 
 PUMP = [
     FieldMap("energy_wh", "energy.heat", "Wh"),

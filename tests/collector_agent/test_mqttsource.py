@@ -14,7 +14,7 @@ from amqtt.broker import Broker
 
 from collector.mqttsource import POST_TOPIC, AlinkHub, PropertyMap
 from collector.sources import SourceError
-from node.testing import free_port
+from tests.support.testing import free_port
 
 PROPS = [
     PropertyMap("Energy", "energy.import", "Wh", scale=1000),  # kWh on the wire

@@ -1,7 +1,7 @@
 """The real OCR engine on generated bills: field accuracy per variant, cross-check flags, review.
 
 No mocks: rapidocr with its bundled PP-OCR models reads the images that ``billgen`` draws. Kept to a few
-seeds so the module runs in well under a minute on two cores; ``python -m collector.ocr.bills --seeds 10``
+seeds so the module runs in well under a minute on two cores; ``python -m collector.ocr.accuracy --seeds 10``
 measures more."""
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from collector.ocr import billgen
+from collector.ocr.accuracy import field_matches, measure_accuracy
 from collector.ocr.bills import (
     CORE_FIELDS,
     EXTRA_FIELDS,
     confirm,
-    field_matches,
-    measure_accuracy,
     read_bill,
     sha256,
 )

@@ -14,8 +14,8 @@ from node.crypto import KeyPair
 from node.documents import DocumentPayload, documents_routes, make_fields
 from node.server import Node
 from node.store import MemoryStore
-from node.testing import TestConsortium, TestDevice
 from node.types import Handle, Hash32, ShortStr, Text
+from tests.support.testing import TestConsortium, TestDevice
 
 HDR = {"Content-Type": "application/msgpack"}
 SCANNER = "88.123.45/900.1"

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from collector.scanner import apply_corrections, bill_checks, confirm_document, import_ledger_file
 from node.crypto import write_key_file
 from node.documents import document_id
-from node.testing import TestConsortium
 from tests.documents.conftest import bill_payload, bill_values, register, sign, submit
+from tests.support.testing import TestConsortium
 
 LEDGER = """购电台账 2025
 日期,户号,电量(kWh),单价(元/kWh),金额(元),发票号

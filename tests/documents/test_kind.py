@@ -15,9 +15,9 @@ from node.crypto import KeyPair
 from node.documents import DocField, DocumentPayload, document_id, make_fields, payload_id
 from node.server import Node
 from node.store import prefix_stop
-from node.testing import TestConsortium
 from node.types import DOMAIN_TX, Blob, Hash32, Nonce, ShortStr, SignedInt, Text, Tx, UnsignedTx
 from tests.documents.conftest import SCANNER, bill_payload, bill_values, register, sign, submit
+from tests.support.testing import TestConsortium
 
 
 def document_keys(node: Node) -> list[bytes]:

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 from collector.scanner import SIDECAR_SUFFIX, BillScanner, ScannerSettings
 from node import codec
 from node.documents import document_id
-from node.testing import TestConsortium, TestDevice, free_port
 from node.types import Tx
 from tests.documents.conftest import SCANNER, bill_payload, bill_values, register, sign, submit
+from tests.support.testing import TestConsortium, TestDevice, free_port
 
 
 def fake_ocr(data: bytes) -> Mapping[str, int | str]:

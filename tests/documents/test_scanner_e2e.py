@@ -17,7 +17,7 @@ import pytest
 from collector.ocr import billgen
 from collector.scanner import SIDECAR_SUFFIX, BillScanner, ScannerSettings
 from node.client import NodeClient
-from node.testing import TestConsortium, free_port, start_node_process
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 pytestmark = pytest.mark.slow
 

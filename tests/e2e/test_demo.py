@@ -13,9 +13,9 @@ import pytest
 from node import codec, schema
 from node.demo import DEVICES
 from node.store import LevelDBStore
-from node.testing import free_port
 from node.types import DeviceRecord
 from node.verify import verify_data_dir
+from tests.support.testing import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from node.client import NodeClient
-from node.testing import TestConsortium, free_port, start_node_process
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 pytestmark = pytest.mark.slow
 

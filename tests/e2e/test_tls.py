@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from node.testing import TestConsortium, free_port
+from tests.support.testing import TestConsortium, free_port
 
 pytestmark = pytest.mark.slow
 

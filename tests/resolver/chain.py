@@ -8,12 +8,12 @@ import time
 from node.chain import Ledger, header_hash, sign_tx
 from node.crypto import KeyPair
 from node.store import MemoryStore
-from node.testing import TestConsortium
 from node.types import TxResult
 from resolver.bootstrap import bootstrap_puts
 from resolver.credentials import sign_challenge
 from resolver.handles import node_tag
 from resolver.kinds import Authority
+from tests.support.testing import TestConsortium
 
 SECRET = b"chain-level secret"
 

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from node.server import Node
 from node.store import MemoryStore
-from node.testing import TestConsortium
 from resolver.bootstrap import bootstrap_puts
+from tests.support.testing import TestConsortium
 
 ADMIN = "300:88.123.45/admin"
 ADMIN_SECRET = b"correct horse battery staple"

@@ -15,11 +15,11 @@ from node.api import MAX_BODY, errors_middleware
 from node.crypto import KeyPair
 from node.server import Node
 from node.store import MemoryStore
-from node.testing import TestConsortium
 from resolver.api import Resolver, ResolverConfig
 from resolver.bootstrap import bootstrap_puts
 from resolver.credentials import sign_challenge
 from tests.resolver.conftest import ADMIN, ADMIN_SECRET, basic, submit
+from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 BODY = {"values": [{"index": 1, "type": "URL", "data": "https://example.org"}]}

@@ -9,8 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.server import Node
-from node.testing import TestConsortium
 from tests.resolver.conftest import basic
+from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 OK_BODY = {"values": [{"index": 1, "type": "URL", "data": "https://example.org"}]}

@@ -11,7 +11,6 @@ from node.crypto import KeyPair
 from node.devices import load_device
 from node.errors import Code
 from node.state import StateView
-from node.testing import TestDevice
 from node.types import DeviceRegistration
 from node.verify import verify_store
 from resolver import idis
@@ -19,6 +18,7 @@ from resolver.handles import load_change, load_record
 from resolver.kinds import ORG_AUTHORITY, Authority, HandleDelete, HandlePut
 from resolver.values import AdminRef, HandleValue
 from tests.resolver.chain import Chain
+from tests.support.testing import TestDevice
 
 SECKEY_AUTH = Authority("seckey", "88.123.45/admin", 300, b"", b"", b"")  # type: ignore[arg-type]
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node.server import Node
-from node.testing import TestConsortium
 from tests.resolver.conftest import basic, submit
+from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

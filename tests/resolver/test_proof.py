@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from node.genesis import write_genesis
 from node.server import Node
-from node.testing import TestConsortium
 from resolver.proof import ProofError, verify_proof
 from tests.resolver.conftest import basic, submit
+from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 

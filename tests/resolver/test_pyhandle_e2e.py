@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from node.crypto import write_key_file
-from node.testing import TestConsortium, free_port, start_node_process
+from tests.support.testing import TestConsortium, free_port, start_node_process
 
 pyhandle = pytest.importorskip("pyhandle")
 from pyhandle.client.resthandleclient import RESTHandleClient  # noqa: E402

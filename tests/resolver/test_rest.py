@@ -7,8 +7,8 @@ from aiohttp.test_utils import TestClient
 
 from node.demo import DEVICES
 from node.server import Node
-from node.testing import TestConsortium
 from tests.resolver.conftest import ADMIN, basic, submit
+from tests.support.testing import TestConsortium
 
 H = "88.123.45/rest-1"
 RECORD = {

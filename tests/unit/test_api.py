@@ -8,8 +8,8 @@ from aiohttp.test_utils import TestClient
 
 from node import codec, merkle
 from node.crypto import KeyPair
-from node.testing import TestConsortium, TestDevice
 from node.types import DOMAIN_TX, Blob, ReadingBatch, Tx, UnsignedTx
+from tests.support.testing import TestConsortium, TestDevice
 
 HDR = {"Content-Type": "application/msgpack"}
 

@@ -8,8 +8,8 @@ from node import codec, schema
 from node.chain import Ledger, header_hash
 from node.errors import Code
 from node.store import LevelDBStore, MemoryStore, Store
-from node.testing import GENESIS_TIME_MS, TestConsortium
 from node.types import Block, HourlyAggregate
+from tests.support.testing import GENESIS_TIME_MS, TestConsortium
 
 T0 = GENESIS_TIME_MS + 3_600_000 * 5  # within an hour boundary-friendly window
 

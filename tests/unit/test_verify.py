@@ -10,8 +10,8 @@ import pytest
 from node import schema
 from node.chain import Ledger
 from node.store import LevelDBStore, prefix_stop
-from node.testing import GENESIS_TIME_MS, TestConsortium
 from node.verify import verify_data_dir, verify_store
+from tests.support.testing import GENESIS_TIME_MS, TestConsortium
 from tests.unit.test_ledger import produce
 
 T0 = GENESIS_TIME_MS + 86_400_000

@@ -1,0 +1,1 @@
+"""Test support: consortia of keys and genesis, node processes, fault-injecting link proxies."""
