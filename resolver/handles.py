@@ -88,6 +88,28 @@ SESSION_NONCE_LEN = 8 + 16 + 16
 """A node's challenge: expiry ms (8, big-endian) || SHA-256(node public key)[:16] || 16 random bytes."""
 
 
+# --- the authority a handle tx carries (in the handle.put / handle.delete payloads) --------------------------
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """Who is acting and how the chain can check it (the module docstring explains each method)."""
+
+    method: ShortStr
+    """``org`` | ``key`` | ``session`` | ``seckey``."""
+    identity: Handle
+    """Handle of the acting identity (empty for ``org``)."""
+    index: int
+    """Index of the identity's HS_PUBKEY or HS_SECKEY value (0 for ``org``)."""
+    nonce: bytes
+    """``session``: the node's challenge (expiry, node tag, random); else empty."""
+    cnonce: bytes
+    """``session``: the client's nonce; else empty."""
+    signature: bytes
+    """``session``: the identity's Ed25519 signature over ``DOMAIN_SESSION || nonce || cnonce``; else empty."""
+
+
+ORG_AUTHORITY = Authority(ShortStr("org"), Handle(""), 0, b"", b"", b"")
+
+
 # --- names ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Name:
@@ -264,8 +286,6 @@ def identity_key(view: StateView, identity: ValueRef) -> StoredValue:
 
 def actor_of(view: StateView, env: Env, tx: Tx, auth: object, name: Name) -> Actor:
     """Check ``auth`` (an ``Authority``) against the tx, genesis and state; returns who is acting."""
-    from resolver.kinds import Authority  # the payload class lives with the kinds
-
     assert isinstance(auth, Authority)
     g = env.genesis
     if auth.method == "org":

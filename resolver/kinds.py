@@ -52,9 +52,11 @@ from resolver.handles import (
     DELETE_HANDLE,
     MODIFY_ADMIN,
     MODIFY_VALUE,
+    ORG_AUTHORITY,
     REMOVE_ADMIN,
     REMOVE_VALUE,
     Actor,
+    Authority,
     Name,
     actor_of,
     load_any,
@@ -84,27 +86,6 @@ from resolver.values import (
 )
 
 MODES = ("create", "replace", "add", "update")
-
-
-@dataclass(frozen=True, slots=True)
-class Authority:
-    """Who is acting and how the chain can check it (``resolver.handles`` explains each method)."""
-
-    method: ShortStr
-    """``org`` | ``key`` | ``session`` | ``seckey``."""
-    identity: Handle
-    """Handle of the acting identity (empty for ``org``)."""
-    index: int
-    """Index of the identity's HS_PUBKEY or HS_SECKEY value (0 for ``org``)."""
-    nonce: bytes
-    """``session``: the node's challenge (expiry, node tag, random); else empty."""
-    cnonce: bytes
-    """``session``: the client's nonce; else empty."""
-    signature: bytes
-    """``session``: the identity's Ed25519 signature over ``DOMAIN_SESSION || nonce || cnonce``; else empty."""
-
-
-ORG_AUTHORITY = Authority(ShortStr("org"), Handle(""), 0, b"", b"", b"")
 
 
 @dataclass(frozen=True, slots=True)
