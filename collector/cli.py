@@ -1,6 +1,6 @@
 """``cemp collect`` and ``cemp sim``: the collector's commands, registered into the ``cemp`` parser.
 
-``add_parser(subparsers)`` adds both to ``node.cli``'s sub-parsers; ``python -m collector.cli`` runs them
+``add_parser(subparsers)`` adds both to ``cemp.cli``'s sub-parsers; ``python -m collector.cli`` runs them
 stand-alone (used by the crash tests). ``collect`` runs until SIGINT/SIGTERM, then signs what it holds,
 drains for ``drain_on_stop_s`` and exits 0; a bad config exits 2.
 """

@@ -118,7 +118,7 @@ async def test_scanner_loses_nothing_and_doubles_nothing_across_a_node_crash(tmp
         [
             sys.executable,
             "-m",
-            "node.cli",
+            "cemp.cli",
             "verify",
             "--data-dir",
             str(tmp_path / "node" / "data" / nid),

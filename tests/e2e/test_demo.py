@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from cemp.demo import DEVICES
 from node import codec, schema
-from node.demo import DEVICES
 from node.store import LevelDBStore
 from node.types import DeviceRecord
 from node.verify import verify_data_dir
@@ -28,7 +28,7 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "node.cli",
+            "cemp.cli",
             "demo",
             "--dir",
             str(tmp_path / "d"),

@@ -55,7 +55,7 @@ async def test_kill9_restart_keeps_every_acknowledged_reading(tmp_path: Path) ->
         proc.terminate()
         proc.wait(10)
     out = subprocess.run(
-        [sys.executable, "-m", "node.cli", "verify", "--data-dir", str(tmp_path / "data" / nid), "--quiet"],
+        [sys.executable, "-m", "cemp.cli", "verify", "--data-dir", str(tmp_path / "data" / nid), "--quiet"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -49,7 +49,7 @@ def test_node_serves_https(tmp_path: Path) -> None:
     cfg = c.write_files(tmp_path, nid, port)
     cfg.write_text(cfg.read_text() + f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "--config", str(cfg), "--log-level", "warning"]
+        [sys.executable, "-m", "cemp.cli", "node", "--config", str(cfg), "--log-level", "warning"]
     )
     ctx = ssl.create_default_context(cafile=str(cert))
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import TestClient
 
-from node.demo import DEVICES
+from cemp.demo import DEVICES
 from node.server import Node
 from tests.resolver.conftest import ADMIN, basic, submit
 from tests.support.testing import TestConsortium

@@ -144,7 +144,7 @@ def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 20
     """Start ``cemp node`` and wait until its status endpoint answers."""
     with open(log, "ab") as lf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "--config", str(config), "--log-level", "warning"],
+            [sys.executable, "-m", "cemp.cli", "node", "--config", str(config), "--log-level", "warning"],
             stdout=lf,
             stderr=subprocess.STDOUT,
         )

@@ -176,7 +176,7 @@ def cmd_membership(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from node.demo import main as demo_main
+    from cemp.demo import main as demo_main
 
     return demo_main(Path(args.dir), args.port, args.duration, args.fresh)
 

@@ -340,7 +340,7 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
         logs.append(logf)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "node", "--config", str(cfg)],
+                [sys.executable, "-m", "cemp.cli", "node", "--config", str(cfg)],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
             )
