@@ -40,6 +40,7 @@ from common import (
     verify_baseline,
 )
 
+from cemp import wiring
 from node.client import NodeClient
 from node.store import LevelDBStore
 from node.verify import verify_data_dir
@@ -108,7 +109,7 @@ async def main_async(args: argparse.Namespace) -> dict:
 
     data = work / "data" / nid
     log("cemp verify over the data directory")
-    rep = verify_data_dir(data, workers=2)
+    rep = verify_data_dir(data, wiring.kinds(), workers=2)
     assert rep.ok, rep.problem
     out["verify_tx_per_s"] = round(rep.tx_per_s)
     out["verify_tx_per_s_per_core"] = round(rep.tx_per_s / min(2, os.cpu_count() or 1))

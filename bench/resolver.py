@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cemp import wiring  # noqa: E402
 from node.chain import Ledger, header_hash, sign_tx  # noqa: E402
 from node.crypto import KeyPair  # noqa: E402
 from node.store import LevelDBStore  # noqa: E402
@@ -89,7 +90,7 @@ def record(i: int, key: bytes) -> tuple[HandleValue, ...]:
 def build_chain(base: Path, c: TestConsortium, n: int) -> None:
     nid = c.genesis.nodes[0].node_id
     store = LevelDBStore(base / "data" / nid / "ledger")
-    led = Ledger(store, c.genesis)
+    led = Ledger(store, c.genesis, wiring.kinds())
     admin = c.admins["owner"]
     node_key = c.node_keys[nid]
     dev = KeyPair.generate().public

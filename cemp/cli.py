@@ -81,6 +81,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    from cemp import wiring
     from node.server import serve
 
     try:
@@ -92,7 +93,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, wiring.kinds(), wiring.ROUTES))
     except (KeyFileError, GenesisError, ValueError) as e:
         print(f"cannot start node: {e}", file=sys.stderr)
         return 2
@@ -100,9 +101,11 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from cemp import wiring
     from node.verify import verify_data_dir
 
-    rep = verify_data_dir(Path(args.data_dir), progress=not args.quiet, workers=args.workers)
+    # The same kinds and hooks as ``cmd_node``: a re-check must execute every tx the way the nodes did.
+    rep = verify_data_dir(Path(args.data_dir), wiring.kinds(), progress=not args.quiet, workers=args.workers)
     doc: dict[str, object] = {
         "ok": rep.ok,
         "height": rep.height,

@@ -11,7 +11,6 @@ Invariants:
 
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from node.errors import CempError, Code
 from node.state import Overlay, StateView
 from node.statehash import StateHash
 from node.store import Store, prefix_stop
-from node.txkinds import KINDS, Env, TxKind
+from node.txkinds import Env, KindRegistry, TxKind
 from node.types import (
     DOMAIN_BLOCK,
     DOMAIN_TX,
@@ -46,11 +45,6 @@ from node.types import (
     TxResult,
     UnsignedTx,
 )
-
-# Modules whose import registers tx kinds (``node.txkinds.register``): the one list of what the chain knows.
-KIND_MODULES = ["node.devices", "node.readings", "node.membership", "node.documents", "resolver.kinds"]
-for _module in KIND_MODULES:
-    importlib.import_module(_module)
 
 OK = TxResult(0, Text(""))
 
@@ -115,9 +109,11 @@ class ChainError(Exception):
 
 
 class Ledger:
-    def __init__(self, store: Store, genesis: Genesis) -> None:
+    def __init__(self, store: Store, genesis: Genesis, kinds: KindRegistry) -> None:
         self.store = store
         self.genesis = genesis
+        self.kinds = kinds
+        """The tx kinds this chain executes (the composition root's registry; the same on every node)."""
         self.params = genesis.params
         self.genesis_hash = genesis_hash(genesis)
         self.nodes: dict[str, NodeInfo] = {n.node_id: n for n in genesis.nodes}
@@ -184,10 +180,10 @@ class Ledger:
             raise CempError(
                 Code.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}; this node runs {self.genesis.chain_id!r}"
             )
-        kind = KINDS.get(tx.kind)
+        kind = self.kinds.get(tx.kind)
         if kind is None:
             raise CempError(
-                Code.UNKNOWN_KIND, f"unknown tx kind {tx.kind!r}; known: {', '.join(sorted(KINDS))}"
+                Code.UNKNOWN_KIND, f"unknown tx kind {tx.kind!r}; known: {', '.join(sorted(self.kinds))}"
             )
         if tx.nonce == 0:
             raise CempError(Code.NONCE_GAP, "nonces start at 1")

@@ -7,22 +7,22 @@ and the registering tx is signed by that org's admin key; each device gets a fre
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from node import codec, schema
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer, register
+from node.txkinds import Env, Writer
 from node.types import DeviceRecord, DeviceRegistration, Genesis, Handle, Height, Nonce, Org, TimestampMs, Tx
 
 PREFIX_RE = re.compile(r"^[0-9]+(\.[0-9A-Za-z_-]+)*$")
 SUFFIX_RE = re.compile(r"^[0-9A-Za-z._~:@!$&'()*+,;=-][0-9A-Za-z._~:@!$&'()*+,;=/-]*$")
 SHORT_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
-# Called at the end of ``device.register``'s apply, in the same tx: the resolver writes the device's handle
-# record here (``resolver.kinds.device_registered``). Hooks are registered by modules in ``chain.KIND_MODULES``.
-REGISTER_HOOKS: list[Callable[[Writer, Env, Tx, DeviceRegistration, DeviceRecord], None]] = []
+RegisterHook = Callable[[Writer, Env, Tx, DeviceRegistration, DeviceRecord], None]
+"""Called at the end of ``device.register``'s apply, in the same tx: the resolver writes the device's handle record
+here (``resolver.kinds.device_registered``). Hooks are given to ``DeviceRegisterKind`` by the composition root."""
 
 
 def split_handle(handle: str) -> tuple[str, str]:
@@ -65,6 +65,9 @@ def load_device(view: StateView, handle: str) -> DeviceRecord | None:
 class DeviceRegisterKind:
     name = "device.register"
     payload_type = DeviceRegistration
+
+    def __init__(self, hooks: Sequence[RegisterHook] = ()) -> None:
+        self.hooks = tuple(hooks)
 
     def check(self, view: StateView, env: Env, tx: Tx, p: DeviceRegistration) -> None:
         prefix, _ = split_handle(p.device)
@@ -109,7 +112,7 @@ class DeviceRegisterKind:
         rec = self._record(env, p, devnum)
         state.put(schema.device(p.device), codec.encode(rec))
         state.put(schema.device_number(devnum), p.device.encode())
-        for hook in REGISTER_HOOKS:
+        for hook in self.hooks:
             hook(state, env, tx, p, rec)
 
     def admit(self, view: StateView, env: Env, tx: Tx, p: DeviceRegistration) -> dict[bytes, bytes]:
@@ -122,6 +125,12 @@ class DeviceRegisterKind:
         return {"device": p.device, "pubkey": p.pubkey.hex(), "kind": p.kind, "subsystem": p.subsystem}
 
 
-register(DeviceRegisterKind())
-
-__all__ = ["DeviceRegisterKind", "Handle", "Height", "load_device", "org_for_prefix", "split_handle"]
+__all__ = [
+    "DeviceRegisterKind",
+    "Handle",
+    "Height",
+    "RegisterHook",
+    "load_device",
+    "org_for_prefix",
+    "split_handle",
+]

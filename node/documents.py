@@ -44,7 +44,7 @@ from node.devices import load_device, org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
-from node.txkinds import Env, Writer, register
+from node.txkinds import Env, Writer
 from node.types import Handle, Hash32, Height, PublicKey, ShortStr, SignedInt, Text, Tx
 
 if TYPE_CHECKING:
@@ -371,10 +371,9 @@ class DocumentKind:
 
 
 KIND_IMPL = DocumentKind()
-register(KIND_IMPL)
 
 
-# --- reads: ``documents_routes(node)`` is a ``node.server.PLUGINS`` entry ----------------------------------------
+# --- reads: ``documents_routes(node)`` is a ``node.server.RouteProvider`` (listed in ``cemp.wiring.ROUTES``) ---
 
 
 def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -493,7 +492,7 @@ class DocumentsAPI:
 
 
 def documents_routes(node: Node) -> list[web.RouteDef]:
-    """``node.server.PLUGINS`` entry (``"node.documents:documents_routes"``)."""
+    """A ``node.server.RouteProvider``: the documents read routes of one node."""
     return DocumentsAPI(node).routes()
 
 

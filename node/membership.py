@@ -21,7 +21,7 @@ from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
-from node.txkinds import Env, Writer, register
+from node.txkinds import Env, Writer
 from node.types import Genesis, Height, NodeInfo, PublicKey, ShortStr, Signature, Tx
 
 DOMAIN_MEMBERSHIP = b"CEMP/membership/v1\x00"
@@ -183,6 +183,3 @@ class _WriterView(StateView):
 
 def as_node_info(rec: NodeRecord) -> NodeInfo:
     return NodeInfo(rec.node_id, rec.org, rec.pubkey, rec.address)
-
-
-register(MembershipKind())

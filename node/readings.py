@@ -21,7 +21,7 @@ from node.codec import INT64_MAX, INT64_MIN
 from node.devices import load_device
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer, register
+from node.txkinds import Env, Writer
 from node.types import (
     DeviceRecord,
     HourlyAggregate,
@@ -219,6 +219,3 @@ def fold(agg: HourlyAggregate | None, rs: list[Reading]) -> HourlyAggregate:
 def decode_reading_value(raw: bytes) -> tuple[str, int, str, int]:
     q, v, u, f = msgpack.unpackb(raw, raw=False, use_list=False)
     return q, v, u, f
-
-
-register(ReadingsKind())

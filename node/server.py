@@ -1,4 +1,7 @@
-"""Composition root of a node process: wires store, ledger, mempool, block producer, API and metrics.
+"""A node process: wires store, ledger, mempool, block producer or consensus driver, API and metrics.
+
+What the chain executes (its ``KindRegistry``) and which extra read routes it serves (``RouteProvider``s) are
+given by the caller; the composition root that decides them for the ``cemp`` command is ``cemp.wiring``.
 
 Every background task is owned by the ``Node`` and cancelled *and awaited* on shutdown; the store is
 closed last, after the producer has stopped writing.
@@ -8,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 import prometheus_client as prom
@@ -30,19 +32,13 @@ from node.producer import BlockProducer
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
 from node.transport import MAX_PEER_BODY
+from node.txkinds import KindRegistry
 from node.types import Block, Genesis
 
 log = logging.getLogger(__name__)
 
-# Route providers wired into every node: "module:function", each ``function(node) -> list[web.RouteDef]``.
-# Later packages (resolver, web explorer) add themselves here; their routes are matched before the core's.
-PLUGINS: list[str] = ["node.documents:documents_routes", "resolver.api:routes"]
-
-
-def _load_plugin(spec: str) -> Callable[[Node], list[web.RouteDef]]:
-    module, _, func = spec.partition(":")
-    fn: Callable[[Node], list[web.RouteDef]] = getattr(importlib.import_module(module), func)
-    return fn
+RouteProvider = Callable[["Node"], list[web.RouteDef]]
+"""Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's."""
 
 
 @dataclass
@@ -68,6 +64,9 @@ class Node:
         peer_addresses: dict[str, str] | None = None,
         raft_compact_every: int = 5000,
         raft_catchup: str = "blocks",
+        *,
+        kinds: KindRegistry,
+        routes: Sequence[RouteProvider] = (),
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -78,7 +77,8 @@ class Node:
         self.genesis = genesis
         self.store = store
         self.node_id = node_id
-        self.ledger = Ledger(store, genesis)
+        self.routes = tuple(routes)
+        self.ledger = Ledger(store, genesis, kinds)
         self.mempool = Mempool(self.ledger, mempool_max)
         self.metrics = Metrics()
         self.metrics.height.set(self.ledger.height)
@@ -128,8 +128,8 @@ class Node:
     def web_app(self) -> web.Application:
         # The peer transport carries whole blocks; client API bodies are held to MAX_BODY by NodeAPI itself.
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_PEER_BODY)
-        for provider in PLUGINS:
-            app.add_routes(_load_plugin(provider)(self))
+        for provider in self.routes:
+            app.add_routes(provider(self))
         app.add_routes(self.api.routes())
         app.add_routes(self.statesync.routes())
         if self.driver is not None:
@@ -163,7 +163,7 @@ class Node:
         self.store.close()
 
 
-def open_node(cfg: NodeConfig) -> Node:
+def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvider] = ()) -> Node:
     genesis = read_genesis(cfg.genesis)
     passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
     key = read_key_file(cfg.key_file, passphrase)
@@ -178,14 +178,21 @@ def open_node(cfg: NodeConfig) -> Node:
             cfg.peer_addresses,
             cfg.raft_compact_every,
             cfg.raft_catchup,
+            kinds=kinds,
+            routes=routes,
         )
     except Exception:
         store.close()
         raise
 
 
-async def serve(cfg: NodeConfig, ready: asyncio.Event | None = None) -> None:
-    node = open_node(cfg)
+async def serve(
+    cfg: NodeConfig,
+    kinds: KindRegistry,
+    routes: Sequence[RouteProvider] = (),
+    ready: asyncio.Event | None = None,
+) -> None:
+    node = open_node(cfg, kinds, routes)
     runner = web.AppRunner(node.web_app(), access_log=None)
     await runner.setup()
     ssl_ctx = None

@@ -4,12 +4,17 @@ A kind names its payload class and implements ``check`` (read-only validation th
 ``apply`` (writes through the overlay; called only after ``check`` passed on the same view). ``admit`` is what
 the mempool calls for a tx that is not in a block yet: it checks against committed state plus the pending
 effects of earlier admitted txs, and returns the small-state writes (device sequence, registrations) that
-later admissions must see. Later issues register more kinds (``handle.put``, ``document``, ``factors``, ...)
-with ``register``; the apply path does not change.
+later admissions must see.
+
+What a chain knows is a ``KindRegistry`` built once by the composition root (``cemp.wiring``) and passed to every
+``Ledger``: the core kinds of ``node`` (``node.corekinds``) plus the applications' kinds (``handle.put``, ...).
+Nothing registers itself at import and nothing is looked up by module name, so a node and ``cemp verify`` that
+are given the same registry execute the same txs the same way; the apply path does not change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,11 +63,24 @@ class TxKind(Protocol):
         ...
 
 
-KINDS: dict[str, TxKind] = {}
+class KindRegistry(Mapping[str, TxKind]):
+    """The tx kinds one chain knows, by name; immutable once built (every node of a chain must hold the same)."""
 
+    def __init__(self, kinds: Iterable[TxKind]) -> None:
+        self._kinds: dict[str, TxKind] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"tx kind {kind.name!r} is given twice")
+            self._kinds[kind.name] = kind
 
-def register(kind: TxKind) -> TxKind:
-    if kind.name in KINDS:
-        raise ValueError(f"tx kind {kind.name!r} registered twice")
-    KINDS[kind.name] = kind
-    return kind
+    def __getitem__(self, name: str) -> TxKind:
+        return self._kinds[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kinds)
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+    def __repr__(self) -> str:
+        return f"KindRegistry({sorted(self._kinds)})"

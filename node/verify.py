@@ -24,6 +24,7 @@ from node.crypto import sha256, verify
 from node.errors import CempError
 from node.statehash import StateHash
 from node.store import LevelDBStore, MemoryStore, Store, prefix_stop
+from node.txkinds import KindRegistry
 from node.types import DOMAIN_BLOCK, DOMAIN_TX, Block, Genesis, Tx
 
 
@@ -62,7 +63,10 @@ def _state_items(store: Store) -> Iterator[tuple[bytes, bytes]]:
         yield from store.iterate(pb, prefix_stop(pb))
 
 
-def verify_store(store: Store, *, progress: bool = False, workers: int | None = None) -> VerifyReport:
+def verify_store(
+    store: Store, kinds: KindRegistry, *, progress: bool = False, workers: int | None = None
+) -> VerifyReport:
+    """Replay ``store``'s chain with ``kinds`` (the registry the node ran with: ``cemp.wiring.kinds()``)."""
     t0 = time.perf_counter()
     raw_g = store.get(schema.META_GENESIS)
     raw_h = store.get(schema.META_HEIGHT)
@@ -75,9 +79,9 @@ def verify_store(store: Store, *, progress: bool = False, workers: int | None = 
     height = int.from_bytes(raw_h, "big")
     base_raw = store.get(schema.META_STATE_BASE)
     if base_raw is not None:
-        return verify_from_state_base(store, genesis, int.from_bytes(base_raw, "big"), height, t0)
+        return verify_from_state_base(store, genesis, kinds, int.from_bytes(base_raw, "big"), height, t0)
     rep = VerifyReport(True, height)
-    replay = Ledger(MemoryStore(), genesis)
+    replay = Ledger(MemoryStore(), genesis, kinds)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     pool = ProcessPoolExecutor(workers) if workers > 1 and height > 0 else None
     bar = tqdm(total=height, unit="block", desc="verify", disable=not progress)
@@ -169,13 +173,15 @@ def verify_store(store: Store, *, progress: bool = False, workers: int | None = 
     return rep
 
 
-def verify_data_dir(data_dir: Path, *, progress: bool = False, workers: int | None = None) -> VerifyReport:
+def verify_data_dir(
+    data_dir: Path, kinds: KindRegistry, *, progress: bool = False, workers: int | None = None
+) -> VerifyReport:
     path = data_dir / "ledger" if (data_dir / "ledger").is_dir() else data_dir
     if not (path / "CURRENT").exists():
         return VerifyReport(False, 0, problem=f"{data_dir} holds no LevelDB ledger")
     store = LevelDBStore(path, create=False)
     try:
-        return verify_store(store, progress=progress, workers=workers)
+        return verify_store(store, kinds, progress=progress, workers=workers)
     finally:
         store.close()
 
@@ -188,7 +194,9 @@ def state_digest(store: Store) -> StateHash:
     return acc
 
 
-def verify_from_state_base(store: Store, genesis: Genesis, base: int, height: int, t0: float) -> VerifyReport:
+def verify_from_state_base(
+    store: Store, genesis: Genesis, kinds: KindRegistry, base: int, height: int, t0: float
+) -> VerifyReport:
     """A node installed from a state snapshot holds no blocks below ``base``, so there is nothing to replay.
 
     Checked instead: the base block's certificate; every later block's parent hash, proposer signature, tx root
@@ -200,7 +208,7 @@ def verify_from_state_base(store: Store, genesis: Genesis, base: int, height: in
         "is checked against the certified app hash instead of a replay (verify a full node to replay from genesis)"
     )
     try:
-        led = Ledger(store, genesis)  # reads the head; writes nothing on an existing store
+        led = Ledger(store, genesis, kinds)  # reads the head; writes nothing on an existing store
         blocks: list[Block] = []
         for h in range(base, height + 1):
             raw = store.get(schema.block(h))

@@ -1,4 +1,4 @@
-"""The Handle.Net v9 JSON REST API of a CEMP node (``routes(node)`` is the ``node.server.PLUGINS`` entry).
+"""The Handle.Net v9 JSON REST API of a CEMP node (``routes(node)`` is its route provider).
 
 Endpoints: ``GET/PUT/DELETE /api/handles/{prefix}/{suffix}``, ``GET /api/handles?prefix=``, ``/api/prefixes``,
 ``/api/sessions[/this]``, ``GET /hrls/handles?URL=`` (pyhandle's search). ``?proof=true`` adds the proof of every
@@ -878,7 +878,7 @@ class _Metrics:
 
 
 def routes(node: Any) -> list[web.RouteDef]:
-    """``node.server.PLUGINS`` entry: the resolver's routes for one node."""
+    """``node.server.RouteProvider`` (listed in ``cemp.wiring.ROUTES``): the resolver's routes for one node."""
     r = Resolver(node)
     node.resolver = r
     registry = getattr(getattr(node, "metrics", None), "registry", None)

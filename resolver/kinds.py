@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from node import codec, devices, schema
+from node import codec, schema
 from node.devices import load_device
 from node.state import StateView
-from node.txkinds import Env, Writer, register
+from node.txkinds import Env, TxKind, Writer
 from node.types import (
     Blob,
     DeviceRecord,
@@ -419,12 +419,17 @@ def device_registered(state: Writer, env: Env, tx: Tx, reg: DeviceRegistration, 
     _apply(state, plan, env, "device.register")
 
 
-register(HandlePutKind())
-register(HandleDeleteKind())
-devices.REGISTER_HOOKS.append(device_registered)
+def handle_kinds() -> list[TxKind]:
+    """The resolver's tx kinds, for the composition root's registry (``cemp.wiring``)."""
+    return [HandlePutKind(), HandleDeleteKind()]
+
+
+REGISTER_HOOKS = (device_registered,)
+"""``device.register`` hooks the resolver needs (the composition root gives them to ``DeviceRegisterKind``)."""
 
 __all__ = [
     "ORG_AUTHORITY",
+    "REGISTER_HOOKS",
     "Authority",
     "Blob",
     "HandleDelete",

@@ -23,7 +23,6 @@ from node.chain import header_hash, quorum, signing_bytes_of_raw
 from node.crypto import sha256, verify
 from node.devices import org_for_prefix
 from node.errors import CempError
-from node.txkinds import KINDS
 from node.types import (
     DOMAIN_BLOCK,
     DOMAIN_TX,
@@ -139,11 +138,15 @@ def _check_tx(p: dict[str, Any], genesis: Genesis) -> tuple[Tx, BlockHeader]:
     return tx, header
 
 
+_VALUE_WRITERS: dict[str, type[Any]] = {"handle.put": HandlePut, "device.register": DeviceRegistration}
+"""The tx kinds whose payload carries or implies handle values, and their payload classes."""
+
+
 def _values_written(tx: Tx, header: BlockHeader, genesis: Genesis, handle: str) -> dict[int, dict[str, Any]]:
-    kind = KINDS.get(tx.kind)
-    if kind is None:
-        raise ProofError(f"unknown tx kind {tx.kind!r}")
-    payload = codec.decode(kind.payload_type, tx.payload)
+    payload_type = _VALUE_WRITERS.get(tx.kind)
+    if payload_type is None:
+        raise ProofError(f"a {tx.kind} tx does not write handle values")
+    payload = codec.decode(payload_type, tx.payload)
     stamp = header.time_ms
     if isinstance(payload, HandlePut):
         if payload.handle.upper() != handle.upper():

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from cemp import wiring
 from node.crypto import KeyPair
 from node.server import Node
 from node.store import MemoryStore
@@ -28,7 +29,14 @@ def now_ms() -> int:
 @pytest_asyncio.fixture
 async def node_client(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient]]:
     nid = consortium.genesis.nodes[0].node_id
-    node = Node(consortium.genesis, MemoryStore(), nid, consortium.node_keys[nid])
+    node = Node(
+        consortium.genesis,
+        MemoryStore(),
+        nid,
+        consortium.node_keys[nid],
+        kinds=wiring.kinds(),
+        routes=wiring.ROUTES,
+    )
     client = TestClient(TestServer(node.web_app()))
     await client.start_server()
     try:

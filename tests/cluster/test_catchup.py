@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cemp import wiring
 from node.client import NodeClient
 from node.verify import verify_data_dir
 from tests.cluster.harness import Cluster
@@ -69,6 +70,6 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
             ]["ok"]
     finally:
         await cl.stop()
-    rep = verify_data_dir(tmp_path / lagger / "data" / lagger, workers=0)
+    rep = verify_data_dir(tmp_path / lagger / "data" / lagger, wiring.kinds(), workers=0)
     assert rep.ok, rep.problem
     assert bool(rep.warnings) == (mode == "state")

@@ -9,9 +9,10 @@ from typing import Any
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from cemp import wiring
 from node.chain import sign_tx
 from node.crypto import KeyPair
-from node.documents import DocumentPayload, documents_routes, make_fields
+from node.documents import DocumentPayload, make_fields
 from node.server import Node
 from node.store import MemoryStore
 from node.types import Handle, Hash32, ShortStr, Text
@@ -23,12 +24,17 @@ SCANNER = "88.123.45/900.1"
 
 @pytest_asyncio.fixture
 async def doc_node(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient]]:
-    """Like ``node_client``, with ``documents_routes`` wired as a ``node.server.PLUGINS`` entry would be."""
+    """Like ``node_client`` (the node serves ``documents_routes`` through ``cemp.wiring.ROUTES``)."""
     nid = consortium.genesis.nodes[0].node_id
-    node = Node(consortium.genesis, MemoryStore(), nid, consortium.node_keys[nid])
-    app = node.web_app()
-    app.add_routes(documents_routes(node))
-    client = TestClient(TestServer(app))
+    node = Node(
+        consortium.genesis,
+        MemoryStore(),
+        nid,
+        consortium.node_keys[nid],
+        kinds=wiring.kinds(),
+        routes=wiring.ROUTES,
+    )
+    client = TestClient(TestServer(node.web_app()))
     await client.start_server()
     try:
         yield node, client

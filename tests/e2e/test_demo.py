@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cemp import wiring
 from cemp.demo import DEVICES
 from node import codec, schema
 from node.store import LevelDBStore
@@ -50,7 +51,7 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     )
     heights = set()
     for nid in ("owner-1", "equipment-1", "regulator-1"):
-        rep = verify_data_dir(tmp_path / "d" / "data" / nid, workers=0)
+        rep = verify_data_dir(tmp_path / "d" / "data" / nid, wiring.kinds(), workers=0)
         assert rep.ok, rep.problem
         heights.add(rep.height)
     store = LevelDBStore(tmp_path / "d" / "data" / "regulator-1" / "ledger", create=False)

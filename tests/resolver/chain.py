@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from cemp import wiring
 from node.chain import Ledger, header_hash, sign_tx
 from node.crypto import KeyPair
 from node.store import MemoryStore
@@ -22,7 +23,7 @@ class Chain:
     def __init__(self, n_nodes: int = 3) -> None:
         self.c = TestConsortium.create(n_nodes=n_nodes)
         self.store = MemoryStore()
-        self.led = Ledger(self.store, self.c.genesis)
+        self.led = Ledger(self.store, self.c.genesis, wiring.kinds())
         self.nid = self.c.genesis.nodes[0].node_id
         self.nonces: dict[bytes, int] = {}
         self.identity_key = KeyPair.generate()

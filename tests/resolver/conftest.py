@@ -13,6 +13,7 @@ from urllib.parse import quote
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
+from cemp import wiring
 from node.server import Node
 from node.store import MemoryStore
 from resolver.bootstrap import bootstrap_puts
@@ -39,7 +40,14 @@ async def submit(client: TestClient, raw: bytes) -> dict[str, object]:
 @pytest_asyncio.fixture
 async def resolver_node(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient, TestConsortium]]:
     nid = consortium.genesis.nodes[0].node_id
-    node = Node(consortium.genesis, MemoryStore(), nid, consortium.node_keys[nid])
+    node = Node(
+        consortium.genesis,
+        MemoryStore(),
+        nid,
+        consortium.node_keys[nid],
+        kinds=wiring.kinds(),
+        routes=wiring.ROUTES,
+    )
     client = TestClient(TestServer(node.web_app()))
     await client.start_server()
     try:

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from cemp import wiring
 from node.api import MAX_BODY, errors_middleware
 from node.crypto import KeyPair
 from node.server import Node
@@ -115,7 +116,7 @@ async def test_the_write_is_a_tx_signed_by_the_node_for_the_identity(resolver_no
 
 async def _pubkey_node(c: TestConsortium, key: KeyPair, **cfg: bool) -> tuple[Node, TestClient]:
     nid = c.genesis.nodes[0].node_id
-    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid])
+    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
     client = TestClient(TestServer(node.web_app()))
     await client.start_server()
     if cfg:
@@ -190,7 +191,14 @@ async def test_sessions_api(consortium: TestConsortium) -> None:
 async def test_plain_http_from_a_remote_address_refuses_credentials(consortium: TestConsortium) -> None:
     nid = consortium.genesis.nodes[0].node_id
     for allow, expected in ((False, 403), (True, 200)):
-        node = Node(consortium.genesis, MemoryStore(), nid, consortium.node_keys[nid])
+        node = Node(
+            consortium.genesis,
+            MemoryStore(),
+            nid,
+            consortium.node_keys[nid],
+            kinds=wiring.kinds(),
+            routes=wiring.ROUTES,
+        )
         # A resolver that treats this loopback test client as a remote one.
         r = Resolver(node, ResolverConfig(loopback_is_local=False, allow_plain_http_credentials=allow))
         client = TestClient(TestServer(_app_with(node, r)))

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from cemp import wiring
 from node.codec import encode
 from node.crypto import KeyPair
 from node.devices import load_device
@@ -263,7 +264,7 @@ def test_replay_reaches_the_same_state(chain: Chain) -> None:
     _, raw = chain.c.register_device("88.123.45/101.9.9")
     chain.block(raw, chain.node("owner-1", "handle.put", put("88.123.45/z", url(1, "x"), admin(0xFFF))))
     chain.block(chain.node("owner-1", "handle.delete", HandleDelete("88.123.45/z", (), SECKEY_AUTH)))  # type: ignore[arg-type]
-    rep = verify_store(chain.store, workers=1)
+    rep = verify_store(chain.store, wiring.kinds(), workers=1)
     assert rep.ok, rep.problem
 
 

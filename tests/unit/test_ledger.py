@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cemp import wiring
 from node import codec, schema
 from node.chain import Ledger, header_hash
 from node.errors import Code
@@ -27,7 +28,7 @@ def produce(led: Ledger, c: TestConsortium, raws: list[bytes], t: int) -> Block:
 
 def setup_chain(store: Store) -> tuple[TestConsortium, Ledger]:
     c = TestConsortium.create()
-    return c, Ledger(store, c.genesis)
+    return c, Ledger(store, c.genesis, wiring.kinds())
 
 
 def test_readings_apply_indexes_and_aggregates() -> None:
@@ -51,7 +52,7 @@ def test_readings_apply_indexes_and_aggregates() -> None:
 
 def test_invalid_txs_marked_identically_and_block_still_applies() -> None:
     c, led = setup_chain(MemoryStore())
-    c2_led = Ledger(MemoryStore(), c.genesis)
+    c2_led = Ledger(MemoryStore(), c.genesis, wiring.kinds())
     dev, reg = c.register_device("88.123.45/101.1.1")
     good = dev.batch(c.chain_id, [(T0, "power", 5, "W")])
     replay = dev.batch(c.chain_id, [(T0 + 1, "power", 6, "W")])
@@ -82,7 +83,7 @@ def test_invalid_txs_marked_identically_and_block_still_applies() -> None:
 
 def test_tampered_block_is_refused_by_a_follower() -> None:
     c, led = setup_chain(MemoryStore())
-    follower = Ledger(MemoryStore(), c.genesis)
+    follower = Ledger(MemoryStore(), c.genesis, wiring.kinds())
     _, reg = c.register_device("88.123.45/101.1.1")
     b = produce(led, c, [reg], T0)
     forged = Block(b.header, b.signature, (*b.txs, reg))
@@ -107,7 +108,7 @@ def test_restart_resumes_at_last_applied_height(tmp_path: Path) -> None:
     app, last = led.app_hash, led.last_hash
     store.close()
     store2 = LevelDBStore(tmp_path / "db")
-    led2 = Ledger(store2, c.genesis)
+    led2 = Ledger(store2, c.genesis, wiring.kinds())
     assert (led2.height, led2.app_hash, led2.last_hash) == (6, app, last)
     produce(led2, c, [dev.batch(c.chain_id, [(T0 + 99, "power", 1, "W")])], T0 + 100)
     assert led2.height == 7 and led2.results(7)[0].code == 0
@@ -118,7 +119,7 @@ def test_other_genesis_refused(tmp_path: Path) -> None:
     store = LevelDBStore(tmp_path / "db")
     setup_chain(store)
     try:
-        Ledger(store, TestConsortium.create(chain_id="other-1").genesis)
+        Ledger(store, TestConsortium.create(chain_id="other-1").genesis, wiring.kinds())
     except Exception as e:
         assert "different genesis" in str(e)
     else:

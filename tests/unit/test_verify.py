@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cemp import wiring
 from node import schema
 from node.chain import Ledger
 from node.store import LevelDBStore, prefix_stop
@@ -22,7 +23,7 @@ def chain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("chain")
     store = LevelDBStore(d / "ledger")
     c = TestConsortium.create()
-    led = Ledger(store, c.genesis)
+    led = Ledger(store, c.genesis, wiring.kinds())
     devs = []
     regs = []
     for i in range(3):
@@ -44,7 +45,7 @@ def chain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_clean_chain_verifies(chain_dir: Path) -> None:
-    rep = verify_data_dir(chain_dir, workers=2)
+    rep = verify_data_dir(chain_dir, wiring.kinds(), workers=2)
     assert rep.ok, rep.problem
     assert rep.height == 9 and rep.txs == 27 and rep.state_keys > 120
 
@@ -73,14 +74,14 @@ def test_any_flipped_byte_is_detected(chain_dir: Path) -> None:
             flipped[pos] ^= 1 << rng.randrange(8)
             store.write({key: bytes(flipped)}, sync=False)
             try:
-                rep = verify_store(store, workers=0)
+                rep = verify_store(store, wiring.kinds(), workers=0)
             finally:
                 store.write({key: value}, sync=False)
             assert not rep.ok, f"flip at {key[:12]!r}[{pos}] went unnoticed"
             assert rep.problem
             trials += 1
         assert trials == 9 * 6 + 150
-        assert verify_store(store, workers=0).ok
+        assert verify_store(store, wiring.kinds(), workers=0).ok
     finally:
         store.close()
 
@@ -90,11 +91,11 @@ def test_missing_and_extra_state_keys_detected(chain_dir: Path) -> None:
     try:
         k, v = next(store.iterate(b"r", b"s"))
         store.write({k: None}, sync=False)
-        rep = verify_store(store, workers=0)
+        rep = verify_store(store, wiring.kinds(), workers=0)
         store.write({k: v}, sync=False)
         assert not rep.ok and "replay only" in rep.problem
         store.write({b"r" + b"\x00" * 20: b"\x90"}, sync=False)
-        rep = verify_store(store, workers=0)
+        rep = verify_store(store, wiring.kinds(), workers=0)
         store.write({b"r" + b"\x00" * 20: None}, sync=False)
         assert not rep.ok and "store only" in rep.problem
     finally:

@@ -1,0 +1,31 @@
+"""The one place that says what a CEMP chain executes and what a CEMP node serves.
+
+- ``kinds()``: the tx kinds of the chain. The core's (``device.register``, ``readings``, ``membership``,
+  ``document``) with the resolver's hook inside ``device.register`` (the device's handle record is written in
+  the same tx), plus the resolver's ``handle.put`` and ``handle.delete``. A node and ``cemp verify`` both use
+  this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
+- ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API and
+  resolution pages).
+
+``collector``, ``accounting`` and ``web`` add no kinds, hooks or routes today; when they do, they are listed here
+and nowhere else. Nothing is found by name at run time.
+"""
+
+from __future__ import annotations
+
+from node.corekinds import core_registry
+from node.documents import documents_routes
+from node.server import RouteProvider
+from node.txkinds import KindRegistry
+from resolver.api import routes as resolver_routes
+from resolver.kinds import REGISTER_HOOKS as RESOLVER_REGISTER_HOOKS
+from resolver.kinds import handle_kinds
+
+
+def kinds() -> KindRegistry:
+    """A fresh registry of every tx kind of a CEMP chain (the same content on every call)."""
+    return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=handle_kinds())
+
+
+ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes)
+"""Extra read routes of every node, matched before the core API's."""
