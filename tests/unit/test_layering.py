@@ -1,0 +1,105 @@
+"""The layering rule, checked on the source: the core library imports no application, and consensus does no I/O.
+
+Every module of ``node/`` and ``consensus/`` is parsed with ``ast`` (not imported, so a lazy import inside a
+function or under ``TYPE_CHECKING`` counts as much as one at the top); an ``import``, ``from ... import``, or a
+call of ``importlib.import_module`` / ``__import__`` with a literal name that reaches a forbidden package fails
+the test, naming the file and line. Kinds, route providers and hooks of the applications are wired in by the
+composition root (``cemp.wiring``), never found by name.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APPLICATIONS = ("resolver", "collector", "accounting", "web", "cemp", "tests", "bench")
+CONSENSUS_NO_IO = ("asyncio", "time", "plyvel", "aiohttp", "socket", "subprocess", "threading", "node")
+
+
+def imported_names(source: str, module: str) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``source``, including ``importlib`` calls with literals.
+
+    ``module`` is the dotted name of the file, to resolve relative imports.
+    """
+    out: list[tuple[int, str]] = []
+    package = module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.extend((node.lineno, a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*parts, base] if base else parts)
+            out.append((node.lineno, base))
+            out.extend((node.lineno, f"{base}.{a.name}") for a in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            fn = node.func
+            name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else ""
+            if name in ("import_module", "__import__", "find_spec") and isinstance(node.args[0].value, str):
+                out.append((node.lineno, node.args[0].value.split(":", 1)[0]))
+    return out
+
+
+def violations(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    bad: dict[str, str] = {}
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no modules found under {package}/"
+    for path in files:
+        rel = path.relative_to(ROOT)
+        module = ".".join(rel.with_suffix("").parts)
+        for line, name in imported_names(path.read_text(encoding="utf-8"), module):
+            if name.split(".", 1)[0] in forbidden:
+                bad.setdefault(f"{rel}:{line}", f"{rel}:{line} imports {name}")
+    return list(bad.values())
+
+
+@pytest.mark.parametrize("package", ["node", "consensus"])
+def test_core_imports_no_application(package: str) -> None:
+    bad = violations(package, APPLICATIONS)
+    assert not bad, (
+        f"{package}/ is a library: it must not import {', '.join(APPLICATIONS)} "
+        "(pass kinds, routes and hooks in from cemp/wiring.py):\n" + "\n".join(bad)
+    )
+
+
+def test_consensus_is_pure() -> None:
+    bad = violations("consensus", CONSENSUS_NO_IO)
+    assert not bad, "consensus/ is a pure state machine (no I/O, clock or event loop):\n" + "\n".join(bad)
+
+
+def test_the_checker_sees_every_form_of_import() -> None:
+    """What the old core did (a string list of kind modules, a lazy import in the CLI) is caught."""
+    old_chain = (
+        "import importlib\n"
+        'KIND_MODULES = ["node.devices", "resolver.kinds"]\n'
+        "for m in KIND_MODULES:\n"
+        "    importlib.import_module(m)\n"
+        'importlib.import_module("resolver.kinds")\n'
+    )
+    old_cli = "def build_parser():\n    from collector.cli import add_parser\n    from . import demo\n"
+    old_server = 'def load():\n    return __import__("resolver.api")\n'
+    names = [n for _, n in imported_names(old_chain, "node.chain")]
+    assert "resolver.kinds" in names
+    names = [n for _, n in imported_names(old_cli, "node.cli")]
+    assert "collector.cli" in names and "node.demo" in names
+    assert [n for _, n in imported_names(old_server, "node.server")] == ["resolver.api"]
+    assert [n for _, n in imported_names("from ..x import y\n", "node.sub.mod")] == ["node.x", "node.x.y"]
+
+
+def test_no_kind_or_route_is_found_by_name() -> None:
+    """No string list of modules to import: ``importlib`` is not used by the core at all."""
+    bad = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for package in ("node", "consensus")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, name in imported_names(path.read_text(encoding="utf-8"), package)
+        if name.split(".", 1)[0] == "importlib"
+    ]
+    assert not bad, (
+        "the core imports importlib (kinds and routes are passed in, not loaded by name): " + ", ".join(bad)
+    )
