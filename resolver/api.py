@@ -2,7 +2,8 @@
 
 Endpoints: ``GET/PUT/DELETE /api/handles/{prefix}/{suffix}``, ``GET /api/handles?prefix=``, ``/api/prefixes``,
 ``/api/sessions[/this]``, ``GET /hrls/handles?URL=`` (pyhandle's search). ``?proof=true`` adds the proof of every
-value (``resolver.proof``); a browser asking for HTML gets the resolution page (``resolver.page``).
+value (``resolver.proof``); a browser asking for HTML is redirected to the resolution page ``/handle/...``
+(``web.handles``).
 
 Invariants:
 - every reply is JSON with ``responseCode`` and ``handle`` (the request's handle exactly as sent, percent-decoded,
@@ -27,6 +28,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -425,9 +427,10 @@ class Resolver:
         height = self.ledger.height
         name = parse_name(self.genesis, echo)
         if self._wants_html(request, q):
-            from resolver import page
-
-            return page.render(self, request, name, q)
+            # Pages for people live in web/ (``web.handles``): send the browser there.
+            lang = q.get("lang", [""])[-1]
+            tail = f"?lang={quote(lang)}" if lang else ""
+            raise web.HTTPSeeOther(f"/handle/{quote(name.handle, safe='/')}{tail}")
         view = StateView(self.store)
         key = schema.handle_record(norm(name.handle))
         raw = self.store.get(key)  # one read: the body below and its cache entry come from these bytes

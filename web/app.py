@@ -1,0 +1,841 @@
+"""The web UI's routes: explorer, devices, handles, consortium status, search, CSV, live updates.
+
+``routes(node)`` is the route provider a node wires in; every page is rendered on the server (jinja2) and works
+without JavaScript; the scripts in ``static/`` only add live updates, charts and the in-browser proof check.
+
+Invariants:
+- pages read committed state only; nothing here writes;
+- every query parameter is parsed with bounds before it is used; a bad one gets a 400 page (or a 4xx JSON
+  body on the JSON and CSV routes) naming the parameter, an unknown height, hash or handle a 404 page;
+- lists page by cursor (``web.chainview``), so a page costs the same at any chain height;
+- everything a page prints is escaped by jinja2's autoescape; the only markup inserted raw is the QR SVG made
+  here by ``segno``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from aiohttp import web
+
+from node import merkle, schema
+from node.chain import header_hash
+from node.errors import CempError
+from node.readings import decode_reading_value
+from web import series, slots, units
+from web.chainview import HEX64, ChainView
+from web.consortium import ConsortiumStatus
+from web.i18n import HTML_LANG, LANGS, Fmt, pick_lang
+from web.text import texts
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+PAGE_BLOCKS = 25
+PAGE_TXS = 25
+BLOCK_TXS_PAGE = 100
+CSV_MAX_ROWS = 1_000_000
+MAX_SSE = 64
+SSE_POLL_S = 0.5
+SSE_KEEPALIVE_S = 15.0
+SSE_MAX_LIFE_S = 600.0
+RANGES = {"6h": 6 * 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
+SEASON_MS = 183 * 86_400_000
+"""The Hohhot heating season runs mid-October to mid-April: "season" shows up to half a year."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class PageError(Exception):
+    """A refusal shown as an HTML page (or JSON on machine routes): status, and a message key + detail."""
+
+    def __init__(self, status: int, key: str, detail: str = "") -> None:
+        super().__init__(detail or key)
+        self.status = status
+        self.key = key
+        self.detail = detail
+
+
+def _static_version() -> str:
+    h = hashlib.sha256()
+    for p in sorted(STATIC.rglob("*")):
+        if p.is_file():
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:10]
+
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+    autoescape=jinja2.select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.globals["static_v"] = _static_version()
+
+
+def int_param(
+    request: web.Request, name: str, default: int | None, lo: int = 0, hi: int = 1 << 62
+) -> int | None:
+    raw = request.query.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit() or len(raw) > 19:
+        raise PageError(400, "bad_param", f"{name}={raw[:40]!r}: expected a whole number")
+    v = int(raw)
+    if not lo <= v <= hi:
+        raise PageError(400, "bad_param", f"{name}={v}: expected a number between {lo} and {hi}")
+    return v
+
+
+def date_param(request: web.Request, name: str, f: Fmt) -> int | None:
+    """``YYYY-MM-DD`` (a day in the site's time zone) or ``YYYY-MM-DDTHH:MM``, or Unix ms; None if absent."""
+    raw = request.query.get(name, "").strip()
+    if not raw:
+        return None
+    if raw.isdigit() and len(raw) <= 15:
+        return int(raw)
+    try:
+        dt = datetime.fromisoformat(raw[:32])
+    except ValueError:
+        raise PageError(400, "bad_param", f"{name}={raw[:40]!r}: expected a date like 2025-11-03") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=f.tz)
+    ms = int(dt.timestamp() * 1000)
+    if ms < 0:
+        raise PageError(400, "bad_param", f"{name}={raw[:40]!r}: before 1970")
+    return ms
+
+
+class WebUI:
+    """Handlers over one node (``node.ledger``, ``node.node_id``, ``node.api.status_extra``)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.ledger = node.ledger
+        self.store = node.ledger.store
+        self.view = ChainView(node.ledger)
+        self.consortium = ConsortiumStatus(node)
+        self.sse_clients = 0
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        p = self.page
+        return [
+            web.get("/", p(self.home)),
+            web.get("/blocks", p(self.blocks)),
+            web.get("/block/{ref}", p(self.block)),
+            web.get("/txs", p(self.txs)),
+            web.get("/tx/{hash}", p(self.tx)),
+            web.get("/devices", p(self.devices)),
+            web.get(r"/device/{handle:.+}/series.json", self.series_json),
+            web.get(r"/device/{handle:.+}", p(self.device)),
+            web.get(r"/handle/{handle:.+}", p(self.handle)),
+            web.get("/consortium", p(self.consortium_page)),
+            web.get("/search", p(self.search)),
+            web.get("/stats.json", self.machine(self.stats_json)),
+            web.get("/events", self.events),
+            web.static("/static", STATIC, append_version=False),
+        ]
+
+    # --- rendering ---------------------------------------------------------------------------------
+    def ctx(self, request: web.Request) -> dict[str, Any]:
+        lang = pick_lang(request)
+        f = Fmt(lang)
+        q = {k: v for k, v in request.query.items() if k != "lang"}
+
+        def switch(code: str) -> str:
+            return request.path + "?" + urlencode({**q, "lang": code})
+
+        def url(path: str, **params: Any) -> str:
+            clean = {k: v for k, v in params.items() if v is not None and v != ""}
+            return path + ("?" + urlencode(clean) if clean else "")
+
+        return {
+            "t": texts(lang),
+            "f": f,
+            "lang": lang,
+            "html_lang": HTML_LANG[lang],
+            "langs": [(code, label, switch(code)) for code, label in LANGS],
+            "url": url,
+            "q": quote,
+            "path": request.path,
+            "node_id": self.node.node_id,
+            "chain_id": self.ledger.genesis.chain_id,
+            "height": self.ledger.height,
+            "tz": f.tz_name(),
+            "search_q": "",
+            "nav_extra": slots.NAV,
+        }
+
+    def render(self, request: web.Request, name: str, status: int = 200, **kw: Any) -> web.Response:
+        c = self.ctx(request)
+        c["status"] = status
+        c.update(kw)
+        html = _ENV.get_template(name).render(**c)
+        resp = web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+        want = request.query.get("lang", "")
+        if want in HTML_LANG and request.cookies.get("lang") != want:
+            resp.set_cookie("lang", want, max_age=365 * 86400, path="/", samesite="Lax")
+        return resp
+
+    def page(self, handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except PageError as e:
+                return self.error_page(request, e.status, e.key, e.detail)
+            except CempError as e:
+                return self.error_page(
+                    request, e.status, "bad_param" if e.status < 500 else "internal", e.message
+                )
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    def machine(self, handler: Handler) -> Handler:
+        """JSON and CSV routes: a refusal is a 4xx JSON body, like the node's API."""
+
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except PageError as e:
+                return web.json_response({"code": e.key, "message": e.detail or e.key}, status=e.status)
+
+        wrapped.__name__ = handler.__name__
+        return wrapped
+
+    def error_page(self, request: web.Request, status: int, key: str, detail: str) -> web.Response:
+        if request.query.get("format") == "csv":
+            return web.json_response({"code": key, "message": detail or key}, status=status)
+        return self.render(request, "error.html", status=status, key=key, detail=detail)
+
+    # --- CSV ---------------------------------------------------------------------------------------
+    async def csv_response(
+        self, request: web.Request, filename: str, header: list[str], rows: Iterable[list[Any]]
+    ) -> web.StreamResponse:
+        """Stream rows as UTF-8 CSV (with a BOM so spreadsheet programs read Chinese), at most CSV_MAX_ROWS."""
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="{filename}"',
+            }
+        )
+        await resp.prepare(request)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        buf.write("\ufeff")
+        w.writerow(header)
+        for n, row in enumerate(rows, 1):
+            w.writerow(row)
+            if n % 2000 == 0:
+                await resp.write(buf.getvalue().encode())
+                buf.seek(0)
+                buf.truncate()
+                await asyncio.sleep(0)  # let other requests run during a long export
+            if n >= CSV_MAX_ROWS:
+                w.writerow([f"# stopped after {CSV_MAX_ROWS} rows; narrow the range (from/to) for the rest"])
+                break
+        await resp.write(buf.getvalue().encode())
+        await resp.write_eof()
+        return resp
+
+    # --- explorer ----------------------------------------------------------------------------------
+    async def home(self, request: web.Request) -> web.StreamResponse:
+        c = self.consortium.local()
+        blocks = self.view.blocks(self.ledger.height + 1, 12)
+        txs, _ = self.view.txs(None, 10)
+        return self.render(request, "home.html", status_local=c, blocks=blocks, txs=txs)
+
+    def _before(self, request: web.Request) -> int:
+        v = int_param(request, "before", self.ledger.height + 1, 1)
+        assert v is not None
+        return v
+
+    async def blocks(self, request: web.Request) -> web.StreamResponse:
+        before = self._before(request)
+        limit = int_param(request, "limit", PAGE_BLOCKS, 1, 200)
+        assert limit is not None
+        if request.query.get("format") == "csv":
+            limit_csv = int_param(request, "limit", 10_000, 1, CSV_MAX_ROWS)
+            assert limit_csv is not None
+            f = Fmt(pick_lang(request))
+
+            def csv_rows() -> Iterable[list[Any]]:
+                h = min(before - 1, self.ledger.height)
+                n = 0
+                while h >= 1 and n < limit_csv:
+                    r = self.view.row(h)
+                    if r is not None:
+                        yield [
+                            r.height,
+                            r.hash,
+                            r.time_ms,
+                            f.iso(r.time_ms),
+                            r.proposer,
+                            r.term,
+                            r.txs,
+                            r.invalid,
+                            r.readings,
+                        ]
+                    h -= 1
+                    n += 1
+
+            header = [
+                "height",
+                "hash",
+                "time_ms",
+                "time",
+                "proposer",
+                "term",
+                "txs",
+                "invalid_txs",
+                "readings",
+            ]
+            return await self.csv_response(request, "blocks.csv", header, csv_rows())
+        rows = self.view.blocks(before, limit)
+        older = rows[-1].height if rows and rows[-1].height > 1 else None
+        newer = before + limit if before <= self.ledger.height else None
+        if newer is not None and newer > self.ledger.height:
+            newer = 0  # 0 = the newest page
+        return self.render(request, "blocks.html", blocks=rows, older=older, newer=newer, before=before)
+
+    async def block(self, request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["ref"]
+        h = self.view.resolve_block(ref)
+        if h is None:
+            if not (ref.isdigit() or HEX64.match(ref)):
+                raise PageError(400, "bad_block_ref", ref[:80])
+            raise PageError(404, "no_block", ref[:80])
+        b = self.view.block(h)
+        assert b is not None
+        start = int_param(request, "from", 0, 0, 1 << 31)
+        assert start is not None
+        if request.query.get("format") == "csv":
+            f = Fmt(pick_lang(request))
+            rows = (
+                [r.index, r.hash, r.kind, r.sender, "ok" if r.ok else "invalid", r.reason, r.readings]
+                for r in self.view.txs_of(b)
+            )
+            header = ["index", "hash", "kind", "sender", "result", "reason", "readings"]
+            del f
+            return await self.csv_response(request, f"block-{h}-txs.csv", header, rows)
+        row = self.view.row(h, b)
+        txs = self.view.txs_of(b, start, start + BLOCK_TXS_PAGE)
+        cert = self.ledger.cert(h)
+        members = {n.node_id: n for n in self.ledger.nodes.values()}
+        signers = [
+            {
+                "node_id": s.node_id,
+                "org": members[s.node_id].org if s.node_id in members else "",
+                "sig": s.signature.hex(),
+            }
+            for s in cert
+        ]
+        last_commit = [{"node_id": s.node_id, "sig": s.signature.hex()} for s in b.header.last_commit]
+        return self.render(
+            request,
+            "block.html",
+            b=b.header,
+            row=row,
+            block_hash=header_hash(b.header).hex(),
+            signature=b.signature.hex(),
+            txs=txs,
+            start=start,
+            page=BLOCK_TXS_PAGE,
+            ntx=len(b.txs),
+            signers=signers,
+            last_commit=last_commit,
+            quorum=len(self.ledger.active) // 2 + 1,
+        )
+
+    @staticmethod
+    def _cursor(raw: str) -> tuple[int, int] | None:
+        if not raw:
+            return None
+        h, _, i = raw.partition(".")
+        if not h.isdigit() or (i and not i.isdigit()) or len(h) > 19 or len(i) > 9:
+            raise PageError(400, "bad_param", f"before={raw[:40]!r}: expected HEIGHT.INDEX, e.g. 1200.3")
+        return int(h), int(i) if i else 1 << 31
+
+    async def txs(self, request: web.Request) -> web.StreamResponse:
+        before = self._cursor(request.query.get("before", ""))
+        if request.query.get("format") == "csv":
+            limit_csv = int_param(request, "limit", 10_000, 1, CSV_MAX_ROWS)
+            assert limit_csv is not None
+            f = Fmt(pick_lang(request))
+
+            def csv_rows() -> Iterable[list[Any]]:
+                cur, n = before, 0
+                while n < limit_csv:
+                    page, cur = self.view.txs(cur, min(500, limit_csv - n))
+                    for r in page:
+                        yield [
+                            r.hash,
+                            r.height,
+                            r.index,
+                            r.time_ms,
+                            f.iso(r.time_ms),
+                            r.kind,
+                            r.sender,
+                            "ok" if r.ok else "invalid",
+                            r.reason,
+                            r.readings,
+                        ]
+                    n += len(page)
+                    if cur is None or not page:
+                        return
+
+            header = [
+                "hash",
+                "height",
+                "index",
+                "time_ms",
+                "time",
+                "kind",
+                "sender",
+                "result",
+                "reason",
+                "readings",
+            ]
+            return await self.csv_response(request, "txs.csv", header, csv_rows())
+        rows, nxt = self.view.txs(before, PAGE_TXS)
+        older = f"{nxt[0]}.{nxt[1]}" if nxt is not None else None
+        return self.render(
+            request,
+            "txs.html",
+            txs=rows,
+            older=older,
+            paged=before is not None,
+            request_before=request.query.get("before") or None,
+        )
+
+    async def tx(self, request: web.Request) -> web.StreamResponse:
+        ref = request.match_info["hash"]
+        if not HEX64.match(ref):
+            raise PageError(400, "bad_tx_ref", ref[:80])
+        h = bytes.fromhex(ref[-64:])
+        loc = self.ledger.tx_location(h)
+        if loc is None:
+            pending = getattr(self.node, "mempool", None) is not None and self.node.mempool.contains(h)
+            raise PageError(404, "tx_pending" if pending else "no_tx", h.hex())
+        b = self.view.block(loc.height)
+        assert b is not None
+        raw = b.txs[loc.index]
+        decoded: dict[str, Any] = {}
+        payload_json = ""
+        try:
+            d = self.ledger.decode_tx(raw)
+            payload = d.kind.describe(d.payload)
+            decoded = {
+                "kind": d.tx.kind,
+                "sender": d.tx.sender.hex(),
+                "nonce": d.tx.nonce,
+                "signature": d.tx.signature.hex(),
+            }
+            payload_json = json.dumps(payload, ensure_ascii=False, indent=2, default=str)
+        except CempError as e:
+            decoded = {"error": e.message}
+            payload = None
+        readings = []
+        if isinstance(payload, dict) and decoded.get("kind") == "readings":
+            f = Fmt(pick_lang(request))
+            for r in payload.get("readings", [])[:500]:
+                readings.append(
+                    {**r, "shown": f.qty(r["value"], r["unit"]), "flag_names": f.flags(r["flags"])}
+                )
+        path = [p.hex() for p in merkle.inclusion_proof(b.txs, loc.index)]
+        proof = {
+            "leaf": raw.hex(),
+            "index": loc.index,
+            "size": len(b.txs),
+            "path": path,
+            "root": b.header.tx_root.hex(),
+        }
+        signer_device = (
+            payload.get("device") if isinstance(payload, dict) and decoded.get("kind") == "readings" else None
+        )
+        return self.render(
+            request,
+            "tx.html",
+            hash=h.hex(),
+            loc=loc,
+            header=b.header,
+            block_hash=header_hash(b.header).hex(),
+            decoded=decoded,
+            payload_json=payload_json,
+            readings=readings,
+            proof=proof,
+            proof_json=json.dumps(proof),
+            signer_device=signer_device,
+            raw_len=len(raw),
+        )
+
+    # --- devices -----------------------------------------------------------------------------------
+    async def devices(self, request: web.Request) -> web.StreamResponse:
+        after = request.query.get("after", "")[:128]
+        needle = request.query.get("q", "").strip().lower()[:64]
+        if request.query.get("format") == "csv":
+            f = Fmt(pick_lang(request))
+
+            def csv_rows() -> Iterable[list[Any]]:
+                cur: str | None = after
+                while cur is not None:
+                    page, cur = self.view.devices(cur, 500, needle)
+                    for d in page:
+                        yield [
+                            d.handle,
+                            d.org,
+                            d.kind,
+                            d.subsystem,
+                            d.registered_height,
+                            d.readings,
+                            d.last_ts_ms,
+                            f.iso(d.last_ts_ms) if d.last_ts_ms else "",
+                        ]
+                    if not page and cur is not None and needle:
+                        continue
+
+            header = [
+                "handle",
+                "org",
+                "kind",
+                "subsystem",
+                "registered_height",
+                "readings",
+                "last_ts_ms",
+                "last_reading",
+            ]
+            return await self.csv_response(request, "devices.csv", header, csv_rows())
+        rows, nxt = self.view.devices(after, 50, needle)
+        return self.render(request, "devices.html", devices=rows, next_after=nxt, needle=needle)
+
+    def _device_or_404(self, request: web.Request) -> Any:
+        handle = request.match_info["handle"]
+        if len(handle) > 255:
+            raise PageError(400, "bad_param", "handle longer than 255 characters")
+        dev = self.view.device(handle)
+        if dev is None:
+            raise PageError(404, "no_device", handle)
+        return dev
+
+    def _range(self, request: web.Request, f: Fmt, dev: Any) -> tuple[int, int, str]:
+        now = int(time.time() * 1000)
+        end_default = max(dev.last_ts_ms, 0) + 60_000 if dev.last_ts_ms else now
+        rng = request.query.get("range", "")
+        frm = date_param(request, "from", f)
+        to = date_param(request, "to", f)
+        if rng and rng not in RANGES and rng != "season":
+            raise PageError(400, "bad_param", f"range={rng[:20]!r}: use 6h, 24h, 7d, 30d or season")
+        if frm is None and to is None:
+            rng = rng or "24h"
+            to = end_default
+            frm = to - (SEASON_MS if rng == "season" else RANGES[rng])
+        else:
+            rng = ""
+            if to is None:
+                to = now
+            elif "T" not in request.query.get("to", "") and not request.query.get("to", "").isdigit():
+                to += 86_400_000  # a date names the whole day: up to its end
+            if frm is None:
+                frm = to - RANGES["7d"]
+        if to <= frm:
+            raise PageError(400, "bad_param", "'to' must be after 'from'")
+        if to - frm > 2 * SEASON_MS:
+            raise PageError(400, "bad_param", "a range of at most a year, please")
+        return frm, to, rng
+
+    async def device(self, request: web.Request) -> web.StreamResponse:
+        dev = self._device_or_404(request)
+        f = Fmt(pick_lang(request))
+        latest = series.latest(self.store, dev)
+        units_of = {x.quantity: x.unit for x in latest}
+        frm, to, rng = self._range(request, f, dev)
+        quantity = request.query.get("q", "")
+        if quantity and quantity not in units_of:
+            raise PageError(
+                400,
+                "bad_param",
+                f"q={quantity[:40]!r}: this device reports {', '.join(units_of) or 'nothing yet'}",
+            )
+        if not quantity and latest:
+            quantity = _default_quantity(list(units_of))
+        if request.query.get("format") == "csv":
+            return await self._readings_csv(
+                request, dev, f, frm, to, quantity if "q" in request.query else ""
+            )
+        chart = series.series(self.store, dev, quantity, units_of[quantity], frm, to) if quantity else None
+        handle_rec = _handle_summary(self.node, dev.handle)
+        return self.render(
+            request,
+            "device.html",
+            dev=dev,
+            latest=latest,
+            quantity=quantity,
+            quantities=list(units_of),
+            chart=chart,
+            chart_json=json.dumps(chart, separators=(",", ":")) if chart else "",
+            summary=series.summary(chart) if chart else None,
+            frm=frm,
+            to=to,
+            rng=rng,
+            ranges=[*RANGES, "season"],
+            from_date=datetime.fromtimestamp(frm / 1000, f.tz).strftime("%Y-%m-%d"),
+            to_date=datetime.fromtimestamp((to - 1) / 1000, f.tz).strftime("%Y-%m-%d"),
+            handle_rec=handle_rec,
+            display_unit=units.display_unit,
+            device_slots=[
+                *slots.DEVICE_SLOTS,
+                *(p.key for p in slots.DEVICE_PANELS if p.key not in slots.DEVICE_SLOTS),
+            ],
+            panels=self._panels(dev, f.lang),
+        )
+
+    def _panels(self, dev: Any, lang: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for p in slots.DEVICE_PANELS:
+            html = p.render(self.node, dev, lang)
+            if html is not None:
+                out[p.key] = html
+        return out
+
+    async def _readings_csv(
+        self, request: web.Request, dev: Any, f: Fmt, frm: int, to: int, quantity: str
+    ) -> web.StreamResponse:
+        lo, hi = schema.reading_range(dev.devnum, frm, to)
+
+        def csv_rows() -> Iterable[list[Any]]:
+            for k, v in self.store.iterate(lo, hi):
+                _, ts, seq = schema.parse_reading_key(k)
+                q, val, unit, flags = decode_reading_value(v)
+                if quantity and q != quantity:
+                    continue
+                shown, du = units.to_display(val, unit)
+                yield [
+                    f.iso(ts),
+                    ts,
+                    seq,
+                    q,
+                    val,
+                    unit,
+                    str(shown),
+                    du.unit,
+                    flags,
+                    "|".join(Fmt("en").flags(flags)),
+                ]
+
+        header = [
+            "time",
+            "ts_ms",
+            "seq",
+            "quantity",
+            "value",
+            "unit",
+            "value_shown",
+            "unit_shown",
+            "flags",
+            "flag_names",
+        ]
+        name = dev.handle.replace("/", "_")
+        return await self.csv_response(request, f"{name}-readings.csv", header, csv_rows())
+
+    async def series_json(self, request: web.Request) -> web.StreamResponse:
+        try:
+            dev = self._device_or_404(request)
+            f = Fmt(pick_lang(request))
+            latest = series.latest(self.store, dev)
+            units_of = {x.quantity: x.unit for x in latest}
+            quantity = request.query.get("q", "")
+            if quantity not in units_of:
+                raise PageError(
+                    400,
+                    "bad_param",
+                    f"q={quantity[:40]!r}: this device reports {', '.join(units_of) or 'nothing yet'}",
+                )
+            frm, to, _ = self._range(request, f, dev)
+            pts = int_param(request, "points", series.MAX_POINTS, 10, 2000)
+            assert pts is not None
+            body = series.series(self.store, dev, quantity, units_of[quantity], frm, to, pts)
+            return web.json_response(body)
+        except PageError as e:
+            return web.json_response({"code": e.key, "message": e.detail or e.key}, status=e.status)
+
+    # --- handles -----------------------------------------------------------------------------------
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        from web import handles
+
+        return handles.render(self, request)
+
+    # --- consortium --------------------------------------------------------------------------------
+    async def consortium_page(self, request: web.Request) -> web.StreamResponse:
+        nodes = await self.consortium.nodes()
+        if request.query.get("format") == "csv":
+            rows = (
+                [
+                    n.node_id,
+                    n.org,
+                    n.address,
+                    n.active,
+                    n.reachable,
+                    n.role,
+                    n.term,
+                    n.leader,
+                    n.height,
+                    n.lag,
+                    n.last_contact_ms,
+                ]
+                for n in nodes
+            )
+            header = [
+                "node_id",
+                "org",
+                "address",
+                "member",
+                "reachable",
+                "role",
+                "term",
+                "leader",
+                "height",
+                "lag",
+                "last_contact_ms",
+            ]
+            return await self.csv_response(request, "consortium.csv", header, rows)
+        orgs = self.ledger.genesis.orgs
+        return self.render(request, "consortium.html", nodes=nodes, orgs=orgs, now_ms=int(time.time() * 1000))
+
+    # --- search ------------------------------------------------------------------------------------
+    async def search(self, request: web.Request) -> web.StreamResponse:
+        raw = request.query.get("q", "").strip()[:256]
+        lang = request.query.get("lang", "")
+        suffix = f"?lang={lang}" if lang in HTML_LANG else ""
+        if not raw:
+            raise web.HTTPSeeOther("/" + suffix)
+        target = self._search_target(raw)
+        if target:
+            raise web.HTTPSeeOther(target + suffix)
+        needle = raw.lower()
+        devices, _ = self.view.devices("", 50, needle)
+        from web import handles
+
+        sites = handles.find_sites(self.store, needle, 50)
+        return self.render(request, "search.html", search_q=raw, devices=devices, sites=sites)
+
+    def _search_target(self, q: str) -> str | None:
+        if q.isdigit() and len(q) <= 19 and 0 < int(q) <= self.ledger.height:
+            return f"/block/{int(q)}"
+        if HEX64.match(q):
+            h = bytes.fromhex(q[-64:])
+            if self.ledger.height_of_hash(h) is not None:
+                return f"/block/{h.hex()}"
+            if self.ledger.tx_location(h) is not None:
+                return f"/tx/{h.hex()}"
+            return f"/tx/{h.hex()}"  # neither: the tx page says "not found" (or pending) with a 404
+        if "/" in q:
+            if self.view.device(q) is not None:
+                return "/device/" + quote(q, safe="/")
+            from web import handles
+
+            if handles.exists(self.store, q):
+                return "/handle/" + quote(q, safe="/")
+        return None
+
+    # --- machine routes: stats and live events -----------------------------------------------------
+    async def stats_json(self, request: web.Request) -> web.StreamResponse:
+        minutes = int_param(request, "minutes", 60, 1, 24 * 60)
+        assert minutes is not None
+        body = self.view.per_minute(minutes)
+        if request.query.get("format") == "csv":
+            rows = (
+                [t, body["blocks"][i], body["txs"][i], body["readings"][i]]
+                for i, t in enumerate(body["minutes"])
+            )
+            return await self.csv_response(
+                request, "activity.csv", ["minute_unix_s", "blocks", "txs", "readings"], rows
+            )
+        return web.json_response(body)
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: ``block`` with the new block's row (rendered HTML) as each block commits."""
+        if self.sse_clients >= MAX_SSE:
+            return web.json_response(
+                {"code": "busy", "message": "too many live viewers; retry later"}, status=503
+            )
+        last = request.headers.get("Last-Event-ID", "")
+        seen = int(last) if last.isdigit() and len(last) < 19 else self.ledger.height
+        c = self.ctx(request)
+        row_tpl = _ENV.get_template("_block_row.html")
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        self.sse_clients += 1
+        try:
+            await resp.prepare(request)
+            await resp.write(b"retry: 2000\n\n")
+            started = idle = time.monotonic()
+            while time.monotonic() - started < SSE_MAX_LIFE_S and not _closing(request):
+                top = self.ledger.height
+                if top > seen:
+                    for h in range(max(seen + 1, top - 20), top + 1):
+                        r = self.view.row(h)
+                        if r is None:
+                            continue
+                        html = row_tpl.render(**c, r=r).replace("\n", "")
+                        data = json.dumps({"height": h, "txs": r.txs, "html": html}, ensure_ascii=False)
+                        await resp.write(f"id: {h}\nevent: block\ndata: {data}\n\n".encode())
+                    seen = top
+                    idle = time.monotonic()
+                elif time.monotonic() - idle > SSE_KEEPALIVE_S:
+                    await resp.write(b": keepalive\n\n")
+                    idle = time.monotonic()
+                await asyncio.sleep(SSE_POLL_S)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.sse_clients -= 1
+        return resp
+
+
+def _closing(request: web.Request) -> bool:
+    """True once the server is shutting down: aiohttp marks each connection ``_close`` before it waits for
+    running handlers, and a live stream must end then instead of holding the shutdown."""
+    proto = request.protocol
+    return proto is None or bool(getattr(proto, "_close", False)) or request.transport is None
+
+
+def _default_quantity(qs: list[str]) -> str:
+    for want in ("power", "energy.import", "energy.total", "temp.supply"):
+        if want in qs:
+            return want
+    return qs[0]
+
+
+def _handle_summary(node: Any, handle: str) -> dict[str, Any] | None:
+    from web import handles
+
+    return handles.summary(node.ledger.store, handle)
+
+
+def routes(node: Any) -> list[web.AbstractRouteDef]:
+    """Route provider: the web UI of one node."""
+    ui = WebUI(node)
+    node.web_ui = ui
+    return ui.routes()
+
+
+__all__ = ["PageError", "WebUI", "routes"]

@@ -1,0 +1,269 @@
+"""Read models of the explorer over committed state: block and tx lists, per-minute activity, search.
+
+Invariants:
+- lists page by cursor (a block height, or a (height, index) position), never by offset: a page reads the
+  blocks it shows and no others, so it costs the same at height 10 and at height 10 million;
+- every walk is bounded (``MAX_EMPTY_BLOCKS`` blocks per tx page, ``STATS_BUDGET`` new blocks per stats call)
+  and says where it stopped, so an idle or huge chain cannot make a request slow;
+- committed blocks never change, so per-height summaries are cached (bounded LRU) and shared by all requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from node import codec, schema
+from node.chain import Ledger, header_hash
+from node.devices import load_device
+from node.state import StateView
+from node.store import prefix_stop
+from node.types import Block, DeviceRecord, Tx
+
+MAX_EMPTY_BLOCKS = 2000
+"""Blocks a tx-list page may walk past without finding a tx before it stops and offers "older"."""
+STATS_BUDGET = 3000
+"""Blocks not yet summarised that one stats call may read; the rest come on the next call."""
+CACHE_BLOCKS = 20_000
+HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    height: int
+    hash: str
+    time_ms: int
+    proposer: str
+    term: int
+    txs: int
+    readings: int
+    invalid: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxRow:
+    hash: str
+    height: int
+    index: int
+    time_ms: int
+    kind: str
+    sender: str
+    ok: bool
+    reason: str
+    readings: int
+
+
+def readings_in(tx: Tx) -> int:
+    """Number of readings in a ``readings`` tx, from the payload's array header alone (no full decode)."""
+    if tx.kind != "readings":
+        return 0
+    try:
+        up = msgpack.Unpacker(raw=False)
+        up.feed(tx.payload)
+        if up.read_array_header() != 2:
+            return 0
+        up.skip()
+        return int(up.read_array_header())
+    except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
+        return 0
+
+
+def tx_hash(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+class ChainView:
+    """Cached, bounded reads of one ledger for the pages."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._rows: OrderedDict[int, BlockRow] = OrderedDict()
+
+    # --- blocks -----------------------------------------------------------------------------------
+    def block(self, height: int) -> Block | None:
+        if not 0 < height <= self.ledger.height:
+            return None
+        return self.ledger.block(height)
+
+    def row(self, height: int, block: Block | None = None) -> BlockRow | None:
+        hit = self._rows.get(height)
+        if hit is not None:
+            self._rows.move_to_end(height)
+            return hit
+        b = block if block is not None else self.block(height)
+        if b is None:
+            return None
+        readings = 0
+        for raw in b.txs:
+            try:
+                readings += readings_in(codec.decode(Tx, raw))
+            except Exception:  # a tx the codec refuses is in the block as invalid; it holds no readings
+                continue
+        invalid = sum(1 for r in self.ledger.results(height) if r.code != 0)
+        h = b.header
+        row = BlockRow(
+            height,
+            header_hash(h).hex(),
+            h.time_ms,
+            h.proposer,
+            h.term,
+            len(b.txs),
+            readings,
+            invalid,
+        )
+        self._rows[height] = row
+        if len(self._rows) > CACHE_BLOCKS:
+            self._rows.popitem(last=False)
+        return row
+
+    def blocks(self, before: int, limit: int) -> list[BlockRow]:
+        """Up to ``limit`` blocks below height ``before``, newest first."""
+        out: list[BlockRow] = []
+        h = min(before - 1, self.ledger.height)
+        while h >= 1 and len(out) < limit:
+            r = self.row(h)
+            if r is not None:
+                out.append(r)
+            h -= 1
+        return out
+
+    def resolve_block(self, ref: str) -> int | None:
+        """Height of a block named by its height or its hash (hex), or None."""
+        ref = ref.strip()
+        if ref.isdigit() and len(ref) <= 19:
+            h = int(ref)
+            return h if 0 < h <= self.ledger.height else None
+        if HEX64.match(ref):
+            return self.ledger.height_of_hash(bytes.fromhex(ref[-64:]))
+        return None
+
+    # --- txs --------------------------------------------------------------------------------------
+    def txs_of(self, block: Block, start: int = 0, stop: int | None = None) -> list[TxRow]:
+        h = block.header
+        results = self.ledger.results(h.height)
+        out = []
+        for i in range(start, len(block.txs) if stop is None else min(stop, len(block.txs))):
+            out.append(self._tx_row(block, i, results))
+        return out
+
+    def _tx_row(self, block: Block, i: int, results: tuple[Any, ...]) -> TxRow:
+        raw = block.txs[i]
+        res = results[i] if i < len(results) else None
+        try:
+            tx = codec.decode(Tx, raw)
+            kind, sender, n = str(tx.kind), tx.sender.hex(), readings_in(tx)
+        except Exception:
+            kind, sender, n = "?", "", 0
+        return TxRow(
+            tx_hash(raw),
+            block.header.height,
+            i,
+            block.header.time_ms,
+            kind,
+            sender,
+            res is not None and res.code == 0,
+            "" if res is None else res.reason,
+            n,
+        )
+
+    def txs(self, before: tuple[int, int] | None, limit: int) -> tuple[list[TxRow], tuple[int, int] | None]:
+        """Txs before position ``before`` = (height, index), newest first, and the cursor of the next page
+        (None at the chain's start). Walks at most ``MAX_EMPTY_BLOCKS`` blocks with no tx."""
+        top: int = self.ledger.height
+        h: int
+        if before is None:
+            h, idx = top, None
+        else:
+            h, idx = min(before[0], top), before[1]
+            if before[0] > top:
+                idx = None
+        out: list[TxRow] = []
+        empty = 0
+        while h >= 1 and len(out) < limit:
+            b = self.block(h)
+            if b is None:
+                break
+            n = len(b.txs)
+            stop = n if idx is None else min(idx, n)
+            if stop == 0:
+                empty += 1
+                if empty >= MAX_EMPTY_BLOCKS:
+                    return out, (h, 0)
+            else:
+                empty = 0
+                results = self.ledger.results(h)
+                i = stop - 1
+                while i >= 0 and len(out) < limit:
+                    out.append(self._tx_row(b, i, results))
+                    i -= 1
+                if len(out) >= limit:
+                    return out, None if (h == 1 and i < 0) else (h, i + 1)
+            h -= 1
+            idx = None
+        return out, None
+
+    # --- activity per minute ---------------------------------------------------------------------
+    def per_minute(self, minutes: int = 60, now_ms: int | None = None) -> dict[str, Any]:
+        """Blocks, txs and readings per minute over the last ``minutes`` minutes, oldest first."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        end = now // 60_000 + 1
+        start = end - minutes
+        blocks = [0] * minutes
+        txs = [0] * minutes
+        readings = [0] * minutes
+        h: int = self.ledger.height
+        budget = STATS_BUDGET
+        complete = True
+        while h >= 1:
+            cached = h in self._rows
+            if not cached:
+                if budget == 0:
+                    complete = False
+                    break
+                budget -= 1
+            r = self.row(h)
+            if r is None:
+                break
+            m = r.time_ms // 60_000
+            if m < start:
+                break
+            if m < end:
+                blocks[m - start] += 1
+                txs[m - start] += r.txs
+                readings[m - start] += r.readings
+            h -= 1
+        return {
+            "minutes": [(start + i) * 60 for i in range(minutes)],
+            "blocks": blocks,
+            "txs": txs,
+            "readings": readings,
+            "complete": complete,
+        }
+
+    # --- devices ---------------------------------------------------------------------------------
+    def device(self, handle: str) -> DeviceRecord | None:
+        return load_device(StateView(self.ledger.store), handle)
+
+    def devices(self, after: str, limit: int, needle: str = "") -> tuple[list[DeviceRecord], str | None]:
+        """Devices in handle order after ``after``; with ``needle``, those whose handle, kind or subsystem
+        contains it (at most 5,000 records read). Returns the rows and the next cursor."""
+        store = self.ledger.store
+        start = schema.device(after) + b"\x00" if after else schema.DEVICE_PREFIX
+        out: list[DeviceRecord] = []
+        last = None
+        for scanned, (k, v) in enumerate(store.iterate(start, prefix_stop(schema.DEVICE_PREFIX)), 1):
+            d = codec.decode(DeviceRecord, v)
+            last = k[1:].decode()
+            if not needle or any(needle in s.lower() for s in (d.handle.lower(), d.kind, d.subsystem)):
+                out.append(d)
+                if len(out) >= limit:
+                    return out, last
+            if needle and scanned >= 5000:
+                return out, last
+        return out, None
