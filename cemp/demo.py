@@ -382,10 +382,12 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 lines.append(f"  {nid:<12} {u}/v1/status   data {(base / 'data' / nid).resolve()}")
             u = urls[0]
             lines += [
+                f"  explorer     {u}/   (web UI, zh/en; every node serves it: {', '.join(x + '/' for x in urls[1:])})",
+                f"  device page  {u}/device/{DEVICES[0].handle}",
                 f"  blocks       {u}/v1/blocks   (OpenAPI: {u}/openapi.json, metrics: {u}/metrics)",
                 f"  readings     {u}/v1/devices/{DEVICES[0].handle}/readings",
                 f"  hourly       {u}/v1/devices/{DEVICES[0].handle}/hourly",
-                f"  resolve      {u}/api/handles/{DEVICES[0].handle}   (88.x handle record; a browser gets a page)",
+                f"  resolve      {u}/api/handles/{DEVICES[0].handle}   (88.x handle record; a browser goes to /handle/...)",
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",

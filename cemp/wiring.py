@@ -4,11 +4,12 @@
   ``document``) with the resolver's hook inside ``device.register`` (the device's handle record is written in
   the same tx), plus the resolver's ``handle.put`` and ``handle.delete``. A node and ``cemp verify`` both use
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
-- ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API and
-  resolution pages).
+- ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
+  web UI for people: explorer, device and handle pages, consortium status).
 
-``collector``, ``accounting`` and ``web`` add no kinds, hooks or routes today; when they do, they are listed here
-and nowhere else. Nothing is found by name at run time.
+``collector`` and ``accounting`` add no kinds, hooks or routes today; when they do, they are listed here and
+nowhere else (the web UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at
+run time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from node.txkinds import KindRegistry
 from resolver.api import routes as resolver_routes
 from resolver.kinds import REGISTER_HOOKS as RESOLVER_REGISTER_HOOKS
 from resolver.kinds import handle_kinds
+from web.app import routes as web_routes
 
 
 def kinds() -> KindRegistry:
@@ -27,5 +29,5 @@ def kinds() -> KindRegistry:
     return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=handle_kinds())
 
 
-ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes)
+ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes, web_routes)
 """Extra read routes of every node, matched before the core API's."""

@@ -131,7 +131,7 @@ class WebUI:
         self.consortium = ConsortiumStatus(node)
         self.sse_clients = 0
 
-    def routes(self) -> list[web.AbstractRouteDef]:
+    def routes(self) -> list[web.RouteDef]:
         p = self.page
         return [
             web.get("/", p(self.home)),
@@ -147,8 +147,18 @@ class WebUI:
             web.get("/search", p(self.search)),
             web.get("/stats.json", self.machine(self.stats_json)),
             web.get("/events", self.events),
-            web.static("/static", STATIC, append_version=False),
+            web.get("/static/{path:.+}", self.static),
         ]
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        """Files under ``web/static`` only (no path escapes); cached a day, URLs carry a content version."""
+        rel = request.match_info["path"]
+        target = (STATIC / rel).resolve()
+        if ".." in rel.split("/") or not target.is_relative_to(STATIC.resolve()) or not target.is_file():
+            return web.json_response(
+                {"code": "not_found", "message": f"no static file {rel[:80]}"}, status=404
+            )
+        return web.FileResponse(target, headers={"Cache-Control": "public, max-age=86400"})
 
     # --- rendering ---------------------------------------------------------------------------------
     def ctx(self, request: web.Request) -> dict[str, Any]:
@@ -831,7 +841,7 @@ def _handle_summary(node: Any, handle: str) -> dict[str, Any] | None:
     return handles.summary(node.ledger.store, handle)
 
 
-def routes(node: Any) -> list[web.AbstractRouteDef]:
+def routes(node: Any) -> list[web.RouteDef]:
     """Route provider: the web UI of one node."""
     ui = WebUI(node)
     node.web_ui = ui

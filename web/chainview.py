@@ -24,13 +24,15 @@ from node.chain import Ledger, header_hash
 from node.devices import load_device
 from node.state import StateView
 from node.store import prefix_stop
-from node.types import Block, DeviceRecord, Tx
+from node.types import Block, DeviceRecord, Tx, TxResult
 
 MAX_EMPTY_BLOCKS = 2000
 """Blocks a tx-list page may walk past without finding a tx before it stops and offers "older"."""
 STATS_BUDGET = 3000
 """Blocks not yet summarised that one stats call may read; the rest come on the next call."""
 CACHE_BLOCKS = 20_000
+CACHE_DECODED = 16
+"""Decoded blocks and results kept (the head's neighbours are read by every home page)."""
 HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 
 
@@ -84,12 +86,30 @@ class ChainView:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._rows: OrderedDict[int, BlockRow] = OrderedDict()
+        self._blocks: OrderedDict[int, Block] = OrderedDict()
+        self._results: OrderedDict[int, tuple[TxResult, ...]] = OrderedDict()
 
     # --- blocks -----------------------------------------------------------------------------------
     def block(self, height: int) -> Block | None:
         if not 0 < height <= self.ledger.height:
             return None
-        return self.ledger.block(height)
+        hit = self._blocks.get(height)
+        if hit is not None:
+            return hit
+        b = self.ledger.block(height)
+        if b is not None:
+            self._blocks[height] = b
+            if len(self._blocks) > CACHE_DECODED:
+                self._blocks.popitem(last=False)
+        return b
+
+    def results(self, height: int) -> tuple[TxResult, ...]:
+        hit = self._results.get(height)
+        if hit is None:
+            hit = self._results[height] = self.ledger.results(height)
+            if len(self._results) > CACHE_DECODED:
+                self._results.popitem(last=False)
+        return hit
 
     def row(self, height: int, block: Block | None = None) -> BlockRow | None:
         hit = self._rows.get(height)
@@ -105,7 +125,7 @@ class ChainView:
                 readings += readings_in(codec.decode(Tx, raw))
             except Exception:  # a tx the codec refuses is in the block as invalid; it holds no readings
                 continue
-        invalid = sum(1 for r in self.ledger.results(height) if r.code != 0)
+        invalid = sum(1 for r in self.results(height) if r.code != 0)
         h = b.header
         row = BlockRow(
             height,
@@ -146,7 +166,7 @@ class ChainView:
     # --- txs --------------------------------------------------------------------------------------
     def txs_of(self, block: Block, start: int = 0, stop: int | None = None) -> list[TxRow]:
         h = block.header
-        results = self.ledger.results(h.height)
+        results = self.results(h.height)
         out = []
         for i in range(start, len(block.txs) if stop is None else min(stop, len(block.txs))):
             out.append(self._tx_row(block, i, results))
@@ -197,7 +217,7 @@ class ChainView:
                     return out, (h, 0)
             else:
                 empty = 0
-                results = self.ledger.results(h)
+                results = self.results(h)
                 i = stop - 1
                 while i >= 0 and len(out) < limit:
                     out.append(self._tx_row(b, i, results))

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from babel import Locale
 from babel.dates import format_datetime
-from babel.numbers import format_decimal
+from babel.numbers import format_decimal, get_group_symbol
+from markupsafe import Markup, escape
 
 from web import units
 
@@ -110,9 +111,12 @@ class Fmt:
         self.locale = Locale.parse(BABEL_LOCALE[lang])
         self.tz = site_tz()
         self.li = 0 if lang == "en" else 1
+        self.group = get_group_symbol(locale=self.locale)
 
     def num(self, v: int | float | Decimal, decimals: int | None = None) -> str:
         if decimals is None:
+            if type(v) is int:  # the common case (heights, counts): no need for Babel's full path
+                return format(v, ",").replace(",", self.group)
             return format_decimal(v, locale=self.locale)
         fmt = "#,##0" + ("." + "0" * decimals if decimals > 0 else "")
         return format_decimal(v, format=fmt, locale=self.locale, decimal_quantization=True)
@@ -125,7 +129,25 @@ class Fmt:
         )
 
     def short(self, ms: int | None) -> str:
-        return self.dt(ms, "yyyy-MM-dd HH:mm:ss")
+        """Compact, sortable local time (the same digits in every locale; no Babel call on hot paths)."""
+        if not ms:
+            return "–"
+        return datetime.fromtimestamp(ms / 1000, self.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    def time(self, ms: int | None) -> Markup:
+        """``<time>`` element: machine-readable ISO time with offset, shown in the site's time zone."""
+        if not ms:
+            return Markup("–")
+        d = datetime.fromtimestamp(ms / 1000, self.tz)
+        # both strings are digits and punctuation made here: nothing to escape
+        return Markup(
+            f'<time datetime="{d.isoformat(timespec="seconds")}">{d.strftime("%Y-%m-%d %H:%M:%S")}</time>'
+        )
+
+    @staticmethod
+    def hash(h: str, n: int = 10) -> Markup:
+        e = escape(h)
+        return Markup(f'<code class="h" title="{e}">{escape(h[:n])}…</code>')
 
     def iso(self, ms: int) -> str:
         """Machine-readable time for ``<time datetime=...>`` (site time zone, with offset)."""

@@ -196,7 +196,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "slot_empty": ("Not provided on this node yet.", "本节点尚未提供。"),
     "no_data": ("No readings yet.", "暂无读数。"),
     "no_data_range": ("No readings in this range.", "该时间范围内没有读数。"),
-    "readings_csv": ("Readings as CSV (this range)", "本时间范围读数 CSV"),
+    "all_quantities": ("all quantities, this range", "全部测量量（本时间范围）"),
     # handle page (from the resolver's page)
     "identifier": ("Identifier (88.x handle)", "标识 (88.x)"),
     "owner": ("Owner", "所属单位"),

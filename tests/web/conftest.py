@@ -9,8 +9,8 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient
 
 from node.server import Node
-from node.testing import TestConsortium, TestDevice
 from tests.resolver.conftest import resolver_node, submit
+from tests.support.testing import TestConsortium, TestDevice
 
 __all__ = ["WebFixture", "resolver_node", "web_node"]
 

@@ -130,6 +130,22 @@
   function tzDate(tz) {
     return function (ts) { return uPlot.tzDate(new Date(ts * 1e3), tz); };
   }
+  /* x-axis labels in the page's language and the site's time zone (uPlot's default is US-style). */
+  function timeAxis(tz) {
+    var hm = new Intl.DateTimeFormat(lang, { timeZone: tz, hour: "2-digit", minute: "2-digit", hour12: false });
+    var md = new Intl.DateTimeFormat(lang, { timeZone: tz, month: "numeric", day: "numeric" });
+    return {
+      space: 64,
+      values: function (u, splits) {
+        var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+        return splits.map(function (ts) {
+          var d = new Date(ts * 1000);
+          if (span > 3 * 86400) return md.format(d);
+          return span > 86400 ? md.format(d) + " " + hm.format(d) : hm.format(d);
+        });
+      }
+    };
+  }
   function width(el) { return Math.max(280, Math.min(el.clientWidth || 600, 1100)); }
 
   function setupActivity() {
@@ -152,7 +168,7 @@
           tzDate: tzDate(document.body.dataset.tz || "Asia/Shanghai"),
           legend: { show: false }, cursor: { drag: { x: false, y: false } },
           scales: { x: { time: true }, y: { range: function (u, lo, hi) { return [0, Math.max(1, hi * 1.1)]; } } },
-          axes: [{ space: 60 }, { size: 48, values: function (u, vals) { return vals.map(function (v) { return numFmt.format(v); }); } }],
+          axes: [timeAxis(document.body.dataset.tz || "Asia/Shanghai"), { size: 48, values: function (u, vals) { return vals.map(function (v) { return numFmt.format(v); }); } }],
           series: [{}, { label: labels[key], stroke: colors[i], fill: colors[i] + "33", width: 1.5,
                          paths: uPlot.paths.bars({ size: [0.8, 20] }) }]
         }, [d.minutes, d[key]], fig);
@@ -169,14 +185,15 @@
     var initial = s, u = null, loading = false;
     var fmt = new Intl.NumberFormat(lang, { maximumFractionDigits: 3 });
     function cols(x) { return x.counter ? [x.t, x.mean] : [x.t, x.mean, x.min, x.max]; }
-    var series = [{}, { label: s.quantity + " (" + s.unit + ")", stroke: "#0b6e4f", width: 1.5,
+    var series = [{ label: fig.dataset.timeLabel }, { label: fig.dataset.label + " (" + s.unit + ")", stroke: "#0b6e4f", width: 1.5,
                         value: function (u, v) { return v == null ? "–" : fmt.format(v); } }];
     if (s.counter) {
       series[1].fill = "#0b6e4f33";
       series[1].paths = uPlot.paths.stepped({ align: 1 });
     } else {
-      series.push({ label: "min", stroke: "#7aa7c7", width: 1, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
-      series.push({ label: "max", stroke: "#c77a7a", width: 1, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
+      var spread = s.resolution !== "raw";
+      series.push({ label: fig.dataset.min, stroke: "#5b8db8", width: 1, show: spread, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
+      series.push({ label: fig.dataset.max, stroke: "#b85b5b", width: 1, show: spread, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
     }
     var holder = document.createElement("div");
     holder.className = "plot";
@@ -186,7 +203,7 @@
       tzDate: tzDate(fig.dataset.tz),
       series: series,
       bands: s.counter ? [] : [{ series: [3, 2], fill: "#0b6e4f1a" }],
-      axes: [{ space: 70 }, { size: 64, values: function (u, vals) { return vals.map(function (v) { return fmt.format(v); }); } }],
+      axes: [timeAxis(fig.dataset.tz), { size: 64, values: function (u, vals) { return vals.map(function (v) { return fmt.format(v); }); } }],
       hooks: {
         setSelect: [function (u) {
           if (u.select.width < 5) return;
@@ -196,13 +213,18 @@
           fig.setAttribute("aria-busy", "true");
           var url = fig.dataset.seriesUrl + "&from=" + Math.floor(lo * 1000) + "&to=" + Math.ceil(hi * 1000);
           fetch(url).then(function (r) { return r.json(); }).then(function (z) {
-            if (z.t && z.t.length) { u.setData(cols(z)); fig.dataset.zoomed = z.resolution; }
+            if (z.t && z.t.length) { u.setData(cols(z)); showSpread(z); fig.dataset.zoomed = z.resolution; }
           }).finally(function () { loading = false; fig.removeAttribute("aria-busy"); u.setSelect({ left: 0, width: 0, top: 0, height: 0 }, false); });
         }]
       },
       cursor: { drag: { x: true, y: false, setScale: false } }
     }, cols(s), holder);
-    holder.addEventListener("dblclick", function () { u.setData(cols(initial)); delete fig.dataset.zoomed; });
+    function showSpread(x) {
+      if (x.counter) return;
+      u.setSeries(2, { show: x.resolution !== "raw" });
+      u.setSeries(3, { show: x.resolution !== "raw" });
+    }
+    holder.addEventListener("dblclick", function () { u.setData(cols(initial)); showSpread(initial); delete fig.dataset.zoomed; });
     fig.dataset.rendered = "1";
     window.addEventListener("resize", function () { u.setSize({ width: width(fig), height: 300 }); });
   }
