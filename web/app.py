@@ -47,6 +47,7 @@ STATIC = HERE / "static"
 PAGE_BLOCKS = 25
 PAGE_TXS = 25
 BLOCK_TXS_PAGE = 100
+TX_READINGS_SHOWN = 60
 CSV_MAX_ROWS = 1_000_000
 MAX_SSE = 64
 SSE_POLL_S = 0.5
@@ -462,7 +463,7 @@ class WebUI:
         readings = []
         if isinstance(payload, dict) and decoded.get("kind") == "readings":
             f = Fmt(pick_lang(request))
-            for r in payload.get("readings", [])[:500]:
+            for r in payload.get("readings", [])[:TX_READINGS_SHOWN]:
                 readings.append(
                     {**r, "shown": f.qty(r["value"], r["unit"]), "flag_names": f.flags(r["flags"])}
                 )
@@ -490,6 +491,7 @@ class WebUI:
             proof=proof,
             proof_json=json.dumps(proof),
             signer_device=signer_device,
+            readings_total=len(payload.get("readings", [])) if isinstance(payload, dict) else 0,
             raw_len=len(raw),
         )
 

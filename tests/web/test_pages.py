@@ -101,6 +101,36 @@ async def test_tx_page_decodes_payload_and_carries_a_proof_that_verifies(web_nod
     assert merkle.verify_inclusion(leaf, proof["index"], proof["size"], path, bytes.fromhex(proof["root"]))
 
 
+async def test_proof_of_a_tx_in_a_block_of_several(web_node: WebFixture) -> None:
+    import msgpack
+
+    w = web_node
+    c = w.consortium
+    raws = [
+        w.sensor.batch(c.chain_id, [(T0 + (20 + i) * 60_000, "temp.supply", 46_000 + i, "mdegC")])
+        for i in range(5)
+    ]
+    r = await w.client.post(
+        "/v1/txs/batch?wait=commit",
+        data=msgpack.packb(raws, use_bin_type=True),
+        headers={"Content-Type": "application/msgpack"},
+    )
+    res = (await r.json())["results"]
+    heights = {x["height"] for x in res}
+    assert len(heights) == 1, res  # one block
+    lengths = []
+    for x in res:
+        html = await get(w, f"/tx/{x['tx']}", lang="en")
+        proof = json.loads(re.search(r'id="proof-data">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+        assert proof["size"] == 5
+        lengths.append(len(proof["path"]))
+        path = [bytes.fromhex(p) for p in proof["path"]]
+        assert merkle.verify_inclusion(
+            bytes.fromhex(proof["leaf"]), proof["index"], 5, path, bytes.fromhex(proof["root"])
+        )
+    assert lengths == [3, 3, 3, 3, 1]  # RFC 6962 tree of 5 leaves: four in a full subtree, one alone
+
+
 async def test_times_are_in_shanghai_and_numbers_are_localised(web_node: WebFixture) -> None:
     w = web_node
     html = await get(w, f"/device/{SENSOR}", lang="en")

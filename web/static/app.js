@@ -81,6 +81,7 @@
       return step(r);
     });
   }
+  window.cempSha256js = function (hex) { return bytes2hex(sha256js(hex2bytes(hex))); };
   window.cempMerkleRoot = function (leafHex, index, size, pathHex) {
     return merkleRoot(hex2bytes(leafHex), index, size, pathHex.map(hex2bytes)).then(function (r) { return r ? bytes2hex(r) : null; });
   };
