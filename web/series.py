@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from node import codec, schema
 from node.readings import decode_reading_value
 from node.store import Store
@@ -132,9 +134,12 @@ def series(
     else:
         h0, h1 = max(0, from_ms) // HOUR_MS, max(0, to_ms) // HOUR_MS + 1
         lo, hi = schema.hourly_range(dev.devnum, quantity, h0, h1)
-        hours: list[tuple[int, HourlyAggregate]] = []
+        # Aggregates are read field by field from their msgpack array (the order of ``HourlyAggregate``):
+        # this loop runs over every hour of a season, and the codec's canonical re-check is for untrusted
+        # input, not for committed state read back.
+        hours: list[tuple[int, tuple[int, ...]]] = []
         for k, v in store.iterate(lo, hi):
-            hours.append((schema.parse_hourly_key(k)[2], codec.decode(HourlyAggregate, v)))
+            hours.append((int.from_bytes(k[-8:], "big"), msgpack.unpackb(v)))
         prev_last: int | None = None
         if counter and hours:
             # the hour before the range closes the first hour's use
@@ -142,15 +147,15 @@ def series(
             for _, v in store.iterate(plo, lo, reverse=True, limit=1):
                 prev_last = codec.decode(HourlyAggregate, v).last_value
         hourly: list[tuple[int, float, float, float]] = []
-        for hour, a in hours:
-            flagged += a.flagged
+        for hour, (count, total, lo_v, hi_v, _fts, first_v, _lts, last_v, n_flagged) in hours:
+            flagged += n_flagged
             if counter:
-                base = prev_last if prev_last is not None else a.first_value
-                d = (a.last_value - base) / div
+                base = prev_last if prev_last is not None else first_v
+                d = (last_v - base) / div
                 hourly.append((hour * HOUR_MS, d, d, d))
-                prev_last = a.last_value
+                prev_last = last_v
             else:
-                hourly.append((hour * HOUR_MS, a.total / a.count / div, a.minimum / div, a.maximum / div))
+                hourly.append((hour * HOUR_MS, total / count / div, lo_v / div, hi_v / div))
         if counter and len(hourly) > max_points:
             per = -(-len(hourly) // max_points)
             pts = []

@@ -153,7 +153,15 @@
     var box = document.getElementById("activity");
     if (!box || !window.uPlot) return;
     var labels = JSON.parse(box.dataset.labels);
-    fetch(box.dataset.src).then(function (r) { return r.json(); }).then(function (d) {
+    var tries = 0;
+    function load() {
+      return fetch(box.dataset.src).then(function (r) { return r.json(); }).then(function (d) {
+        // a node that just started summarises a busy hour over a few calls
+        if (!d.complete && ++tries < 20) return new Promise(function (ok) { setTimeout(ok, 300); }).then(load);
+        return d;
+      });
+    }
+    load().then(function (d) {
       ["blocks", "txs", "readings"].forEach(function (key, i) {
         var fig = document.createElement("figure");
         fig.className = "mini";
