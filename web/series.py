@@ -27,6 +27,8 @@ MAX_POINTS = 800
 RAW_SPAN_MS = 6 * HOUR_MS
 RAW_SCAN_MAX = 200_000
 LATEST_SCAN = 400
+MAX_MARKS = 50
+"""Flagged readings (raw) or hours with flagged readings (hourly) listed under the chart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ def series(
     du = units.display_unit(unit)
     div = float(du.divisor)
     flagged = 0
+    marks: list[dict[str, int]] = []
     truncated = False
     pts: list[tuple[int, float, float, float]] = []
     if to_ms - from_ms > RAW_SPAN_MS and to_ms - from_ms <= 8 * 86_400_000:
@@ -107,6 +110,8 @@ def series(
             ts = schema.parse_reading_key(k)[1]
             if flags:
                 flagged += 1
+                if len(marks) < MAX_MARKS:
+                    marks.append({"ts_ms": ts, "value": val, "flags": flags})
             if counter:
                 if prev is not None:
                     d = (val - prev) / div
@@ -149,6 +154,8 @@ def series(
         hourly: list[tuple[int, float, float, float]] = []
         for hour, (count, total, lo_v, hi_v, _fts, first_v, _lts, last_v, n_flagged) in hours:
             flagged += n_flagged
+            if n_flagged and len(marks) < MAX_MARKS:
+                marks.append({"ts_ms": hour * HOUR_MS, "hour_count": n_flagged})
             if counter:
                 base = prev_last if prev_last is not None else first_v
                 d = (last_v - base) / div
@@ -179,6 +186,7 @@ def series(
         "to_ms": to_ms,
         "flagged": flagged,
         "truncated": truncated,
+        "marks": marks,
         "t": [p[0] // 1000 for p in pts],
         "mean": [round(p[1], nd) for p in pts],
         "min": [round(p[2], nd) for p in pts],

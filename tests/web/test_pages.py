@@ -138,6 +138,14 @@ async def test_times_are_in_shanghai_and_numbers_are_localised(web_node: WebFixt
     assert 'datetime="2025-12-01T08:11:00+08:00"' in html and "2025-12-01 08:11:00" in html
     assert "99.0&nbsp;°C" in html and "99000 mdegC" in html
     assert "spike" in html  # the flagged reading's quality flag, in words
+    data = json.loads(re.search(r'id="chart-data">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
+    assert data["flagged"] == 1 and data["marks"] == [
+        {"ts_ms": T0 + 11 * 60_000, "value": 99_000, "flags": 16}
+    ]
+    assert "Flagged readings (1)" in html
+    season = await get(w, f"/device/{SENSOR}", lang="en", range="season")
+    data = json.loads(re.search(r'id="chart-data">(.*?)</script>', season, re.S).group(1))  # type: ignore[union-attr]
+    assert data["resolution"] == "hourly" and data["marks"] == [{"ts_ms": T0, "hour_count": 1}]
     zh = await get(w, f"/device/{SENSOR}", lang="zh")
     assert "尖峰" in zh and "供水温度" in zh
 

@@ -204,9 +204,7 @@
       series.push({ label: fig.dataset.min, stroke: "#5b8db8", width: 1, show: spread, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
       series.push({ label: fig.dataset.max, stroke: "#b85b5b", width: 1, show: spread, value: function (u, v) { return v == null ? "–" : fmt.format(v); } });
     }
-    var holder = document.createElement("div");
-    holder.className = "plot";
-    fig.insertBefore(holder, fig.querySelector("figcaption"));
+    var holder = fig.querySelector(".plot-box");
     u = new uPlot({
       width: width(fig), height: 300,
       tzDate: tzDate(fig.dataset.tz),
