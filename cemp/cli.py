@@ -92,11 +92,22 @@ def cmd_node(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from node.chain import ChainError
+    from node.store import StorageError
+
     try:
         asyncio.run(serve(cfg, wiring.kinds(), wiring.ROUTES))
     except (KeyFileError, GenesisError, ValueError) as e:
         print(f"cannot start node: {e}", file=sys.stderr)
         return 2
+    except (StorageError, ChainError) as e:
+        print(
+            f"cannot start node: {e}\nThe data directory {cfg.data_dir} is damaged: run `cemp verify --data-dir "
+            f"{cfg.data_dir}` for a full report; restore it from a backup, or move it away and start again to "
+            "rebuild it from the peers.",
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
@@ -105,13 +116,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from node.verify import verify_data_dir
 
     # The same kinds and hooks as ``cmd_node``: a re-check must execute every tx the way the nodes did.
-    rep = verify_data_dir(Path(args.data_dir), wiring.kinds(), progress=not args.quiet, workers=args.workers)
+    genesis = Path(args.genesis) if args.genesis else None
+    rep = verify_data_dir(
+        Path(args.data_dir),
+        wiring.kinds(),
+        progress=not args.quiet,
+        workers=args.workers,
+        genesis_file=genesis,
+    )
     doc: dict[str, object] = {
         "ok": rep.ok,
         "height": rep.height,
         "blocks": rep.blocks,
         "txs": rep.txs,
         "state_keys": rep.state_keys,
+        "raft_entries": rep.raft_entries,
+        "head_hash": rep.head_hash,
+        "app_hash": rep.app_hash,
         "seconds": round(rep.seconds, 3),
         "tx_per_s": round(rep.tx_per_s, 1),
     }
@@ -224,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--data-dir", required=True, help="the node's data directory (stop the node first)")
     ve.add_argument("--workers", type=int, default=None, help="signature-checking processes (default: 2)")
     ve.add_argument("--quiet", action="store_true", help="no progress bar")
+    ve.add_argument("--genesis", help="the node's genesis file: also check that the store was made for it")
     ve.set_defaults(func=cmd_verify)
 
     me = sub.add_parser(

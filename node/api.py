@@ -26,7 +26,7 @@ from node.mempool import Mempool, PendingView
 from node.openapi import OPENAPI
 from node.readings import decode_reading_value
 from node.state import StateView
-from node.store import prefix_stop
+from node.store import StorageError, prefix_stop
 from node.types import Block, BlockHeader, DeviceRecord, Hash32, HourlyAggregate, TxLocation
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,24 @@ log = logging.getLogger(__name__)
 MAX_BODY = 8 << 20
 MAX_BATCH_TXS = 5000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_storage_logged: set[str] = set()
+
+
+def storage_error_response(err: StorageError) -> web.Response:
+    """503 for a read that hit damaged storage: the node cannot vouch for what it would serve. Logged once per
+    damaged record (the same broken block read a thousand times is one line in the log)."""
+    if str(err) not in _storage_logged and len(_storage_logged) < 1000:
+        _storage_logged.add(str(err))
+        log.error("%s (run `cemp verify` on this data directory)", err)
+    return web.json_response(
+        {
+            "code": "storage_corrupted",
+            "message": f"{err}; this node cannot vouch for the answer, ask another",
+        },
+        status=503,
+    )
 
 
 def error_response(err: CempError) -> web.Response:
@@ -54,6 +72,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             msg = e.reason if e.status != 404 else f"no such endpoint: {request.method} {request.path}"
             return web.json_response({"code": code, "message": msg}, status=e.status)
         raise
+    except StorageError as e:
+        return storage_error_response(e)
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -377,7 +397,7 @@ class NodeAPI:
             raw = self.ledger.block_raw(b.header.height)
             assert raw is not None
             return web.Response(body=raw, content_type="application/msgpack")
-        results = self.ledger.results(b.header.height)
+        results = self.ledger.results(b.header.height, b.header)
         txs = []
         for raw, r in zip(b.txs, results, strict=True):
             txs.append({"hash": sha256(raw).hex(), "ok": r.code == 0, "code": r.code, "reason": r.reason})

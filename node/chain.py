@@ -20,7 +20,7 @@ from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
 from node.state import Overlay, StateView
 from node.statehash import StateHash
-from node.store import Store, prefix_stop
+from node.store import StorageError, Store, prefix_stop
 from node.txkinds import Env, KindRegistry, TxKind
 from node.types import (
     DOMAIN_BLOCK,
@@ -45,6 +45,7 @@ from node.types import (
     TxResult,
     UnsignedTx,
 )
+from node.watermark import Mark, Watermark, WatermarkError, check_store
 
 OK = TxResult(0, Text(""))
 
@@ -109,8 +110,16 @@ class ChainError(Exception):
 
 
 class Ledger:
-    def __init__(self, store: Store, genesis: Genesis, kinds: KindRegistry) -> None:
+    def __init__(
+        self, store: Store, genesis: Genesis, kinds: KindRegistry, watermark: Watermark | None = None
+    ) -> None:
         self.store = store
+        self.watermark = watermark
+        """High-water mark beside a node's LevelDB (``node.watermark``); None for replays and memory stores."""
+        self.mark: Mark | None = None
+        """The high-water mark as read at open (None: no watermark, or it was just created)."""
+        self._vouched: dict[bytes, None] = {}
+        """Digests of (header hash, signature) whose proposer signature was checked on a read from disk."""
         self.genesis = genesis
         self.kinds = kinds
         """The tx kinds this chain executes (the composition root's registry; the same on every node)."""
@@ -136,8 +145,38 @@ class Ledger:
             )
         elif stored != codec.encode(genesis):
             raise ChainError("the data directory belongs to a different genesis; refusing to mix chains")
+        self.refresh_members()  # before the head: its proposer may have joined after genesis
         self._load_head()
-        self.refresh_members()
+        if watermark is not None:
+            self._check_watermark(watermark)
+
+    @property
+    def where(self) -> str:
+        return str(getattr(self.store, "path", "the store"))
+
+    def _check_watermark(self, wm: Watermark) -> None:
+        """Refuse a store rolled back behind the newest block this node committed; create the mark if new."""
+        try:
+            mark = wm.read()
+        except WatermarkError as e:
+            raise StorageError(self.where, "reading the high-water mark", str(e)) from None
+        if mark is None:
+            if self.store.get(schema.META_WATERMARK) is not None:
+                raise StorageError(
+                    self.where,
+                    "reading the high-water mark",
+                    f"{wm.path} is missing, though this store had one: it cannot be shown that the chain "
+                    "was not rolled back",
+                )
+            wm.create(Mark(self.height, self.last_hash))
+            self.store.write({schema.META_WATERMARK: b"\x01"}, sync=True)
+            return
+        self.mark = mark
+        problem = check_store(
+            mark, self.height, {self.height: self.last_hash}, self.height_of_hash(mark.block_hash)
+        )
+        if problem is not None:
+            raise StorageError(self.where, "checking the chain against the high-water mark", problem)
 
     def refresh_members(self) -> None:
         from node.membership import as_node_info, load_nodes
@@ -157,12 +196,15 @@ class Ledger:
         self.last_hash = Hash32(last)
         self.last_time_ms = TimestampMs(self.genesis.time_ms)
         self.last_term = Term(0)
+        self.head_header: BlockHeader | None = None
         if self.height > 0:
-            head = self.block(self.height)
+            raw = self.store.get(schema.block(self.height))
+            head = self.vouch(self.height, raw) if raw is not None else None
             if head is None or header_hash(head.header) != self.last_hash:
                 raise ChainError(f"head block {self.height} is missing or does not match the recorded hash")
             self.last_time_ms = head.header.time_ms
             self.last_term = head.header.term
+            self.head_header = head.header
 
     @property
     def app_hash(self) -> Hash32:
@@ -325,6 +367,8 @@ class Ledger:
         if cert:
             changes[schema.commit_cert(block.header.height)] = codec.encode(Certificate(cert))
         self.store.write(changes, sync=True)
+        if self.watermark is not None:
+            self.watermark.advance_block(block.header.height, h)  # only after the batch is on disk
         if any(k.startswith(schema.MEMBER_PREFIX) for k in staged.overlay.writes):
             self.refresh_members()
         self.height = block.header.height
@@ -332,6 +376,7 @@ class Ledger:
         self.last_hash = h
         self.last_time_ms = block.header.time_ms
         self.last_term = block.header.term
+        self.head_header = block.header
 
     # --- validation of a block made elsewhere (followers, replay, verify) ----------------------
     def check_commit(self, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str) -> None:
@@ -431,16 +476,55 @@ class Ledger:
         changes[schema.META_LAST_HASH] = h
         changes[schema.META_STATE_BASE] = height.to_bytes(8, "big")
         self.store.write(changes, sync=True)
-        self._load_head()
+        if self.watermark is not None:
+            self.watermark.advance_block(height, h)
         self.refresh_members()
+        self._load_head()
 
     # --- reads -------------------------------------------------------------------------------
     def block(self, height: int) -> Block | None:
+        """Block ``height`` from disk, checked (``vouch``) before anyone relies on it."""
         raw = self.store.get(schema.block(height))
-        return None if raw is None else codec.decode(Block, raw)
+        return None if raw is None else self.vouch(height, raw)
 
     def block_raw(self, height: int) -> bytes | None:
-        return self.store.get(schema.block(height))
+        """Block ``height``'s stored bytes, checked like ``block`` before they are served or sent."""
+        raw = self.store.get(schema.block(height))
+        if raw is not None:
+            self.vouch(height, raw)
+        return raw
+
+    def vouch(self, height: int, raw: bytes) -> Block:
+        """Check a block read from disk: it decodes, sits at its height, its txs hash to its tx root, the hash
+        index names it, and its proposer signed it. Raises ``StorageError`` naming the block otherwise."""
+
+        def bad(detail: str) -> StorageError:
+            return StorageError(self.where, f"reading block {height}", detail)
+
+        try:
+            b = codec.decode(Block, raw)
+        except CempError as e:
+            raise bad(f"it does not decode ({e.message})") from None
+        hd = b.header
+        if hd.height != height:
+            raise bad(f"it says it is block {hd.height}")
+        if merkle.root(b.txs) != hd.tx_root:
+            raise bad("its txs do not hash to its header's tx root")
+        h = header_hash(hd)
+        if self.store.get(schema.block_by_hash(h)) != height.to_bytes(8, "big"):
+            raise bad("its header hash is not the one recorded for that height (header damaged?)")
+        digest = sha256(h + b.signature)
+        if digest not in self._vouched:
+            info = self.nodes.get(hd.proposer)
+            if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
+                raise bad("its proposer signature does not verify")
+            self._remember(digest)
+        return b
+
+    def _remember(self, digest: bytes) -> None:
+        if len(self._vouched) >= 4096:
+            self._vouched.pop(next(iter(self._vouched)))
+        self._vouched[digest] = None
 
     def height_of_hash(self, block_hash: bytes) -> int | None:
         raw = self.store.get(schema.block_by_hash(block_hash))
@@ -452,11 +536,50 @@ class Ledger:
         if nxt is not None:
             return nxt.header.last_commit
         raw = self.store.get(schema.commit_cert(height))
-        return () if raw is None else codec.decode(Certificate, raw).sigs
+        if raw is None:
+            return ()
+        what = f"reading the commit certificate of block {height}"
+        try:
+            sigs = codec.decode(Certificate, raw).sigs
+        except CempError as e:
+            raise StorageError(self.where, what, f"it does not decode ({e.message})") from None
+        if height == self.height:
+            block_hash: bytes | None = self.last_hash
+        else:
+            b = self.block(height)
+            block_hash = header_hash(b.header) if b is not None else None
+        digest = sha256(raw + (block_hash or b""))
+        if digest in self._vouched:
+            return sigs
+        for s in sigs:
+            info = self.nodes.get(s.node_id)
+            if (
+                block_hash is None
+                or info is None
+                or not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature)
+            ):
+                raise StorageError(self.where, what, f"the vote of {s.node_id!r} does not verify")
+        self._remember(digest)
+        return sigs
 
-    def results(self, height: int) -> tuple[TxResult, ...]:
+    def results(self, height: int, header: BlockHeader | None = None) -> tuple[TxResult, ...]:
+        """Tx results of block ``height``, checked against the header's results root."""
         raw = self.store.get(schema.block_results(height))
-        return () if raw is None else codec.decode(BlockResults, raw).results
+        if raw is None:
+            return ()
+        what = f"reading the tx results of block {height}"
+        try:
+            results = codec.decode(BlockResults, raw).results
+        except CempError as e:
+            raise StorageError(self.where, what, f"they do not decode ({e.message})") from None
+        if header is None and height == self.height:
+            header = self.head_header
+        if header is None:
+            b = self.block(height)
+            header = b.header if b is not None else None
+        if header is None or merkle.root([codec.encode(r) for r in results]) != header.results_root:
+            raise StorageError(self.where, what, "they do not hash to the block's results root")
+        return results
 
 
 @dataclass(frozen=True, slots=True)

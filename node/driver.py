@@ -45,31 +45,21 @@ from consensus.messages import (
     genesis_snapshot,
 )
 from consensus.raft import InvalidConfigChange, NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
-from node import codec, schema
+from node import codec, merkle, schema
 from node.chain import ChainError, DecodedTx, Ledger, StagedBlock, header_hash, quorum
 from node.crypto import KeyPair, verify
 from node.errors import CempError
 from node.mempool import Mempool
 from node.peer import RAFT_TYPES, CommitVote, ForwardTxs
-from node.raftstore import RaftStore
+from node.raftstore import RAFT_APPLIED, RaftStore, SnapshotRef
 from node.statesync import fetch_state
-from node.transport import Transport
+from node.transport import MAX_PEER_BODY, Transport
 from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Blob, Block, CommitSig, Hash32, Height, PublicKey
 
 log = logging.getLogger(__name__)
 
-RAFT_APPLIED = b"Mraft-applied"
 COMPACT_EVERY = 5_000
 """Default: keep this many applied entries in the Raft log; compact once twice as many pile up."""
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotRef:
-    """What a Raft snapshot carries: the chain height and block hash it stands for. Blocks are never pruned,
-    so a node behind a compacted log catches up by fetching and fully re-verifying the blocks up to it."""
-
-    height: Height
-    block_hash: Hash32
 
 
 @dataclass(slots=True)
@@ -119,7 +109,7 @@ class ConsensusDriver:
         self.address_overrides = dict(addresses)
         self.members: dict[str, PublicKey] = self._members()
         self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
-        self.raftstore = RaftStore(ledger.store)
+        self.raftstore = RaftStore(ledger.store, ledger.watermark)
         stored = self.raftstore.snapshot()
         snap = (
             stored
@@ -166,6 +156,11 @@ class ConsensusDriver:
         self.snapshots_restored = 0
         self.on_block: Callable[[Block], None] | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.repaired: dict[Hash32, bytes] = {}
+        """Good copies of blocks that arrived damaged, fetched from the peers, by header hash."""
+        self.fetching: set[Hash32] = set()
+        self.fetch_tasks: set[asyncio.Task[None]] = set()
+        self.refetched_blocks = 0
         self.verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preverify")
 
     # --- membership ------------------------------------------------------------------------------
@@ -242,6 +237,7 @@ class ConsensusDriver:
             "peers_reachable": self.transport.reachable,
             "peer_drops": dict(self.transport.dropped),
             "skipped_blocks": self.skipped_blocks,
+            "refetched_blocks": self.refetched_blocks,
             "snapshots_restored": self.snapshots_restored,
         }
 
@@ -282,7 +278,7 @@ class ConsensusDriver:
                     assert rd is not None
                     await self._handle_ready(rd)
         finally:
-            for t in (applier, self.preparing):
+            for t in (applier, self.preparing, *self.fetch_tasks):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(BaseException):
@@ -296,9 +292,12 @@ class ConsensusDriver:
         for sender, msgs in inbox:
             for m in msgs:
                 if isinstance(m, RAFT_TYPES):
-                    if isinstance(m, AppendEntries) and not self._entries_check_out(m):
-                        self.dropped_entries += 1
-                        continue
+                    if isinstance(m, AppendEntries):
+                        checked = self._entries_check_out(m, sender)
+                        if checked is None:
+                            self.dropped_entries += 1
+                            continue
+                        m = checked
                     self.raft.step(m)
                 elif isinstance(m, CommitVote):
                     self._on_vote(m)
@@ -317,40 +316,111 @@ class ConsensusDriver:
             except CempError:
                 continue
 
-    def _entries_check_out(self, m: AppendEntries) -> bool:
-        """A follower refuses (does not store or ack) a block whose proposer signature or chain is wrong."""
+    def _entries_check_out(self, m: AppendEntries, sender: str) -> AppendEntries | None:
+        """A follower refuses (does not store or ack) a block whose proposer signature, body or chain is wrong.
+
+        A block whose header and signature check out but whose txs do not hash to its tx root was damaged on the
+        way (the leader's memory or disk): the follower fetches that block by its hash from the peers' block
+        stores and, once it has a good copy, takes the entry with the good copy the next time the leader sends it
+        (the leader resends what is not acknowledged). It never acknowledges a damaged copy.
+        """
         blocks = []
-        for e in m.entries:
+        entries = list(m.entries)
+        repaired = False
+        for i, e in enumerate(entries):
             if e.kind != EntryKind.NORMAL:
                 continue
             try:
                 b = codec.decode(Block, e.data)
             except CempError:
-                return False
+                log.warning(
+                    "%s: entry %d from %s does not decode; not acknowledged", self.node_id, e.index, sender
+                )
+                return None
             info = self.ledger.nodes.get(b.header.proposer)
             if info is None or b.header.chain_id != self.ledger.genesis.chain_id:
-                return False
+                return None
             if b.header.term != int(e.term) or not verify(
                 info.pubkey, DOMAIN_BLOCK, codec.encode(b.header), b.signature
             ):
-                return False
+                return None
+            if merkle.root(b.txs) != b.header.tx_root:
+                h = header_hash(b.header)
+                good = self.repaired.get(h)
+                if good is None:
+                    self._want_block(h, int(b.header.height), sender)
+                    return None
+                b = codec.decode(Block, good)
+                entries[i] = replace(e, data=good)
+                repaired = True
+                log.info(
+                    "%s: entry %d: took block %d fetched from a peer", self.node_id, e.index, b.header.height
+                )
             blocks.append(b)
         # Parent hashes: blocks in one message must chain, and the first must extend our applied head when it
         # is the next height (a parent still unapplied in our log is checked on apply instead).
         led = self.ledger
         for prev, b in itertools.pairwise(blocks):
             if b.header.height != prev.header.height + 1 or b.header.prev_hash != header_hash(prev.header):
-                return False
+                return None
         if (
             blocks
             and blocks[0].header.height == led.height + 1
             and blocks[0].header.prev_hash != led.last_hash
         ):
-            return False
+            return None
         for b in blocks:
             if b.txs and b.header.height > self.ledger.height:
                 self.verifier.submit(self._preverify, b)
-        return True
+        return replace(m, entries=tuple(entries)) if repaired else m
+
+    def _want_block(self, block_hash: Hash32, height: int, sender: str) -> None:
+        """Start fetching a block whose replicated copy was damaged (once per block at a time)."""
+        if block_hash in self.fetching or self._http is None:
+            return
+        log.warning(
+            "%s: block %d from %s does not match its tx root (damaged copy); fetching it from the peers",
+            self.node_id,
+            height,
+            sender,
+        )
+        self.fetching.add(block_hash)
+        task = asyncio.create_task(self._fetch_block(block_hash, sender), name=f"refetch-{height}")
+        self.fetch_tasks.add(task)
+        task.add_done_callback(self.fetch_tasks.discard)
+
+    async def _fetch_block(self, block_hash: Hash32, sender: str) -> None:
+        """Ask each peer's block store for ``block_hash`` (the sender of the damaged copy last) until one serves
+        a copy whose txs hash to its signed header's tx root. Bounded: a few rounds, then the leader's next
+        resend starts over."""
+        assert self._http is not None
+        peers = sorted((p for p in self.api_addresses if p != self.node_id), key=lambda p: p == sender)
+        try:
+            for attempt in range(20):
+                for peer in peers:
+                    url = f"http://{self.api_addresses[peer]}/v1/blocks/{block_hash.hex()}"
+                    try:
+                        async with self._http.get(url, params={"format": "msgpack"}) as r:
+                            if r.status != 200 or not 0 < (r.content_length or 0) <= MAX_PEER_BODY:
+                                continue
+                            raw = await r.read()
+                        b = codec.decode(Block, raw)
+                    except (aiohttp.ClientError, TimeoutError, CempError) as err:
+                        log.info("%s: refetch from %s failed: %s", self.node_id, peer, err)
+                        continue
+                    if header_hash(b.header) != block_hash or merkle.root(b.txs) != b.header.tx_root:
+                        continue
+                    if len(self.repaired) >= 16:
+                        self.repaired.pop(next(iter(self.repaired)))
+                    self.repaired[block_hash] = raw
+                    self.refetched_blocks += 1
+                    log.info(
+                        "%s: fetched a good copy of block %d from %s", self.node_id, b.header.height, peer
+                    )
+                    return
+                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))  # the peers may not have applied it yet
+        finally:
+            self.fetching.discard(block_hash)
 
     def _on_forwarded(self, sender: str, m: ForwardTxs) -> None:
         now = self.wall_ms()

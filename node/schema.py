@@ -44,6 +44,40 @@ META_STATE_BASE = b"Mstate-base"
 """Height of the state snapshot this node was installed from (absent on a node that replayed from genesis)."""
 
 
+META_WATERMARK = b"Mwatermark"
+"""Present once this store has a high-water-mark file beside it (``node.watermark``): the file going missing
+is then damage, not an old data directory."""
+
+KNOWN_META = {META_HEIGHT, META_STATE_ACC, META_GENESIS, META_LAST_HASH, META_STATE_BASE, META_WATERMARK}
+"""Fixed meta keys; ``Mcert`` + height and ``Mraft-applied`` are the others (``describe_key``)."""
+
+
+def describe_key(key: bytes) -> str:
+    """A person's name for a storage key, for error messages ("block 7", "raft log entry 12", ...)."""
+    if not key:
+        return "the start of the key space"
+    p = key[:1]
+    if p == BLOCK and len(key) == 9:
+        return f"block {block_height_of(key)}"
+    if p == b"Q" and len(key) == 9:
+        return f"the tx results of block {block_height_of(key)}"
+    if p == BLOCK_HASH:
+        return f"the block-hash index entry {key[1:].hex()[:16]}"
+    if key.startswith(b"Mcert") and len(key) == 13:
+        return f"the commit certificate of block {int.from_bytes(key[5:], 'big')}"
+    if key.startswith(b"Re") and len(key) == 10:
+        return f"raft log entry {int.from_bytes(key[2:], 'big')}"
+    if key.startswith(b"Rhs"):
+        return "the raft hard state"
+    if key.startswith(b"Rsnap"):
+        return "the raft snapshot record"
+    if p == META:
+        return f"meta record {key[1:].decode(errors='replace')!r}"
+    if is_state_key(key):
+        return f"state key {key[:24]!r}"
+    return f"key {key[:24]!r}"
+
+
 def block(height: int) -> bytes:
     return BLOCK + _u64(height)
 

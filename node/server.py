@@ -27,6 +27,7 @@ from node.config import NodeConfig
 from node.crypto import KeyPair, read_key_file
 from node.driver import ConsensusDriver
 from node.genesis import read_genesis
+from node.integrity import check_head, check_raft_log
 from node.mempool import Mempool
 from node.producer import BlockProducer
 from node.statesync import StateSyncServer
@@ -34,6 +35,7 @@ from node.store import LevelDBStore, Store
 from node.transport import MAX_PEER_BODY
 from node.txkinds import KindRegistry
 from node.types import Block, Genesis
+from node.watermark import Watermark, path_beside
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ class Node:
         *,
         kinds: KindRegistry,
         routes: Sequence[RouteProvider] = (),
+        watermark: Watermark | None = None,
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -78,7 +81,10 @@ class Node:
         self.store = store
         self.node_id = node_id
         self.routes = tuple(routes)
-        self.ledger = Ledger(store, genesis, kinds)
+        self.ledger = Ledger(store, genesis, kinds, watermark)
+        # Before anything is served or replicated: the head, and the Raft log against the blocks it carries.
+        check_head(self.ledger)
+        check_raft_log(store, self.ledger, self.ledger.mark)
         self.mempool = Mempool(self.ledger, mempool_max)
         self.metrics = Metrics()
         self.metrics.height.set(self.ledger.height)
@@ -161,13 +167,16 @@ class Node:
     def close(self) -> None:
         self.statesync.close()
         self.store.close()
+        if self.ledger.watermark is not None:
+            self.ledger.watermark.close()
 
 
 def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvider] = ()) -> Node:
     genesis = read_genesis(cfg.genesis)
     passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
     key = read_key_file(cfg.key_file, passphrase)
-    store = LevelDBStore(cfg.data_dir / "ledger")
+    path = cfg.data_dir / "ledger"
+    store = LevelDBStore(path)
     try:
         return Node(
             genesis,
@@ -180,6 +189,7 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
             cfg.raft_catchup,
             kinds=kinds,
             routes=routes,
+            watermark=Watermark(path_beside(path)),
         )
     except Exception:
         store.close()

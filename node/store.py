@@ -1,7 +1,13 @@
 """Key-value storage behind one small interface, with a LevelDB implementation and an in-memory twin.
 
-Invariant: ``write`` applies all its puts and deletes atomically (one LevelDB write batch); with
-``sync=True`` it returns only after the batch is on disk.
+Invariants:
+- ``write`` applies all its puts and deletes atomically (one LevelDB write batch); with ``sync=True`` it returns
+  only after the batch is on disk;
+- LevelDB is opened with ``paranoid_checks`` (a damaged write-ahead log, MANIFEST or missing table file fails the
+  open instead of being skipped) and every read checks the CRC of each table block it touches
+  (``verify_checksums``); a bloom filter (10 bits per key) lets a lookup of an absent key skip table blocks;
+- every LevelDB failure surfaces as one ``StorageError`` naming the database, what was being read and LevelDB's
+  own words (which name the damaged file), never as a raw ``plyvel`` exception.
 """
 
 from __future__ import annotations
@@ -12,6 +18,34 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import plyvel
+
+BLOOM_BITS_PER_KEY = 10
+
+
+class StorageError(Exception):
+    """The store cannot be read or written as it is: a damaged or missing file, or data that fails its checks.
+
+    ``str()`` is one line for a person: which database, what was being read, and what is wrong.
+    """
+
+    def __init__(self, path: Path | str, what: str, detail: str) -> None:
+        self.path = str(path)
+        self.what = what
+        self.detail = detail
+        super().__init__(f"storage corrupted: {what} in {self.path}: {detail}")
+
+
+def _describe(key: bytes) -> str:
+    from node.schema import describe_key
+
+    return describe_key(key)
+
+
+def _plyvel_detail(e: Exception) -> str:
+    """LevelDB's own words (plyvel passes them as bytes), on one line."""
+    arg = e.args[0] if e.args else b""
+    msg = arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+    return (msg or type(e).__name__).replace("\n", " ")
 
 
 class Store(Protocol):
@@ -55,18 +89,33 @@ def _bounded(it: Any, limit: int | None) -> Iterator[tuple[bytes, bytes]]:
         it.close()
 
 
+def _checked(it: Iterator[tuple[bytes, bytes]], path: Path, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    try:
+        yield from it
+    except plyvel.Error as e:
+        raise StorageError(path, f"reading {_describe(start)} onwards", _plyvel_detail(e)) from None
+
+
 class _LevelSnapshot:
-    def __init__(self, db: plyvel.DB) -> None:
-        self.snap = db.snapshot()
+    def __init__(self, db: plyvel.DB, path: Path) -> None:
+        self.path = path
+        try:
+            self.snap = db.snapshot()
+        except plyvel.Error as e:
+            raise StorageError(path, "taking a snapshot", _plyvel_detail(e)) from None
 
     def get(self, key: bytes) -> bytes | None:
-        v: bytes | None = self.snap.get(key)
+        try:
+            v: bytes | None = self.snap.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise StorageError(self.path, f"reading {_describe(key)}", _plyvel_detail(e)) from None
         return v
 
     def iterate(
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        return _bounded(self.snap.iterator(start=start, stop=stop, reverse=reverse), limit)
+        it = self.snap.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True)
+        return _checked(_bounded(it, limit), self.path, start)
 
     def release(self) -> None:
         self.snap.close()
@@ -85,36 +134,58 @@ def prefix_stop(prefix: bytes) -> bytes:
 
 class LevelDBStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
-        path.mkdir(parents=True, exist_ok=True) if create else None
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not (path / "CURRENT").exists():
+            raise StorageError(
+                path, "opening the database", "no CURRENT file: not a LevelDB database (or it was deleted)"
+            )
         self.path = path
-        self.db = plyvel.DB(
-            str(path),
-            create_if_missing=create,
-            compression="snappy",
-            write_buffer_size=16 << 20,
-            block_size=16 << 10,
-            lru_cache_size=32 << 20,
-        )
+        try:
+            self.db = plyvel.DB(
+                str(path),
+                create_if_missing=create,
+                paranoid_checks=True,
+                compression="snappy",
+                write_buffer_size=16 << 20,
+                block_size=16 << 10,
+                lru_cache_size=32 << 20,
+                bloom_filter_bits=BLOOM_BITS_PER_KEY,
+            )
+        except plyvel.Error as e:
+            raise StorageError(path, "opening the database", _plyvel_detail(e)) from None
 
     def get(self, key: bytes) -> bytes | None:
-        v: bytes | None = self.db.get(key)
+        try:
+            v: bytes | None = self.db.get(key, verify_checksums=True)
+        except plyvel.Error as e:
+            raise StorageError(self.path, f"reading {_describe(key)}", _plyvel_detail(e)) from None
         return v
 
     def iterate(
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
-        return _bounded(self.db.iterator(start=start, stop=stop, reverse=reverse), limit)
+        it = self.db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True)
+        return _checked(_bounded(it, limit), self.path, start)
+
+    def scan_all(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value, each table block CRC-checked and not cached (``cemp verify`` reads it all)."""
+        it = self.db.iterator(verify_checksums=True, fill_cache=False)
+        return _checked(_bounded(it, None), self.path, b"")
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
-        with self.db.write_batch(sync=sync) as wb:
-            for k, v in changes.items():
-                if v is None:
-                    wb.delete(k)
-                else:
-                    wb.put(k, v)
+        try:
+            with self.db.write_batch(sync=sync) as wb:
+                for k, v in changes.items():
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+        except plyvel.Error as e:
+            raise StorageError(self.path, "writing a batch", _plyvel_detail(e)) from None
 
     def snapshot(self) -> ReadSnapshot:
-        return _LevelSnapshot(self.db)
+        return _LevelSnapshot(self.db, self.path)
 
     def close(self) -> None:
         if not self.db.closed:
@@ -151,6 +222,10 @@ class MemoryStore:
         if limit is not None:
             ks = ks[:limit]
         for k in ks:
+            yield k, self.data[k]
+
+    def scan_all(self) -> Iterator[tuple[bytes, bytes]]:
+        for k in list(self.keys):
             yield k, self.data[k]
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:

@@ -22,10 +22,16 @@ from node import codec, merkle, schema
 from node.chain import Certificate, ChainError, Ledger, signing_bytes_of_raw
 from node.crypto import sha256, verify
 from node.errors import CempError
+from node.genesis import GenesisError, read_genesis
+from node.integrity import check_raft_log
+from node.raftstore import RAFT_APPLIED
 from node.statehash import StateHash
-from node.store import LevelDBStore, MemoryStore, Store, prefix_stop
+from node.store import LevelDBStore, MemoryStore, StorageError, Store, prefix_stop
 from node.txkinds import KindRegistry
-from node.types import DOMAIN_BLOCK, DOMAIN_TX, Block, Genesis, Tx
+from node.types import DOMAIN_BLOCK, DOMAIN_TX, DOMAIN_VOTE, Block, Genesis, Tx
+from node.watermark import Mark, Watermark, WatermarkError, check_store, path_beside
+
+CERT_PREFIX = b"Mcert"
 
 
 @dataclass
@@ -35,6 +41,9 @@ class VerifyReport:
     blocks: int = 0
     txs: int = 0
     state_keys: int = 0
+    raft_entries: int = 0
+    head_hash: str = ""
+    app_hash: str = ""
     seconds: float = 0.0
     problem: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -64,23 +73,157 @@ def _state_items(store: Store) -> Iterator[tuple[bytes, bytes]]:
 
 
 def verify_store(
-    store: Store, kinds: KindRegistry, *, progress: bool = False, workers: int | None = None
+    store: Store,
+    kinds: KindRegistry,
+    *,
+    progress: bool = False,
+    workers: int | None = None,
+    watermark: Path | None = None,
+    genesis_file: Path | None = None,
 ) -> VerifyReport:
-    """Replay ``store``'s chain with ``kinds`` (the registry the node ran with: ``cemp.wiring.kinds()``)."""
+    """Check everything ``store`` holds, replaying its chain with ``kinds`` (the registry the node ran with:
+    ``cemp.wiring.kinds()``); never raises: every failure becomes ``problem`` on the report.
+
+    ``watermark`` is the node's high-water-mark file (``node.watermark``), ``genesis_file`` the genesis the node
+    is configured with; each is checked when given.
+    """
     t0 = time.perf_counter()
+    rep = VerifyReport(True, 0)
+    try:
+        _verify(store, kinds, rep, progress, workers, watermark, genesis_file)
+    except (ChainError, StorageError) as e:
+        rep.ok = False
+        rep.problem = str(e)
+    except Exception as e:  # a person gets one line, never a traceback; tests treat this prefix as a bug
+        rep.ok = False
+        rep.problem = f"{INTERNAL}: {type(e).__name__}: {e}"
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+INTERNAL = "internal error while verifying"
+
+
+def _verify(
+    store: Store,
+    kinds: KindRegistry,
+    rep: VerifyReport,
+    progress: bool,
+    workers: int | None,
+    watermark: Path | None,
+    genesis_file: Path | None,
+) -> None:
     raw_g = store.get(schema.META_GENESIS)
     raw_h = store.get(schema.META_HEIGHT)
     if raw_g is None or raw_h is None:
-        return VerifyReport(False, 0, problem="no genesis or height record: not a CEMP data directory")
+        raise ChainError("no genesis or height record: not a CEMP data directory (or its records were lost)")
     try:
         genesis = codec.decode(Genesis, raw_g)
     except CempError as e:
-        return VerifyReport(False, 0, problem=f"stored genesis is damaged: {e.message}")
+        raise ChainError(f"stored genesis is damaged: {e.message}") from None
+    if genesis_file is not None:
+        try:
+            configured = read_genesis(genesis_file)
+        except (GenesisError, CempError) as e:
+            raise ChainError(f"the genesis file {genesis_file} is damaged: {e}") from None
+        if codec.encode(configured) != raw_g:
+            raise ChainError(f"the genesis file {genesis_file} is not the genesis this store was made for")
+    if len(raw_h) != 8:
+        raise ChainError("the height record is damaged")
     height = int.from_bytes(raw_h, "big")
+    rep.height = height
+    mark = _check_watermark(store, watermark, height) if watermark is not None else None
     base_raw = store.get(schema.META_STATE_BASE)
     if base_raw is not None:
-        return verify_from_state_base(store, genesis, kinds, int.from_bytes(base_raw, "big"), height, t0)
-    rep = VerifyReport(True, height)
+        led = verify_from_state_base(store, genesis, kinds, int.from_bytes(base_raw, "big"), height, rep)
+    else:
+        led = _replay(store, genesis, kinds, height, rep, progress, workers)
+    rep.head_hash, rep.app_hash = led.last_hash.hex(), led.app_hash.hex()
+    _check_raft(store, led, rep, mark)
+    _scan(store, height, rep)
+
+
+def _check_watermark(store: Store, path: Path, height: int) -> Mark | None:
+    try:
+        mark = Watermark(path).read()
+    except WatermarkError as e:
+        raise ChainError(str(e)) from None
+    if mark is None:
+        if store.get(schema.META_WATERMARK) is not None:
+            raise ChainError(
+                f"the high-water mark file {path} is missing, though this store had one: it cannot be shown that "
+                "the chain was not rolled back"
+            )
+        return None
+    raw = store.get(schema.block_by_hash(mark.block_hash))
+    problem = check_store(mark, height, None, None if raw is None else int.from_bytes(raw, "big"))
+    if problem is not None:
+        raise ChainError(problem)
+    return mark
+
+
+def _check_raft(store: Store, led: Ledger, rep: VerifyReport, mark: Mark | None) -> None:
+    entries, off_chain = check_raft_log(store, led, mark)
+    rep.raft_entries = entries
+    if off_chain:
+        rep.warnings.append(
+            f"{off_chain} raft log entries carry signed blocks the chain did not take (stale or not yet applied)"
+        )
+
+
+def check_certificate(led: Ledger, store: Store, height: int, block_hash: bytes) -> None:
+    """The commit certificate held locally for block ``height`` (if any) decodes and its votes verify."""
+    raw = store.get(schema.commit_cert(height))
+    if raw is None:
+        return
+    what = f"the commit certificate of block {height}"
+    try:
+        sigs = codec.decode(Certificate, raw).sigs
+    except CempError as e:
+        raise ChainError(f"{what} does not decode: {e.message}") from None
+    for sig in sigs:
+        info = led.nodes.get(sig.node_id)
+        if info is None or not verify(info.pubkey, DOMAIN_VOTE, block_hash, sig.signature):
+            raise ChainError(f"{what}: the vote of {sig.node_id!r} does not verify")
+
+
+_KNOWN_NAMESPACES = {ord(c) for c in "MBHQR"} | set(schema.STATE_PREFIXES)
+
+
+def _scan(store: Store, height: int, rep: VerifyReport) -> None:
+    """Read every key once more with checksums on (every table block LevelDB holds, including ones no check
+    above needed), and account for every key outside the state: hash index, results, meta."""
+    scan = getattr(store, "scan_all", None)
+    if scan is None:
+        return
+    blocks_indexed = 0
+    for k, _v in scan():
+        p = k[0] if k else -1
+        if p not in _KNOWN_NAMESPACES:
+            raise ChainError(f"the store holds a key outside every namespace the node writes: {k[:24]!r}")
+        if p == ord("H"):
+            # Each block's own entry was checked above; with the count equal there is no other.
+            blocks_indexed += 1
+        elif p in (ord("B"), ord("Q")) and (len(k) != 9 or schema.block_height_of(k) > height):
+            rep.warnings.append(f"{schema.describe_key(k)} is above the recorded height {height} (ignored)")
+        elif k.startswith(CERT_PREFIX):
+            if len(k) != len(CERT_PREFIX) + 8 or int.from_bytes(k[len(CERT_PREFIX) :], "big") > height:
+                raise ChainError(f"{schema.describe_key(k)} is for a block this store does not hold")
+        elif p == ord("M") and k not in schema.KNOWN_META and k != RAFT_APPLIED:
+            raise ChainError(f"the store holds an unknown meta record {k[:24]!r}")
+    if blocks_indexed != rep.blocks:
+        raise ChainError(f"the block-hash index holds {blocks_indexed} entries for {rep.blocks} blocks")
+
+
+def _replay(
+    store: Store,
+    genesis: Genesis,
+    kinds: KindRegistry,
+    height: int,
+    rep: VerifyReport,
+    progress: bool,
+    workers: int | None,
+) -> Ledger:
     replay = Ledger(MemoryStore(), genesis, kinds)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     pool = ProcessPoolExecutor(workers) if workers > 1 and height > 0 else None
@@ -128,6 +271,7 @@ def verify_store(
                 raise ChainError(f"block {h}: stored tx results differ from the replayed ones")
             if store.get(schema.block_by_hash(replay.last_hash)) != h.to_bytes(8, "big"):
                 raise ChainError(f"block {h}: the hash index does not point at it")
+            check_certificate(replay, store, h, replay.last_hash)
             rep.blocks += 1
             rep.txs += len(block.txs)
             bar.update(1)
@@ -160,28 +304,42 @@ def verify_store(
             raise ChainError("stored state accumulator differs from the replayed one")
         if height and store.get(schema.META_LAST_HASH) != replay.last_hash:
             raise ChainError("stored head hash differs from the replayed chain")
-        if store.get(schema.block(height + 1)) is not None:
-            rep.warnings.append(f"a block above the recorded height {height} is stored (ignored)")
-    except ChainError as e:
-        rep.ok = False
-        rep.problem = str(e)
+        if height and cert_raw is None and len(replay.active) > 1:
+            rep.warnings.append(
+                f"no commit certificate is stored for the head block {height} (it is written without a sync "
+                "and collected again from the peers after a restart)"
+            )
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    rep.seconds = time.perf_counter() - t0
-    return rep
+    return replay
 
 
 def verify_data_dir(
-    data_dir: Path, kinds: KindRegistry, *, progress: bool = False, workers: int | None = None
+    data_dir: Path,
+    kinds: KindRegistry,
+    *,
+    progress: bool = False,
+    workers: int | None = None,
+    genesis_file: Path | None = None,
 ) -> VerifyReport:
     path = data_dir / "ledger" if (data_dir / "ledger").is_dir() else data_dir
     if not (path / "CURRENT").exists():
-        return VerifyReport(False, 0, problem=f"{data_dir} holds no LevelDB ledger")
-    store = LevelDBStore(path, create=False)
+        return VerifyReport(False, 0, problem=f"{data_dir} holds no LevelDB ledger (no {path / 'CURRENT'})")
     try:
-        return verify_store(store, kinds, progress=progress, workers=workers)
+        store = LevelDBStore(path, create=False)
+    except StorageError as e:
+        return VerifyReport(False, 0, problem=str(e))
+    try:
+        return verify_store(
+            store,
+            kinds,
+            progress=progress,
+            workers=workers,
+            watermark=path_beside(path),
+            genesis_file=genesis_file,
+        )
     finally:
         store.close()
 
@@ -195,14 +353,13 @@ def state_digest(store: Store) -> StateHash:
 
 
 def verify_from_state_base(
-    store: Store, genesis: Genesis, kinds: KindRegistry, base: int, height: int, t0: float
-) -> VerifyReport:
+    store: Store, genesis: Genesis, kinds: KindRegistry, base: int, height: int, rep: VerifyReport
+) -> Ledger:
     """A node installed from a state snapshot holds no blocks below ``base``, so there is nothing to replay.
 
     Checked instead: the base block's certificate; every later block's parent hash, proposer signature, tx root
     and commit votes; and that the stored state hashes to the head's certified app hash.
     """
-    rep = VerifyReport(True, height)
     rep.warnings.append(
         f"this node was installed from a state snapshot at height {base}: blocks below it are not here, and state "
         "is checked against the certified app hash instead of a replay (verify a full node to replay from genesis)"
@@ -237,14 +394,15 @@ def verify_from_state_base(
         led.check_commit(
             sha256(codec.encode(blocks[0].header)), codec.decode(Certificate, cert_raw).sigs, "base"
         )
+        for b in blocks:
+            led.results(b.header.height, b.header)
+            check_certificate(led, store, b.header.height, sha256(codec.encode(b.header)))
         acc = state_digest(store)
         if acc.to_bytes() != store.get(schema.META_STATE_ACC):
             raise ChainError("stored state does not match the stored state accumulator")
         if acc.digest() != blocks[-1].header.app_hash:
             raise ChainError("stored state does not hash to the head block's certified app hash")
         rep.blocks = len(blocks)
-    except (ChainError, CempError) as e:
-        rep.ok = False
-        rep.problem = str(e)
-    rep.seconds = time.perf_counter() - t0
-    return rep
+    except CempError as e:
+        raise ChainError(str(e)) from None
+    return led
