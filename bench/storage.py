@@ -88,16 +88,20 @@ def main() -> None:
             tag = "bloom" if bloom else "nobloom"
             for _ in range(2):  # warm the OS page cache, keep the second measure
                 for vc in (False, True):
-                    r = rate(len(present), lambda vc=vc: [db.get(k, verify_checksums=vc) for k in present])
+                    r = rate(
+                        len(present), lambda vc=vc, db=db: [db.get(k, verify_checksums=vc) for k in present]
+                    )
                     out[f"get_present_{'checksums' if vc else 'nochecks'}_{tag}_per_s"] = r
-                r = rate(len(absent), lambda: [db.get(k, verify_checksums=True) for k in absent])
+                r = rate(len(absent), lambda db=db: [db.get(k, verify_checksums=True) for k in absent])
                 out[f"get_absent_{tag}_per_s"] = r
             if bloom:
                 for vc in (False, True):
                     total = 2 * n
                     out[f"scan_{'checksums' if vc else 'nochecks'}_keys_per_s"] = rate(
                         total,
-                        lambda vc=vc: sum(1 for _ in db.iterator(verify_checksums=vc, fill_cache=False)),
+                        lambda vc=vc, db=db: sum(
+                            1 for _ in db.iterator(verify_checksums=vc, fill_cache=False)
+                        ),
                     )
             db.close()
             if bloom:
@@ -106,7 +110,8 @@ def main() -> None:
                 for _ in range(2):
                     for vc in (False, True):
                         r = rate(
-                            len(present), lambda vc=vc: [db.get(k, verify_checksums=vc) for k in present]
+                            len(present),
+                            lambda vc=vc, db=db: [db.get(k, verify_checksums=vc) for k in present],
                         )
                         out[f"get_present_{'checksums' if vc else 'nochecks'}_cache32m_per_s"] = r
                 db.close()

@@ -120,6 +120,8 @@ class Ledger:
         """The high-water mark as read at open (None: no watermark, or it was just created)."""
         self._vouched: dict[bytes, None] = {}
         """Digests of (header hash, signature) whose proposer signature was checked on a read from disk."""
+        self._headers: dict[int, BlockHeader] = {}
+        """Headers of recently vouched blocks by height (``results`` checks against them without a re-read)."""
         self.genesis = genesis
         self.kinds = kinds
         """The tx kinds this chain executes (the composition root's registry; the same on every node)."""
@@ -519,6 +521,9 @@ class Ledger:
             if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
                 raise bad("its proposer signature does not verify")
             self._remember(digest)
+        if len(self._headers) >= 1024:
+            self._headers.pop(next(iter(self._headers)))
+        self._headers[height] = hd
         return b
 
     def _remember(self, digest: bytes) -> None:
@@ -574,6 +579,8 @@ class Ledger:
             raise StorageError(self.where, what, f"they do not decode ({e.message})") from None
         if header is None and height == self.height:
             header = self.head_header
+        if header is None:
+            header = self._headers.get(height)
         if header is None:
             b = self.block(height)
             header = b.header if b is not None else None
