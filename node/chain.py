@@ -521,15 +521,17 @@ class Ledger:
             if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
                 raise bad("its proposer signature does not verify")
             self._remember(digest)
-        if len(self._headers) >= 1024:
-            self._headers.pop(next(iter(self._headers)))
-        self._headers[height] = hd
+        with self._verified_lock:
+            if len(self._headers) >= 1024:
+                self._headers.pop(next(iter(self._headers)))
+            self._headers[height] = hd
         return b
 
     def _remember(self, digest: bytes) -> None:
-        if len(self._vouched) >= 4096:
-            self._vouched.pop(next(iter(self._vouched)))
-        self._vouched[digest] = None
+        with self._verified_lock:  # API handlers and worker threads read blocks at the same time
+            if len(self._vouched) >= 4096:
+                self._vouched.pop(next(iter(self._vouched)))
+            self._vouched[digest] = None
 
     def height_of_hash(self, block_hash: bytes) -> int | None:
         raw = self.store.get(schema.block_by_hash(block_hash))
