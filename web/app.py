@@ -335,13 +335,20 @@ class WebUI:
         start = int_param(request, "from", 0, 0, 1 << 31)
         assert start is not None
         if request.query.get("format") == "csv":
-            f = Fmt(pick_lang(request))
             rows = (
-                [r.index, r.hash, r.kind, r.sender, "ok" if r.ok else "invalid", r.reason, r.readings]
+                [
+                    r.index,
+                    r.hash,
+                    r.kind,
+                    r.sender,
+                    r.device,
+                    "ok" if r.ok else "invalid",
+                    r.reason,
+                    r.readings,
+                ]
                 for r in self.view.txs_of(b)
             )
-            header = ["index", "hash", "kind", "sender", "result", "reason", "readings"]
-            del f
+            header = ["index", "hash", "kind", "sender", "device", "result", "reason", "readings"]
             return await self.csv_response(request, f"block-{h}-txs.csv", header, rows)
         row = self.view.row(h, b)
         txs = self.view.txs_of(b, start, start + BLOCK_TXS_PAGE)
@@ -401,6 +408,7 @@ class WebUI:
                             f.iso(r.time_ms),
                             r.kind,
                             r.sender,
+                            r.device,
                             "ok" if r.ok else "invalid",
                             r.reason,
                             r.readings,
@@ -417,6 +425,7 @@ class WebUI:
                 "time",
                 "kind",
                 "sender",
+                "device",
                 "result",
                 "reason",
                 "readings",

@@ -59,21 +59,24 @@ class TxRow:
     ok: bool
     reason: str
     readings: int
+    device: str
+    """The signing device of a ``readings`` tx ("" for other kinds)."""
 
 
-def readings_in(tx: Tx) -> int:
-    """Number of readings in a ``readings`` tx, from the payload's array header alone (no full decode)."""
+def readings_in(tx: Tx) -> tuple[str, int]:
+    """Device and number of readings of a ``readings`` tx, from the payload's first fields (no full decode);
+    ("", 0) for other kinds."""
     if tx.kind != "readings":
-        return 0
+        return "", 0
     try:
         up = msgpack.Unpacker(raw=False)
         up.feed(tx.payload)
         if up.read_array_header() != 2:
-            return 0
-        up.skip()
-        return int(up.read_array_header())
+            return "", 0
+        device = up.unpack()
+        return (device if isinstance(device, str) else ""), int(up.read_array_header())
     except (ValueError, msgpack.UnpackException, msgpack.OutOfData):
-        return 0
+        return "", 0
 
 
 def readings_in_raw(raw: bytes) -> int:
@@ -198,9 +201,10 @@ class ChainView:
         res = results[i] if i < len(results) else None
         try:
             tx = codec.decode(Tx, raw)
-            kind, sender, n = str(tx.kind), tx.sender.hex(), readings_in(tx)
-        except Exception:
-            kind, sender, n = "?", "", 0
+            kind, sender = str(tx.kind), tx.sender.hex()
+            device, n = readings_in(tx)
+        except Exception:  # a tx the codec refuses sits in its block marked invalid
+            kind, sender, device, n = "?", "", "", 0
         return TxRow(
             tx_hash(raw),
             block.header.height,
@@ -211,6 +215,7 @@ class ChainView:
             res is not None and res.code == 0,
             "" if res is None else res.reason,
             n,
+            device,
         )
 
     def txs(self, before: tuple[int, int] | None, limit: int) -> tuple[list[TxRow], tuple[int, int] | None]:

@@ -118,6 +118,7 @@ TEXT: dict[str, tuple[str, str]] = {
     # tx
     "tx_title": ("Transaction", "交易"),
     "signer_key": ("Signer's public key", "签名者公钥"),
+    "signed_by": ("Signed by", "签名方"),
     "nonce": ("Nonce", "序号"),
     "position": ("Position", "位置"),
     "index_in_block": ("index", "序号"),

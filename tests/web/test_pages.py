@@ -193,6 +193,9 @@ async def test_csv_exports(web_node: WebFixture) -> None:
     r = await w.client.get("/txs", params={"format": "csv"})
     txs = list(csv.DictReader(io.StringIO((await r.read()).decode("utf-8-sig"))))
     assert {t["hash"] for t in txs} >= set(w.tx_hashes)
+    assert {t["device"] for t in txs if t["kind"] == "readings"} == {METER, SENSOR}
+    html = await get(w, "/txs", lang="en")
+    assert f'<a href="/device/{METER}">{METER}</a>' in html  # a readings tx names its signing device
 
 
 async def test_tx_list_pages_by_cursor_without_gaps_or_repeats(web_node: WebFixture) -> None:

@@ -134,6 +134,7 @@
   /* x-axis labels in the page's language and the site's time zone (uPlot's default is US-style). */
   function timeAxis(tz) {
     var hm = new Intl.DateTimeFormat(lang, { timeZone: tz, hour: "2-digit", minute: "2-digit", hour12: false });
+    var hms = new Intl.DateTimeFormat(lang, { timeZone: tz, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
     var md = new Intl.DateTimeFormat(lang, { timeZone: tz, month: "numeric", day: "numeric" });
     return {
       space: 64,
@@ -142,7 +143,8 @@
         return splits.map(function (ts) {
           var d = new Date(ts * 1000);
           if (span > 3 * 86400) return md.format(d);
-          return span > 86400 ? md.format(d) + " " + hm.format(d) : hm.format(d);
+          if (span > 86400) return md.format(d) + " " + hm.format(d);
+          return span < 600 ? hms.format(d) : hm.format(d);
         });
       }
     };
