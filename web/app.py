@@ -21,6 +21,7 @@ import io
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,7 @@ BLOCK_TXS_PAGE = 100
 TX_READINGS_SHOWN = 60
 CSV_MAX_ROWS = 1_000_000
 MAX_SSE = 64
+SERIES_CACHE = 256
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
 SSE_MAX_LIFE_S = 600.0
@@ -131,6 +133,7 @@ class WebUI:
         self.view = ChainView(node.ledger)
         self.consortium = ConsortiumStatus(node)
         self.sse_clients = 0
+        self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     def routes(self) -> list[web.RouteDef]:
         p = self.page
@@ -352,7 +355,8 @@ class WebUI:
             return await self.csv_response(request, f"block-{h}-txs.csv", header, rows)
         row = self.view.row(h, b)
         txs = self.view.txs_of(b, start, start + BLOCK_TXS_PAGE)
-        cert = self.ledger.cert(h)
+        nxt = self.view.block(h + 1)  # its header carries block h's certificate (cached decode)
+        cert = nxt.header.last_commit if nxt is not None else self.ledger.cert(h)
         members = {n.node_id: n for n in self.ledger.nodes.values()}
         signers = [
             {
@@ -543,6 +547,45 @@ class WebUI:
         rows, nxt = self.view.devices(after, 50, needle)
         return self.render(request, "devices.html", devices=rows, next_after=nxt, needle=needle)
 
+    # A device's readings change only when it commits new ones, and then its ``last_seq`` moves: results
+    # keyed by it are exact, and many viewers of a busy device share one computation per batch.
+    def _latest(self, dev: Any) -> list[series.Latest]:
+        key = ("latest", dev.devnum, dev.last_seq)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._remember(key, series.latest(self.store, dev))
+        return hit  # type: ignore[no-any-return]
+
+    def _series(
+        self, dev: Any, quantity: str, unit: str, frm: int, to: int, points: int = series.MAX_POINTS
+    ) -> dict[str, Any]:
+        key = ("series", dev.devnum, dev.last_seq, quantity, frm, to, points)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._remember(key, series.series(self.store, dev, quantity, unit, frm, to, points))
+        return hit  # type: ignore[no-any-return]
+
+    def _chart_json(self, dev: Any, chart: dict[str, Any]) -> str:
+        key = (
+            "json",
+            dev.devnum,
+            dev.last_seq,
+            chart["quantity"],
+            chart["from_ms"],
+            chart["to_ms"],
+            len(chart["t"]),
+        )
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._remember(key, json.dumps(chart, separators=(",", ":")))
+        return hit  # type: ignore[no-any-return]
+
+    def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
+        self._cache[key] = value
+        if len(self._cache) > SERIES_CACHE:
+            self._cache.popitem(last=False)
+        return value
+
     def _device_or_404(self, request: web.Request) -> Any:
         handle = request.match_info["handle"]
         if len(handle) > 255:
@@ -581,7 +624,7 @@ class WebUI:
     async def device(self, request: web.Request) -> web.StreamResponse:
         dev = self._device_or_404(request)
         f = Fmt(pick_lang(request))
-        latest = series.latest(self.store, dev)
+        latest = self._latest(dev)
         units_of = {x.quantity: x.unit for x in latest}
         frm, to, rng = self._range(request, f, dev)
         quantity = request.query.get("q", "")
@@ -597,7 +640,7 @@ class WebUI:
             return await self._readings_csv(
                 request, dev, f, frm, to, quantity if "q" in request.query else ""
             )
-        chart = series.series(self.store, dev, quantity, units_of[quantity], frm, to) if quantity else None
+        chart = self._series(dev, quantity, units_of[quantity], frm, to) if quantity else None
         handle_rec = _handle_summary(self.node, dev.handle)
         return self.render(
             request,
@@ -607,7 +650,7 @@ class WebUI:
             quantity=quantity,
             quantities=list(units_of),
             chart=chart,
-            chart_json=json.dumps(chart, separators=(",", ":")) if chart else "",
+            chart_json=self._chart_json(dev, chart) if chart else "",
             summary=series.summary(chart) if chart else None,
             frm=frm,
             to=to,
@@ -676,7 +719,7 @@ class WebUI:
         try:
             dev = self._device_or_404(request)
             f = Fmt(pick_lang(request))
-            latest = series.latest(self.store, dev)
+            latest = self._latest(dev)
             units_of = {x.quantity: x.unit for x in latest}
             quantity = request.query.get("q", "")
             if quantity not in units_of:
@@ -688,7 +731,7 @@ class WebUI:
             frm, to, _ = self._range(request, f, dev)
             pts = int_param(request, "points", series.MAX_POINTS, 10, 2000)
             assert pts is not None
-            body = series.series(self.store, dev, quantity, units_of[quantity], frm, to, pts)
+            body = self._series(dev, quantity, units_of[quantity], frm, to, pts)
             return web.json_response(body)
         except PageError as e:
             return web.json_response({"code": e.key, "message": e.detail or e.key}, status=e.status)

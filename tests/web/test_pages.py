@@ -171,6 +171,22 @@ async def test_device_page_chart_data_is_downsampled_and_in_display_units(web_no
     assert len(s["t"]) == 10 and s["resolution"] == "raw"
 
 
+async def test_chart_follows_new_readings(web_node: WebFixture) -> None:
+    """Chart data is reused between views only while the device has no new readings."""
+    w = web_node
+    params = {"q": "temp.supply", "from": str(T0), "to": str(T0 + 3_600_000)}
+    first = await (await w.client.get(f"/device/{SENSOR}/series.json", params=params)).json()
+    again = await (await w.client.get(f"/device/{SENSOR}/series.json", params=params)).json()
+    assert first == again and len(first["t"]) == 11
+    await submit(
+        w.client, w.sensor.batch(w.consortium.chain_id, [(T0 + 30 * 60_000, "temp.supply", 41_000, "mdegC")])
+    )
+    later = await (await w.client.get(f"/device/{SENSOR}/series.json", params=params)).json()
+    assert len(later["t"]) == 12 and later["mean"][-1] == 41.0
+    html = await get(w, f"/device/{SENSOR}", lang="en", **params)
+    assert "41.0&nbsp;°C" in html
+
+
 async def test_csv_exports(web_node: WebFixture) -> None:
     w = web_node
     for path in (
