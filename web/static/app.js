@@ -208,7 +208,7 @@
     }
     var holder = fig.querySelector(".plot-box");
     u = new uPlot({
-      width: width(fig), height: 300,
+      width: width(holder), height: 300,
       tzDate: tzDate(fig.dataset.tz),
       series: series,
       bands: s.counter ? [] : [{ series: [3, 2], fill: "#0b6e4f1a" }],
@@ -235,7 +235,7 @@
     }
     holder.addEventListener("dblclick", function () { u.setData(cols(initial)); showSpread(initial); delete fig.dataset.zoomed; });
     fig.dataset.rendered = "1";
-    window.addEventListener("resize", function () { u.setSize({ width: width(fig), height: 300 }); });
+    window.addEventListener("resize", function () { u.setSize({ width: width(holder), height: 300 }); });
   }
 
   function ready() {
