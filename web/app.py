@@ -291,7 +291,7 @@ class WebUI:
                 h = min(before - 1, self.ledger.height)
                 n = 0
                 while h >= 1 and n < limit_csv:
-                    r = self.view.row(h)
+                    r = self.view.header_row(h)
                     if r is not None:
                         yield [
                             r.height,
@@ -301,8 +301,6 @@ class WebUI:
                             r.proposer,
                             r.term,
                             r.txs,
-                            r.invalid,
-                            r.readings,
                         ]
                     h -= 1
                     n += 1
@@ -315,11 +313,9 @@ class WebUI:
                 "proposer",
                 "term",
                 "txs",
-                "invalid_txs",
-                "readings",
             ]
             return await self.csv_response(request, "blocks.csv", header, csv_rows())
-        rows = self.view.blocks(before, limit)
+        rows = self.view.blocks(before, limit, full=False)
         older = rows[-1].height if rows and rows[-1].height > 1 else None
         newer = before + limit if before <= self.ledger.height else None
         if newer is not None and newer > self.ledger.height:
@@ -859,7 +855,7 @@ class WebUI:
                         r = self.view.row(h)
                         if r is None:
                             continue
-                        html = row_tpl.render(**c, r=r).replace("\n", "")
+                        html = row_tpl.render(**c, r=r, live=True).replace("\n", "")
                         data = json.dumps({"height": h, "txs": r.txs, "html": html}, ensure_ascii=False)
                         await resp.write(f"id: {h}\nevent: block\ndata: {data}\n\n".encode())
                     seen = top

@@ -21,10 +21,12 @@ import msgpack
 
 from node import codec, schema
 from node.chain import Ledger, header_hash
+from node.crypto import verify
 from node.devices import load_device
+from node.errors import CempError
 from node.state import StateView
 from node.store import prefix_stop
-from node.types import Block, DeviceRecord, Tx, TxResult
+from node.types import DOMAIN_BLOCK, Block, BlockHeader, DeviceRecord, Tx, TxResult
 
 MAX_EMPTY_BLOCKS = 2000
 """Blocks a tx-list page may walk past without finding a tx before it stops and offers "older"."""
@@ -44,8 +46,9 @@ class BlockRow:
     proposer: str
     term: int
     txs: int
-    readings: int
-    invalid: int
+    readings: int | None
+    """None in a header-only row (``ChainView.header_row``)."""
+    invalid: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,16 +169,52 @@ class ChainView:
             self._rows.popitem(last=False)
         return row
 
-    def blocks(self, before: int, limit: int) -> list[BlockRow]:
-        """Up to ``limit`` blocks below height ``before``, newest first."""
+    def blocks(self, before: int, limit: int, full: bool = True) -> list[BlockRow]:
+        """Up to ``limit`` blocks below height ``before``, newest first. ``full=False`` reads headers only
+        (``header_row``): a list page deep in a chain of big blocks then costs a few ms, not a decode and a
+        Merkle check of every tx of 25 blocks."""
         out: list[BlockRow] = []
         h = min(before - 1, self.ledger.height)
         while h >= 1 and len(out) < limit:
-            r = self.row(h)
+            r = self.row(h) if full or h in self._rows else self.header_row(h)
             if r is not None:
                 out.append(r)
             h -= 1
         return out
+
+    def header_row(self, height: int) -> BlockRow | None:
+        """A block's list row from its header and tx count alone (readings and invalid counts unknown).
+
+        The header is checked as ``Ledger.vouch`` checks it, minus the txs: its hash must be the one the hash
+        index records for this height and its proposer's signature must verify. Anything else falls back to
+        the full, checked read, which names the damage."""
+        raw = self.ledger.store.get(schema.block(height))
+        if raw is None:
+            return None
+        try:
+            up = msgpack.Unpacker(raw=False)
+            up.feed(raw)
+            if up.read_array_header() != 3:
+                raise ValueError("not a block")
+            start = up.tell()
+            up.skip()
+            header_raw = raw[start : up.tell()]
+            signature = up.unpack()
+            ntx = int(up.read_array_header())
+            hd = codec.decode(BlockHeader, header_raw)
+            h = header_hash(hd)
+            info = self.ledger.nodes.get(hd.proposer)
+            if (
+                hd.height != height
+                or self.ledger.store.get(schema.block_by_hash(h)) != height.to_bytes(8, "big")
+                or info is None
+                or not isinstance(signature, bytes)
+                or not verify(info.pubkey, DOMAIN_BLOCK, header_raw, signature)
+            ):
+                raise ValueError("header check failed")
+        except (ValueError, CempError, msgpack.UnpackException, msgpack.OutOfData):
+            return self.row(height)  # the checked read raises StorageError with the details
+        return BlockRow(height, h.hex(), hd.time_ms, hd.proposer, hd.term, ntx, None, None)
 
     def resolve_block(self, ref: str) -> int | None:
         """Height of a block named by its height or its hash (hex), or None."""

@@ -237,6 +237,25 @@ async def test_block_list_pages_by_height(web_node: WebFixture) -> None:
     assert 'href="/blocks?before=3"' in html
 
 
+async def test_header_only_rows_match_full_rows(web_node: WebFixture) -> None:
+    from web.chainview import ChainView
+
+    led = web_node.node.ledger
+    view = ChainView(led)
+    for h in range(1, led.height + 1):
+        full, head = view.row(h), ChainView(led).header_row(h)
+        assert full is not None and head is not None
+        assert (head.height, head.hash, head.time_ms, head.proposer, head.term, head.txs) == (
+            full.height,
+            full.hash,
+            full.time_ms,
+            full.proposer,
+            full.term,
+            full.txs,
+        )
+        assert head.readings is None and head.invalid is None
+
+
 async def test_search_box(web_node: WebFixture) -> None:
     w = web_node
     c = w.client
