@@ -83,6 +83,8 @@ BIT_NAMES = {
     LIST_HANDLES: "list handles",
 }
 MAX_GROUP_DEPTH = 5
+MAX_GROUP_VISITS = 2048
+"""Handle/value visits one rights check may spend on groups (``GroupBudget``); part of the consensus rules."""
 NA = "0.NA"
 SESSION_NONCE_LEN = 8 + 16 + 16
 """A node's challenge: expiry ms (8, big-endian) || SHA-256(node public key)[:16] || 16 random bytes."""
@@ -203,27 +205,85 @@ def _matches(ref: ValueRef, identity: ValueRef) -> bool:
     return norm(ref.handle) == norm(identity.handle) and ref.index in (0, identity.index)
 
 
-def is_member(view: StateView, identity: ValueRef, ref: ValueRef, depth: int = 0) -> bool:
-    """Whether ``identity`` is ``ref`` itself, or a member of the HS_VLIST group that ``ref`` points to."""
-    if _matches(ref, identity):
-        return True
-    if depth >= MAX_GROUP_DEPTH or ref.index == 0:
-        return False
-    sv = value_at(load_record(view, ref.handle), ref.index)
-    if sv is None or sv.value.type != HS_VLIST:
-        return False
-    return any(is_member(view, identity, m, depth + 1) for m in decode_vlist(bytes(sv.value.data)).members)
+class GroupBudget:
+    """A fixed count of handle and value visits that one rights check may spend on HS_VLIST groups.
+
+    Loading a record costs one visit plus one per value it holds; looking at a group member costs one. The
+    count depends only on state and on the order the records list their values, so every node runs out at the
+    same visit of the same check and refuses the tx with the same code and reason. Records loaded once are kept
+    for the rest of the check, so a group referenced many times is read once.
+    """
+
+    __slots__ = ("left", "records", "view")
+
+    def __init__(self, view: StateView, visits: int = MAX_GROUP_VISITS) -> None:
+        self.view = view
+        self.left = visits
+        self.records: dict[str, HandleRecord | None] = {}
+
+    def spend(self, n: int, where: ValueRef) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise HandleError(
+                RC_INSUFFICIENT_PERMISSIONS,
+                f"checking HS_VLIST group membership through {where.index}:{where.handle} needs more than "
+                f"{MAX_GROUP_VISITS} handle/value visits (the limit); use smaller or flatter admin groups",
+            )
+
+    def record(self, ref: ValueRef) -> HandleRecord | None:
+        key = norm(ref.handle)
+        if key not in self.records:
+            rec = load_record(self.view, ref.handle)
+            self.spend(1 + (len(rec.values) if rec is not None else 0), ref)
+            self.records[key] = rec
+        return self.records[key]
+
+
+def is_member(view: StateView, identity: ValueRef, ref: ValueRef, budget: GroupBudget | None = None) -> bool:
+    """Whether ``identity`` is ``ref`` itself, or a member of the HS_VLIST group ``ref`` points to, nested at most
+    ``MAX_GROUP_DEPTH`` groups deep.
+
+    Breadth first with a visited set: each group is expanded once, at the smallest depth it is reached at, which
+    gives exactly the answer of trying every path up to that depth, at a cost bounded by ``budget`` (rc 401 when
+    it runs out).
+    """
+    budget = budget if budget is not None else GroupBudget(view)
+    level = [ref]
+    seen: set[tuple[str, int]] = set()
+    for depth in range(MAX_GROUP_DEPTH + 1):
+        nxt: list[ValueRef] = []
+        for r in level:
+            budget.spend(1, r)
+            if _matches(r, identity):
+                return True
+            if depth == MAX_GROUP_DEPTH or r.index == 0:
+                continue
+            key = (norm(r.handle), r.index)
+            if key in seen:
+                continue
+            seen.add(key)
+            sv = value_at(budget.record(r), r.index)
+            if sv is not None and sv.value.type == HS_VLIST:
+                nxt.extend(decode_vlist(bytes(sv.value.data)).members)
+        if not nxt:
+            return False
+        level = nxt
+    return False
 
 
 def rights_in(view: StateView, rec: HandleRecord | None, identity: ValueRef) -> int:
-    """Union of the permission masks of ``rec``'s HS_ADMIN values that name ``identity`` (directly or by group)."""
+    """Union of the permission masks of ``rec``'s HS_ADMIN values that name ``identity`` (directly or by group).
+
+    One ``GroupBudget`` covers the whole check, however many HS_ADMIN values the record holds.
+    """
     if rec is None:
         return 0
     out = 0
+    budget = GroupBudget(view)
     for sv in rec.values:
         if sv.value.type == HS_ADMIN:
             a = decode_admin(bytes(sv.value.data))
-            if a.permissions & ~out and is_member(view, identity, ValueRef(a.handle, a.index)):
+            if a.permissions & ~out and is_member(view, identity, ValueRef(a.handle, a.index), budget):
                 out |= a.permissions
     return out
 

@@ -1,4 +1,4 @@
-"""A ledger driven block by block in-process (no HTTP), for tx-kind tests."""
+"""A ledger driven block by block in-process (no HTTP), for tx-kind tests; optionally with follower ledgers."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from resolver.handles import node_tag
 from resolver.kinds import Authority
 from tests.support.testing import TestConsortium
 
-SECRET = b"chain-level secret"
+SECRET = b"8fJ2kL5mN0pQ3rS6tU9vW1xY4zA7bC0d"
 
 
 class Chain:
-    def __init__(self, n_nodes: int = 3) -> None:
+    def __init__(self, n_nodes: int = 3, followers: int = 0) -> None:
         self.c = TestConsortium.create(n_nodes=n_nodes)
         self.store = MemoryStore()
         self.led = Ledger(self.store, self.c.genesis, wiring.kinds())
+        self.followers = [Ledger(MemoryStore(), self.c.genesis, wiring.kinds()) for _ in range(followers)]
+        """Ledgers of other nodes: each applies every block the way a follower does (``apply_block``), which
+        refuses a block whose results or state differ from the proposer's."""
         self.nid = self.c.genesis.nodes[0].node_id
         self.nonces: dict[bytes, int] = {}
         self.identity_key = KeyPair.generate()
@@ -37,7 +40,10 @@ class Chain:
         )
         block = led.sign_block(staged, self.c.node_keys[self.nid])
         h = header_hash(block.header)
-        led.commit(block, staged, tuple(led.vote(h, n, k) for n, k in self.c.node_keys.items()))
+        votes = tuple(led.vote(h, n, k) for n, k in self.c.node_keys.items())
+        led.commit(block, staged, votes)
+        for f in self.followers:
+            f.apply_block(block, votes)
         return staged.results
 
     def signed(self, key: KeyPair, kind: str, payload: object) -> bytes:
