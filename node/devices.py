@@ -44,8 +44,13 @@ def split_handle(handle: str) -> tuple[str, str]:
 
 
 def org_for_prefix(genesis: Genesis, prefix: str) -> Org | None:
+    """The org whose prefix is ``prefix`` or lies above it, compared case-insensitively as handles are (so
+    ``88.CEMP/x`` belongs to whoever owns ``88.cemp``). A genesis whose org prefixes collide that way is refused
+    (``node.genesis.check_prefixes``); should one be met anyway, the first such org in the genesis wins."""
+    p = prefix.upper()
     for org in genesis.orgs:
-        if prefix == org.prefix or prefix.startswith(org.prefix + "."):
+        op = org.prefix.upper()
+        if p == op or p.startswith(op + "."):
             return org
     return None
 

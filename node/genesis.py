@@ -59,6 +59,22 @@ def _key(base: Path, value: str, what: str) -> PublicKey:
         raise GenesisError(f"{what}: {e}") from None
 
 
+def check_prefixes(named: list[tuple[str, str]]) -> None:
+    """Each org's prefix is its own: unique and not under another's, compared case-insensitively (handle
+    prefixes are case-insensitive, so ``88.cemp`` and ``88.CEMP`` name the same handles)."""
+    for i, (na, a) in enumerate(named):
+        for nb, b in named[i + 1 :]:
+            ua, ub = a.upper(), b.upper()
+            if ua == ub:
+                raise GenesisError(
+                    f"orgs {na} and {nb} have the prefixes {a} and {b}, which are the same prefix "
+                    "(handle prefixes are case-insensitive); give each org its own prefix"
+                )
+            if ub.startswith(ua + ".") or ua.startswith(ub + "."):
+                inner, outer = (b, a) if ub.startswith(ua + ".") else (a, b)
+                raise GenesisError(f"prefix {inner} lies under {outer}: each org needs its own prefix")
+
+
 def build_genesis(doc: dict[str, Any], base: Path, now_ms: int | None = None) -> Genesis:
     chain_id = doc.get("chain_id")
     if not isinstance(chain_id, str) or not ID_RE.match(chain_id.replace(".", "-")):
@@ -92,13 +108,7 @@ def build_genesis(doc: dict[str, Any], base: Path, now_ms: int | None = None) ->
     names = [o.name for o in orgs]
     if len(set(names)) != len(names):
         raise GenesisError("org names must be unique")
-    prefixes = [o.prefix for o in orgs]
-    for a in prefixes:
-        for b in prefixes:
-            if a != b and b.startswith(a + "."):
-                raise GenesisError(f"prefix {b} lies under {a}: each org needs its own prefix")
-    if len(set(prefixes)) != len(prefixes):
-        raise GenesisError("org prefixes must be unique")
+    check_prefixes([(o.name, o.prefix) for o in orgs])
     nodes = []
     for n in doc.get("nodes", []):
         nid, org, addr = n.get("id"), n.get("org"), n.get("address")
@@ -138,6 +148,8 @@ def write_genesis(genesis: Genesis, path: Path) -> None:
 
 def read_genesis(path: Path) -> Genesis:
     try:
-        return codec.decode(Genesis, path.read_bytes())
+        genesis = codec.decode(Genesis, path.read_bytes())
     except OSError as e:
         raise GenesisError(f"cannot read genesis {path}: {e}") from None
+    check_prefixes([(o.name, o.prefix) for o in genesis.orgs])
+    return genesis
