@@ -42,7 +42,11 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
         print(f"{out} exists; use --force to overwrite", file=sys.stderr)
         return 2
     key = KeyPair.generate()
-    write_key_file(out, key, _passphrase(args, True), label=args.label or out.stem)
+    try:
+        write_key_file(out, key, _passphrase(args, True), label=args.label or out.stem, overwrite=args.force)
+    except KeyFileError as e:
+        print(e, file=sys.stderr)
+        return 2
     print(json.dumps({"file": str(out), "public_key": key.public.hex()}))
     return 0
 

@@ -3,11 +3,12 @@
 Invariants:
 - every signature covers ``domain tag || canonical bytes``, so a signature made for one purpose (tx, block,
   commit vote, peer message) never verifies as another;
-- key files are written with mode 0600; a passphrase, if given, encrypts the seed with Argon2id + XSalsa20-Poly1305.
+- key files are written with mode 0600, atomically, never through a symlink; a passphrase, if given, encrypts the seed with Argon2id + XSalsa20-Poly1305.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,8 +71,15 @@ class KeyFileError(Exception):
 KEYFILE_FORMAT = "cemp-ed25519-v1"
 
 
-def write_key_file(path: Path, key: KeyPair, passphrase: bytes | None = None, label: str = "") -> None:
-    """Write ``key`` as JSON with mode 0600 (created that way, never widened)."""
+def write_key_file(
+    path: Path, key: KeyPair, passphrase: bytes | None = None, label: str = "", *, overwrite: bool = True
+) -> None:
+    """Write ``key`` as JSON, mode 0600 from creation, atomically: a temporary file in the same directory
+    (``O_EXCL | O_NOFOLLOW``, fsynced) is renamed onto ``path``, and the directory is fsynced.
+
+    A symlink at ``path`` is replaced, never followed, so its target is untouched. With ``overwrite=False`` an
+    existing ``path`` (a dangling symlink too) raises ``KeyFileError`` and nothing is written.
+    """
     doc: dict[str, str] = {"format": KEYFILE_FORMAT, "label": label, "public_key": key.public.hex()}
     if passphrase:
         salt = nacl.utils.random(nacl.pwhash.argon2id.SALTBYTES)
@@ -88,13 +96,46 @@ def write_key_file(path: Path, key: KeyPair, passphrase: bytes | None = None, la
     else:
         doc["seed"] = key.seed.hex()
     data = (json.dumps(doc, indent=2) + "\n").encode()
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    write_private_file(path, data, overwrite=overwrite)
+
+
+def write_private_file(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """Atomically put ``data`` at ``path`` with mode 0600, never following a symlink (see ``write_key_file``)."""
+    if not overwrite and os.path.lexists(path):
+        raise KeyFileError(f"{path} exists; refusing to overwrite it")
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        os.write(fd, data)
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as e:
+        raise KeyFileError(f"cannot create a key file next to {path}: {e.strerror}") from None
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if overwrite:
+            os.replace(tmp, path)  # replaces a symlink itself, not its target
+        else:
+            try:
+                os.link(tmp, path, follow_symlinks=False)  # fails if anything, even a dangling link, is there
+            except FileExistsError:
+                raise KeyFileError(f"{path} exists; refusing to overwrite it") from None
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(dfd)
     finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
+        os.close(dfd)
 
 
 def read_key_file(path: Path, passphrase: bytes | None = None) -> KeyPair:
