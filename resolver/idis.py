@@ -21,7 +21,6 @@ proof verifier can recompute the values a ``device.register`` tx set.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from resolver.values import (
     AdminRef,
     HandleError,
     HandleValue,
+    load_json,
 )
 
 TEMPLATE_INDEX = 1000
@@ -160,15 +160,8 @@ def template_of(values: dict[int, HandleValue]) -> str | None:
     return _text(values, TEMPLATE_INDEX)
 
 
-def _no_float(x: str) -> object:
-    raise ValueError(f"float {x} (use integers)")
-
-
 def _json_obj(s: str, what: str) -> dict[str, object]:
-    try:
-        obj = json.loads(s, parse_float=_no_float)
-    except ValueError as e:
-        raise _bad(f"{what} must be a JSON object with integer numbers: {e}") from None
+    obj = load_json(s, f"{what} must be a JSON object with integer numbers")
     if not isinstance(obj, dict):
         raise _bad(f"{what} must be a JSON object")
     return obj

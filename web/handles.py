@@ -12,7 +12,6 @@ made here from the URL.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +29,7 @@ from resolver.values import (
     HandleError,
     HandleRecord,
     decode_admin,
+    load_json,
     publicly_readable,
     value_text,
 )
@@ -67,9 +67,9 @@ def _fmt_value(f: Fmt, key: str, v: object) -> str:
 def _summary_of(rec: HandleRecord, typ: str, f: Fmt) -> list[tuple[str, str]]:
     for sv in rec.values:
         if sv.value.type == typ and publicly_readable(sv.value):
-            try:
-                obj = json.loads(value_text(sv.value))
-            except ValueError:
+            try:  # bounded: a value stored before the JSON limits shows as text, never a 500
+                obj = load_json(value_text(sv.value), typ)
+            except HandleError:
                 return []
             if not isinstance(obj, dict):
                 return []
