@@ -11,6 +11,8 @@ Invariants:
 - reads come from committed state only; a write becomes ONE ``handle.put``/``handle.delete`` tx, signed by this
   node's key on behalf of the authenticated identity (``resolver.handles``), and the reply is sent after that tx
   committed, so the client's next GET sees it; anything refused is refused before a tx exists (nothing written);
+- failed logins and new sessions are rate-limited per address (and Basic failures per identity) with 429 and
+  ``Retry-After``; scrypt and proofs run in a bounded worker pool (503 when it is full), never on the loop;
 - the JSON of a public resolution is cached per request path and served only while the stored record bytes are
   the ones it was built from (checked once per new block height), so a commit invalidates it by construction.
 """
@@ -19,15 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -59,6 +65,7 @@ from resolver.kinds import Authority, HandleDelete, HandlePut, plan_delete, plan
 from resolver.values import (
     HS_ADMIN,
     HS_SECKEY,
+    MAX_JSON_DEPTH,
     PERM_ADMIN_READ,
     RC_AUTHENTICATION_FAILED,
     RC_AUTHENTICATION_NEEDED,
@@ -69,6 +76,7 @@ from resolver.values import (
     RC_INVALID_VALUE,
     RC_NOT_SUPPORTED,
     RC_PROTOCOL_ERROR,
+    RC_SERVER_BUSY,
     RC_SUCCESS,
     RC_VALUES_NOT_FOUND,
     HandleError,
@@ -76,6 +84,7 @@ from resolver.values import (
     HandleValue,
     StoredValue,
     ValueRef,
+    load_json,
     norm,
     publicly_readable,
     rc_for_code,
@@ -86,8 +95,11 @@ from resolver.values import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 API = "/api/handles"
 MAX_PUT_BODY = 256 * 1024
+MAX_BODY_DEPTH = MAX_JSON_DEPTH + 4
+"""A PUT body: ``{"values": [{"data": {"value": <JSON of at most MAX_JSON_DEPTH>}}]}``; deeper is refused."""
 MAX_QUERY = 4096
 CACHE_MAX = 100_000
 JSON_TYPE = "application/json"
@@ -124,6 +136,11 @@ def http_status(rc: int, resolving: bool = False) -> int:
     return _STATUS.get(rc, 500)
 
 
+FAILED_PER_IDENTITY = cred.Rate(burst=5, per_s=1 / 12)
+FAILED_PER_ADDRESS = cred.Rate(burst=10, per_s=1 / 6)
+SESSIONS_PER_ADDRESS = cred.Rate(burst=30, per_s=1.0)
+
+
 @dataclass(frozen=True)
 class ResolverConfig:
     allow_plain_http_credentials: bool = False
@@ -133,6 +150,18 @@ class ResolverConfig:
     write_timeout_s: float = 30.0
     loopback_is_local: bool = True
     """Treat loopback peers as local (credentials allowed over HTTP). Tests turn it off to act as remote."""
+    failed_logins_per_identity: cred.Rate = FAILED_PER_IDENTITY
+    """Failed logins (Basic or challenge answers) allowed per identity: 5 at once, then one every 12 s."""
+    failed_logins_per_address: cred.Rate = FAILED_PER_ADDRESS
+    """Failed logins allowed per client address: 10 at once, then one every 6 s."""
+    sessions_per_address: cred.Rate = SESSIONS_PER_ADDRESS
+    """New sessions (``POST /api/sessions`` and the challenges of 401 answers) per client address."""
+    max_sessions: int = cred.MAX_SESSIONS
+    max_authenticated_sessions: int = cred.MAX_AUTH_SESSIONS
+    crypto_workers: int = 2
+    """Threads for scrypt and proof building; the event loop never runs them."""
+    crypto_queue: int = 16
+    """Jobs waiting for those threads beyond which a request gets 503 with Retry-After."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ResolverConfig:
@@ -146,6 +175,21 @@ class ResolverConfig:
             public_listing=flag("CEMP_RESOLVER_PUBLIC_LIST"),
             write_timeout_s=float(e.get("CEMP_RESOLVER_WRITE_TIMEOUT_S", "30")),
         )
+
+
+class TooMany(HandleError):
+    """429 with ``Retry-After``: too many failed logins or new sessions from one address or for one identity."""
+
+    def __init__(self, retry_after_s: float, message: str) -> None:
+        super().__init__(RC_SERVER_BUSY, message)
+        self.retry_after = max(1, math.ceil(retry_after_s))
+
+
+class Busy(HandleError):
+    """503 with ``Retry-After``: the crypto worker pool's queue is full."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(RC_SERVER_BUSY, message)
 
 
 class Challenge(HandleError):
@@ -284,8 +328,18 @@ class Resolver:
         self.genesis = node.ledger.genesis
         self.config = config or ResolverConfig.from_env()
         self.key = node_key(node)
-        self.sessions = cred.Sessions(self.key.public)
+        self.sessions = cred.Sessions(
+            self.key.public,
+            max_pending=self.config.max_sessions,
+            max_authenticated=self.config.max_authenticated_sessions,
+        )
         self.secrets = cred.SecretChecker()
+        self.fail_by_identity = cred.RateLimiter(self.config.failed_logins_per_identity)
+        self.fail_by_address = cred.RateLimiter(self.config.failed_logins_per_address)
+        self.new_by_address = cred.RateLimiter(self.config.sessions_per_address)
+        self.pool = ThreadPoolExecutor(self.config.crypto_workers, thread_name_prefix="resolver-crypto")
+        self.pool_jobs = 0
+        self.throttled = 0
         self.cache: dict[str, _Cached] = {}
         self.write_lock = asyncio.Lock()
         self.hits = 0
@@ -339,10 +393,17 @@ class Resolver:
         self, request: web.Request, e: HandleError, handle: str, resolving: bool = False
     ) -> web.Response:
         headers = None
+        status = None
         if isinstance(e, Challenge):
             s = e.session
             headers = {"WWW-Authenticate": f'Handle sessionId="{s.id}", nonce="{cred.b64(s.nonce)}"'}
-        return self.reply(request, e.rc, handle, message=e.message, resolving=resolving, headers=headers)
+        elif isinstance(e, TooMany):
+            headers, status = {"Retry-After": str(e.retry_after)}, 429
+        elif isinstance(e, Busy):
+            headers, status = {"Retry-After": "1"}, 503
+        return self.reply(
+            request, e.rc, handle, message=e.message, resolving=resolving, headers=headers, status=status
+        )
 
     # --- /api/handles ---------------------------------------------------------------------------------------
     async def handles(self, request: web.Request) -> web.StreamResponse:
@@ -461,7 +522,7 @@ class Resolver:
         if _bool(q, "proof", False):
             from resolver import proof
 
-            extra["proof"] = proof.build(self.ledger, rec, chosen)
+            extra["proof"] = await self.offload(proof.build, self.ledger, rec, chosen)
         rc = RC_SUCCESS if chosen else RC_VALUES_NOT_FOUND
         # Cache only the canonical spelling (one entry per handle), so odd spellings cannot fill memory.
         if rc == RC_SUCCESS and not q and echo == rec.handle and request.rel_url.raw_path == f"{API}/{echo}":
@@ -477,12 +538,51 @@ class Resolver:
             return True
         return self.config.loopback_is_local and is_loopback(request.remote)
 
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the crypto worker pool (scrypt, proofs); 503 when its queue is full."""
+        if self.pool_jobs >= self.config.crypto_workers + self.config.crypto_queue:
+            raise Busy("the node is busy with other logins and proofs; retry in a second")
+        self.pool_jobs += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+        finally:
+            self.pool_jobs -= 1
+
+    def new_session(self, request: web.Request) -> cred.Session:
+        """A new challenge session, at most ``sessions_per_address`` per client address."""
+        key = f"ip:{request.remote}"
+        wait = self.new_by_address.retry_after(key)
+        if wait > 0:
+            self.throttled += 1
+            raise TooMany(wait, "too many new sessions from this address; retry after the Retry-After delay")
+        self.new_by_address.spend(key)
+        return self.sessions.new()
+
+    def _login_gate(self, request: web.Request, ident: ValueRef | None) -> tuple[str, str | None]:
+        """Refuse (429) before any work when this address, or this identity (Basic only: a secret can be
+        guessed, an Ed25519 signature cannot, so challenge answers are limited per address only and nobody can
+        lock a key holder out), has failed too often lately."""
+        by_ip = f"ip:{request.remote}"
+        by_id = None if ident is None else f"id:{ident.index}:{norm(ident.handle)}"
+        wait = self.fail_by_address.retry_after(by_ip)
+        if by_id is not None:
+            wait = max(wait, self.fail_by_identity.retry_after(by_id))
+        if wait > 0:
+            self.throttled += 1
+            raise TooMany(wait, "too many failed logins from this address or for this identity; retry later")
+        return by_ip, by_id
+
+    def _login_failed(self, keys: tuple[str, str | None]) -> None:
+        self.fail_by_address.spend(keys[0])
+        if keys[1] is not None:
+            self.fail_by_identity.spend(keys[1])
+
     async def authenticate(self, request: web.Request, required: bool) -> Auth | None:
         header = request.headers.get("Authorization", "")
         if not header:
             if not required:
                 return None
-            s = self.sessions.new()
+            s = self.new_session(request)
             raise Challenge(s, "authentication needed: send Basic credentials or answer the Handle challenge")
         if not self.credentials_allowed(request):
             raise HandleError(
@@ -494,7 +594,13 @@ class Resolver:
         view = StateView(self.store)
         if scheme == "basic":
             ident, secret = cred.parse_basic(header)
-            await asyncio.to_thread(self.secrets.check, view, ident, secret)
+            ckey, stored, fresh = self.secrets.lookup(view, ident, secret)
+            if fresh:  # verified a moment ago: no scrypt, and no lock-out of a client that knows its secret
+                return Auth(ident, "seckey", None)
+            keys = self._login_gate(request, ident)
+            if not await self.offload(self.secrets.verify, ckey, stored, secret):
+                self._login_failed(keys)
+                raise HandleError(RC_AUTHENTICATION_FAILED, cred.AUTH_FAILED)
             return Auth(ident, "seckey", None)
         if scheme == "handle":
             params = cred.parse_handle_auth(header)
@@ -511,10 +617,12 @@ class Resolver:
                     raise HandleError(
                         RC_AUTHENTICATION_FAILED, "unknown or expired session; ask for a new challenge"
                     )
-                raise Challenge(self.sessions.new(), "unknown or expired session; here is a new challenge")
+                raise Challenge(
+                    self.new_session(request), "unknown or expired session; here is a new challenge"
+                )
             s = found
             if "signature" in params:
-                cred.answer_challenge(view, s, params)
+                self.answer(request, view, s, params)
             if s.identity is None:
                 if required:
                     raise Challenge(s, "this session is not authenticated yet; answer its challenge")
@@ -523,6 +631,17 @@ class Resolver:
         raise HandleError(
             RC_AUTHENTICATION_FAILED, f"unsupported Authorization scheme {scheme!r}; use Basic or Handle"
         )
+
+    def answer(self, request: web.Request, view: StateView, s: cred.Session, params: dict[str, str]) -> None:
+        """Check a challenge answer (failures rate-limited per address) and promote the session."""
+        keys = self._login_gate(request, None)
+        try:
+            cred.answer_challenge(view, s, params)
+        except HandleError as e:
+            if e.rc == RC_AUTHENTICATION_FAILED:
+                self._login_failed(keys)
+            raise
+        self.sessions.promote(s)
 
     # --- writes ----------------------------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> object:
@@ -536,9 +655,13 @@ class Resolver:
         if not data:
             raise HandleError(RC_PROTOCOL_ERROR, 'empty body: send {"values": [...]}')
         try:
-            return json.loads(bytes(data).decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise HandleError(RC_PROTOCOL_ERROR, f"body is not JSON: {e}") from None
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise HandleError(RC_PROTOCOL_ERROR, "body is not UTF-8") from None
+        try:
+            return load_json(text, "body", floats=True, max_depth=MAX_BODY_DEPTH)
+        except HandleError as e:
+            raise HandleError(RC_PROTOCOL_ERROR, e.message) from None
 
     async def put(self, request: web.Request, echo: str, q: dict[str, list[str]]) -> web.Response:
         mint = _bool(q, "mintNewSuffix", False)
@@ -575,10 +698,15 @@ class Resolver:
                 f"{sorted(p.value.index for p in parsed)} (or use index=various)",
             )
         values: list[HandleValue] = []
+        issued: list[dict[str, Any]] = []
         for p in parsed:
-            if p.secret is not None:
-                data = await asyncio.to_thread(cred.hash_secret, p.secret)
+            if p.value.type == HS_SECKEY:
+                # The node makes the secret (192 random bits): the hash goes on the public chain, and only a
+                # secret nobody can enumerate keeps that hash from being guessed offline.
+                secret = cred.new_secret()
+                data = await self.offload(cred.hash_secret, secret.encode())
                 values.append(HandleValue(**{**_fields(p.value), "data": data}))
+                issued.append({"index": p.value.index, "secret": secret})
             else:
                 values.append(p.value)
         partial = bool(indices) or various
@@ -591,6 +719,16 @@ class Resolver:
         payload = HandlePut(Handle(name.handle), ShortStr(mode), tuple(values), auth.authority())
         loc = await self.write("handle.put", payload, creating=mode == "create")
         del loc
+        if issued:
+            # The one reply that carries a secret: to the authenticated writer who asked for it, once.
+            return self.reply(
+                request,
+                RC_SUCCESS,
+                echo,
+                {"secrets": issued},
+                status=200 if overwrite else 201,
+                headers={"Cache-Control": "no-store"},
+            )
         return self.reply(request, RC_SUCCESS, echo, status=200 if overwrite else 201)
 
     async def delete(self, request: web.Request, echo: str, q: dict[str, list[str]]) -> web.Response:
@@ -751,7 +889,10 @@ class Resolver:
 
     # --- sessions ----------------------------------------------------------------------------------------------
     async def session_new(self, request: web.Request) -> web.Response:
-        s = self.sessions.new()
+        try:
+            s = self.new_session(request)
+        except HandleError as e:
+            return self.error(request, e, "")
         return self.reply(
             request,
             RC_SUCCESS,
@@ -780,7 +921,7 @@ class Resolver:
                     raise HandleError(
                         RC_AUTHENTICATION_FAILED, "credentials over plain HTTP are refused; use HTTPS"
                     )
-                cred.answer_challenge(StateView(self.store), s, params)
+                self.answer(request, StateView(self.store), s, params)
             elif request.method != "GET":
                 return self.reply(request, RC_NOT_SUPPORTED, "", message="use GET, PUT or DELETE", status=405)
             info: dict[str, Any] = {
@@ -875,8 +1016,11 @@ class _Metrics:
         yield GaugeMetricFamily(
             "cemp_resolver_cache_entries", "Cached resolution bodies", value=len(self.r.cache)
         )
-        yield GaugeMetricFamily(
-            "cemp_resolver_sessions", "Open Handle sessions", value=len(self.r.sessions.items)
+        yield GaugeMetricFamily("cemp_resolver_sessions", "Open Handle sessions", value=len(self.r.sessions))
+        yield CounterMetricFamily(
+            "cemp_resolver_throttled",
+            "Requests refused with 429 (failed logins, new sessions)",
+            value=self.r.throttled,
         )
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -48,12 +47,21 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
 async def _bootstrap(args: argparse.Namespace) -> int:
     from node.chain import sign_tx
     from node.client import NodeClient
-    from node.crypto import read_key_file
+    from node.crypto import KeyFileError, read_key_file, write_private_file
     from resolver.bootstrap import bootstrap_puts
+    from resolver.credentials import new_secret
 
     passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
     key = read_key_file(Path(args.admin_key), passphrase)
-    secret = os.environ.get("CEMP_HANDLE_ADMIN_SECRET") or getpass.getpass("secret for 300:PREFIX/admin: ")
+    # The secret is made here, never chosen: its scrypt hash goes on the public chain (docs/resolver.md).
+    secret = new_secret()
+    identity = f"300:{args.prefix}/admin"
+    if args.secret_out:
+        try:
+            write_private_file(Path(args.secret_out), (secret + "\n").encode(), overwrite=False)
+        except KeyFileError as e:
+            print(json.dumps({"ok": False, "problem": str(e)}))
+            return 2
     async with NodeClient(args.node) as client:
         st = await client.status()
         nonce = await client.nonce(key.public)
@@ -65,6 +73,10 @@ async def _bootstrap(args: argparse.Namespace) -> int:
                 print(json.dumps({"ok": False, "handle": p.handle, "problem": res["result"]["reason"]}))
                 return 1
             print(json.dumps({"ok": True, "handle": p.handle, "height": res["height"]}))
+    if args.secret_out:
+        print(json.dumps({"identity": identity, "secret_file": str(args.secret_out)}))
+    else:
+        print(json.dumps({"identity": identity, "secret": secret}))
     return 0
 
 
@@ -82,12 +94,16 @@ def add_commands(sub: Any) -> None:
     vp.set_defaults(func=cmd_verify_proof)
     bs = sub.add_parser(
         "handles-bootstrap",
-        help="create 0.NA/<prefix> and the REST admin identity 300:<prefix>/admin (secret from "
-        "CEMP_HANDLE_ADMIN_SECRET or prompted)",
+        help="create 0.NA/<prefix> and the REST admin identity 300:<prefix>/admin with a new generated "
+        "secret (192 random bits), printed once or written to --secret-out",
     )
     bs.add_argument("--node", default="http://127.0.0.1:7001", help="node API URL")
     bs.add_argument("--admin-key", required=True, help="the org's admin key file")
     bs.add_argument("--prefix", required=True, help="the org's prefix, e.g. 88.123.45")
+    bs.add_argument(
+        "--secret-out",
+        help="write the generated secret to this new file (mode 0600, never overwritten) instead of stdout",
+    )
     bs.set_defaults(func=cmd_bootstrap)
 
 

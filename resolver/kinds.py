@@ -67,6 +67,7 @@ from resolver.handles import (
 from resolver.values import (
     HS_ADMIN,
     HS_PUBKEY,
+    HS_SECKEY,
     MAX_RECORD_BYTES,
     MAX_VALUES,
     PERM_ADMIN_WRITE,
@@ -245,6 +246,13 @@ def plan_put(view: StateView, env: Env, tx: Tx, p: HandlePut) -> Plan:
         after.update({v.index: v for v in p.values})
     _check_record(name, after)
     touched = _authorise_change(view, actor, name, before, live, after)
+    if p.authority.method == "key":
+        made = [i for i in touched if i in after and after[i].type == HS_SECKEY]
+        if made:
+            raise _bad(
+                f"values {made}: HS_SECKEY values come only from a node (REST PUT) or the org's admin key "
+                "(handles-bootstrap), which generate secrets of 192 random bits; their hash is public on chain"
+            )
     dev = _device_rules(view, name, live, after)
     return Plan(name, before, live, tuple(after[i] for i in sorted(after)), touched, actor, dev)
 

@@ -20,7 +20,7 @@ from resolver.bootstrap import bootstrap_puts
 from tests.support.testing import TestConsortium
 
 ADMIN = "300:88.123.45/admin"
-ADMIN_SECRET = b"correct horse battery staple"
+ADMIN_SECRET = b"Kq3vT0bW9xYzR2mN5pL8sD1fG4hJ7cE6"  # as new_secret() makes them: 32 characters, 192 bits
 OWNER = "88.123.45"
 
 

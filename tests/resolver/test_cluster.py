@@ -18,7 +18,7 @@ from resolver.credentials import sign_challenge
 from tests.cluster.harness import Cluster
 
 pytestmark = pytest.mark.slow
-SECRET = b"cluster secret"
+SECRET = b"Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
 BODY = {"values": [{"index": 1, "type": "URL", "data": "https://example.org/cluster"}]}
 
 

@@ -7,7 +7,6 @@ pyhandle is synchronous (requests); the node runs in its own process on a free l
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,11 +27,11 @@ from pyhandle.handleexceptions import (  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ADMIN = "300:88.123.45/admin"
-SECRET = "s3cret-for-pyhandle"
 
 
 @pytest.fixture(scope="module")
-def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(URL of a real node, the generated secret of 300:88.123.45/admin)."""
     base: Path = tmp_path_factory.mktemp("pyhandle-node")
     port = free_port()
     c = TestConsortium.create(n_nodes=1, ports=[port], block_interval_ms=5)
@@ -45,14 +44,15 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         write_key_file(base / "owner.admin.key", c.admins["owner"])
         cmd = [sys.executable, "-m", "resolver.cli", "handles-bootstrap", "--node", url]
         cmd += ["--admin-key", str(base / "owner.admin.key"), "--prefix", "88.123.45"]
-        env = {**os.environ, "CEMP_HANDLE_ADMIN_SECRET": SECRET}
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        # The command generates the secret (192 random bits) and writes it to a new 0600 file.
+        cmd += ["--secret-out", str(base / "admin.secret")]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
-        assert [json.loads(line)["handle"] for line in out.stdout.splitlines()] == [
-            "0.NA/88.123.45",
-            "88.123.45/admin",
-        ]
-        yield url
+        lines = [json.loads(line) for line in out.stdout.splitlines()]
+        assert [d.get("handle") for d in lines[:2]] == ["0.NA/88.123.45", "88.123.45/admin"]
+        assert lines[2] == {"identity": ADMIN, "secret_file": str(base / "admin.secret")}
+        assert (base / "admin.secret").stat().st_mode & 0o777 == 0o600
+        yield url, (base / "admin.secret").read_text().strip()
     finally:
         proc.terminate()
         try:
@@ -62,10 +62,15 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def client(node_url: str) -> RESTHandleClient:
+def node_url(node: tuple[str, str]) -> str:
+    return node[0]
+
+
+@pytest.fixture(scope="module")
+def client(node: tuple[str, str]) -> RESTHandleClient:
     # Constructing the client GETs the user's handle (88.123.45/admin) and checks the echo.
     return RESTHandleClient.instantiate_with_username_and_password(
-        node_url, ADMIN, SECRET, HTTPS_verify=False
+        node[0], ADMIN, node[1], HTTPS_verify=False
     )
 
 
