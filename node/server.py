@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import prometheus_client as prom
 from aiohttp import web
 
+from node import httplog
 from node.api import NodeAPI, errors_middleware
 from node.chain import Ledger
 from node.config import NodeConfig
@@ -132,6 +133,7 @@ class Node:
         return web.Response(body=prom.generate_latest(self.metrics.registry), content_type="text/plain")
 
     def web_app(self) -> web.Application:
+        httplog.install()  # parse errors are logged without the request's bytes (credentials)
         # The peer transport carries whole blocks; client API bodies are held to MAX_BODY by NodeAPI itself.
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_PEER_BODY)
         for provider in self.routes:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cemp import wiring
 from node import codec
 from node.chain import Ledger
 from node.crypto import KeyPair
@@ -66,7 +67,7 @@ def _colliding(ch: Chain) -> Chain:
     orgs[1] = dataclasses.replace(orgs[1], prefix=Handle("88.CEMP"))
     ch.c.genesis = dataclasses.replace(g, orgs=tuple(orgs))
     ch.store = MemoryStore()
-    ch.led = Ledger(ch.store, ch.c.genesis)
+    ch.led = Ledger(ch.store, ch.c.genesis, wiring.kinds())
     return ch
 
 

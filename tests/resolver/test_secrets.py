@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestClient
 from node import codec
 from node.errors import Code
 from node.server import Node
-from node.testing import TestConsortium
 from node.types import Handle, ShortStr, Text, Tx
 from resolver import credentials as cred
 from resolver.kinds import Authority, HandlePut
 from resolver.values import HS_SECKEY, HandleValue, SecretHash
 from tests.resolver.chain import Chain
 from tests.resolver.conftest import basic
+from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 COMMON = [b"password", b"123456", b"secret", b"admin", b"password123", b"letmein", b"qwerty", b"s3cret"]
