@@ -318,7 +318,7 @@ class ChainView:
             if m < end:
                 blocks[m - start] += 1
                 txs[m - start] += r.txs
-                readings[m - start] += r.readings
+                readings[m - start] += r.readings or 0  # header-only rows do not know their readings
             h -= 1
         return {
             "minutes": [(start + i) * 60 for i in range(minutes)],
