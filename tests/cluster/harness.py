@@ -1,4 +1,8 @@
-"""Real-process cluster harness: N ``cemp node`` processes on loopback behind per-link fault proxies."""
+"""Real-process cluster harness: N ``cemp node`` processes on loopback behind per-link fault proxies.
+
+Each directed link's proxy draws its drops and jitter from ``random.Random(link_seed(seed, a, b))``; ``seed`` is
+``CEMP_PROXY_SEED`` or 0, and is printed, so a failing fault schedule replays with the same value.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,13 @@ from typing import Any
 from node.client import NodeClient
 from tests.support.faultproxy import LinkProxy
 from tests.support.testing import TestConsortium, free_port, start_node_process
+
+SEED_ENV = "CEMP_PROXY_SEED"
+
+
+def link_seed(seed: int, a: str, b: str) -> int:
+    """A directed link's proxy seed: the same on every run and machine (``hash()`` of a str is not)."""
+    return zlib.crc32(f"{seed}:{a}->{b}".encode())
 
 
 @dataclass
@@ -33,6 +45,7 @@ class Cluster:
         proxies: bool = True,
         compact_every: int | None = None,
         catchup: str = "blocks",
+        seed: int | None = None,
         **params: int,
     ) -> Cluster:
         ports = [free_port() for _ in range(n)]
@@ -42,10 +55,14 @@ class Cluster:
         c = TestConsortium.create(n_nodes=n, ports=ports, **params)
         ids = [str(x.node_id) for x in c.genesis.nodes]
         cl = cls(base, c, ids, dict(zip(ids, ports, strict=True)))
+        if seed is None:
+            seed = int(os.environ.get(SEED_ENV, "0"))
+        if proxies:
+            print(f"cluster link proxies seeded with {seed} (replay: {SEED_ENV}={seed})", flush=True)
         for a in ids:
             for b in ids:
                 if a != b and proxies:
-                    p = LinkProxy("127.0.0.1", cl.ports[b], seed=hash((a, b)) & 0xFFFF)
+                    p = LinkProxy("127.0.0.1", cl.ports[b], seed=link_seed(seed, a, b))
                     await p.start()
                     cl.proxies[(a, b)] = p
         for a in ids:

@@ -12,8 +12,20 @@ import pytest
 
 from node.client import NodeClient
 from tests.cluster.harness import Cluster
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
+
+
+async def _height(cl: Cluster, nid: str, height: int) -> bool:
+    try:
+        return int((await cl.status(nid))["height"]) >= height
+    except (OSError, aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _same_head(cl: Cluster) -> bool:
+    return len({(await cl.status(n))["last_block_hash"] for n in cl.ids}) == 1
 
 
 async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
@@ -50,21 +62,22 @@ async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
         assert all(x["status"] == "committed" and x["result"]["ok"] for x in res), [
             x for x in res if x["status"] != "committed"
         ][:2]
-        heights = {h for h in (x["height"] for x in res)}
-        async with NodeClient(cl.url(leader)) as nc:
-            sizes = []
+        heights = sorted({x["height"] for x in res})
+        # Every node reaches the last of those heights (a node asked too early answers 404, not a block).
+        for n in cl.ids:
+            await wait_until(
+                lambda n=n: _height(cl, n, heights[-1]), 60, f"{n} to apply block {heights[-1]}", interval=0.1
+            )
+        sizes = []
+        async with aiohttp.ClientSession() as s:
             for h in heights:
-                async with nc.session.get(
-                    f"{cl.url(leader)}/v1/blocks/{h}", params={"format": "msgpack"}
-                ) as r:
-                    sizes.append(len(await r.read()))
+                async with s.get(f"{cl.url(leader)}/v1/blocks/{h}", params={"format": "msgpack"}) as r:
+                    body = await r.read()
+                    assert r.status == 200, f"block {h} from {leader}: HTTP {r.status} {body[:200]!r}"
+                    sizes.append(len(body))
         assert max(sizes) > 1 << 20, f"blocks stayed small: {sizes}"
-        tops = {(await cl.status(n))["last_block_hash"] for n in cl.ids}
-        for _ in range(50):
-            if len(tops) == 1:
-                break
-            time.sleep(0.1)
-            tops = {(await cl.status(n))["last_block_hash"] for n in cl.ids}
-        assert len(tops) == 1
+        await wait_until(
+            lambda: _same_head(cl), 30, "every node to report the same last block hash", interval=0.1
+        )
     finally:
         await cl.stop()
