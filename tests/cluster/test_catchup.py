@@ -4,7 +4,6 @@ against the certified app hash (``state``). Its head and state end identical to 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from cemp import wiring
 from node.client import NodeClient
 from node.verify import verify_data_dir
 from tests.cluster.harness import Cluster
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -46,11 +46,11 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
         leader = await cl.leader()
         await cl.start(lagger)
         async with NodeClient(cl.url(lagger)) as lc, NodeClient(cl.url(leader)) as nc:
-            end = time.monotonic() + 30
-            while time.monotonic() < end:
-                if (await lc.status())["height"] >= (await nc.status())["height"]:
-                    break
-                await asyncio.sleep(0.2)
+
+            async def caught_up() -> bool:
+                return bool((await lc.status())["height"] >= (await nc.status())["height"])
+
+            await wait_until(caught_up, 60, f"{lagger} to catch up with {leader}", interval=0.2)
             a, b = await lc.status(), await nc.status()
             assert a["snapshots_restored"] >= 1, "the lagger should have needed a snapshot"
             if mode == "state":

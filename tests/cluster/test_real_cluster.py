@@ -115,7 +115,7 @@ async def test_cluster_survives_nemesis(tmp_path: Path) -> None:
         # 2. SIGSTOP a node past the election timeout
         victim = await cl.leader()
         cl.pause(victim)
-        await asyncio.sleep(election_s * 3)
+        await asyncio.sleep(election_s * 3)  # the fault's duration (three election timeouts), not a wait
         cl.resume(victim)
         await progress("pause/resume")
         # 3. partition the leader from the majority

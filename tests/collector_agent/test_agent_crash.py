@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.wait import wait_until_sync
+
 from .conftest import NodeProc
 
 pytestmark = pytest.mark.slow
@@ -77,6 +79,8 @@ def durable_state(db: Path) -> tuple[dict[str, int], int]:
     try:
         seqs = dict(con.execute("SELECT device, last_seq FROM devices").fetchall())
         pending = con.execute("SELECT count(*) FROM entries").fetchone()[0]
+    except sqlite3.OperationalError:  # the agent has not created its tables yet
+        return {}, 0
     finally:
         con.close()
     return seqs, int(pending)
@@ -93,11 +97,23 @@ async def test_kill9_at_random_moments_loses_and_doubles_nothing(node: NodeProc,
     signed_at_kill: list[dict[str, int]] = []
     pending_at_kill: list[int] = []
     for round_ in range(5):
+        before = sum(durable_state(db)[0].values())
         proc = start_agent(cfg, log)
-        time.sleep(rng.uniform(0.8, 1.6))
+        if round_ in (0, 3):
+            # Anywhere from start-up and resync on: the moment is random (seeded), not a synchronisation.
+            time.sleep(rng.uniform(0.2, 1.2))
+        else:
+            # Once this incarnation has signed something, at a random moment after.
+            wait_until_sync(
+                lambda before=before: sum(durable_state(db)[0].values()) > before,
+                60,
+                f"agent run {round_} to sign readings",
+                interval=0.05,
+            )
+            time.sleep(rng.uniform(0, 0.6))
         if round_ == 2:
             node.stop()  # the node is away: the kill hits an agent holding a full outbox
-            time.sleep(0.5)
+            wait_until_sync(lambda: durable_state(db)[1] >= 5, 30, "5 txs held in the outbox", interval=0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         if round_ == 2:
@@ -108,8 +124,14 @@ async def test_kill9_at_random_moments_loses_and_doubles_nothing(node: NodeProc,
     assert max(pending_at_kill) > 0, "no kill hit an agent with txs in flight"
     assert any(signed_at_kill), "the agent never got to sign before being killed"
     # A last, clean run: SIGTERM after a while; it signs what it holds and drains before exiting.
+    before = sum(durable_state(db)[0].values())
     proc = start_agent(cfg, log)
-    time.sleep(1.5)
+    wait_until_sync(
+        lambda: sum(durable_state(db)[0].values()) > before,
+        60,
+        "the last agent run to sign readings",
+        interval=0.05,
+    )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, log.read_text()[-3000:]
     summary = json.loads(log.read_text().strip().splitlines()[-1])

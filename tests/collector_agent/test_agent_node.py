@@ -22,6 +22,7 @@ from node.crypto import KeyPair
 from node.readings import Flag
 from node.types import DeviceRegistration, Handle, PublicKey, ShortStr
 from tests.support.testing import free_port
+from tests.support.wait import wait_until
 
 from .conftest import NodeProc
 from .fakes import CounterSource
@@ -70,12 +71,8 @@ async def assert_exactly_once_in_order(node: NodeProc, agent: SiteAgent) -> int:
     return total
 
 
-async def wait_drained(agent: SiteAgent, timeout: float = 15) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while agent.outbox.stats().entries and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    assert agent.outbox.stats().entries == 0, agent.outbox.stats()
+async def wait_drained(agent: SiteAgent, timeout: float = 30) -> None:
+    await wait_until(lambda: agent.outbox.stats().entries == 0, timeout, "the outbox to drain", interval=0.05)
 
 
 async def test_node_outage_under_load_delivers_every_reading_once_in_order(
@@ -85,13 +82,15 @@ async def test_node_outage_under_load_delivers_every_reading_once_in_order(
     agent = site([node.url], device_agents(node), tmp_path / "agent" / "outbox.sqlite")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(1.0)
-    committed_before = agent.stats.committed_readings
-    assert committed_before > 0
+    await wait_until(lambda: agent.stats.committed_readings > 0, 30, "the first committed readings")
     await asyncio.to_thread(node.stop)  # SIGTERM: the node goes away under load
-    await asyncio.sleep(1.5)
+    # Readings pile up durably while no node answers.
+    await wait_until(
+        lambda: agent.outbox.stats().entries > 10 and agent.outbox.stats().readings > 100,
+        30,
+        "more than 10 txs and 100 readings held in the outbox",
+    )
     held = agent.outbox.stats()
-    assert held.entries > 10 and held.readings > 100, held  # readings pile up durably
     assert agent.stats.submit_errors > 0
     t = time.monotonic()
     await asyncio.to_thread(node.start)
@@ -121,10 +120,13 @@ async def test_failover_when_the_first_node_is_down(node: NodeProc, tmp_path: Pa
     agent = site([down, node.url], device_agents(node, 0.05), tmp_path / "outbox.sqlite")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(1.0)
+    await wait_until(
+        lambda: agent.stats.failovers >= 1 and agent.stats.committed_readings > 0,
+        30,
+        "a failover to the live node and committed readings",
+    )
     stop.set()
     await task
-    assert agent.stats.failovers >= 1 and agent.stats.committed_readings > 0
     assert agent.outbox.stats().entries == 0
     await assert_exactly_once_in_order(node, agent)
     agent.outbox.close()
@@ -143,7 +145,12 @@ async def test_resync_from_the_chain_and_restart_from_the_outbox(node: NodeProc,
     agent = site([node.url], device_agents(node), tmp_path / "outbox.sqlite")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(0.6)
+
+    def resynced_and_sent() -> bool:
+        c = agent.outbox.counters(dev.handle)
+        return c is not None and c.synced and c.last_nonce > 2 and c.last_seq > 20
+
+    await wait_until(resynced_and_sent, 30, "the agent to resync and sign past nonce 2 / seq 20")
     stop.set()
     await task
     c = agent.outbox.counters(dev.handle)
@@ -151,12 +158,17 @@ async def test_resync_from_the_chain_and_restart_from_the_outbox(node: NodeProc,
     rows = await node.readings(dev.handle)
     assert [r["seq"] for r in rows] == list(range(1, c.last_seq + 1))
     agent.outbox.close()
-    await asyncio.sleep(0.2)  # the agent is down for ten poll intervals
+    await asyncio.sleep(0.2)  # not synchronisation: the agent stays down for ten poll intervals (the gap)
     # A second agent on the same outbox continues from the stored counters.
     agent2 = site([node.url], device_agents(node), tmp_path / "outbox.sqlite")
     stop = asyncio.Event()
     task = asyncio.create_task(agent2.run(stop))
-    await asyncio.sleep(0.5)
+
+    def continued() -> bool:
+        c2 = agent2.outbox.counters(dev.handle)
+        return c2 is not None and c2.last_seq > c.last_seq and agent2.stats.committed_readings > 0
+
+    await wait_until(continued, 30, "the second agent to sign and commit after the stored counters")
     stop.set()
     await task
     rows = await node.readings(dev.handle)
@@ -213,9 +225,14 @@ async def test_readings_of_an_unregistered_device_wait_until_it_is_registered(
     agent = site([node.url], [da], tmp_path / "outbox.sqlite")
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
-    await asyncio.sleep(1.0)
-    held = agent.outbox.stats()
-    assert held.entries > 0 and agent.stats.committed_readings == 0
+    await wait_until(
+        lambda: (
+            agent.outbox.stats().entries > 0 and any(a.rule == "unknown_device" for a in agent.alarms.alarms)
+        ),
+        30,
+        "held txs and an unknown_device alarm",
+    )
+    assert agent.stats.committed_readings == 0
     assert [a.rule for a in agent.alarms.alarms if a.rule == "unknown_device"] == ["unknown_device"]  # once
     # The owner registers the device with the key the agent signs with.
     reg = node.consortium.admin_tx(

@@ -19,6 +19,7 @@ from collector.mqttsource import POST_TOPIC
 from collector.sim.control_api import ControlApiSim
 from node.crypto import KeyPair, write_key_file
 from tests.support.testing import free_port
+from tests.support.wait import wait_until
 
 from .conftest import NodeProc
 from .test_mqttsource import broker_config, post
@@ -152,14 +153,20 @@ properties = [{{ identifier = "TankTemp", quantity = "temp.tank", unit = "mdegC"
     stop = asyncio.Event()
     task = asyncio.create_task(site.run(stop))
     try:
+        tank_src = site.devices[handles[2]].sources[0]
+        await tank_src.hub.wait_subscribed(20)  # type: ignore[attr-defined]  # on the device's first poll
         async with aiomqtt.Client("127.0.0.1", mqtt_port) as dev:
-            await asyncio.sleep(0.5)  # the hub subscribes on its first poll
             for i in range(5):
                 await dev.publish(
                     POST_TOPIC.format(pk="pkTank", dn="tank-1"), post(str(i), {"TankTemp": 80.5 + i}), qos=1
                 )
-                await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+                await asyncio.sleep(0.1)  # pacing, not synchronisation: one post per poll interval
+
+        async def on_chain() -> bool:
+            tank, pump = await node.readings(handles[2]), await node.readings(handles[0])
+            return len(tank) >= 5 and len(pump) >= 9
+
+        await wait_until(on_chain, 30, "5 tank and 9 pump-room readings on chain")
     finally:
         stop.set()
         await task

@@ -15,6 +15,7 @@ from amqtt.broker import Broker
 from collector.mqttsource import POST_TOPIC, AlinkHub, PropertyMap
 from collector.sources import SourceError
 from tests.support.testing import free_port
+from tests.support.wait import wait_until
 
 PROPS = [
     PropertyMap("Energy", "energy.import", "Wh", scale=1000),  # kWh on the wire
@@ -48,13 +49,15 @@ def post(msg_id: str, params: dict[str, object]) -> bytes:
     ).encode()
 
 
-async def poll_until(src: object, n: int, timeout: float = 3.0) -> list[object]:
+async def poll_until(src: object, n: int, timeout: float = 20.0) -> list[object]:
+    """Poll ``src`` until it has returned at least ``n`` samples in all; fails after ``timeout`` seconds."""
     got: list[object] = []
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while len(got) < n and loop.time() < deadline:
-        got += await src.poll()  # type: ignore[attr-defined]
-        await asyncio.sleep(0.02)
+
+    async def enough() -> bool:
+        got.extend(await src.poll())  # type: ignore[attr-defined]
+        return len(got) >= n
+
+    await wait_until(enough, timeout, f"{n} samples from {src}")
     return got
 
 
@@ -85,7 +88,9 @@ async def test_alink_posts_become_samples_per_device(broker: tuple[Broker, int])
         assert got_a["energy.import"].value == 12_345_678 and got_a["energy.import"].unit == "Wh"
         assert got_a["power"].value == 1500 and got_a["power"].ts_ms == t  # device time kept
         assert [(s.quantity, s.value) for s in got_b] == [("temp.supply", 55_200)]  # type: ignore[attr-defined]
-        await asyncio.sleep(0.1)
+        await wait_until(
+            lambda: hub.unknown_devices and hub.bad_messages, 20, "the unknown and bad posts counted"
+        )
         assert hub.unknown_devices == 1 and hub.bad_messages == 1
         assert await a.poll() == []  # drained
     finally:
@@ -100,14 +105,14 @@ async def test_broker_outage_is_a_source_error_and_the_hub_reconnects() -> None:
     src = hub.source("88.123.45/106.1.1", "pk", "dn", PROPS)
     try:
         assert await src.poll() == []  # within the first connection's grace period
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: not hub.connecting(), 20, "the first connection's grace period to end")
         with pytest.raises(SourceError, match="not connected"):
             await src.poll()  # no broker at all
         b = Broker(broker_config(port))
         await b.start()
         await hub.wait_subscribed(3)
         await b.shutdown()
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: not hub.connected, 20, "the hub to notice the broker went away")
         with pytest.raises(SourceError, match="not connected"):
             await src.poll()  # broker went away
         b = Broker(broker_config(port))

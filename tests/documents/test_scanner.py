@@ -17,6 +17,7 @@ from node.documents import document_id
 from node.types import Tx
 from tests.documents.conftest import SCANNER, bill_payload, bill_values, register, sign, submit
 from tests.support.testing import TestConsortium, TestDevice, free_port
+from tests.support.wait import wait_until
 
 
 def fake_ocr(data: bytes) -> Mapping[str, int | str]:
@@ -218,7 +219,7 @@ async def test_images_wait_while_no_node_answers_and_fail_over(
     away = scanner(tmp_path, dev, dead)
     stop = asyncio.Event()
     task = asyncio.create_task(away.run(stop))
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: away.stats.unreachable >= 2, 20, "two failed attempts to reach the dead node")
     stop.set()
     await task
     assert away.stats.unreachable >= 2 and names(tmp_path) == ["a.png"]

@@ -7,8 +7,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +16,11 @@ from collector.ocr import billgen
 from collector.scanner import SIDECAR_SUFFIX, BillScanner, ScannerSettings
 from node.client import NodeClient
 from tests.support.testing import TestConsortium, free_port, start_node_process
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
 SCANNER = "88.123.45/900.1"
-
-
-async def wait_until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def chain_documents(cl: NodeClient) -> list[dict[str, Any]]:

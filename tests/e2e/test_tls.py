@@ -6,13 +6,13 @@ import json
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.support.testing import TestConsortium, free_port
+from tests.support.wait import wait_until_sync
 
 pytestmark = pytest.mark.slow
 
@@ -53,17 +53,18 @@ def test_node_serves_https(tmp_path: Path) -> None:
     )
     ctx = ssl.create_default_context(cafile=str(cert))
     try:
-        body = None
-        for _ in range(100):
+
+        def status() -> dict[str, object] | None:
             try:
                 with urllib.request.urlopen(
                     f"https://127.0.0.1:{port}/v1/status", context=ctx, timeout=1
                 ) as r:
-                    body = json.loads(r.read())
-                break
+                    return json.loads(r.read())  # type: ignore[no-any-return]
             except OSError:
-                time.sleep(0.1)
-        assert body is not None and body["node_id"] == nid
+                return None
+
+        body = wait_until_sync(status, 30, f"the node to answer over TLS on port {port}", interval=0.1)
+        assert body["node_id"] == nid
         with pytest.raises(OSError):  # plain HTTP is not served on a TLS port
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=2).read()
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from pathlib import Path
@@ -16,6 +15,7 @@ from node.crypto import KeyPair
 from resolver.bootstrap import bootstrap_puts
 from resolver.credentials import sign_challenge
 from tests.cluster.harness import Cluster
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 SECRET = b"Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe"
@@ -27,6 +27,11 @@ def _basic() -> dict[str, str]:
         "Authorization": "Basic "
         + base64.b64encode(quote("300:88.123.45/admin").encode() + b":" + SECRET).decode()
     }
+
+
+async def _found(s: aiohttp.ClientSession, url: str) -> bool:
+    async with s.get(url) as r:
+        return r.status == 200
 
 
 async def test_rest_writes_on_every_node(tmp_path: Path) -> None:
@@ -43,10 +48,12 @@ async def test_rest_writes_on_every_node(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as s:
             # The bootstrap committed at the leader; wait until every node has applied it.
             for nid in cl.ids:
-                for _ in range(100):
-                    if (await s.get(f"{cl.url(nid)}/api/handles/88.123.45/admin")).status == 200:
-                        break
-                    await asyncio.sleep(0.1)
+                await wait_until(
+                    lambda nid=nid: _found(s, f"{cl.url(nid)}/api/handles/88.123.45/admin"),
+                    30,
+                    f"{nid} to serve the bootstrapped admin handle",
+                    interval=0.1,
+                )
             # Basic (secret key): only owner's node may vouch for owner's identity.
             r = await s.put(f"{cl.url('owner-1')}/api/handles/88.123.45/c-owner", json=BODY, headers=_basic())
             assert r.status == 200, await r.text()
@@ -73,11 +80,11 @@ async def test_rest_writes_on_every_node(tmp_path: Path) -> None:
             # Every node serves every write once it has applied the block (followers may lag a little).
             for nid in cl.ids:
                 for h in ("c-owner", *(f"c-{n}" for n in cl.ids)):
-                    for _ in range(100):
-                        r = await s.get(f"{cl.url(nid)}/api/handles/88.123.45/{h}")
-                        if r.status == 200:
-                            break
-                        await asyncio.sleep(0.1)
-                    assert r.status == 200, (nid, h)
+                    await wait_until(
+                        lambda nid=nid, h=h: _found(s, f"{cl.url(nid)}/api/handles/88.123.45/{h}"),
+                        30,
+                        f"{nid} to serve {h}",
+                        interval=0.1,
+                    )
     finally:
         await cl.stop()
