@@ -639,12 +639,18 @@ class ConsensusDriver:
     async def _apply_entry(self, e: Entry) -> None:
         led = self.ledger
         extra = {RAFT_APPLIED: e.index.to_bytes(8, "big")}
+        # Our proposal's index is reached: whatever entry sits there now, the proposal is settled. It must be
+        # cleared for every entry kind: a proposal overwritten by a later leader's NOOP would otherwise block
+        # this node from ever cutting again once it leads (``_maybe_cut`` waits while ``staged`` is set).
+        settled = self.staged is not None and e.index >= self.staged.index
+        staged = self.staged if self.staged is not None and self.staged.index == e.index else None
+        if settled:
+            self.staged = None
         if e.kind != EntryKind.NORMAL:
             led.store.write(extra, sync=False)
+            if settled:
+                self.mempool.requeue_inflight(self.wall_ms())  # the proposed block lost its place
             return
-        staged = self.staged if self.staged is not None and self.staged.index == e.index else None
-        if self.staged is not None and e.index >= self.staged.index:
-            self.staged = None
         try:
             block = codec.decode(Block, e.data)
         except CempError:

@@ -61,9 +61,13 @@ async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
             ) as r,
         ):
             res = (await r.json())["results"]
-        assert all(x["status"] == "committed" and x["result"]["ok"] for x in res), [
-            x for x in res if x["status"] != "committed"
-        ][:2]
+        missing = [x for x in res if x["status"] != "committed"]
+        if missing:
+            statuses = {n: await cl.status(n) for n in cl.ids}
+            raise AssertionError(
+                f"{len(missing)} of {len(res)} txs not committed, e.g. {missing[:2]}; {statuses}"
+            )
+        assert all(x["result"]["ok"] for x in res)
         heights = sorted({x["height"] for x in res})
         # Every node reaches the last of those heights (a node asked too early answers 404, not a block).
         for n in cl.ids:
