@@ -72,4 +72,7 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
         await cl.stop()
     rep = verify_data_dir(tmp_path / lagger / "data" / lagger, wiring.kinds(), workers=0)
     assert rep.ok, rep.problem
-    assert bool(rep.warnings) == (mode == "state")
+    # The state-synced node says its early blocks are not replayed. (Other warnings may come and go: the head
+    # block's certificate is written without a sync and may not be stored yet when the node stops.)
+    snapshot_warned = any("installed from a state snapshot" in w for w in rep.warnings)
+    assert snapshot_warned == (mode == "state"), rep.warnings
