@@ -90,6 +90,10 @@ DOC_TYPES: dict[str, DocType] = {
         DocType("payment_receipt", False, True, {"account": str, "amount_fen": int}),
         DocType("purchase_ledger_row", True, False, _PERIOD),
         DocType("settlement_row", True, False, _PERIOD),
+        # Green-power instruments for market-based Scope 2 (accounting): an energy attribute certificate (GEC 绿证)
+        # or a green-power purchase contract, assigned to one site (``site`` = its site id) by an org admin.
+        DocType("green_certificate", False, False, {"site": str, "certificate_id": str, **_PERIOD}),
+        DocType("green_contract", False, False, {"site": str, "contract_id": str, **_PERIOD}),
     )
 }
 
@@ -111,7 +115,8 @@ class DocumentPayload:
     """Payload of a ``document`` tx."""
 
     doc_type: ShortStr
-    """A key of ``DOC_TYPES``: ``electricity_bill``, ``payment_receipt``, ``purchase_ledger_row``, ``settlement_row``."""
+    """A key of ``DOC_TYPES``: ``electricity_bill``, ``payment_receipt``, ``purchase_ledger_row``, ``settlement_row``,
+    ``green_certificate``, ``green_contract``."""
     source_sha256: Hash32
     """SHA-256 of the original file exactly as received (the image, or the whole ledger file)."""
     media_type: Text

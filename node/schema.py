@@ -8,14 +8,15 @@ Namespaces (first byte):
 - state namespaces (all part of the app hash): ``t`` tx location by tx hash, ``n`` sender nonce,
   ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
   ``a`` hourly aggregates by (device number, quantity, hour), ``c`` counters, ``h`` handle records, ``x`` documents,
-  ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry).
+  ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry), ``s`` sites,
+  their boundaries and ratings (accounting).
 
 Integers in keys are fixed-width big-endian so that byte order equals numeric order.
 """
 
 from __future__ import annotations
 
-STATE_PREFIXES = b"tndiracghxfpwg"
+STATE_PREFIXES = b"tndiracghxfpwgs"
 
 META = b"M"
 BLOCK = b"B"
@@ -222,3 +223,62 @@ def document_typed(doc_type: str, height: int, index: int) -> bytes:
 def document_review(height: int, index: int) -> bytes:
     """Review queue: present while the document's current version has review ``needs_review``."""
     return DOCUMENT_REVIEW_PREFIX + _u64(height) + _u32(index)
+
+
+# accounting (``accounting.sites``, ``accounting.factors``, ``accounting.rating``). Site ids are short lower-case
+# names without NUL, so ``id + 0x00`` ends an id unambiguously.
+SITE_PREFIX = b"ss"
+
+
+def site(site_id: str) -> bytes:
+    """Current version of a site (``accounting.model.SiteRecord``); iterating ``ss`` lists sites by id."""
+    return SITE_PREFIX + site_id.encode()
+
+
+def site_version(site_id: str, version: int) -> bytes:
+    """Version ``version`` (1, 2, ...) of a site; kept after it is superseded."""
+    return b"sv" + site_id.encode() + b"\x00" + _u32(version)
+
+
+def boundary_prefix(site_id: str) -> bytes:
+    return b"sb" + site_id.encode() + b"\x00"
+
+
+def boundary(site_id: str, effective_ms: int) -> bytes:
+    """Boundary version in force from ``effective_ms`` (``accounting.model.BoundaryRecord``); key order is
+    time order."""
+    return boundary_prefix(site_id) + _u64(effective_ms)
+
+
+def boundary_head(site_id: str) -> bytes:
+    """The latest boundary version of a site (a copy of its ``boundary`` record), for the kinds' point reads."""
+    return b"sh" + site_id.encode()
+
+
+def rating_prefix(site_id: str) -> bytes:
+    return b"sr" + site_id.encode() + b"\x00"
+
+
+def rating(site_id: str, period: str) -> bytes:
+    """Latest carbon-efficiency rating of a site for a period (``accounting.model.RatingRecord``)."""
+    return rating_prefix(site_id) + period.encode()
+
+
+FACTOR_SET_PREFIX = b"fs"
+
+
+def factor_set(set_id: str) -> bytes:
+    """Current version of a factor set (``accounting.model.FactorSetRecord``)."""
+    return FACTOR_SET_PREFIX + set_id.encode()
+
+
+def factor_set_version(set_id: str, version: int) -> bytes:
+    return b"fv" + set_id.encode() + b"\x00" + _u32(version)
+
+
+FACTOR_YEAR_PREFIX = b"fy"
+
+
+def factor_year(data_year: int) -> bytes:
+    """Data year -> id of the factor set for that year; key order is year order."""
+    return FACTOR_YEAR_PREFIX + data_year.to_bytes(2, "big")

@@ -427,6 +427,39 @@ def device_registered(state: Writer, env: Env, tx: Tx, reg: DeviceRegistration, 
     _apply(state, plan, env, "device.register")
 
 
+def plan_values(view: StateView, env: Env, handle: str, values: tuple[HandleValue, ...], label: str) -> Plan:
+    """A plan that merges ``values`` into the record at ``handle`` (creating it) for a tx kind whose own rules
+    already authorised the change (the accounting's ``site`` and ``rating`` write building records this way).
+
+    The record checks of ``handle.put`` apply (value syntax, size, CEMP templates and types); the handle of a
+    registered device is refused. Deterministic: check and apply call it on the same view.
+    """
+    name = parse_name(env.genesis, handle)
+    validate_values(values)
+    if load_device(view, name.handle) is not None:
+        raise _bad(f"{handle} is a registered device's handle, not a building's")
+    before = load_any(view, handle)
+    live = before is not None and not before.deleted
+    old = {sv.value.index: sv.value for sv in before.values} if live and before is not None else {}
+    after = dict(old)
+    after.update({v.index: v for v in values})
+    _check_record(name, after)
+    touched = tuple(i for i in sorted(after) if old.get(i) != after[i])
+    return Plan(
+        name, before, live, tuple(after[i] for i in sorted(after)), touched, Actor(True, None, label), None
+    )
+
+
+def apply_plan(state: Writer, plan: Plan, env: Env, kind: str) -> None:
+    """Write a ``plan_values`` plan (record and change-log entry) in the current tx."""
+    _apply(state, plan, env, kind)
+
+
+def admit_plan(plan: Plan, env: Env, kind: str) -> dict[bytes, bytes]:
+    """The record a ``plan_values`` plan writes, for later admissions to see."""
+    return _admit(plan, env, kind)
+
+
 def handle_kinds() -> list[TxKind]:
     """The resolver's tx kinds, for the composition root's registry (``cemp.wiring``)."""
     return [HandlePutKind(), HandleDeleteKind()]
@@ -444,7 +477,11 @@ __all__ = [
     "HandlePut",
     "Hash32",
     "Height",
+    "Plan",
     "TimestampMs",
+    "admit_plan",
+    "apply_plan",
     "plan_delete",
     "plan_put",
+    "plan_values",
 ]
