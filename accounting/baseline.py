@@ -115,6 +115,18 @@ def rnd(x: Fraction, places: int) -> float:
     return float(d)
 
 
+def frac_str(x: Fraction) -> str:
+    """Exact decimal text of a terminating fraction (0.78), else the fraction itself (1/3)."""
+    d = x.denominator
+    for f in (2, 5):
+        while d % f == 0:
+            d //= f
+    if d != 1:
+        return str(x)
+    s = f"{Decimal(x.numerator) / Decimal(x.denominator):f}"
+    return s.rstrip("0").rstrip(".") if "." in s else s
+
+
 def baseline_json(b: Baseline, p: BoilerParams) -> dict[str, Any]:
     return {
         "heat_gj": rnd(b.heat_gj, 1),
@@ -130,7 +142,7 @@ def baseline_json(b: Baseline, p: BoilerParams) -> dict[str, Any]:
         "electric_tco2": rnd(b.electric_tco2, 1),
         "avoided_vs_coal_tco2": rnd(b.avoided_vs_coal_tco2, 1),
         "avoided_vs_gas_tco2": rnd(b.avoided_vs_gas_tco2, 1),
-        "parameters": {k: str(v) for k, v in asdict(p).items()},
+        "parameters": {k: frac_str(v) for k, v in asdict(p).items()},
     }
 
 
@@ -218,7 +230,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     )
     print(
         f"electric heating {out['electric_tco2']:>14,.1f} tCO2  ({out['electricity_mwh']:,.1f} MWh at "
-        f"{p.grid_factor_tco2_per_mwh} tCO2/MWh)"
+        f"{frac_str(p.grid_factor_tco2_per_mwh)} tCO2/MWh)"
     )
     print(f"avoided vs coal  {out['avoided_vs_coal_tco2']:>14,.1f} tCO2")
     print(f"avoided vs gas   {out['avoided_vs_gas_tco2']:>14,.1f} tCO2")

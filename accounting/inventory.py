@@ -36,6 +36,8 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Protocol
 
+import msgpack
+
 from accounting import factors as fx
 from accounting.model import (
     CARRIER_ELECTRICITY,
@@ -124,18 +126,20 @@ def read_series(
     lo, hi = schema.hourly_range(devnum, quantity, h0, h1)
     flagged_hours: list[int] = []
     for key, raw in snap.iterate(lo, hi):
-        agg = codec.decode(HourlyAggregate, raw)
+        # Committed aggregates were encoded by the apply path (``HourlyAggregate`` in field order); unpacking the
+        # array directly is several times faster than the checked decoder and reads the same numbers.
+        count, _, _, _, _, first_value, _, last_value, flagged = msgpack.unpackb(raw, use_list=False)
         hour = int.from_bytes(key[-8:], "big")
         s.leaves.append(key + raw)
-        delta = agg.last_value - (agg.first_value if prev_value is None else prev_value)
-        prev_value = agg.last_value
+        delta = last_value - (first_value if prev_value is None else prev_value)
+        prev_value = last_value
         if delta < 0:
             s.negative_hours += 1
             delta = 0
         s.wh[hour] = delta
-        s.readings += agg.count
-        if agg.flagged:
-            s.flagged += agg.flagged
+        s.readings += count
+        if flagged:
+            s.flagged += flagged
             flagged_hours.append(hour)
     s.expected_hours = max(0, min(h1, now_hour + 1) - h0)
     s.gap_hours = s.expected_hours - sum(1 for h in s.wh if h <= now_hour)
@@ -240,7 +244,7 @@ class _Factors:
         self.snap = snap
         self.site = site.payload
         self.by_year: dict[int, FactorSetRecord | None] = {}
-        self.used: dict[int, dict[str, Any]] = {}
+        self._loc: dict[int, int | None] = {}
 
     def set_for(self, year: int) -> FactorSetRecord | None:
         if year not in self.by_year:
@@ -248,6 +252,11 @@ class _Factors:
         return self.by_year[year]
 
     def location_e6(self, year: int) -> int | None:
+        if year not in self._loc:
+            self._loc[year] = self._location_e6(year)
+        return self._loc[year]
+
+    def _location_e6(self, year: int) -> int | None:
         rec = self.set_for(year)
         if rec is None:
             return None
@@ -379,22 +388,29 @@ def compute(
                     grain_heat[bucket_of_hour(hour)[0]] += wh
                 continue
             co2 = 0
+            is_main = d.handle == main
+            is_site = d in site_meters
             sub = (
                 subsystems.setdefault(d.subsystem, {"energy_wh": 0, "co2_location_ug": 0})
-                if d.handle != main
+                if not is_main
                 else None
             )
             for hour, wh in s.wh.items():
                 label, year = bucket_of_hour(hour)
-                f = _need_factor(fac.location_e6(year), year, "location-based grid")
-                co2 += wh * f
-                if d.handle == main:
+                f = fac.location_e6(year)
+                if f is None:
+                    _need_factor(f, year, "location-based grid")
+                co2 += wh * f  # type: ignore[operator]
+                if is_main:
                     main_hourly[hour] = main_hourly.get(hour, 0) + wh
                 else:
                     if main is not None:  # the remainder compares sub-meters with a main meter hour by hour
                         sub_sum_hourly[hour] = sub_sum_hourly.get(hour, 0) + wh
-                    grain_sub.setdefault(label, Counter())[d.subsystem] += wh
-                if d in site_meters:
+                    gs = grain_sub.get(label)
+                    if gs is None:
+                        gs = grain_sub[label] = Counter()
+                    gs[d.subsystem] += wh
+                if is_site:
                     meter_site_hourly[hour] = meter_site_hourly.get(hour, 0) + wh
             entry["co2_location_ug"] += co2
             if sub is not None:
@@ -488,8 +504,7 @@ def compute(
         row["co2_market_t"] = fmt_t(row["co2_market_ug"])
         row["subsystems_wh"] = dict(sorted(grain_sub.get(label, Counter()).items()))
         row["heat_wh"] = grain_heat.get(label, 0)
-    for hour in heat_hourly:
-        years.add(bucket_of_hour(hour)[1])
+    years.update(range(period.first_day.year, period.last_day.year + 1))
 
     main_total = sum(main_hourly.values())
     sub_total = sum(sub_sum_hourly.values())

@@ -10,6 +10,7 @@ key                     protocol  profile / meter      unit/addr what it measure
 ``storage_tank``        modbus    acrel_adl400         3         thermal storage tank heaters
 ``pump_room``           modbus    eastron_sdm630       4         circulation pumps
 ``hx_temps``            modbus    hx_temp_4ch          10        plate heat exchanger, 4 × PT100
+``heat_meter``          modbus    heat_meter_modbus    11        plate heat exchanger's heat meter (secondary)
 ``controls``            dlt645    DL/T 645-2007        nameplate electrical control cabinet
 ======================  ========  ===================  ========  =========================================
 
@@ -29,7 +30,7 @@ from collector.dlt645 import Dlt645Source
 from collector.loadmodel import HeatingSiteModel, ModelClock, local_ms
 from collector.modbus import ModbusLink, ModbusSource
 from collector.sim.dlt645_sim import Dlt645GatewaySim, SimDltMeter
-from collector.sim.feeds import Clock, HeatExchangerFeed, SubsystemMeterFeed
+from collector.sim.feeds import Clock, HeatExchangerFeed, HeatMeterFeed, SubsystemMeterFeed
 from collector.sim.modbus_sim import ModbusMeterSim, meter
 from collector.sources import Source
 
@@ -40,10 +41,13 @@ DEFAULT_HANDLES: dict[str, str] = {
     "pump_room": "88.123.45/104.1.1",
     "controls": "88.123.45/105.1.1",
     "hx_temps": "88.123.45/106.1.1",
+    "heat_meter": "88.123.45/106.2.1",
 }
 """A suggestion only: the agent's configuration decides the real handles."""
 
 CONTROLS_NAMEPLATE = "210987654321"
+HEAT_START_WH = 3_141_592_000
+"""The heat meter's register when the simulation starts (a meter in service since earlier seasons)."""
 
 # meter readings on the day the simulation starts (Wh), so counters look like meters that have been in service
 _START_WH = {
@@ -159,6 +163,7 @@ async def run_site_sims(
     ]
     meters = [meter(uid, prof, feed(key, uid), **ratios) for key, uid, prof, ratios in modbus_plan]
     meters.append(meter(10, "hx_temp_4ch", HeatExchangerFeed(model)))
+    meters.append(meter(11, "heat_meter_modbus", HeatMeterFeed(model, t0, HEAT_START_WH)))
     msim = ModbusMeterSim(meters, host=host, port=modbus_port, clock=clk)
     dsim = Dlt645GatewaySim(
         [SimDltMeter(CONTROLS_NAMEPLATE, feed("controls", 5))], host=host, port=dlt645_port, clock=clk
@@ -183,6 +188,16 @@ async def run_site_sims(
         unit_id=10,
         nameplate=None,
         profile="hx_temp_4ch",
+        subsystem=None,
+    )
+    eps["heat_meter"] = SimEndpoint(
+        "heat_meter",
+        "modbus",
+        host,
+        msim.port,
+        unit_id=11,
+        nameplate=None,
+        profile="heat_meter_modbus",
         subsystem=None,
     )
     eps["controls"] = SimEndpoint(

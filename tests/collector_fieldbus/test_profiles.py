@@ -29,6 +29,7 @@ REQUIRED = {
     "acrel_adl400",
     "schneider_pm5xxx",
     "hx_temp_4ch",
+    "heat_meter_modbus",
 }
 
 
@@ -39,7 +40,7 @@ def test_shipped_profiles_load_and_cover_the_case() -> None:
         assert p.function_code in (3, 4)
         assert p.source, f"{p.name} must say where its map comes from"
         units = {r.unit for r in p.registers}
-        assert units <= {"Wh", "W", "mV", "mA", "mHz", "mdegC"}
+        assert units <= {"Wh", "W", "mV", "mA", "mHz", "mdegC", "L/h"}  # L/h: a heat meter's flow
 
 
 def test_sdm630_map_matches_the_reference() -> None:

@@ -20,6 +20,7 @@ async def test_site_devices_agree_with_the_model_and_count_up() -> None:
             "storage_tank",
             "pump_room",
             "hx_temps",
+            "heat_meter",
             "controls",
         }
         sources = site.sources()
@@ -40,6 +41,15 @@ async def test_site_devices_agree_with_the_model_and_count_up() -> None:
         for key in ("core_unit", "pipe_heater", "storage_tank", "pump_room", "controls"):
             later = {s.quantity: s.value for s in await sources[key].poll()}
             assert later["energy.import"] >= first[key]["energy.import"], key
+        # the heat meter: heat delivered = the model's heat demand, integrated (kWh register resolution)
+        heat0 = first["heat_meter"]
+        assert abs(heat0["heat.power"] - state.heat_demand_w) <= 1 and heat0["heat.power"] > 1_000_000
+        assert abs(heat0["temp.supply"] - state.temps_mdegc["temp.secondary_supply"]) <= 10
+        dt_k = (heat0["temp.supply"] - heat0["temp.return"]) / 1000
+        assert abs(heat0["flow"] * 4.186 * dt_k / 3.6 - heat0["heat.power"]) < heat0["heat.power"] * 0.01
+        heat1 = {s.quantity: s.value for s in await sources["heat_meter"].poll()}
+        want = sum(site.model.state(T0 + m * 60_000).heat_demand_w for m in range(60)) // 60  # Wh in the hour
+        assert abs(heat1["heat.energy"] - heat0["heat.energy"] - want) <= 2_000
         later_tank = {s.quantity: s.value for s in await sources["storage_tank"].poll()}
         assert later_tank["energy.import"] - first["storage_tank"]["energy.import"] > 1_000_000
         for src in sources.values():

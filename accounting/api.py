@@ -1,0 +1,389 @@
+"""JSON routes of the accounting: sites, inventories, KPIs, baselines, ratings (with QR labels) and factor sets.
+
+Every read comes from one snapshot of committed state; the answer names the height, block hash and app hash it
+was computed at. Bad periods, sites, grains or parameters are 4xx JSON errors. Inventories run in a worker thread
+(their cost is bounded: a period is at most a year or a season, an hourly breakdown at most a month).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from accounting import factors as fx
+from accounting import inventory as invm
+from accounting import kpi as kpim
+from accounting import tariffs as tf
+from accounting.baseline import BoilerParams, baseline, baseline_json, design_heat_gj
+from accounting.inventory import Head
+from accounting.rating import (
+    BENCHMARKS,
+    ZHEJIANG_THRESHOLDS_E3,
+    compute_rating,
+    label,
+    load_rating,
+    rating_value,
+)
+from accounting.sites import SITE_ID_RE, boundaries, boundary_json, list_sites, load_site, site_json
+from node import codec, schema
+from node.errors import CempError, Code
+from node.statehash import StateHash
+from node.types import Block
+
+T = TypeVar("T")
+PERIOD_Q = {
+    "name": "period",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "2026-01-15, 2026-01, 2026-Q1, 2026 or 2025/26-season (site local time)",
+}
+SITE_P = {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ERR = {"$ref": "#/components/responses/Error"}
+
+
+def _q(name: str, desc: str, typ: str = "string") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": desc, "schema": {"type": typ}}
+
+
+def _get(summary: str, params: list[dict[str, Any]], ctype: str = "application/json") -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params,
+            "responses": {"200": {"description": "ok", "content": {ctype: {}}}, "400": _ERR, "404": _ERR},
+        }
+    }
+
+
+_BOILER_Q = [
+    _q("coal_efficiency", "coal boiler efficiency (default 0.78)"),
+    _q("gas_efficiency", "gas boiler efficiency (default 0.85)"),
+    _q("electric_efficiency", "electric boiler efficiency or heat-pump COP (default 0.98)"),
+]
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/sites": _get("Sites recorded on chain", []),
+    "/v1/sites/{site_id}": _get("A site: current version, history, boundaries and ratings", [SITE_P]),
+    "/v1/sites/{site_id}/inventory": _get(
+        "Inventory: E = AD x EF per device, subsystem and site, location- and market-based Scope 2, "
+        "reconciliation and data quality; every figure names its factor and on-chain data",
+        [
+            SITE_P,
+            PERIOD_Q,
+            _q("grain", "breakdown: hour (periods up to a month), day, month, quarter or year"),
+        ],
+    ),
+    "/v1/sites/{site_id}/kpis": _get(
+        "Heating KPIs: W/m2 average and peak vs 50 W/m2, kWh/m2, HDD-normalised intensity, TOU cost per m2 vs "
+        "coal and gas, baselines, avoided emissions, unmetered remainder",
+        [SITE_P, PERIOD_Q, *_BOILER_Q],
+    ),
+    "/v1/sites/{site_id}/baseline": _get(
+        "Coal- and gas-boiler baselines for the site's delivered heat in a period",
+        [SITE_P, PERIOD_Q, *_BOILER_Q],
+    ),
+    "/v1/sites/{site_id}/rating": _get(
+        "Carbon-efficiency grade (碳效码): K computed now (location and market) and the rating recorded on chain",
+        [SITE_P, PERIOD_Q, _q("benchmark", "gas (default), coal, or a fixed kgCO2/m2")],
+    ),
+    "/v1/sites/{site_id}/rating/label.svg": _get(
+        "QR label of the recorded rating (resolves to the building handle)",
+        [SITE_P, PERIOD_Q],
+        "image/svg+xml",
+    ),
+    "/v1/sites/{site_id}/rating/label.png": _get("QR label as PNG", [SITE_P, PERIOD_Q], "image/png"),
+    "/v1/baseline": _get(
+        "Design-load boiler baselines (the case study's assumption): area x load x hours x days",
+        [
+            _q("area", "m2"),
+            _q("load", "W/m2"),
+            _q("hours", "hours per day (24)"),
+            _q("days", "heating days"),
+            *_BOILER_Q,
+            _q("grid_factor", "tCO2/MWh for the electric side (0)"),
+        ],
+    ),
+    "/v1/factors": _get("Factor sets recorded on chain, by data year", []),
+    "/v1/factors/{set_id}": _get(
+        "One factor set with every factor, its unit, year and source",
+        [{"name": "set_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+}
+
+
+def _frac_param(request: web.Request, name: str, default: Fraction, lo: Fraction, hi: Fraction) -> Fraction:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if len(raw) > 32:
+            raise ValueError
+        v = Fraction(raw)
+    except (ValueError, ZeroDivisionError):
+        raise CempError(Code.BAD_REQUEST, f"{name}={raw[:40]!r} is not a number") from None
+    if not lo <= v <= hi:
+        raise CempError(Code.BAD_REQUEST, f"{name}={raw} must be between {lo} and {hi}")
+    return v
+
+
+def boiler_params(request: web.Request) -> BoilerParams:
+    return BoilerParams(
+        coal_efficiency=_frac_param(
+            request, "coal_efficiency", Fraction("0.78"), Fraction("0.05"), Fraction(1)
+        ),
+        gas_efficiency=_frac_param(
+            request, "gas_efficiency", Fraction("0.85"), Fraction("0.05"), Fraction("1.1")
+        ),
+        electric_efficiency=_frac_param(
+            request, "electric_efficiency", Fraction("0.98"), Fraction("0.05"), Fraction(10)
+        ),
+    )
+
+
+class AccountingAPI:
+    def __init__(self, node: Any, tariffs: list[tf.TariffVersion] | None = None) -> None:
+        self.node = node
+        self.tariffs = tariffs if tariffs is not None else tf.load()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/sites", self.sites),
+            web.get("/v1/sites/{site_id}", self.site),
+            web.get("/v1/sites/{site_id}/inventory", self.inventory),
+            web.get("/v1/sites/{site_id}/kpis", self.kpis),
+            web.get("/v1/sites/{site_id}/baseline", self.site_baseline),
+            web.get("/v1/sites/{site_id}/rating", self.rating),
+            web.get("/v1/sites/{site_id}/rating/label.{fmt}", self.rating_label),
+            web.get("/v1/baseline", self.design_baseline),
+            web.get("/v1/factors", self.factor_sets),
+            web.get("/v1/factors/{set_id}", self.factor_set),
+        ]
+
+    async def _read(self, fn: Callable[[Any, Head], T]) -> T:
+        """Run ``fn(snapshot, head)`` on one snapshot of committed state, in a worker thread."""
+        store = self.node.ledger.store
+
+        def run() -> T:
+            snap = store.snapshot()
+            try:
+                return fn(snap, head_of(snap))
+            finally:
+                snap.release()
+
+        return await asyncio.to_thread(run)
+
+    @staticmethod
+    def _site_id(request: web.Request) -> str:
+        sid = request.match_info["site_id"]
+        if not SITE_ID_RE.fullmatch(sid):
+            raise CempError(Code.BAD_REQUEST, f"site id {sid[:80]!r} is not a short lower-case id")
+        return sid
+
+    @staticmethod
+    def _period(request: web.Request) -> str:
+        p = request.query.get("period")
+        if not p:
+            raise CempError(
+                Code.BAD_REQUEST, "period is required: 2026-01-15, 2026-01, 2026-Q1, 2026 or 2025/26-season"
+            )
+        return p
+
+    async def sites(self, request: web.Request) -> web.Response:
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            return {
+                "sites": [
+                    {**site_json(r.payload), "org": r.org, "tx": r.tx_hash.hex()} for r in list_sites(snap)
+                ],
+                "height": head.height,
+            }
+
+        return web.json_response(await self._read(fn))
+
+    async def site(self, request: web.Request) -> web.Response:
+        sid = self._site_id(request)
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            rec = load_site(snap, sid)
+            if rec is None:
+                raise CempError(Code.NOT_FOUND, f"no site {sid!r} on this chain")
+            history = []
+            for v in range(1, rec.payload.version + 1):
+                old = load_site(snap, sid, v)
+                if old is not None:
+                    history.append({"version": v, "tx": old.tx_hash.hex(), "height": old.height})
+            p = schema.rating_prefix(sid)
+            ratings = [
+                {**rating_value(r.payload, r.tx_hash), "height": r.height}
+                for r in (
+                    load_rating(snap, sid, k[len(p) :].decode()) for k, _ in snap.iterate(p, p + b"\xff")
+                )
+                if r is not None
+            ]
+            return {
+                **site_json(rec.payload),
+                "org": rec.org,
+                "tx": rec.tx_hash.hex(),
+                "height": rec.height,
+                "history": history,
+                "boundaries": [
+                    {**boundary_json(b.payload), "tx": b.tx_hash.hex(), "height": b.height}
+                    for b in boundaries(snap, sid)
+                ],
+                "ratings": ratings,
+                "as_of_height": head.height,
+            }
+
+        return web.json_response(await self._read(fn))
+
+    async def inventory(self, request: web.Request) -> web.Response:
+        sid, period = self._site_id(request), self._period(request)
+        grain = request.query.get("grain") or None
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            return invm.finish(invm.compute(snap, head, sid, period, grain))
+
+        return web.json_response(await self._read(fn))
+
+    def _kpis(self, request: web.Request) -> Callable[[Any, Head], dict[str, Any]]:
+        sid, period = self._site_id(request), self._period(request)
+        params = boiler_params(request)
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            raw = invm.compute(snap, head, sid, period)
+            digest = invm.finish(raw)["digest"]
+            return kpim.compute_kpis({**raw, "digest": digest}, params, self.tariffs)
+
+        return fn
+
+    async def kpis(self, request: web.Request) -> web.Response:
+        return web.json_response(kpim.public(await self._read(self._kpis(request))))
+
+    async def site_baseline(self, request: web.Request) -> web.Response:
+        k = await self._read(self._kpis(request))
+        keys = (
+            "site_id",
+            "period",
+            "heat_source",
+            "heat_gj",
+            "baseline",
+            "avoided_tco2",
+            "co2_location_t",
+            "co2_market_t",
+            "inventory_digest",
+        )
+        return web.json_response({key: k[key] for key in keys})
+
+    async def rating(self, request: web.Request) -> web.Response:
+        sid, period = self._site_id(request), self._period(request)
+        bench = request.query.get("benchmark") or "gas"
+        if bench not in BENCHMARKS:
+            _frac_param(request, "benchmark", Fraction(1), Fraction(1, 10**6), Fraction(10**6))
+        params = boiler_params(request)
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            raw = invm.compute(snap, head, sid, period)
+            inv = invm.finish(raw)
+            k = kpim.compute_kpis({**raw, "digest": inv["digest"]}, params, self.tariffs)
+            computed = compute_rating(inv, k, bench, ZHEJIANG_THRESHOLDS_E3, params)
+            rec = load_rating(snap, sid, period)
+            recorded = None
+            if rec is not None:
+                recorded = {
+                    **rating_value(rec.payload, rec.tx_hash),
+                    "height": rec.height,
+                    "org": rec.org,
+                    "benchmark": rec.payload.benchmark,
+                    "thresholds_e3": list(rec.payload.thresholds_e3),
+                }
+            return {"computed": computed, "recorded": recorded}
+
+        return web.json_response(await self._read(fn))
+
+    async def rating_label(self, request: web.Request) -> web.Response:
+        sid, period = self._site_id(request), self._period(request)
+        fmt = request.match_info["fmt"]
+        if fmt not in ("svg", "png"):
+            raise CempError(Code.BAD_REQUEST, f"label.{fmt[:10]}: use label.svg or label.png")
+
+        def fn(snap: Any, head: Head) -> tuple[str, str]:
+            site = load_site(snap, sid)
+            if site is None:
+                raise CempError(Code.NOT_FOUND, f"no site {sid!r} on this chain")
+            rec = load_rating(snap, sid, period)
+            if rec is None:
+                raise CempError(
+                    Code.NOT_FOUND, f"no rating of {sid} for {period} on chain; issue one with cemp rating"
+                )
+            g = rec.payload.grade_location
+            return site.payload.building, f"{site.payload.name}: grade {g} ({rec.payload.scheme}, {period})"
+
+        building, title = await self._read(fn)
+        url = f"{request.scheme}://{request.host}/api/handles/{building}"
+        body = label(url, fmt, title)
+        return web.Response(body=body, content_type="image/svg+xml" if fmt == "svg" else "image/png")
+
+    async def design_baseline(self, request: web.Request) -> web.Response:
+        area = _frac_param(request, "area", Fraction(-1), Fraction(1), Fraction(10**9))
+        load = _frac_param(request, "load", Fraction(-1), Fraction(1), Fraction(1000))
+        days = _frac_param(request, "days", Fraction(-1), Fraction(1), Fraction(366))
+        if min(area, load, days) < 0:
+            raise CempError(Code.BAD_REQUEST, "area (m2), load (W/m2) and days are required")
+        hours = _frac_param(request, "hours", Fraction(24), Fraction(1, 60), Fraction(24))
+        p = boiler_params(request)
+        grid = _frac_param(request, "grid_factor", Fraction(0), Fraction(0), Fraction(2))
+        p = BoilerParams(
+            p.coal_efficiency,
+            p.gas_efficiency,
+            electric_efficiency=p.electric_efficiency,
+            grid_factor_tco2_per_mwh=grid,
+        )
+        b = baseline(design_heat_gj(area, load, hours, days), p)
+        return web.json_response(baseline_json(b, p))
+
+    async def factor_sets(self, request: web.Request) -> web.Response:
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            return {
+                "sets": [fx.set_json(r, with_factors=False) for r in fx.list_sets(snap)],
+                "height": head.height,
+            }
+
+        return web.json_response(await self._read(fn))
+
+    async def factor_set(self, request: web.Request) -> web.Response:
+        set_id = request.match_info["set_id"]
+        if not fx.KEY_RE.fullmatch(set_id) or len(set_id) > 64:
+            raise CempError(
+                Code.BAD_REQUEST, f"set id {set_id[:80]!r} is not a factor set id like cn-mee-2023"
+            )
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            rec = fx.load_set(snap, set_id)
+            if rec is None:
+                raise CempError(Code.NOT_FOUND, f"no factor set {set_id!r} on this chain")
+            return fx.set_json(rec)
+
+        return web.json_response(await self._read(fn))
+
+
+def head_of(snap: Any) -> Head:
+    """The committed head recorded inside a snapshot (height, block hash, app hash, block time)."""
+    raw_h = snap.get(schema.META_HEIGHT)
+    height = int.from_bytes(raw_h, "big") if raw_h else 0
+    last = snap.get(schema.META_LAST_HASH) or b""
+    acc = snap.get(schema.META_STATE_ACC)
+    app = StateHash.from_bytes(acc).digest() if acc else b""
+    time_ms = 0
+    if height:
+        raw = snap.get(schema.block(height))
+        if raw is not None:
+            time_ms = codec.decode(Block, raw).header.time_ms
+    return Head(height, last, app, time_ms)
+
+
+def routes(node: Any) -> list[web.RouteDef]:
+    """Route provider of the accounting (listed by the composition root)."""
+    return AccountingAPI(node).routes()
