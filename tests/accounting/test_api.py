@@ -139,3 +139,27 @@ async def test_bad_requests_are_4xx(acc: tuple[TestConsortium, TestClient]) -> N
     r = await client.get(f"/v1/sites/{SITE}/inventory", params={"period": "2019-01"})
     inv = await r.json()
     assert r.status == 200 and inv["site_total"]["energy_wh"] == 0 and inv["factors"][0]["set"] is None
+
+
+async def test_client_helpers_record_factors_site_and_rating(acc: tuple[TestConsortium, TestClient]) -> None:
+    from accounting.client import ensure_site, issue_rating, publish_factor_sets
+    from node.client import NodeClient
+
+    c, client = acc
+    async with NodeClient(str(client.make_url(""))) as nc:
+        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain_id) == [
+            "cn-mee-2021",
+            "cn-mee-2022",
+            "cn-mee-2023",
+        ]
+        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain_id) == []
+        dev, raw = c.register_device(MAIN)
+        await submit(client, raw)
+        b = boundary_payload(1, T0, [(MAIN, "incoming", "electricity", "energy.import")], main=MAIN)
+        assert await ensure_site(nc, c.admins["owner"], c.chain_id, site_payload(area=1_000), b)
+        assert not await ensure_site(nc, c.admins["owner"], c.chain_id, site_payload(area=1_000), b)
+        vals = [(T0 - 1, "energy.import", 0, "Wh"), (T0 + 1800_000, "energy.import", 10_000, "Wh")]
+        await submit(client, dev.batch(c.chain_id, vals))
+        r = await issue_rating(nc, c.admins["regulator"], c.chain_id, SITE, "2026-01-01")
+        got = await nc.get(f"/v1/sites/{SITE}")
+        assert got["ratings"][0]["grade"] == str(r["grade_location"])

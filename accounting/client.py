@@ -1,0 +1,70 @@
+"""Writing the accounting's records through a node's API: factor sets, a site with its boundary, a rating.
+
+Each function signs with an org admin key (the node's own ``sign_tx``), submits, waits for the commit and raises
+``CempError`` with the chain's reason if the tx was refused. Used by ``cemp factors``, ``cemp site``, ``cemp rating``
+and the demo.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounting.factors import shipped_sets
+from accounting.model import BoundaryPayload, SitePayload
+from accounting.rating import payload_of
+from node.chain import sign_tx
+from node.client import NodeClient
+from node.crypto import KeyPair
+from node.errors import CempError, Code
+
+
+async def submit_signed(
+    client: NodeClient, key: KeyPair, chain_id: str, kind: str, payload: object
+) -> dict[str, Any]:
+    nonce = int((await client.get(f"/v1/nonces/{key.public.hex()}"))["next"])  # counts txs still pending
+    raw, _ = sign_tx(key, chain_id, kind, nonce, payload)
+    res = await client.submit(raw, wait=True)
+    result = res.get("result") or {}
+    if not result.get("ok"):
+        raise CempError(Code.INVALID_PAYLOAD, f"{kind} tx refused: {result.get('reason', res)}")
+    return res
+
+
+async def publish_factor_sets(client: NodeClient, key: KeyPair, chain_id: str) -> list[str]:
+    """Record every shipped factor set the chain does not hold yet (regulator key); returns the ids recorded."""
+    done: list[str] = []
+    for s in shipped_sets():
+        try:
+            await client.get(f"/v1/factors/{s.set_id}")
+            continue
+        except CempError as e:
+            if e.code != Code.NOT_FOUND:
+                raise
+        await submit_signed(client, key, chain_id, "factors", s)
+        done.append(s.set_id)
+    return done
+
+
+async def ensure_site(
+    client: NodeClient, key: KeyPair, chain_id: str, site: SitePayload, boundary: BoundaryPayload
+) -> bool:
+    """Record ``site`` (version 1) and its first boundary unless the site exists; True if they were recorded."""
+    try:
+        await client.get(f"/v1/sites/{site.site_id}")
+        return False
+    except CempError as e:
+        if e.code != Code.NOT_FOUND:
+            raise
+    await submit_signed(client, key, chain_id, "site", site)
+    await submit_signed(client, key, chain_id, "boundary", boundary)
+    return True
+
+
+async def issue_rating(
+    client: NodeClient, key: KeyPair, chain_id: str, site_id: str, period: str, benchmark: str = "gas"
+) -> dict[str, Any]:
+    """Compute the rating on the node, sign it and record it; returns the computed rating."""
+    r = await client.get(f"/v1/sites/{site_id}/rating", period=period, benchmark=benchmark)
+    computed: dict[str, Any] = r["computed"]
+    await submit_signed(client, key, chain_id, "rating", payload_of(computed))
+    return computed
