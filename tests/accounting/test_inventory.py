@@ -276,3 +276,27 @@ def test_determinism_two_stores_identical_bytes() -> None:
     b = canonical(finish(compute(other.store, head_b, SITE, "2026-01", "day")))
     assert a == b
     assert len(a) > 1000
+
+
+def test_several_sites_and_factor_basis_fallback() -> None:
+    ch = site_chain(hours=1)
+    other = site_payload(
+        site_id="gz-mall",
+        building="88.123.45/site.gz",
+        province="Guangdong",
+        grid_region="South China",
+        utility_accounts=(),
+    )
+    ch.ok(ch.admin("owner", "site", other))
+    from dataclasses import replace
+
+    b = boundary_payload(1, T0 - 24 * HOUR_MS, [BOUNDARY[0]])
+    ch.ok(ch.admin("owner", "boundary", replace(b, site_id="gz-mall")))
+    r = finish(compute(ch.store, ch.head(), "gz-mall", "2026-01-01"))
+    f = r["factors"][0]
+    # the 2023 set has no Guangdong provincial factor: the South China regional one applies, and it says so
+    assert f["location"]["key"] == "grid.region.south-china" and f["location"]["basis"] == "region"
+    assert r["site_total"]["co2_location_ug"] == 10_000 * 404_200
+    assert (
+        inv(ch, "2026-01-01")["site_total"]["co2_location_ug"] == 16_000 * 647_900
+    )  # the first site unchanged
