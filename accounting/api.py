@@ -387,3 +387,6 @@ def head_of(snap: Any) -> Head:
 def routes(node: Any) -> list[web.RouteDef]:
     """Route provider of the accounting (listed by the composition root)."""
     return AccountingAPI(node).routes()
+
+
+routes.openapi_paths = OPENAPI_PATHS  # type: ignore[attr-defined]

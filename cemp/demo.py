@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from accounting.client import ensure_site, publish_factor_sets
+from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.httpsource import FieldMap, HttpSource
 from collector.ocr.billgen import generate as generate_bill
@@ -35,12 +37,7 @@ from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file
 from node.errors import CempError
 from node.genesis import genesis_from_toml, write_genesis
-from node.types import (
-    DeviceRegistration,
-    Handle,
-    PublicKey,
-    ShortStr,
-)
+from node.types import DeviceRegistration, Handle, PublicKey, ShortStr, Text, TimestampMs
 
 ORGS = [
     ("owner", "owner", "88.123.45"),
@@ -91,6 +88,13 @@ DEVICES = [
         "modbus:hx_temps",
     ),
     DemoDevice(
+        "88.123.45/102.2.1",
+        "plate heat exchanger heat meter (Modbus)",
+        "meter.heat",
+        "heat-exchanger",
+        "modbus:heat_meter",
+    ),
+    DemoDevice(
         "88.123.45/103.1.1",
         "pump room (control system HTTP API)",
         "gateway.control",
@@ -119,6 +123,22 @@ DEVICES = [
         "bills:inbox",
     ),
 ]
+SITE_ID = "hohhot-complex"
+SITE_BUILDING = "88.123.45/200.1"
+# The site's accounting boundary: (subsystem, carrier, counter quantity) of each demo device. The control system's
+# HTTP gateways report figures of their own model (their feeders repeat the Modbus meters), so they are context
+# only; the DL/T 645 meter reads the electrical control cabinet in the simulated plant, so it is a sub-meter of the
+# electrical system and the boundary names no main meter.
+BOUNDARY = {
+    "88.123.45/101.1.1": ("core-heating", "electricity", "energy.import"),
+    "88.123.45/101.1.2": ("pipe-heating", "electricity", "energy.import"),
+    "88.123.45/101.1.3": ("storage-tank", "electricity", "energy.import"),
+    "88.123.45/101.2.1": ("electrical", "electricity", "energy.import"),
+    "88.123.45/102.1.1": ("heat-exchanger", "none", ""),
+    "88.123.45/102.2.1": ("heat-exchanger", "heat", "heat.energy"),
+    "88.123.45/103.1.1": ("pump-room", "none", ""),
+    "88.123.45/103.1.2": ("electrical", "none", ""),
+}
 BILL_EVERY_S = 45.0
 """How often the demo's "utility" drops a new bill photo into the scanner's inbox."""
 
@@ -238,6 +258,49 @@ async def register_devices(client: NodeClient, base: Path, chain_id: str) -> Non
         _log(f"registered {d.handle}: {d.name}")
 
 
+def hohhot_site(effective_ms: int) -> tuple[SitePayload, BoundaryPayload]:
+    """The case's building (100,000 m² in Hohhot, Mengxi grid) and its boundary over the demo devices."""
+    site = SitePayload(
+        site_id=ShortStr(SITE_ID),
+        version=1,
+        name=Text("Hohhot commercial complex (shops, hotel, flats)"),
+        floor_area_m2=100_000,
+        address=Text("Hohhot, Inner Mongolia"),
+        province=ShortStr("Inner Mongolia"),
+        grid_region=ShortStr("North China"),
+        season_start=ShortStr("10-15"),
+        season_end=ShortStr("04-15"),
+        utc_offset_min=480,
+        building=Handle(SITE_BUILDING),
+        utility_accounts=(ShortStr("5127336124"),),
+        hdd18_annual=4186,
+    )
+    devices = tuple(
+        BoundaryDevice(Handle(h), ShortStr(sub), ShortStr(carrier), ShortStr(q))
+        for h, (sub, carrier, q) in sorted(BOUNDARY.items())
+    )
+    note = "demo boundary: Modbus sub-meters, the DL/T 645 cabinet meter and the heat meter; no main meter"
+    return site, BoundaryPayload(ShortStr(SITE_ID), 1, TimestampMs(effective_ms), devices, None, Text(note))
+
+
+async def register_site(client: NodeClient, base: Path, chain_id: str) -> None:
+    """The regulator records the factor sets; the owner records the Hohhot site and its boundary (once)."""
+    regulator = read_key_file(base / "keys" / "regulator.admin.key")
+    owner = read_key_file(base / "keys" / "owner.admin.key")
+    for set_id in await publish_factor_sets(client, regulator, chain_id):
+        _log(f"regulator recorded factor set {set_id}")
+    hour = int(time.time() * 1000) // 3_600_000 * 3_600_000
+    site, boundary = hohhot_site(hour)
+    if await ensure_site(client, owner, chain_id, site, boundary):
+        _log(
+            f"owner recorded site {SITE_ID} ({site.floor_area_m2:,} m²) and its boundary over {len(BOUNDARY)} devices"
+        )
+
+
+def today_cst() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+
+
 class Site:
     """The simulated plant and the device agent that reads it, signs at the source and submits."""
 
@@ -264,7 +327,7 @@ class Site:
         }
         field_sources = self.sims.sources(handles)
         rules = {"energy.import": QuantityRules(counter=True)}
-        for q in ("energy.feeder.core", "energy.feeder.pipe", "energy.feeder.tank"):
+        for q in ("energy.feeder.core", "energy.feeder.pipe", "energy.feeder.tank", "heat.energy"):
             rules[q] = QuantityRules(counter=True)
         agents = []
         for d in DEVICES:
@@ -363,6 +426,7 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 raise RuntimeError("the consortium did not elect a leader within 20 s")
             chain_id = st["chain_id"]
             await register_devices(client, base, chain_id)
+            await register_site(client, base, chain_id)
             site = Site(base, urls, chain_id, poll_s=5.0)
             agent = await site.start()
             stop = asyncio.Event()
@@ -392,6 +456,9 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
                 f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
+                f"  site         {u}/v1/sites/{SITE_ID}   (building handle {u}/api/handles/{SITE_BUILDING})",
+                f"  carbon       {u}/v1/sites/{SITE_ID}/inventory?period={today_cst()}   "
+                f"(KPIs: {u}/v1/sites/{SITE_ID}/kpis?period={today_cst()})",
                 "The agent submits to any node; followers forward to the leader. Press Ctrl-C to stop.",
                 "",
             ]
@@ -411,6 +478,7 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
                         f"height {st['height']}  leader {st['leader']} (term {st['term']})  readings on chain "
                         f"{total}  bills {docs}  alarms {agent.alarm_count()}  app hash {st['app_hash'][:16]}"
                     )
+                    _log(await carbon_line(client))
             finally:
                 stop.set()
                 with contextlib.suppress(Exception):
@@ -432,6 +500,22 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
         for f in logs:
             f.close()
     return 0
+
+
+async def carbon_line(client: NodeClient) -> str:
+    """Today's live carbon figures of the Hohhot site, from its inventory on chain."""
+    day = today_cst()
+    try:
+        inv = await client.get(f"/v1/sites/{SITE_ID}/inventory", period=day)
+    except CempError as e:
+        return f"carbon {SITE_ID} {day}: {e.message}"
+    t = inv["site_total"]
+    return (
+        f"carbon {SITE_ID} {day}: electricity {t['energy_wh'] / 1000:,.1f} kWh  heat {t['heat_wh'] / 1000:,.1f} kWh  "
+        f"CO2 {t['co2_location_ug'] / 1e9:,.2f} kg location-based / {t['co2_market_ug'] / 1e9:,.2f} kg market-based  "
+        f"(factor {inv['factors'][0]['location']['value'] if inv['factors'][0].get('location') else '-'} "
+        f"tCO2/MWh, set {inv['factors'][0]['set']['set_id'] if inv['factors'][0].get('set') else '-'})"
+    )
 
 
 def main(base: Path, port: int, duration_s: float | None, fresh: bool) -> int:

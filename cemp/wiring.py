@@ -6,14 +6,17 @@
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
 - ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
   web UI for people: explorer, device and handle pages, consortium status).
+- the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``) and routes (sites, inventories, KPIs,
+  baselines, ratings, factor sets).
 
-``collector`` and ``accounting`` add no kinds, hooks or routes today; when they do, they are listed here and
-nowhere else (the web UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at
-run time.
+``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else (the web
+UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at run time.
 """
 
 from __future__ import annotations
 
+from accounting import accounting_kinds
+from accounting.api import routes as accounting_routes
 from node.corekinds import core_registry
 from node.documents import documents_routes
 from node.server import RouteProvider
@@ -26,8 +29,8 @@ from web.app import routes as web_routes
 
 def kinds() -> KindRegistry:
     """A fresh registry of every tx kind of a CEMP chain (the same content on every call)."""
-    return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=handle_kinds())
+    return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=[*handle_kinds(), *accounting_kinds()])
 
 
-ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes, web_routes)
+ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes, accounting_routes, web_routes)
 """Extra read routes of every node, matched before the core API's."""

@@ -148,6 +148,8 @@ class NodeAPI:
         self.started = time.time()
         self.submitted = 0
         self.rejected = 0
+        self.openapi_paths: dict[str, Any] = {}
+        """Paths of the extra route providers, merged into ``/openapi.json`` (``node.server.Node``)."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -375,7 +377,7 @@ class NodeAPI:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(OPENAPI)
+        return web.json_response({**OPENAPI, "paths": {**OPENAPI["paths"], **self.openapi_paths}})
 
     def _block_for(self, ref: str) -> Block:
         led = self.ledger

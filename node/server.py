@@ -41,7 +41,8 @@ from node.watermark import Watermark, path_beside
 log = logging.getLogger(__name__)
 
 RouteProvider = Callable[["Node"], list[web.RouteDef]]
-"""Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's."""
+"""Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's. A provider
+may carry an ``openapi_paths`` attribute (OpenAPI path items), which ``/openapi.json`` then lists too."""
 
 
 @dataclass
@@ -115,6 +116,8 @@ class Node:
                 status_extra=self.driver.status,
                 after_admit=self.driver.forward,
             )
+        for provider in self.routes:
+            self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
         self.statesync = StateSyncServer(self.ledger)
 

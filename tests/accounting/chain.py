@@ -4,28 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from accounting.factors import FACTORS_KIND, shipped_sets
+from accounting.factors import shipped_sets
 from accounting.inventory import Head
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
-from accounting.sites import BOUNDARY_KIND, SITE_KIND
-from node import txkinds
+from cemp import wiring
 from node.chain import Ledger, header_hash
 from node.documents import DocumentPayload, make_fields
 from node.store import MemoryStore
-from node.testing import TestConsortium, TestDevice
 from node.types import Handle, Hash32, ShortStr, Text, TimestampMs, TxResult
+from tests.support.testing import TestConsortium, TestDevice
 
 HOUR_MS = 3_600_000
 SITE = "hohhot"
 BUILDING = "88.123.45/site.hohhot"
-
-
-def register_kinds() -> None:
-    from accounting.rating import RATING_KIND
-
-    for k in (SITE_KIND, BOUNDARY_KIND, FACTORS_KIND, RATING_KIND):
-        if k.name not in txkinds.KINDS:
-            txkinds.register(k)
 
 
 def site_payload(version: int = 1, area: int = 100_000, **kw: Any) -> SitePayload:
@@ -61,10 +52,9 @@ def boundary_payload(
 
 class Chain:
     def __init__(self, consortium: TestConsortium | None = None) -> None:
-        register_kinds()
         self.c = consortium or TestConsortium.create(n_nodes=1)
         self.store = MemoryStore()
-        self.led = Ledger(self.store, self.c.genesis)
+        self.led = Ledger(self.store, self.c.genesis, wiring.kinds())
         self.nid = self.c.genesis.nodes[0].node_id
         self.time_ms = 1_800_000_000_000  # 2027-01-15: after every reading the tests write
         self.blocks: list[Any] = []

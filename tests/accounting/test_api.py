@@ -10,14 +10,14 @@ from typing import Any
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from accounting.api import routes
 from accounting.factors import shipped_sets
 from accounting.periods import day_start_ms
 from accounting.rating import payload_of
+from cemp import wiring
 from node.server import Node
 from node.store import MemoryStore
-from node.testing import TestConsortium
-from tests.accounting.chain import BUILDING, HOUR_MS, SITE, boundary_payload, register_kinds, site_payload
+from tests.accounting.chain import BUILDING, HOUR_MS, SITE, boundary_payload, site_payload
+from tests.support.testing import TestConsortium
 
 HDR = {"Content-Type": "application/msgpack"}
 MAIN = "88.123.45/101.2.1"
@@ -26,12 +26,10 @@ T0 = day_start_ms(date(2026, 1, 1), 480)
 
 @pytest_asyncio.fixture
 async def acc() -> AsyncIterator[tuple[TestConsortium, TestClient]]:
-    register_kinds()
     c = TestConsortium.create(n_nodes=1, block_interval_ms=5)
     nid = c.genesis.nodes[0].node_id
-    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid])
+    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
     app = node.web_app()
-    app.add_routes(routes(node))
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
@@ -103,6 +101,9 @@ async def test_routes(acc: tuple[TestConsortium, TestClient]) -> None:
     r = await client.get(f"/api/handles/{BUILDING}")
     h = await r.json()
     assert any(v["type"] == "CEMP.RATING" for v in h["values"]), h
+    r = await client.get("/openapi.json")
+    paths = (await r.json())["paths"]
+    assert "/v1/sites/{site_id}/inventory" in paths and "/v1/txs" in paths and "/v1/baseline" in paths
     r = await client.get("/v1/factors")
     assert [s["data_year"] for s in (await r.json())["sets"]] == [2021, 2022, 2023]
     r = await client.get("/v1/factors/cn-mee-2023")

@@ -9,6 +9,7 @@ import pytest
 
 from accounting.inventory import canonical, compute, finish, fmt_t
 from accounting.periods import day_start_ms, parse_period
+from cemp import wiring
 from node.chain import Ledger
 from node.errors import CempError, Code
 from node.readings import Flag
@@ -266,7 +267,7 @@ def test_determinism_two_stores_identical_bytes() -> None:
         "energy_wh": 123_457,
     }
     ch.ok(ch.document("green_certificate", cert, b"gec-1"))
-    other = Ledger(MemoryStore(), ch.c.genesis)
+    other = Ledger(MemoryStore(), ch.c.genesis, wiring.kinds())
     for block, cert_sigs in ch.blocks:
         other.apply_block(block, cert_sigs)
     from accounting.inventory import Head

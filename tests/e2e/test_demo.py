@@ -49,6 +49,11 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     assert bills and bills[-1] >= 1, (
         "the first bill photo should be OCR'd and on chain: " + out.stdout[-2000:]
     )
+    carbon = re.findall(
+        r"carbon hohhot-complex \S+: electricity ([\d,.]+) kWh .* CO2 ([\d,.]+) kg location-based", out.stdout
+    )
+    assert carbon, "the demo should print the Hohhot site's live carbon figures: " + out.stdout[-2000:]
+    assert "/v1/sites/hohhot-complex/inventory?period=" in out.stdout
     heights = set()
     for nid in ("owner-1", "equipment-1", "regulator-1"):
         rep = verify_data_dir(tmp_path / "d" / "data" / nid, wiring.kinds(), workers=0)
