@@ -326,18 +326,18 @@ def compute(
     now_hour = head.time_ms // HOUR_MS
     fac = _Factors(snap, site)
 
-    day_cache: dict[int, tuple[date, str, int]] = {}
+    # (label, year) of every hour of the period, computed once per day: the hot loops index this list.
+    p_h0 = period.start_ms // HOUR_MS
+    hour_buckets: list[tuple[str, int]] = []
+    for day_i in range(period.days):
+        day = period.first_day + timedelta(days=day_i)
+        if grain == "hour":
+            hour_buckets.extend((f"{day.isoformat()}T{h:02d}", day.year) for h in range(24))
+        else:
+            hour_buckets.extend([(grain_label(day, grain), day.year)] * 24)
 
     def bucket_of_hour(hour: int) -> tuple[str, int]:
-        dn = (hour * HOUR_MS + off_ms) // DAY_MS
-        hit = day_cache.get(dn)
-        if hit is None:
-            d = date(1970, 1, 1) + timedelta(days=dn)
-            hit = (d, grain_label(d, grain) if grain != "hour" else "", d.year)
-            day_cache[dn] = hit
-        if grain == "hour":
-            return _hour_label(hour, off_ms), hit[2]
-        return hit[1], hit[2]
+        return hour_buckets[hour - p_h0]
 
     recs = boundaries(snap, site_id)
     segs = segments(recs, period.start_ms, period.stop_ms)
@@ -512,7 +512,7 @@ def compute(
     dev_list = []
     for handle in sorted(devices):
         e = devices[handle]
-        e["aggregates_root"] = merkle.root(e.pop("_leaves")).hex()
+        e["aggregates_root"] = merkle_root(e.pop("_leaves")).hex()
         e["co2_location_t"] = fmt_t(e["co2_location_ug"])
         dev_list.append(e)
     inv: dict[str, Any] = {
@@ -595,16 +595,25 @@ def compute(
     return inv
 
 
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """``node.merkle.root`` (RFC 6962) with the hashing inlined: the season inventory hashes ~31,000 leaves."""
+    if not leaves:
+        return merkle.root([])
+    sha = hashlib.sha256
+    level = [sha(b"\x00" + x).digest() for x in leaves]
+    while len(level) > 1:
+        nxt = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
 def finish(inv: dict[str, Any]) -> dict[str, Any]:
     """Drop the internal hourly series and add the digest of the canonical bytes."""
     out = {k: v for k, v in inv.items() if not k.startswith("_")}
     out["digest"] = hashlib.sha256(canonical(out)).hexdigest()
     return out
-
-
-def _hour_label(hour: int, off_ms: int) -> str:
-    d = date(1970, 1, 1) + timedelta(milliseconds=hour * HOUR_MS + off_ms)
-    return f"{d.isoformat()}T{((hour * HOUR_MS + off_ms) // HOUR_MS) % 24:02d}"
 
 
 def _day_buckets(d: date, wh: int, grain: str) -> Iterator[tuple[tuple[str, int], int]]:

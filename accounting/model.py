@@ -40,7 +40,8 @@ class SitePayload:
     season_end: ShortStr
     """Last day of the heating season, ``MM-DD`` (``04-15``), inclusive."""
     utc_offset_min: int
-    """Local time of the site (480 for China Standard Time): days, months and tariff hours are local."""
+    """Local time of the site in whole hours (480 for China Standard Time): days, months and tariff hours are local
+    (meter aggregates are per UTC hour, so a local day must start on an hour boundary)."""
     building: Handle
     """The site's ``cemp.building`` handle under the owner's prefix; the ``site`` tx writes its record."""
     utility_accounts: tuple[ShortStr, ...]

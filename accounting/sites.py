@@ -166,8 +166,9 @@ class SiteKind:
         mmdd(p.season_end, "season_end")
         if p.season_start == p.season_end:
             raise _bad("season_start and season_end must differ")
-        if not -720 <= p.utc_offset_min <= 840 or p.utc_offset_min % 15:
-            raise _bad("utc_offset_min must be a multiple of 15 between -720 and 840 (480 for China)")
+        if not -720 <= p.utc_offset_min <= 840 or p.utc_offset_min % 60:
+            # whole hours: meter aggregates are per UTC hour, so local days must start on an hour boundary
+            raise _bad("utc_offset_min must be whole hours between -720 and 840 minutes (480 for China)")
         if not 0 <= p.hdd18_annual <= 20_000:
             raise _bad("hdd18_annual must be between 0 and 20,000 K·d")
         if len(p.utility_accounts) > MAX_ACCOUNTS:

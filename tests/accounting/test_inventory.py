@@ -246,6 +246,15 @@ def test_periods_and_bad_input() -> None:
     assert e.value.code == Code.NOT_FOUND
 
 
+def test_merkle_root_matches_the_core() -> None:
+    from accounting.inventory import merkle_root
+    from node import merkle
+
+    for n in (0, 1, 2, 3, 7, 64, 1001):
+        leaves = [i.to_bytes(4, "big") * 3 for i in range(n)]
+        assert merkle_root(leaves) == merkle.root(leaves)
+
+
 def test_rounding_is_for_display_only() -> None:
     assert fmt_t(500_000_000) == "0.000"  # 0.0005 t rounds half to even
     assert fmt_t(1_500_000_000) == "0.002"
