@@ -285,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
     de.set_defaults(func=cmd_demo)
+    from accounting.cli import add_commands as add_accounting_commands
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
     from resolver.cli import add_commands as add_resolver_commands
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collector_commands(sub)
     add_document_commands(sub)
     add_resolver_commands(sub)
+    add_accounting_commands(sub)
     return p
 
 

@@ -203,3 +203,14 @@ def test_rating_tx_sets_the_building_handle() -> None:
     obj = json.loads(bytes(val.data))
     assert obj["grade"] == "5" and obj["period"] == "2026-01-01" and obj["inventory"] == inv["digest"]
     assert obj["k_location"] == r["k_location"]
+
+
+def test_cemp_cli_has_the_accounting_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from cemp.cli import main
+
+    argv = ["baseline", "--area", "100000", "--load", "50", "--hours", "24", "--days", "183"]
+    assert main([*argv, "--coal-efficiency", "0.78", "--gas-efficiency", "0.85", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"heat_gj", "coal_tco2", "gas_tco2"} <= set(out)
+    assert main(["rating", "--site", "x", "--period", "2026"]) == 2  # recording needs a key
+    assert "--key" in capsys.readouterr().err
