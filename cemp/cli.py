@@ -127,6 +127,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         workers=args.workers,
         genesis_file=genesis,
+        incremental=not args.full,
     )
     doc: dict[str, object] = {
         "ok": rep.ok,
@@ -135,6 +136,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         "txs": rep.txs,
         "state_keys": rep.state_keys,
         "raft_entries": rep.raft_entries,
+        "resumed_from": rep.resumed_from,
+        "blocks_per_s": round(rep.blocks / rep.seconds, 1) if rep.seconds > 0 else 0.0,
         "head_hash": rep.head_hash,
         "app_hash": rep.app_hash,
         "seconds": round(rep.seconds, 3),
@@ -249,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--data-dir", required=True, help="the node's data directory (stop the node first)")
     ve.add_argument("--workers", type=int, default=None, help="signature-checking processes (default: 2)")
     ve.add_argument("--quiet", action="store_true", help="no progress bar")
+    ve.add_argument(
+        "--full",
+        action="store_true",
+        help="replay from genesis (default: resume from the height the last clean run verified, kept in "
+        "<data-dir>/verify-checkpoint, and re-check only newer blocks; every other check covers the whole store)",
+    )
     ve.add_argument("--genesis", help="the node's genesis file: also check that the store was made for it")
     ve.set_defaults(func=cmd_verify)
 

@@ -81,6 +81,11 @@ def sign_tx(key: KeyPair, chain_id: str, kind: str, nonce: int, payload_obj: obj
     return raw, sha256(raw)
 
 
+def sig_key(pubkey: bytes, domain: bytes, message: bytes, signature: bytes) -> bytes:
+    """What a checked (key, domain, message, signature) is remembered by (``Ledger.mark_sig_verified``)."""
+    return sha256(pubkey + domain + sha256(message) + signature)
+
+
 def quorum(n: int) -> int:
     return n // 2 + 1
 
@@ -134,6 +139,8 @@ class Ledger:
         self.verified: set[bytes] = set()
         """Tx hashes whose signature this process already checked at admission (skip on apply)."""
         self._verified_lock = threading.Lock()
+        self.verified_sigs: set[bytes] = set()
+        """``sig_key``s of block and vote signatures checked by another process (verify's workers)."""
         stored = store.get(schema.META_GENESIS)
         if stored is None:
             store.write(
@@ -243,6 +250,21 @@ class Ledger:
                 return
         if not verify(d.tx.sender, DOMAIN_TX, signing_bytes_of_raw(d.raw), d.tx.signature):
             raise CempError(Code.BAD_SIGNATURE, "signature does not verify against the sender key")
+
+    def mark_sig_verified(self, key: bytes) -> None:
+        """A block or vote signature checked elsewhere (``cemp verify``'s worker processes): see ``sig_key``."""
+        with self._verified_lock:
+            if len(self.verified_sigs) > 500_000:
+                self.verified_sigs.clear()
+            self.verified_sigs.add(key)
+
+    def sig_ok(self, pubkey: bytes, domain: bytes, message: bytes, signature: bytes) -> bool:
+        if self.verified_sigs:
+            k = sig_key(pubkey, domain, message, signature)
+            with self._verified_lock:
+                if k in self.verified_sigs:  # kept: a vote is checked twice (certificate, next header)
+                    return True
+        return verify(pubkey, domain, message, signature)
 
     def mark_verified(self, tx_hash: bytes) -> None:
         with self._verified_lock:
@@ -389,7 +411,7 @@ class Ledger:
                 raise ChainError(f"{what}: vote from {s.node_id!r}, which is not a current member")
             if s.node_id in seen:
                 raise ChainError(f"{what}: two votes from node {s.node_id!r}")
-            if not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
+            if not self.sig_ok(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
                 raise ChainError(f"{what}: vote of node {s.node_id!r} does not verify")
             seen.add(s.node_id)
         need = quorum(len(self.active))
@@ -411,7 +433,7 @@ class Ledger:
         info = self.nodes.get(hd.proposer)
         if info is None or hd.proposer not in self.active:
             raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a current consortium node")
-        if not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), block.signature):
+        if not self.sig_ok(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), block.signature):
             raise ChainError(f"block {hd.height}: proposer signature does not verify")
         if hd.height > 1:
             self.check_commit(self.last_hash, hd.last_commit, f"block {hd.height} last_commit")

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from node import checkpoint as cp
 from node import codec, merkle, schema
-from node.chain import Certificate, ChainError, Ledger, signing_bytes_of_raw
+from node.chain import Certificate, ChainError, Ledger, genesis_hash, sig_key, signing_bytes_of_raw
 from node.crypto import sha256, verify
 from node.errors import CempError
 from node.genesis import GenesisError, read_genesis
@@ -43,6 +44,8 @@ class VerifyReport:
     state_keys: int = 0
     raft_entries: int = 0
     head_hash: str = ""
+    resumed_from: int = 0
+    """Height an earlier run had verified (its checkpoint); only the blocks after it were replayed."""
     app_hash: str = ""
     seconds: float = 0.0
     problem: str = ""
@@ -66,6 +69,38 @@ def _check_sigs(raws: list[bytes]) -> list[bytes]:
     return good
 
 
+def _check_chunk(
+    items: list[tuple[bytes, bytes | None]], keys: dict[str, bytes]
+) -> tuple[list[bytes], list[bytes]]:
+    """Worker: for each (raw block, raw certificate or None), the hashes of txs whose signature verifies and the
+    ``sig_key``s of the proposer signature, the header's votes and the certificate's votes that verify. Anything
+    that does not decode or verify is simply left out: the replay then checks it itself and names the problem."""
+    txs: list[bytes] = []
+    sigs: list[bytes] = []
+    for raw, cert_raw in items:
+        try:
+            b = codec.decode(Block, raw)
+        except CempError:
+            continue
+        txs += _check_sigs(list(b.txs))
+        hd = b.header
+        msg = codec.encode(hd)
+        pk = keys.get(hd.proposer)
+        if pk is not None and verify(pk, DOMAIN_BLOCK, msg, b.signature):
+            sigs.append(sig_key(pk, DOMAIN_BLOCK, msg, b.signature))
+        votes = [(hd.prev_hash, v) for v in hd.last_commit]
+        if cert_raw is not None:
+            try:
+                votes += [(sha256(msg), v) for v in codec.decode(Certificate, cert_raw).sigs]
+            except CempError:
+                pass
+        for block_hash, v in votes:
+            pk = keys.get(v.node_id)
+            if pk is not None and verify(pk, DOMAIN_VOTE, block_hash, v.signature):
+                sigs.append(sig_key(pk, DOMAIN_VOTE, block_hash, v.signature))
+    return txs, sigs
+
+
 def _state_items(store: Store) -> Iterator[tuple[bytes, bytes]]:
     for p in sorted(schema.STATE_PREFIXES):
         pb = bytes([p])
@@ -80,17 +115,19 @@ def verify_store(
     workers: int | None = None,
     watermark: Path | None = None,
     genesis_file: Path | None = None,
+    checkpoint: Path | None = None,
 ) -> VerifyReport:
     """Check everything ``store`` holds, replaying its chain with ``kinds`` (the registry the node ran with:
     ``cemp.wiring.kinds()``); never raises: every failure becomes ``problem`` on the report.
 
     ``watermark`` is the node's high-water-mark file (``node.watermark``), ``genesis_file`` the genesis the node
-    is configured with; each is checked when given.
+    is configured with; each is checked when given. With ``checkpoint`` (``node.checkpoint``) the replay resumes
+    from the height an earlier run verified and, if everything checks out, records the new head there.
     """
     t0 = time.perf_counter()
     rep = VerifyReport(True, 0)
     try:
-        _verify(store, kinds, rep, progress, workers, watermark, genesis_file)
+        _verify(store, kinds, rep, progress, workers, watermark, genesis_file, checkpoint)
     except (ChainError, StorageError) as e:
         rep.ok = False
         rep.problem = str(e)
@@ -112,6 +149,7 @@ def _verify(
     workers: int | None,
     watermark: Path | None,
     genesis_file: Path | None,
+    checkpoint: Path | None,
 ) -> None:
     raw_g = store.get(schema.META_GENESIS)
     raw_h = store.get(schema.META_HEIGHT)
@@ -137,10 +175,20 @@ def _verify(
     if base_raw is not None:
         led = verify_from_state_base(store, genesis, kinds, int.from_bytes(base_raw, "big"), height, rep)
     else:
-        led = _replay(store, genesis, kinds, height, rep, progress, workers)
+        resume = None
+        if checkpoint is not None:
+            got = cp.load(checkpoint, genesis_hash(genesis))
+            if isinstance(got, str):
+                if got != "no checkpoint":
+                    rep.warnings.append(f"verify checkpoint not used ({got}): replayed from genesis")
+            else:
+                resume = got
+        led = _replay(store, genesis, kinds, height, rep, progress, workers, resume)
     rep.head_hash, rep.app_hash = led.last_hash.hex(), led.app_hash.hex()
     _check_raft(store, led, rep, mark)
     _scan(store, height, rep)
+    if checkpoint is not None and base_raw is None and isinstance(led.store, MemoryStore):
+        cp.save(checkpoint, genesis_hash(genesis), height, led.last_hash, led.store, store)
 
 
 def _check_watermark(store: Store, path: Path, height: int) -> Mark | None:
@@ -183,7 +231,7 @@ def check_certificate(led: Ledger, store: Store, height: int, block_hash: bytes)
         raise ChainError(f"{what} does not decode: {e.message}") from None
     for sig in sigs:
         info = led.nodes.get(sig.node_id)
-        if info is None or not verify(info.pubkey, DOMAIN_VOTE, block_hash, sig.signature):
+        if info is None or not led.sig_ok(info.pubkey, DOMAIN_VOTE, block_hash, sig.signature):
             raise ChainError(f"{what}: the vote of {sig.node_id!r} does not verify")
 
 
@@ -217,6 +265,10 @@ def _scan(store: Store, height: int, rep: VerifyReport) -> None:
         raise ChainError(f"the block-hash index holds {blocks_indexed} entries for {blocks_held} blocks")
 
 
+CHUNK = 32
+"""Blocks per job sent to a signature-checking worker (few jobs: the per-job overhead dominates small blocks)."""
+
+
 def _replay(
     store: Store,
     genesis: Genesis,
@@ -225,14 +277,33 @@ def _replay(
     rep: VerifyReport,
     progress: bool,
     workers: int | None,
+    resume: tuple[cp.Checkpoint, MemoryStore] | None = None,
 ) -> Ledger:
-    replay = Ledger(MemoryStore(), genesis, kinds)
+    start = 1
+    if resume is not None:
+        mark, mem = resume
+        if mark.height > height:
+            raise ChainError(
+                f"the chain ends at block {height}, below block {mark.height} that an earlier verify checked"
+            )
+        if mark.height and store.get(schema.block_by_hash(mark.block_hash)) != mark.height.to_bytes(8, "big"):
+            raise ChainError(f"block {mark.height} is not the block an earlier verify checked at that height")
+        replay = Ledger(mem, genesis, kinds)
+        if replay.last_hash != mark.block_hash or replay.acc.to_bytes() != mark.acc:
+            raise ChainError(
+                "the verify checkpoint does not hold the state it records"
+            )  # digest-checked: a bug
+        start = mark.height + 1
+        rep.resumed_from = mark.height
+    else:
+        replay = Ledger(MemoryStore(), genesis, kinds)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(workers) if workers > 1 and height > 0 else None
-    bar = tqdm(total=height, unit="block", desc="verify", disable=not progress)
+    pool = ProcessPoolExecutor(workers) if workers > 1 and height >= start else None
+    bar = tqdm(total=height - start + 1, unit="block", desc="verify", disable=not progress)
+    raws: dict[int, bytes] = {}
 
     def load(h: int) -> Block:
-        raw = store.get(schema.block(h))
+        raw = raws.pop(h, None) or store.get(schema.block(h))
         if raw is None:
             raise ChainError(f"block {h} is missing from the store")
         try:
@@ -241,28 +312,36 @@ def _replay(
             raise ChainError(f"block {h} does not decode: {e.message}") from None
 
     try:
-        window: dict[int, Future[list[bytes]]] = {}
-        ahead = 64
+        window: dict[int, Future[tuple[list[bytes], list[bytes]]]] = {}
+        ahead = 4 * max(workers, 1)
 
-        def schedule(h: int) -> None:
-            if pool is not None and h <= height and h not in window:
+        def schedule(first: int) -> None:
+            """Send blocks ``first .. first+CHUNK-1`` to a worker (their bytes are kept for the replay)."""
+            if pool is None or first > height or first in window:
+                return
+            items: list[tuple[bytes, bytes | None]] = []
+            for h in range(first, min(first + CHUNK, height + 1)):
                 raw = store.get(schema.block(h))
-                if raw is not None:
-                    try:
-                        txs: list[bytes] = list(codec.decode(Block, raw).txs)
-                    except CempError:
-                        return
-                    window[h] = pool.submit(_check_sigs, txs)
+                if raw is None:
+                    break
+                raws[h] = raw
+                items.append((raw, store.get(schema.commit_cert(h))))
+            keys = {n: bytes(i.pubkey) for n, i in replay.nodes.items()}
+            window[first] = pool.submit(_check_chunk, items, keys)
 
-        for h in range(1, min(height, ahead) + 1):
-            schedule(h)
-        for h in range(1, height + 1):
-            schedule(h + ahead)
+        for k in range(ahead):
+            schedule(start + k * CHUNK)
+        for h in range(start, height + 1):
+            if (h - start) % CHUNK == 0:
+                schedule(h + ahead * CHUNK)
+                fut = window.pop(h, None)
+                if fut is not None:
+                    good_txs, good_sigs = fut.result()
+                    for t in good_txs:
+                        replay.mark_verified(t)
+                    for g in good_sigs:
+                        replay.mark_sig_verified(g)
             block = load(h)
-            fut = window.pop(h, None)
-            if fut is not None:
-                for good in fut.result():
-                    replay.mark_verified(good)
             try:
                 replay.apply_block(block)
             except ChainError as e:
@@ -274,6 +353,8 @@ def _replay(
             if store.get(schema.block_by_hash(replay.last_hash)) != h.to_bytes(8, "big"):
                 raise ChainError(f"block {h}: the hash index does not point at it")
             check_certificate(replay, store, h, replay.last_hash)
+            # The replay keeps only state and the hash index: the blocks and results are in the node's store.
+            replay.store.write({schema.block(h): None, schema.block_results(h): None}, sync=False)
             rep.blocks += 1
             rep.txs += len(block.txs)
             bar.update(1)
@@ -295,9 +376,9 @@ def _replay(
             if a is None and b is None:
                 break
             if a is None or b is None or a[0] != b[0]:
-                k = (a or b)[0]  # type: ignore[index]
+                sk = (a or b)[0]  # type: ignore[index]
                 raise ChainError(
-                    f"state key {k[:40]!r} exists in {'the store' if b is None or (a and a[0] < b[0]) else 'the replay'} only"
+                    f"state key {sk[:40]!r} exists in {'the store' if b is None or (a and a[0] < b[0]) else 'the replay'} only"
                 )
             if a[1] != b[1]:
                 raise ChainError(f"state value at key {a[0][:40]!r} differs from the replayed value")
@@ -325,7 +406,10 @@ def verify_data_dir(
     progress: bool = False,
     workers: int | None = None,
     genesis_file: Path | None = None,
+    incremental: bool = False,
 ) -> VerifyReport:
+    """``verify_store`` on a node's data directory; ``incremental`` resumes from (and updates) the checkpoint
+    ``<data_dir>/verify-checkpoint`` (``node.checkpoint``)."""
     path = data_dir / "ledger" if (data_dir / "ledger").is_dir() else data_dir
     if not (path / "CURRENT").exists():
         return VerifyReport(False, 0, problem=f"{data_dir} holds no LevelDB ledger (no {path / 'CURRENT'})")
@@ -341,6 +425,7 @@ def verify_data_dir(
             workers=workers,
             watermark=path_beside(path),
             genesis_file=genesis_file,
+            checkpoint=cp.path_for(path) if incremental else None,
         )
     finally:
         store.close()
