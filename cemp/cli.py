@@ -105,12 +105,17 @@ def cmd_node(args: argparse.Namespace) -> int:
         print(f"cannot start node: {e}", file=sys.stderr)
         return 2
     except (StorageError, ChainError) as e:
-        print(
-            f"cannot start node: {e}\nThe data directory {cfg.data_dir} is damaged: run `cemp verify --data-dir "
-            f"{cfg.data_dir}` for a full report; restore it from a backup, or move it away and start again to "
-            "rebuild it from the peers.",
-            file=sys.stderr,
-        )
+        msg = str(e)
+        if "different genesis" in msg:
+            hint = ""
+        elif "LOCK" in msg:
+            hint = f"\nAnother process (a running node, or cemp verify) holds {cfg.data_dir}."
+        else:
+            hint = (
+                f"\nThe data directory {cfg.data_dir} is damaged: run `cemp verify --data-dir {cfg.data_dir}` for a "
+                "full report; restore it from a backup, or move it away and start again to rebuild it from the peers."
+            )
+        print(f"cannot start node: {msg}{hint}", file=sys.stderr)
         return 3
     return 0
 
