@@ -3,8 +3,8 @@ browser download), against a real three-node cluster (``cemp node`` processes on
 
 Covers search, navigation, a live block arriving over server-sent events, a CSV download, the language
 switch, a phone-sized (375 px) and a desktop viewport, charts that render with data, the in-browser Merkle
-proof check, and keyboard access. Screenshots of the main pages go to ``$CEMP_SCREENSHOT_DIR`` (default: the
-test's temporary directory) so a person can look at them.
+proof check, and keyboard access. Screenshots of the main pages are kept as artifacts in
+``$CEMP_SCREENSHOT_DIR`` (default ``build/screenshots``, ignored by git) so a person can look at them.
 
 Every wait has a deadline and waits for a condition, never a fixed sleep: the machine may be loaded.
 """
@@ -64,7 +64,9 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     assert CHROMIUM, "Chromium is missing: apt-get install chromium (.ci/run and make sysdeps install it)"
     base = tmp_path_factory.mktemp("webcluster")
-    shots = Path(os.environ.get("CEMP_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    shots = Path(
+        os.environ.get("CEMP_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "build" / "screenshots"
+    )
     shots.mkdir(parents=True, exist_ok=True)
 
     async def setup() -> tuple[Cluster, TestDevice, TestDevice, str]:
