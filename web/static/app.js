@@ -108,7 +108,7 @@
   function setupLive() {
     var body = document.getElementById("live-blocks");
     if (!body || !window.EventSource) return;
-    var keep = body.rows.length || 12;
+    var keep = Math.max(body.rows.length, 12);  // the overview lists 12 blocks; a young chain fills up first
     var es = new EventSource(body.dataset.live);
     var dot = document.getElementById("live-on");
     es.addEventListener("open", function () { if (dot) dot.hidden = false; });
