@@ -1,8 +1,9 @@
 """JSON routes of the accounting: sites, inventories, KPIs, baselines, ratings (with QR labels) and factor sets.
 
 Every read comes from one snapshot of committed state; the answer names the height, block hash and app hash it
-was computed at. Bad periods, sites, grains or parameters are 4xx JSON errors. Inventories run in a worker thread
-(their cost is bounded: a period is at most a year or a season, an hourly breakdown at most a month).
+was computed at. Bad periods, sites, grains or parameters are 4xx JSON errors. Inventories run in a worker thread,
+two at a time; their cost is bounded (a period is at most a year or a season, an hourly breakdown at most a month,
+``inventory.MAX_DEVICE_HOURS`` boundary-device-hours per request).
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class AccountingAPI:
     def __init__(self, node: Any, tariffs: list[tf.TariffVersion] | None = None) -> None:
         self.node = node
         self.tariffs = tariffs if tariffs is not None else tf.load()
+        self._slots = asyncio.Semaphore(2)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -174,7 +176,8 @@ class AccountingAPI:
             finally:
                 snap.release()
 
-        return await asyncio.to_thread(run)
+        async with self._slots:  # at most two inventories at a time per node: each can take a core for ~1 s
+            return await asyncio.to_thread(run)
 
     @staticmethod
     def _site_id(request: web.Request) -> str:

@@ -61,6 +61,8 @@ METER_COVERAGE_PERMILLE = 950
 MAX_ESTIMATE_SCAN_HOURS = 5000
 """Flagged hours whose raw readings are scanned for the ESTIMATED bit; beyond this the count is left open."""
 MAX_DOCS = 20_000
+MAX_DEVICE_HOURS = 2_000_000
+"""Cost bound of one inventory: boundary devices × hours (a season of 7 devices is 30,744; a year of 228 fits)."""
 SETTLEMENT_TYPES = ("electricity_bill", "settlement_row")
 LEDGER_TYPES = ("purchase_ledger_row",)
 GREEN_TYPES = ("green_certificate", "green_contract")
@@ -341,6 +343,13 @@ def compute(
 
     recs = boundaries(snap, site_id)
     segs = segments(recs, period.start_ms, period.stop_ms)
+    device_hours = sum(len(r.payload.devices) * (b - a) // HOUR_MS for a, b, r in segs)
+    if device_hours > MAX_DEVICE_HOURS:
+        raise CempError(
+            Code.BAD_REQUEST,
+            f"{period_label} over this boundary is {device_hours:,} device-hours; at most {MAX_DEVICE_HOURS:,} per "
+            "request: ask for a shorter period (months or quarters) and add them up",
+        )
     scan_budget = [MAX_ESTIMATE_SCAN_HOURS]
     devices: dict[str, dict[str, Any]] = {}
     subsystems: dict[str, dict[str, int]] = {}

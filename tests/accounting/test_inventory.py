@@ -246,6 +246,17 @@ def test_periods_and_bad_input() -> None:
     assert e.value.code == Code.NOT_FOUND
 
 
+def test_cost_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from accounting import inventory
+
+    ch = site_chain(hours=1)
+    monkeypatch.setattr(inventory, "MAX_DEVICE_HOURS", 3 * 24 * 31)  # three devices, one month
+    assert inv(ch, "2026-01")["site_total"]["energy_wh"] == 16_000
+    with pytest.raises(CempError) as e:
+        inv(ch, "2026-Q1")
+    assert e.value.code == Code.BAD_REQUEST and "device-hours" in e.value.message
+
+
 def test_merkle_root_matches_the_core() -> None:
     from accounting.inventory import merkle_root
     from node import merkle
