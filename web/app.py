@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
+from accounting.sites import list_sites, load_site
 from node import merkle, schema
 from node.chain import header_hash
 from node.errors import CempError
@@ -51,6 +52,7 @@ BLOCK_TXS_PAGE = 100
 TX_READINGS_SHOWN = 60
 CSV_MAX_ROWS = 1_000_000
 MAX_SSE = 64
+SITE_SCAN = 1000
 SERIES_CACHE = 256
 SSE_POLL_S = 0.5
 SSE_KEEPALIVE_S = 15.0
@@ -790,7 +792,16 @@ class WebUI:
         from web import handles
 
         sites = handles.find_sites(self.store, needle, 50)
-        return self.render(request, "search.html", search_q=raw, devices=devices, sites=sites)
+        acct = [
+            {"site_id": x.payload.site_id, "name": x.payload.name, "building": x.payload.building}
+            for x in list_sites(self.store, limit=SITE_SCAN)
+            if needle in x.payload.site_id
+            or needle in x.payload.name.lower()
+            or needle in x.payload.address.lower()
+        ][:50]
+        return self.render(
+            request, "search.html", search_q=raw, devices=devices, sites=sites, acct_sites=acct
+        )
 
     def _search_target(self, q: str) -> str | None:
         if q.isdigit() and len(q) <= 19 and 0 < int(q) <= self.ledger.height:
@@ -802,6 +813,9 @@ class WebUI:
             if self.ledger.tx_location(h) is not None:
                 return f"/tx/{h.hex()}"
             return f"/tx/{h.hex()}"  # neither: the tx page says "not found" (or pending) with a 404
+        site = load_site(self.store, q.lower()) if len(q) <= 64 else None
+        if site is not None:  # an accounting site id: its building's handle page
+            return "/handle/" + quote(site.payload.building, safe="/")
         if "/" in q:
             if self.view.device(q) is not None:
                 return "/device/" + quote(q, safe="/")

@@ -229,7 +229,8 @@ TEXT: dict[str, tuple[str, str]] = {
         "Nothing matches. Try a block height, a 64-character hash, or a handle such as 88.123.45/101.1.1.",
         "没有匹配项。可输入区块高度、64 位哈希或标识（如 88.123.45/101.1.1）。",
     ),
-    "sites": ("Sites and handles", "站点与标识"),
+    "sites": ("Handles", "标识"),
+    "acct_sites": ("Sites", "站点"),
     # errors
     "error_400": ("Bad request", "请求有误"),
     "error_404": ("Not found", "未找到"),

@@ -281,6 +281,20 @@ async def test_search_box(web_node: WebFixture) -> None:
     assert await lands("") == "/"
 
 
+async def test_search_finds_a_site_by_id_name_or_address(web_node: WebFixture) -> None:
+    from tests.accounting.chain import BUILDING, SITE, site_payload
+
+    w = web_node
+    await submit(w.client, w.consortium.admin_tx("owner", "site", site_payload(area=1_000)))
+    r = await w.client.get("/search", params={"q": SITE}, allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == f"/handle/{BUILDING}"
+    html = await get(w, "/search", q="inner mongolia", lang="en")
+    assert "Hohhot commercial complex" in html and f'href="/handle/{BUILDING}"' in html
+    assert f'href="/v1/sites/{SITE}"' in html
+    page = await get(w, f"/handle/{BUILDING}", lang="zh")
+    assert "Hohhot commercial complex" in page and "建筑" in page  # the cemp.building template, in Chinese
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
