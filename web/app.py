@@ -639,7 +639,7 @@ class WebUI:
                 request, dev, f, frm, to, quantity if "q" in request.query else ""
             )
         chart = self._series(dev, quantity, units_of[quantity], frm, to) if quantity else None
-        handle_rec = _handle_summary(self.node, dev.handle)
+        handle_rec = _handle_summary(self.node, dev.handle, f)
         return self.render(
             request,
             "device.html",
@@ -899,10 +899,10 @@ def _default_quantity(qs: list[str]) -> str:
     return qs[0]
 
 
-def _handle_summary(node: Any, handle: str) -> dict[str, Any] | None:
+def _handle_summary(node: Any, handle: str, f: Fmt) -> dict[str, Any] | None:
     from web import handles
 
-    return handles.summary(node.ledger.store, handle)
+    return handles.summary(node.ledger.store, handle, f)
 
 
 def routes(node: Any) -> list[web.RouteDef]:

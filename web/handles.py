@@ -90,8 +90,25 @@ def exists(store: Store, handle: str) -> bool:
         return False
 
 
-def summary(store: Store, handle: str) -> dict[str, Any] | None:
-    """Template and name of a handle record, for the device page's header."""
+def public_values(rec: HandleRecord, f: Fmt) -> list[dict[str, Any]]:
+    """The record's publicly readable values with readable labels, for the handle and device pages."""
+    return [
+        {
+            "index": sv.value.index,
+            "type": sv.value.type,
+            "label": idis.LABELS.get(sv.value.type, (sv.value.type, sv.value.type))[f.li],
+            "text": value_text(sv.value),
+            "timestamp": f.short(sv.timestamp_ms),
+            "height": sv.set_height,
+            "tx": bytes(sv.set_tx).hex(),
+        }
+        for sv in rec.values
+        if publicly_readable(sv.value)
+    ]
+
+
+def summary(store: Store, handle: str, f: Fmt) -> dict[str, Any] | None:
+    """Template, name and public values of a handle record, for the device page."""
     rec = load_record(StateView(store), handle)
     if rec is None:
         return None
@@ -102,6 +119,7 @@ def summary(store: Store, handle: str) -> dict[str, Any] | None:
         if sv.value.type == "CEMP.NAME" and publicly_readable(sv.value)
     ]
     return {
+        "values": public_values(rec, f),
         "template": idis.template_of(tmap) or "",
         "name": names[0] if names else "",
         "version": rec.version,
@@ -150,19 +168,7 @@ def render(ui: Any, request: web.Request) -> web.Response:
     if rec is None:
         raise PageError(404, "no_handle", name.handle)
     url = f"{request.scheme}://{request.host}/api/handles/{quote(name.handle, safe='/')}"
-    values = [
-        {
-            "index": sv.value.index,
-            "type": sv.value.type,
-            "label": idis.LABELS.get(sv.value.type, (sv.value.type, sv.value.type))[f.li],
-            "text": value_text(sv.value),
-            "timestamp": f.short(sv.timestamp_ms),
-            "height": sv.set_height,
-            "tx": bytes(sv.set_tx).hex(),
-        }
-        for sv in rec.values
-        if publicly_readable(sv.value)
-    ]
+    values = public_values(rec, f)
     admins = []
     for sv in rec.values:
         if sv.value.type == HS_ADMIN:

@@ -157,6 +157,7 @@ async def test_device_page_chart_data_is_downsampled_and_in_display_units(web_no
     assert data["unit"] == "kW" and data["resolution"] == "raw" and len(data["t"]) == 180
     assert data["mean"][0] == 120.0 and max(data["max"]) == pytest.approx(120.29)
     assert "Alarms" in html and 'data-slot="alarms"' in html and 'data-slot="health"' in html
+    assert "Handle record: Values" in html and "CEMP.DEVICE_TYPE" in html  # the handle record, folded
     r = await w.client.get(f"/device/{METER}/series.json", params={"q": "energy.import", "range": "season"})
     s = await r.json()
     assert r.status == 200 and s["counter"] and s["unit"].startswith("kWh")
