@@ -135,9 +135,11 @@ def read_series(
         s.leaves.append(key + raw)
         delta = last_value - (first_value if prev_value is None else prev_value)
         prev_value = last_value
-        if delta < 0:
+        if (
+            delta < 0
+        ):  # the counter restarted (meter replaced, rolled over): count what it rose within the hour
             s.negative_hours += 1
-            delta = 0
+            delta = max(0, last_value - first_value)
         s.wh[hour] = delta
         s.readings += count
         if flagged:

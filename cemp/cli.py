@@ -214,7 +214,16 @@ def cmd_membership(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cemp.demo import main as demo_main
 
-    return demo_main(Path(args.dir), args.port, args.duration, args.fresh)
+    return demo_main(Path(args.dir), args.port, args.duration, args.fresh, args.season)
+
+
+def _season(s: str) -> str:
+    import re
+
+    m = re.fullmatch(r"(20\d\d)/(\d\d)", s)
+    if m is None or int(m[2]) != (int(m[1]) + 1) % 100:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a heating season like 2025/26")
+    return s
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
+    de.add_argument(
+        "--season",
+        type=_season,
+        default=None,
+        help="fast-forward a past heating season (e.g. 2025/26) from the load model, so inventories, KPIs, "
+        "ratings and reports have a whole season to show (needs a fresh demo directory)",
+    )
     de.set_defaults(func=cmd_demo)
     from accounting.cli import add_commands as add_accounting_commands
     from collector.cli import add_parser as add_collector_commands

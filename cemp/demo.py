@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from accounting.client import ensure_site, publish_factor_sets
+from accounting.client import ensure_site, issue_rating, publish_factor_sets
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.httpsource import FieldMap, HttpSource
+from collector.loadmodel import EnergyCounter, HeatingSiteModel, local_ms
 from collector.ocr.billgen import generate as generate_bill
 from collector.outbox import Outbox
 from collector.quality import QualityConfig, QuantityRules
 from collector.scanner import BillScanner, ScannerSettings
 from collector.sim.control_api import ControlApiSim
+from collector.sim.feeds import HeatMeterFeed
 from collector.sim.site import SiteSims, run_site_sims
 from collector.sources import Source
 from node.chain import sign_tx
@@ -37,7 +39,18 @@ from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file
 from node.errors import CempError
 from node.genesis import genesis_from_toml, write_genesis
-from node.types import DeviceRegistration, Handle, PublicKey, ShortStr, Text, TimestampMs
+from node.types import (
+    DeviceRegistration,
+    Handle,
+    Nonce,
+    PublicKey,
+    Reading,
+    ReadingBatch,
+    ShortStr,
+    SignedInt,
+    Text,
+    TimestampMs,
+)
 
 ORGS = [
     ("owner", "owner", "88.123.45"),
@@ -289,12 +302,102 @@ async def register_site(client: NodeClient, base: Path, chain_id: str) -> None:
     owner = read_key_file(base / "keys" / "owner.admin.key")
     for set_id in await publish_factor_sets(client, regulator, chain_id):
         _log(f"regulator recorded factor set {set_id}")
-    hour = int(time.time() * 1000) // 3_600_000 * 3_600_000
-    site, boundary = hohhot_site(hour)
+    # In force from the start of last year's heating season, so a fast-forwarded season (--season) is inside it.
+    year = time.gmtime(time.time() + 8 * 3600).tm_year
+    site, boundary = hohhot_site(local_ms(year - 1, 10, 15))
     if await ensure_site(client, owner, chain_id, site, boundary):
         _log(
             f"owner recorded site {SITE_ID} ({site.floor_area_m2:,} m²) and its boundary over {len(BOUNDARY)} devices"
         )
+
+
+FAST_FORWARD = {
+    "88.123.45/101.1.1": "core_unit",
+    "88.123.45/101.1.2": "pipe_heater",
+    "88.123.45/101.1.3": "storage_tank",
+    "88.123.45/101.2.1": "controls",
+    "88.123.45/102.2.1": "heat",
+}
+"""Devices a fast-forwarded season fills from the load model (subsystem, or the heat meter's delivered heat)."""
+FAST_FORWARD_STEP_MS = 900_000
+
+
+async def fast_forward_season(client: NodeClient, base: Path, chain_id: str, season: str) -> bool:
+    """Fill a past heating season (``2025/26``) with the load model's readings every 15 minutes, signed by each
+    device's own key (energy counters of the Modbus and DL/T 645 meters, the heat meter's heat counter), then
+    record the season's carbon-efficiency rating. Runs only on devices that have no readings yet (a fresh demo):
+    the collector agent continues their sequence numbers afterwards. Returns whether it ran."""
+    start_year = int(season[:4])
+    t0, t1 = local_ms(start_year, 10, 15), local_ms(start_year + 1, 4, 16)
+    for h in FAST_FORWARD:
+        if (await client.get(f"/v1/devices/{h}"))["readings"]:
+            _log(
+                f"season {season}: {h} already has readings; fast-forward runs on a fresh demo only (--fresh)"
+            )
+            return False
+    model = HeatingSiteModel(seed=1)
+    counters: dict[str, EnergyCounter | HeatMeterFeed] = {
+        h: HeatMeterFeed(model, t0, 0) if sub == "heat" else EnergyCounter(model, sub, t0, 0)
+        for h, sub in FAST_FORWARD.items()
+    }
+    keys = {h: read_key_file(device_key_path(base, h)) for h in FAST_FORWARD}
+    nonces = {h: int((await client.get(f"/v1/nonces/{keys[h].public.hex()}"))["next"]) for h in FAST_FORWARD}
+    seqs = dict.fromkeys(FAST_FORWARD, 0)
+    pending: dict[str, list[Reading]] = {h: [] for h in FAST_FORWARD}
+    raws: list[bytes] = []
+    sealed = [0]
+
+    def seal(h: str) -> None:
+        raw, _ = sign_tx(keys[h], chain_id, "readings", nonces[h], ReadingBatch(Handle(h), tuple(pending[h])))
+        nonces[h] += 1
+        raws.append(raw)
+        sealed[0] += len(pending[h])
+        pending[h] = []
+
+    _log(f"fast-forwarding heating season {season} from the load model (readings every 15 min) ...")
+    for ts in range(t0, t1 + 1, FAST_FORWARD_STEP_MS):
+        for h, c in counters.items():
+            if isinstance(c, HeatMeterFeed):
+                q, v = "heat.energy", c.values(ts)["heat.energy"]
+            else:
+                q, v = "energy.import", c.at(ts)
+            seqs[h] += 1
+            pending[h].append(
+                Reading(Nonce(seqs[h]), TimestampMs(ts), ShortStr(q), SignedInt(v), ShortStr("Wh"), 0)
+            )
+            if len(pending[h]) == 1000:
+                seal(h)
+        if len(raws) >= 40:
+            await _submit_all(client, raws)
+            raws = []
+        await asyncio.sleep(0)
+    for h in FAST_FORWARD:
+        if pending[h]:
+            seal(h)
+    await _submit_all(client, raws)
+    _log(f"season {season}: {sealed[0]:,} readings on chain")
+    owner = read_key_file(base / "keys" / "owner.admin.key")
+    label = f"{season}-season"
+    r = await issue_rating(client, owner, chain_id, SITE_ID, label)
+    inv = await client.get(f"/v1/sites/{SITE_ID}/inventory", period=label)
+    k = await client.get(f"/v1/sites/{SITE_ID}/kpis", period=label)
+    t = inv["site_total"]
+    _log(
+        f"season {label}: electricity {t['energy_wh'] / 1e6:,.1f} MWh, heat {t['heat_wh'] / 1e6:,.1f} MWh, "
+        f"CO2 {t['co2_location_t']} t location-based / {t['co2_market_t']} t market-based; "
+        f"heat {k['power']['heat_avg_w_per_m2']} W/m2 average vs 50; avoided vs gas {k['avoided_tco2']['vs_gas_location']} t "
+        f"(location); grade {r['grade_location']} (K {r['k_location']}) recorded on chain"
+    )
+    return True
+
+
+async def _submit_all(client: NodeClient, raws: list[bytes]) -> None:
+    if not raws:
+        return
+    res = await client.submit_batch(raws, wait=True, timeout_ms=120_000)
+    bad = [x for x in res if not (x.get("result") or {}).get("ok")]
+    if bad:
+        raise RuntimeError(f"fast-forward: {len(bad)} readings txs refused, e.g. {bad[0]}")
 
 
 def today_cst() -> str:
@@ -392,7 +495,9 @@ class Site:
             await self.sims.close()
 
 
-async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool) -> int:
+async def run_demo(
+    base: Path, port: int, duration_s: float | None, fresh: bool, season: str | None = None
+) -> int:
     if fresh and base.exists():
         shutil.rmtree(base)
     nodes = prepare(base, port)
@@ -427,6 +532,8 @@ async def run_demo(base: Path, port: int, duration_s: float | None, fresh: bool)
             chain_id = st["chain_id"]
             await register_devices(client, base, chain_id)
             await register_site(client, base, chain_id)
+            if season is not None:
+                await fast_forward_season(client, base, chain_id, season)
             site = Site(base, urls, chain_id, poll_s=5.0)
             agent = await site.start()
             stop = asyncio.Event()
@@ -518,9 +625,9 @@ async def carbon_line(client: NodeClient) -> str:
     )
 
 
-def main(base: Path, port: int, duration_s: float | None, fresh: bool) -> int:
+def main(base: Path, port: int, duration_s: float | None, fresh: bool, season: str | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_demo(base, port, duration_s, fresh))
+        return asyncio.run(run_demo(base, port, duration_s, fresh, season))
     return 0
 
 
