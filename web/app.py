@@ -575,7 +575,8 @@ class WebUI:
         )
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._remember(key, json.dumps(chart, separators=(",", ":")))
+            # inside <script type="application/json">: a "</" must never end the element early
+            hit = self._remember(key, json.dumps(chart, separators=(",", ":")).replace("</", "<\\/"))
         return hit  # type: ignore[no-any-return]
 
     def _remember(self, key: tuple[Any, ...], value: Any) -> Any:
