@@ -320,6 +320,7 @@ class SiteAgent:
             await self._io(self.outbox.set_meta, "chain_id", self.settings.chain_id)
         pending = await self._io(self.outbox.pending_devices)
         counters = await self._io(self.outbox.all_counters)
+        last_values = await self._io(self.outbox.last_values)
         fixes: list[Counters] = []
         for h, dev in self.devices.items():
             c = counters.get(h)
@@ -336,6 +337,7 @@ class SiteAgent:
             self._counters[h] = c
             if c.last_ts_ms:
                 dev.checker.seed(c.last_ts_ms)
+            dev.checker.seed_values(last_values.get(h, {}))
             if h in pending:
                 self._ready.add(h)  # pending entries are ahead of anything committed
             else:
@@ -447,7 +449,13 @@ class SiteAgent:
         """Outbox thread: number, sign and store. Counters move only if the transaction commits."""
         entries: list[Entry] = []
         counters: list[Counters] = []
+        last_values: dict[tuple[str, str], tuple[int, int]] = {}
         for dev, samples in work:
+            for s in samples:  # the newest value of each cumulative counter, kept across restarts
+                if dev.checker.config.for_quantity(s.quantity).counter:
+                    key = (dev.handle, s.quantity)
+                    if key not in last_values or s.ts_ms >= last_values[key][1]:
+                        last_values[key] = (s.value, s.ts_ms)
             c = self._counters[dev.handle]
             nonce, seq, last_ts = c.last_nonce, c.last_seq, c.last_ts_ms
             pos = 0
@@ -479,7 +487,8 @@ class SiteAgent:
                 last_ts = max(last_ts, max(s.ts_ms for s in chunk))
                 pos += len(chunk)
             counters.append(replace(c, last_nonce=nonce, last_seq=seq, last_ts_ms=last_ts))
-        self.outbox.put(entries, counters)  # one fsynced transaction; raises → nothing moved
+        values = [(d, q, v, ts) for (d, q), (v, ts) in last_values.items()]
+        self.outbox.put(entries, counters, values)  # one fsynced transaction; raises → nothing moved
         for c in counters:
             self._counters[c.device] = c
         return entries

@@ -1,6 +1,6 @@
-"""``cemp collect`` and ``cemp sim``: the collector's commands, registered into the ``cemp`` parser.
+"""``cemp collect``, ``cemp alarms`` and ``cemp sim``: the collector's commands, added to the ``cemp`` parser.
 
-``add_parser(subparsers)`` adds both to ``cemp.cli``'s sub-parsers; ``python -m collector.cli`` runs them
+``add_parser(subparsers)`` adds them to ``cemp.cli``'s sub-parsers; ``python -m collector.cli`` runs them
 stand-alone (used by the crash tests). ``collect`` runs until SIGINT/SIGTERM, then signs what it holds,
 drains for ``drain_on_stop_s`` and exits 0; a bad config exits 2.
 """
@@ -98,8 +98,64 @@ def cmd_sim_modbus(args: argparse.Namespace) -> int:
     return int(modbus_sim.main(argv))
 
 
+def cmd_alarms(args: argparse.Namespace) -> int:
+    """List the alarms an agent (or the demo) recorded, with what each rule means."""
+    import time
+
+    from collector.quality import ALARM_RULES, alarm_to_json, read_alarms
+
+    if args.rules:
+        for rule, meaning in ALARM_RULES.items():
+            print(f"{rule:<17} {meaning}")
+        return 0
+    path = Path(args.file) if args.file else Path(args.dir) / "collector" / "alarms.jsonl"
+    if not path.exists():
+        print(f"no alarm file at {path} (no alarm yet, or not an agent's data directory)", file=sys.stderr)
+        return 2
+    alarms = [
+        a
+        for a in read_alarms(path)
+        if (args.rule is None or a.rule == args.rule) and (args.device is None or a.device == args.device)
+    ]
+    shown = alarms[-args.last :] if args.last > 0 else alarms
+    if args.json:
+        for a in shown:
+            print(
+                json.dumps({**alarm_to_json(a), "meaning": ALARM_RULES.get(a.rule, "")}, ensure_ascii=False)
+            )
+        return 0
+    counts: dict[str, int] = {}
+    for a in alarms:
+        counts[a.rule] = counts.get(a.rule, 0) + 1
+    print(
+        f"{len(alarms)} alarms in {path}" + (f"; the last {len(shown)}:" if len(shown) < len(alarms) else ":")
+    )
+    for a in shown:
+        t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a.ts_ms / 1000))
+        print(f"  {t}  {a.severity.value:<8} {a.rule:<15} {a.device} {a.quantity}: {a.message}")
+    if counts:
+        print("what they mean:")
+        for rule, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            print(f"  {rule} ({n}): {ALARM_RULES.get(rule, 'not a rule this version knows')}")
+    return 0
+
+
 def add_parser(subparsers: Any) -> None:
-    """Register ``collect`` and the ``sim`` group on an ``argparse`` sub-parsers object."""
+    """Register ``collect``, ``alarms`` and the ``sim`` group on an ``argparse`` sub-parsers object."""
+    al = subparsers.add_parser(
+        "alarms",
+        help="list the collector's alarms (the demo's by default) with what each means",
+        description="Reads the JSON-lines alarm file an agent writes (the demo: DIR/collector/alarms.jsonl) and "
+        "prints the newest alarms and, for each rule that occurred, what it means. --rules prints every rule.",
+    )
+    al.add_argument("--dir", default="demo-data", help="the demo directory (default demo-data)")
+    al.add_argument("--file", default=None, help="an alarm file (JSON lines) instead of the demo's")
+    al.add_argument("--rule", default=None, help="only this rule (see --rules)")
+    al.add_argument("--device", default=None, help="only this device handle")
+    al.add_argument("--last", type=int, default=50, help="show the newest N (0 = all; default 50)")
+    al.add_argument("--json", action="store_true", help="one JSON object per alarm, with its meaning")
+    al.add_argument("--rules", action="store_true", help="print every alarm rule and what it means")
+    al.set_defaults(func=cmd_alarms)
     co = subparsers.add_parser(
         "collect",
         help="run the device agent: poll sources, flag quality, sign, keep the outbox, submit",

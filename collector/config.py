@@ -3,7 +3,7 @@
 Example (every key outside ``[[devices]]`` is optional; defaults shown)::
 
     [agent]
-    data_dir = "collector-data"          # outbox.sqlite + deadletter.jsonl (relative to this file)
+    data_dir = "collector-data"          # outbox.sqlite, deadletter.jsonl, alarms.jsonl (relative to this file)
     nodes = ["http://127.0.0.1:7001"]    # any node of the consortium; fail over in this order
     # chain_id = "cemp-hohhot-1"         # default: learned from the first node, then pinned in the outbox
     batch_max_readings = 500             # readings per signed tx
@@ -333,7 +333,8 @@ class Builder:
         )
 
     def site(self, alarms: AlarmSink | None = None) -> SiteAgent:
-        alarms = alarms or AlarmSink()
+        # Alarms also go to data_dir/alarms.jsonl, which ``cemp alarms --file`` lists with their meaning.
+        alarms = alarms or AlarmSink(path=self.cfg.data_dir / "alarms.jsonl")
         devices = [self.device(d, alarms) for d in self.cfg.devices]
         self.cfg.data_dir.mkdir(parents=True, exist_ok=True)
         outbox = Outbox(self.cfg.data_dir / "outbox.sqlite")

@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS devices (
     last_ts_ms INTEGER NOT NULL,
     synced INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS last_values (
+    device TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (device, quantity)
+);
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY,
     device TEXT NOT NULL,
@@ -194,6 +201,15 @@ class Outbox:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
+    def last_values(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Device → quantity → (value, ts_ms) of the newest signed value of each cumulative counter."""
+        with self._lock:
+            rows = self._db.execute("SELECT device, quantity, value, ts_ms FROM last_values").fetchall()
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for device, quantity, value, ts in rows:
+            out.setdefault(str(device), {})[str(quantity)] = (int(value), int(ts))
+        return out
+
     def counters(self, device: str) -> Counters | None:
         row = self._db.execute(
             "SELECT device, pubkey, last_nonce, last_seq, last_ts_ms, synced FROM devices WHERE device = ?",
@@ -230,11 +246,18 @@ class Outbox:
         return {r[0] for r in self._db.execute("SELECT DISTINCT device FROM entries")}
 
     # --- entries -------------------------------------------------------------------------------
-    def put(self, entries: Sequence[Entry], counters: Sequence[Counters]) -> None:
+    def put(
+        self,
+        entries: Sequence[Entry],
+        counters: Sequence[Counters],
+        last_values: Sequence[tuple[str, str, int, int]] = (),
+    ) -> None:
         """Durably add signed txs and the counters they advanced, all or nothing, fsynced on return.
 
         Each entry must continue its device's counters: nonce = last_nonce + 1, seq_first > last_seq.
         ``counters`` give the new state of every device touched (pubkey, last_ts_ms, synced included).
+        ``last_values`` are (device, quantity, value, ts_ms) of the newest signed value of each cumulative
+        counter, so an agent restarted on this outbox still sees a counter that went backwards.
         """
         if not entries and not counters:
             return
@@ -264,6 +287,10 @@ class Outbox:
                 for d in last:
                     if not any(c.device == d for c in counters):
                         raise OutboxError(f"{d}: entries written without the device's counters")
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO last_values (device, quantity, value, ts_ms) VALUES (?, ?, ?, ?)",
+                    last_values,
+                )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

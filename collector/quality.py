@@ -24,6 +24,8 @@ Rules (``QuantityRules`` says which apply to a quantity):
 - a reading that arrives more than ``gap_factor`` × the expected interval after the previous one of its
   quantity (agent time, so a drifting device clock cannot fake or hide a gap) is ``GAP_BEFORE``: missed
   polls, source errors, an agent restart (``seed`` gives the last reading's time before it);
+- across an agent restart, counters continue from the newest value signed before it (``seed_values``, kept in
+  the outbox), so a counter that went backwards while the agent was down is ``NEGATIVE_DELTA`` too;
 - a device that repeats a time stamp repeats an old measurement: ``STALE``;
 - a device time more than ``max_clock_drift_ms`` from the agent's time is ``CLOCK_DRIFT``;
 - backfilled samples (``estimated=True``) are ``ESTIMATED`` and go through the same rules except clock drift.
@@ -31,11 +33,13 @@ Rules (``QuantityRules`` says which apply to a quantity):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 
 from collector.sources import Sample
 from node.readings import Flag
@@ -63,8 +67,66 @@ class Alarm:
     """Agent time of the event."""
 
 
+ALARM_RULES: dict[str, str] = {
+    "gap": "readings of this quantity arrived later than the expected interval allows: missed polls, source "
+    "errors or an agent restart (the reading after the gap carries GAP_BEFORE); informational",
+    "negative_delta": "a cumulative counter went backwards (not a rollover, not a new meter), also across an "
+    "agent restart: a wrong meter, a reset register or a simulator restarted from an old value; the reading "
+    "carries NEGATIVE_DELTA and the old level is kept as the baseline for one more reading",
+    "rollover": "a counter wrapped at its register width; the reading carries ROLLOVER (expected for old meters)",
+    "meter_replaced": "a counter restarted near zero: probably a new meter; the reading carries METER_REPLACED",
+    "spike": "a value outside its physical range, or a counter rising faster than the rated power allows; the "
+    "reading carries SPIKE",
+    "stale": "a value that does not change when it should (same value N polls in a row, a counter not moving "
+    "under load, or a repeated device time stamp); raised when it starts and again when it clears",
+    "clock_drift": "the device's clock differs from the agent's by more than allowed; far-future readings are "
+    "restamped with the agent's time; raised when it starts and when it clears",
+    "source_error": "the device (or its gateway) did not answer a poll; raised at the first failure and when it "
+    "answers again",
+    "backfill": "values the device stored during an outage were read back and signed (flagged ESTIMATED)",
+    "invalid_sample": "the source produced a value the chain can never accept (bad quantity or unit name, out of "
+    "int64, a time before 2015); a configuration problem; the sample is left out",
+    "buffer_overflow": "unsigned readings were dropped because no node confirmed the device's counters for too "
+    "long",
+    "unknown_device": "the nodes refuse the device's readings because it is not registered; they stay in the "
+    "outbox until it is",
+    "wrong_device_key": "the nodes refuse the device's readings because they are signed with a key other than "
+    "its registered one; they stay in the outbox",
+    "dead_letter": "a signed tx was refused for good (e.g. a bad time stamp) and moved to the dead letters; later "
+    "txs are re-signed so nothing after it is lost",
+}
+"""What each alarm rule means and what to do about it (``cemp alarms --rules`` prints this)."""
+
+
+def alarm_to_json(a: Alarm) -> dict[str, object]:
+    return {**asdict(a), "severity": a.severity.value}
+
+
+def read_alarms(path: Path) -> list[Alarm]:
+    """Alarms from an ``AlarmSink`` file, oldest first (a torn last line, from a crash, is skipped)."""
+    out: list[Alarm] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                d = json.loads(line)
+                out.append(
+                    Alarm(
+                        str(d["device"]),
+                        str(d["quantity"]),
+                        str(d["rule"]),
+                        Severity(d["severity"]),
+                        str(d["message"]),
+                        int(d["ts_ms"]),
+                    )
+                )
+            except (ValueError, KeyError, TypeError):
+                continue
+    return out
+
+
 class AlarmSink:
-    """Where alarms go: the log, a bounded in-memory list, and an optional callback (e.g. a work-order hook)."""
+    """Where alarms go: the log, a bounded in-memory list, an optional JSON-lines file (one alarm per line, read
+    back by ``read_alarms`` and ``cemp alarms``) and an optional callback (e.g. a work-order hook)."""
 
     def __init__(
         self,
@@ -72,11 +134,15 @@ class AlarmSink:
         *,
         keep: int = 10_000,
         logger: logging.Logger | None = None,
+        path: Path | None = None,
     ) -> None:
         self.callback = callback
         self.alarms: deque[Alarm] = deque(maxlen=keep)
         self.counts: Counter[str] = Counter()
         self.log = logger or log
+        self.path = path
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
 
     def emit(self, alarm: Alarm) -> None:
         self.alarms.append(alarm)
@@ -85,6 +151,12 @@ class AlarmSink:
             alarm.severity, logging.ERROR
         )
         self.log.log(level, "alarm %s %s %s: %s", alarm.rule, alarm.device, alarm.quantity, alarm.message)
+        if self.path is not None:
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(alarm_to_json(alarm), ensure_ascii=False) + "\n")
+            except OSError as e:
+                self.log.warning("cannot append the alarm to %s: %s", self.path, e)
         if self.callback is not None:
             self.callback(alarm)
 
@@ -159,6 +231,8 @@ class _QState:
     """A counter reading that left the baseline implausibly, awaiting confirmation by the next one."""
     same: int = 1
     stale: bool = False
+    seeded: bool = False
+    """``last`` is the value signed before an agent restart (``seed_values``), not one seen by this process."""
 
 
 class QualityChecker:
@@ -179,6 +253,15 @@ class QualityChecker:
         """Time of the newest reading signed before a restart, so the first reading after it shows the gap."""
         if last_ts_ms > 0:
             self._seed_ts = last_ts_ms
+
+    def seed_values(self, values: Mapping[str, tuple[int, int]]) -> None:
+        """The newest signed (value, ts_ms) of each cumulative counter before a restart: the first reading after
+        it is compared with them, so a counter that went backwards meanwhile is ``NEGATIVE_DELTA`` (or a
+        rollover, or a new meter), not only a gap."""
+        for quantity, (value, ts) in values.items():
+            if quantity not in self._q:
+                p = _Point(value, ts, ts)
+                self._q[quantity] = _QState(p, p, seeded=True)
 
     def last_ts(self) -> int | None:
         """Newest reading time seen for any quantity (or the seed)."""
@@ -299,6 +382,7 @@ class QualityChecker:
             self._alarm(s.quantity, "stale", Severity.INFO, "value moving again", agent_ms)
         st.stale = is_stale
         st.last = p
+        st.seeded = False
         return flags
 
     def _counter(
@@ -343,11 +427,12 @@ class QualityChecker:
                     agent_ms,
                 )
             else:
+                across = " since the last value signed before the agent restarted" if st.seeded else ""
                 self._flag(
                     q,
                     "negative_delta",
                     Severity.WARNING,
-                    f"counter fell by {-delta} {s.unit} ({base.value} → {v})",
+                    f"counter fell by {-delta} {s.unit}{across} ({base.value} → {v})",
                     agent_ms,
                 )
                 st.suspect = p

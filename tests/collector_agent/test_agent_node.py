@@ -252,3 +252,39 @@ async def test_readings_of_an_unregistered_device_wait_until_it_is_registered(
     assert c is not None and [r["seq"] for r in rows] == list(range(1, c.last_seq + 1))
     assert agent.outbox.dead_letters() == []
     agent.outbox.close()
+
+
+async def test_a_counter_that_went_back_across_an_agent_restart_is_flagged_as_such(
+    node: NodeProc, tmp_path: Path
+) -> None:
+    """The demo's main meter restarted from an older value (9,876,740 -> 9,876,540 Wh): not just a gap."""
+    [dev] = await node.register("88.123.45/110.1.1")
+    rules = {"energy.import": QuantityRules(counter=True)}
+    source = CounterSource(dev.handle, start=9_876_733)
+    da = DeviceAgent(
+        dev.handle, dev.key, [source], poll_interval_s=1, quality=QualityConfig(1000, rules=rules)
+    )
+    agent = site([node.url], [da], tmp_path / "outbox.sqlite")
+    await agent.open()
+    await agent.resync(dev.handle)
+    agent.chain_id = node.consortium.chain_id
+    now = int(time.time() * 1000)
+    await da.poll_once(now)  # 9,876,740 Wh
+    assert await agent.flush() == 2 and await agent.drain(10)
+    await agent.close()
+    agent.outbox.close()
+    # A new agent process on the same outbox; the meter now reads 200 Wh less.
+    source2 = CounterSource(dev.handle, start=9_876_533)
+    da2 = DeviceAgent(
+        dev.handle, dev.key, [source2], poll_interval_s=1, quality=QualityConfig(1000, rules=rules)
+    )
+    agent2 = site([node.url], [da2], tmp_path / "outbox.sqlite")
+    await agent2.open()
+    [energy, _power] = await da2.poll_once(now + 60_000)
+    assert energy.value == 9_876_540
+    assert energy.flags & Flag.NEGATIVE_DELTA, "a counter that went backwards must say so"
+    assert energy.flags & Flag.GAP_BEFORE  # and the restart's gap is still shown
+    [alarm] = [a for a in da2.alarms.alarms if a.rule == "negative_delta"]
+    assert "fell by 200 Wh since the last value signed before the agent restarted" in alarm.message
+    await agent2.close()
+    agent2.outbox.close()
