@@ -51,12 +51,15 @@ class ControlApiSim:
         start_energy_wh: int = 12_345_678,
         rated_heat_w: int = 600_000,
         rated_elec_w: int = 900_000,
+        counters_since: float | None = None,
     ) -> None:
         self.token = token
         self.auth_header = auth_header
         self.expected = f"{auth_scheme} {token}".strip() if auth_scheme else token
         self.clock = clock
-        self.t0 = clock()
+        self.t0 = clock() if counters_since is None else min(counters_since, clock())
+        """Clock time (s) at which the counters held their start values: give the same one to a restarted
+        simulator and its counters continue instead of starting over."""
         self.start_energy_wh = start_energy_wh
         self.rated_heat_w = rated_heat_w
         self.rated_elec_w = rated_elec_w

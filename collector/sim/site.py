@@ -141,19 +141,25 @@ async def run_site_sims(
     host: str = "127.0.0.1",
     modbus_port: int = 0,
     dlt645_port: int = 0,
+    counters_since_ms: int | None = None,
 ) -> SiteSims:
     """Start the site's simulated devices; ``close()`` (or ``async with``) stops them.
 
     Model time starts at ``start_ms`` (default: 15 Jan 2025 08:00 CST, a cold heating day) and runs ``speed``
     times faster than the wall clock, unless a ``clock`` is given (tests pass a ``ManualClock``).
+
+    The meters' energy registers held their commissioning readings at model time ``counters_since_ms`` (default:
+    the start) and have counted the load model's energy since, as real meters do while nobody reads them. A
+    simulation restarted with the same ``counters_since_ms`` therefore continues every counter, never goes back.
     """
     model = HeatingSiteModel(seed=seed)
     t0 = start_ms if start_ms is not None else local_ms(2025, 1, 15, 8, 0)
     clk: Clock = clock if clock is not None else ModelClock(t0, speed)
     t0 = clk.now_ms()
+    since = t0 if counters_since_ms is None else min(counters_since_ms, t0)
 
     def feed(sub: str, i: int) -> SubsystemMeterFeed:
-        return SubsystemMeterFeed(model, sub, t0, _START_WH[sub], seed=seed * 100 + i, power_factor=0.98)
+        return SubsystemMeterFeed(model, sub, since, _START_WH[sub], seed=seed * 100 + i, power_factor=0.98)
 
     modbus_plan = [
         ("core_unit", 1, "schneider_pm5xxx", {}),
