@@ -24,6 +24,34 @@ EPILOG = """examples:
 """
 
 
+DEMO_DESCRIPTION = """\
+Runs, on this machine, the owner's, the equipment firm's and the regulator's nodes (three processes), simulators
+of the Hohhot site's meters, temperature module, control-system API and bill photos, and the collector agent that
+signs every reading with its device's own key and submits it. It prints where to look, then a status line every
+10 s; Ctrl-C (or --duration) stops everything.
+
+ports:
+  --port P      the three nodes' HTTP APIs (and their peer links) on 127.0.0.1:P, P+1 and P+2 (owner-1,
+                equipment-1, regulator-1); default 7001 or CEMP_DEMO_PORT. The simulators (Modbus TCP,
+                DL/T 645, control-system HTTP API) take free loopback ports of their own.
+
+data directory (--dir, default demo-data):
+  keys/                       org admin, node and device keys (0600); <org>.handle-admin.secret: the secret of
+                              each org's Handle REST admin identity 300:<prefix>/admin (printed at start)
+  consortium.toml, genesis.cemp, <node>.toml, <node>.log
+  data/<node>/                each node's LevelDB ledger (check it with: cemp verify --data-dir data/<node>)
+  collector/outbox.sqlite     signed readings not yet committed; collector/alarms.jsonl: see `cemp alarms`
+  bills/inbox/                bill photos for the scanner (drop your own there too)
+  sims/counters_since_ms      when the simulated meters were commissioned
+
+resuming:
+  Run it again with the same --dir and --port and it continues: the same chain, keys and devices (not
+  registered again), the outbox's unsent readings are sent, and the meters continue their counters (they count
+  the time the demo was stopped too, as real meters do). The genesis records the nodes' ports, so another
+  --port is refused with the one to use. --fresh deletes the directory first and starts a new chain.
+"""
+
+
 def _passphrase(args: argparse.Namespace, confirm: bool) -> bytes | None:
     env = os.environ.get("CEMP_KEY_PASSPHRASE")
     if env:
@@ -298,15 +326,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     me.set_defaults(func=cmd_membership)
 
-    de = sub.add_parser("demo", help="run a local consortium with simulated device-signed readings")
+    de = sub.add_parser(
+        "demo",
+        help="run a local consortium with simulated device-signed readings",
+        description=DEMO_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     de.add_argument(
         "--dir", default="demo-data", help="where keys, genesis and data live (default demo-data)"
     )
     de.add_argument(
-        "--port", type=int, default=int(os.environ.get("CEMP_DEMO_PORT", "7001")), help="API port"
+        "--port",
+        type=int,
+        default=int(os.environ.get("CEMP_DEMO_PORT", "7001")),
+        help="first node's API port; the others use the next two (default 7001 or CEMP_DEMO_PORT)",
     )
     de.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    de.add_argument("--fresh", action="store_true", help="delete the demo directory first")
+    de.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete the demo directory first (a new chain); without it, resume",
+    )
     de.add_argument(
         "--season",
         type=_season,

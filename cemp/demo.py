@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from accounting.client import ensure_site, issue_rating, publish_factor_sets
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
@@ -28,17 +30,17 @@ from collector.httpsource import FieldMap, HttpSource
 from collector.loadmodel import EnergyCounter, HeatingSiteModel, local_ms
 from collector.ocr.billgen import generate as generate_bill
 from collector.outbox import Outbox
-from collector.quality import QualityConfig, QuantityRules
+from collector.quality import AlarmSink, QualityConfig, QuantityRules
 from collector.scanner import BillScanner, ScannerSettings
 from collector.sim.control_api import ControlApiSim
 from collector.sim.feeds import HeatMeterFeed
 from collector.sim.site import SiteSims, run_site_sims
 from collector.sources import Source
-from node.chain import sign_tx
+from node.chain import genesis_hash, sign_tx
 from node.client import NodeClient
-from node.crypto import KeyPair, read_key_file, write_key_file
+from node.crypto import KeyPair, read_key_file, write_key_file, write_private_file
 from node.errors import CempError
-from node.genesis import genesis_from_toml, write_genesis
+from node.genesis import genesis_from_toml, read_genesis, write_genesis
 from node.types import (
     DeviceRegistration,
     Handle,
@@ -51,6 +53,8 @@ from node.types import (
     Text,
     TimestampMs,
 )
+from resolver.bootstrap import ADMIN_SUFFIX, bootstrap_puts
+from resolver.credentials import new_secret
 
 ORGS = [
     ("owner", "owner", "88.123.45"),
@@ -153,6 +157,7 @@ BOUNDARY = {
     "88.123.45/103.1.2": ("electrical", "none", ""),
 }
 BILL_EVERY_S = 45.0
+LEADER_WAIT_S = 90.0
 """How often the demo's "utility" drops a new bill photo into the scanner's inbox."""
 
 HTTP_FIELDS = {
@@ -174,6 +179,10 @@ HTTP_FIELDS = {
 }
 
 
+class DemoError(Exception):
+    """The demo cannot start as asked (the message says what to do instead)."""
+
+
 def _log(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -191,6 +200,14 @@ def prepare(base: Path, port: int) -> list[tuple[str, Path, int]]:
     if base.exists() and (not marker.exists() or marker.read_text().strip() != LAYOUT):
         _log(f"{base} holds an older demo layout; starting afresh")
         shutil.rmtree(base)
+    genesis_file = base / "genesis.cemp"
+    if genesis_file.exists():
+        first = read_genesis(genesis_file).nodes[0].address
+        if first != f"127.0.0.1:{port}":
+            raise DemoError(
+                f"{base} was created with the nodes on {first} and the next two ports (the genesis names them); "
+                f"resume it with --port {first.rsplit(':', 1)[1]}, or start a new chain with --fresh"
+            )
     keys = base / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     marker.write_text(LAYOUT + "\n")
@@ -404,6 +421,54 @@ def today_cst() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
 
 
+@dataclass(frozen=True)
+class RestAdmin:
+    """An org's Handle.Net REST admin identity, as a client (pyhandle, curl) logs in with HTTP Basic auth."""
+
+    org: str
+    prefix: str
+    username: str
+    """``300:<prefix>/admin``: index 300 of the handle ``<prefix>/admin`` (URL-encode it in a Basic header)."""
+    secret_file: Path
+
+
+def handle_admin_secret_path(base: Path, org: str) -> Path:
+    return base / "keys" / f"{org}.handle-admin.secret"
+
+
+async def setup_handle_admins(client: NodeClient, base: Path, chain_id: str) -> list[RestAdmin]:
+    """Each org's prefix handle and REST admin identity ``300:<prefix>/admin``, set up once per demo directory.
+
+    The secret is generated (never chosen: its scrypt hash is on the public chain) and written, mode 0600, to
+    ``keys/<org>.handle-admin.secret`` before the txs that set it are sent; a directory whose secret file is
+    missing, or whose handle is not on chain, gets a new secret.
+    """
+    out = []
+    for org, _role, prefix in ORGS:
+        identity = f"300:{prefix}/{ADMIN_SUFFIX}"
+        secret_file = handle_admin_secret_path(base, org)
+        out.append(RestAdmin(org, prefix, identity, secret_file))
+        try:
+            await client.get(f"/api/handles/{prefix}/{ADMIN_SUFFIX}")
+            on_chain = True
+        except CempError:
+            on_chain = False
+        if on_chain and secret_file.exists():
+            continue
+        secret = new_secret()
+        write_private_file(secret_file, (secret + "\n").encode(), overwrite=True)
+        admin = read_key_file(base / "keys" / f"{org}.admin.key")
+        nonce = await client.nonce(admin.public)
+        for put in bootstrap_puts(prefix, admin.public, secret.encode()):
+            nonce += 1
+            raw, _ = sign_tx(admin, chain_id, "handle.put", nonce, put)
+            res = await client.submit(raw, wait=True)
+            if not res["result"]["ok"]:
+                raise RuntimeError(f"setting up {put.handle} failed: {res['result']['reason']}")
+        _log(f"{org}: Handle REST admin {identity} set up; its secret is in {secret_file}")
+    return out
+
+
 class Site:
     """The simulated plant and the device agent that reads it, signs at the source and submits."""
 
@@ -417,11 +482,22 @@ class Site:
         self.agent: SiteAgent | None = None
         self.inbox = base / "bills" / "inbox"
         self.scanner: BillScanner
+        self.alarms = AlarmSink(path=base / "collector" / "alarms.jsonl")
+        """Every device's and the agent's alarms; ``cemp alarms --dir <base>`` lists them with their meaning."""
 
     async def start(self) -> SiteAgent:
         now = int(time.time() * 1000)
-        self.sims = await run_site_sims(start_ms=now, speed=1.0)
-        self.control = ControlApiSim(token="demo-token")
+        # The meters were commissioned when this demo directory was first run; on a restart they continue from
+        # there (they count the model's energy for the time the demo was stopped too), so no counter goes back.
+        since_file = self.base / "sims" / "counters_since_ms"
+        if since_file.exists():
+            since = int(since_file.read_text().strip())
+        else:
+            since_file.parent.mkdir(parents=True, exist_ok=True)
+            since_file.write_text(f"{now}\n")
+            since = now
+        self.sims = await run_site_sims(start_ms=now, speed=1.0, counters_since_ms=since)
+        self.control = ControlApiSim(token="demo-token", counters_since=since / 1000)
         await self.control.start()
         handles = {
             d.source.partition(":")[2]: d.handle
@@ -455,11 +531,15 @@ class Site:
                     [src],
                     poll_interval_s=self.poll_s,
                     quality=QualityConfig(int(self.poll_s * 1000), rules=rules),
+                    alarms=self.alarms,
                 )
             )
         outbox = Outbox(self.base / "collector" / "outbox.sqlite")
         self.agent = SiteAgent(
-            agents, outbox, AgentSettings(nodes=tuple(self.urls), chain_id=self.chain_id, progress_every_s=30)
+            agents,
+            outbox,
+            AgentSettings(nodes=tuple(self.urls), chain_id=self.chain_id, progress_every_s=30),
+            alarms=self.alarms,
         )
         scanner_dev = next(d for d in DEVICES if d.source.startswith("bills:"))
         self.inbox = self.base / "bills" / "inbox"
@@ -498,6 +578,10 @@ class Site:
 async def run_demo(
     base: Path, port: int, duration_s: float | None, fresh: bool, season: str | None = None
 ) -> int:
+    for p in range(port, port + len(NODES)):
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", p)) == 0:
+                raise DemoError(f"port {p} is already in use (another demo?); choose another --port")
     if fresh and base.exists():
         shutil.rmtree(base)
     nodes = prepare(base, port)
@@ -516,7 +600,9 @@ async def run_demo(
     urls = [f"http://127.0.0.1:{p}" for _, _, p in nodes]
     try:
         async with NodeClient(urls[0]) as client:
-            for _ in range(200):
+            # Three fresh processes on a busy machine may take a while to import, open LevelDB and elect a leader.
+            deadline = time.monotonic() + LEADER_WAIT_S
+            while time.monotonic() < deadline:
                 dead = [n for (n, _, _), p in zip(nodes, procs, strict=True) if p.poll() is not None]
                 if dead:
                     raise RuntimeError(f"node {dead[0]} exited; see {base / (dead[0] + '.log')}")
@@ -528,12 +614,18 @@ async def run_demo(
                     pass
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("the consortium did not elect a leader within 20 s")
+                raise RuntimeError(
+                    f"the consortium did not elect a leader within {LEADER_WAIT_S:.0f} s; see {base}/<node>.log"
+                )
+            ours = genesis_hash(read_genesis(base / "genesis.cemp")).hex()
+            if st.get("genesis_hash") != ours:
+                raise DemoError(f"{urls[0]} answers for another chain than {base}'s; choose another --port")
             chain_id = st["chain_id"]
             await register_devices(client, base, chain_id)
             await register_site(client, base, chain_id)
             if season is not None:
                 await fast_forward_season(client, base, chain_id, season)
+            rest_admins = await setup_handle_admins(client, base, chain_id)
             site = Site(base, urls, chain_id, poll_s=5.0)
             agent = await site.start()
             stop = asyncio.Event()
@@ -562,10 +654,19 @@ async def run_demo(
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
+                f"  alarms       cemp alarms --dir {base.resolve()}   (what each one means: cemp alarms --rules)",
                 f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
                 f"  site         {u}/v1/sites/{SITE_ID}   (building handle {u}/api/handles/{SITE_BUILDING})",
                 f"  carbon       {u}/v1/sites/{SITE_ID}/inventory?period={today_cst()}   "
                 f"(KPIs: {u}/v1/sites/{SITE_ID}/kpis?period={today_cst()})",
+                "  Handle REST admins (HTTP Basic auth on /api/handles; URL-encode the username):",
+                *(
+                    f"    {a.org:<10} username {a.username:<22} secret in {a.secret_file.resolve()}"
+                    for a in rest_admins
+                ),
+                f'    e.g. curl -u "{quote(rest_admins[0].username, safe="")}:$(cat {rest_admins[0].secret_file.resolve()})" '
+                f"-X PUT -H 'Content-Type: application/json' {u}/api/handles/{rest_admins[0].prefix}/my-test "
+                """-d '{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.org"}}]}'""",
                 "The agent submits to any node; followers forward to the leader. Press Ctrl-C to stop.",
                 "",
             ]
@@ -627,7 +728,11 @@ async def carbon_line(client: NodeClient) -> str:
 
 def main(base: Path, port: int, duration_s: float | None, fresh: bool, season: str | None = None) -> int:
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_demo(base, port, duration_s, fresh, season))
+        try:
+            return asyncio.run(run_demo(base, port, duration_s, fresh, season))
+        except DemoError as e:
+            print(f"cemp demo: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

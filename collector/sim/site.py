@@ -169,7 +169,7 @@ async def run_site_sims(
     ]
     meters = [meter(uid, prof, feed(key, uid), **ratios) for key, uid, prof, ratios in modbus_plan]
     meters.append(meter(10, "hx_temp_4ch", HeatExchangerFeed(model)))
-    meters.append(meter(11, "heat_meter_modbus", HeatMeterFeed(model, t0, HEAT_START_WH)))
+    meters.append(meter(11, "heat_meter_modbus", HeatMeterFeed(model, since, HEAT_START_WH)))
     msim = ModbusMeterSim(meters, host=host, port=modbus_port, clock=clk)
     dsim = Dlt645GatewaySim(
         [SimDltMeter(CONTROLS_NAMEPLATE, feed("controls", 5))], host=host, port=dlt645_port, clock=clk
