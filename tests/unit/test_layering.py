@@ -103,3 +103,19 @@ def test_no_kind_or_route_is_found_by_name() -> None:
     assert not bad, (
         "the core imports importlib (kinds and routes are passed in, not loaded by name): " + ", ".join(bad)
     )
+
+
+@pytest.mark.parametrize(
+    ("module", "must_not_import"),
+    [
+        ("resolver/handles.py", "resolver.kinds"),  # kinds builds on handles (Authority lives in handles)
+        ("collector/ocr/bills.py", "collector.ocr.billgen"),  # the reader does not depend on the generator
+    ],
+)
+def test_broken_import_cycles_stay_broken(module: str, must_not_import: str) -> None:
+    path = ROOT / module
+    dotted = ".".join(Path(module).with_suffix("").parts)
+    names = [n for _, n in imported_names(path.read_text(encoding="utf-8"), dotted)]
+    assert not [n for n in names if n == must_not_import or n.startswith(must_not_import + ".")], (
+        f"{module} imports {must_not_import} again (an import cycle)"
+    )
