@@ -1,4 +1,4 @@
-"""``cemp baseline``, ``cemp factors publish``, ``cemp site show`` and ``cemp rating`` (added to the ``cemp`` CLI by
+"""``cemp baseline``, ``cemp site apply``, ``cemp factors publish`` and ``cemp rating`` (added to the ``cemp`` CLI by
 the composition root)."""
 
 from __future__ import annotations
@@ -77,8 +77,34 @@ def cmd_rating(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_site_apply(args: argparse.Namespace) -> int:
+    from accounting.sitefile import SiteFileError, apply
+
+    async def run() -> list[str]:
+        async with NodeClient(args.nodes) as c:
+            chain_id = (await c.status())["chain_id"]
+            return await apply(c, _key(args.key), chain_id, Path(args.file))
+
+    try:
+        done = asyncio.run(run())
+    except (CempError, SiteFileError, OSError) as e:
+        print(f"cemp site apply: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 1
+    print("\n".join(f"recorded {d}" for d in done) if done else "the chain already matches the file")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     add_baseline(sub)
+    sp = sub.add_parser("site", help="record a site and its accounting boundary from a TOML file (owner key)")
+    ss = sp.add_subparsers(dest="site_cmd", required=True)
+    sa = ss.add_parser(
+        "apply", help="record the site, or new versions of what changed (see docs/accounting.md)"
+    )
+    sa.add_argument("file", help="site TOML file")
+    sa.add_argument("--key", required=True, help="the owner org's admin key file")
+    sa.add_argument("--nodes", default="http://127.0.0.1:7001", help="a node's API address")
+    sa.set_defaults(func=cmd_site_apply)
     fp = sub.add_parser("factors", help="record the shipped emission-factor sets on chain (regulator key)")
     fs = fp.add_subparsers(dest="factors_cmd", required=True)
     pub = fs.add_parser("publish", help="record every shipped factor set the chain does not hold yet")
