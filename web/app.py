@@ -23,7 +23,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -59,7 +59,11 @@ SSE_KEEPALIVE_S = 15.0
 SSE_MAX_LIFE_S = 600.0
 RANGES = {"6h": 6 * 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
 SEASON_MS = 183 * 86_400_000
-"""The Hohhot heating season runs mid-October to mid-April: "season" shows up to half a year."""
+SEASONS = ("season", "prev_season")
+SEASON_START = (10, 15)
+SEASON_END = (4, 15)
+"""Hohhot's heating season, 15 October to 15 April inclusive (local days): ``range=season`` shows the one that
+holds the device's latest reading (or the last one before it, in summer), ``prev_season`` the one before."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -123,6 +127,18 @@ def date_param(request: web.Request, name: str, f: Fmt) -> int | None:
     if ms < 0:
         raise PageError(400, "bad_param", f"{name}={raw[:40]!r}: before 1970")
     return ms
+
+
+def heating_season(ms: int, f: Fmt, back: int = 0) -> tuple[int, int]:
+    """[start, end) in ms of the heating season holding local time ``ms`` (the last one ended before it, in
+    summer), ``back`` seasons earlier."""
+    d = datetime.fromtimestamp(ms / 1000, f.tz)
+    md = (d.month, d.day)
+    start_year = d.year if md >= SEASON_START else d.year - 1
+    start_year -= back
+    start = datetime(start_year, *SEASON_START, tzinfo=f.tz)
+    end = datetime(start_year + 1, *SEASON_END, tzinfo=f.tz) + timedelta(days=1)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
 class WebUI:
@@ -600,12 +616,18 @@ class WebUI:
         rng = request.query.get("range", "")
         frm = date_param(request, "from", f)
         to = date_param(request, "to", f)
-        if rng and rng not in RANGES and rng != "season":
-            raise PageError(400, "bad_param", f"range={rng[:20]!r}: use 6h, 24h, 7d, 30d or season")
+        if rng and rng not in RANGES and rng not in SEASONS:
+            raise PageError(
+                400, "bad_param", f"range={rng[:20]!r}: use 6h, 24h, 7d, 30d, season or prev_season"
+            )
         if frm is None and to is None:
             rng = rng or "24h"
             to = end_default
-            frm = to - (SEASON_MS if rng == "season" else RANGES[rng])
+            if rng in SEASONS:
+                frm, season_end = heating_season(end_default - 60_000, f, back=SEASONS.index(rng))
+                to = min(season_end, end_default) if rng == "season" else season_end
+            else:
+                frm = to - RANGES[rng]
         else:
             rng = ""
             if to is None:
@@ -654,7 +676,7 @@ class WebUI:
             frm=frm,
             to=to,
             rng=rng,
-            ranges=[*RANGES, "season"],
+            ranges=[*RANGES, *SEASONS],
             from_date=datetime.fromtimestamp(frm / 1000, f.tz).strftime("%Y-%m-%d"),
             to_date=datetime.fromtimestamp((to - 1) / 1000, f.tz).strftime("%Y-%m-%d"),
             handle_rec=handle_rec,

@@ -175,7 +175,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "range_24h": ("24 h", "24 小时"),
     "range_7d": ("7 days", "7 天"),
     "range_30d": ("30 days", "30 天"),
-    "range_season": ("Heating season", "采暖季"),
+    "range_season": ("Heating season", "本采暖季"),
+    "range_prev_season": ("Previous season", "上一采暖季"),
     "zoom_hint": (
         "Drag across the chart to zoom in; double-click to zoom out.",
         "在图上拖动可放大；双击还原。",

@@ -143,6 +143,8 @@ async def test_times_are_in_shanghai_and_numbers_are_localised(web_node: WebFixt
         {"ts_ms": T0 + 11 * 60_000, "value": 99_000, "flags": 16}
     ]
     assert "Flagged readings (1)" in html
+    prev = await get(w, f"/device/{SENSOR}", lang="en", range="prev_season")
+    assert "No readings in this range" in prev  # 2024/25: before the sensor's first reading
     season = await get(w, f"/device/{SENSOR}", lang="en", range="season")
     data = json.loads(re.search(r'id="chart-data">(.*?)</script>', season, re.S).group(1))  # type: ignore[union-attr]
     assert data["resolution"] == "hourly" and data["marks"] == [{"ts_ms": T0, "hour_count": 1}]
@@ -308,6 +310,7 @@ async def test_search_finds_a_site_by_id_name_or_address(web_node: WebFixture) -
         ("/device/88.123.45/none", 404),
         (f"/device/{METER}?q=nope", 400),
         (f"/device/{METER}?range=forever", 400),
+        (f"/device/{METER}?range=prev_season", 200),
         (f"/device/{METER}?from=yesterday", 400),
         (f"/device/{METER}?from=2025-12-02&to=2025-12-01", 400),
         ("/blocks?before=abc", 400),
