@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -20,6 +19,8 @@ EPILOG = """examples:
   cemp init --config consortium.toml --out genesis.cemp
   cemp node --config owner-1.toml                   # run one org's node
   cemp verify --data-dir demo-data/data/owner-1     # re-check every block and state value
+  cemp backup --data-dir data/owner-1 --out owner-1.cempbak   # online, from a running node
+  cemp restore owner-1.cempbak --data-dir data/owner-1-new    # load + re-verify, then start the node on it
   cemp demo                                         # everything on localhost
 """
 
@@ -121,15 +122,16 @@ def cmd_node(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"config: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from node import logs
     from node.chain import ChainError
+    from node.migrations import SchemaVersionError
     from node.store import StorageError
+
+    logs.configure(args.log_level, cfg.log_format)
 
     try:
         asyncio.run(serve(cfg, wiring.kinds(), wiring.ROUTES))
-    except (KeyFileError, GenesisError, ValueError) as e:
+    except (KeyFileError, GenesisError, ValueError, SchemaVersionError) as e:
         print(f"cannot start node: {e}", file=sys.stderr)
         return 2
     except (StorageError, ChainError) as e:
@@ -154,6 +156,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     # The same kinds and hooks as ``cmd_node``: a re-check must execute every tx the way the nodes did.
     genesis = Path(args.genesis) if args.genesis else None
+    if args.online:
+        from cemp.ops import verify_online
+        from node.backup import socket_path
+
+        sock = Path(args.socket) if args.socket else socket_path(Path(args.data_dir))
+        out = verify_online(sock, not args.quiet, genesis)
+        print(json.dumps(out))
+        return 0 if out["ok"] else 1
     rep = verify_data_dir(
         Path(args.data_dir),
         wiring.kinds(),
@@ -291,7 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
     nd.set_defaults(func=cmd_node)
 
     ve = sub.add_parser("verify", help="re-check every block, signature, root and state value of a data dir")
-    ve.add_argument("--data-dir", required=True, help="the node's data directory (stop the node first)")
+    ve.add_argument(
+        "--data-dir", required=True, help="the node's data directory (stop the node first, or use --online)"
+    )
+    ve.add_argument(
+        "--online",
+        action="store_true",
+        help="verify a running node: take a snapshot over its admin socket and verify that copy",
+    )
+    ve.add_argument("--socket", help="with --online: the node's admin socket, if not <data-dir>/admin.sock")
     ve.add_argument("--workers", type=int, default=None, help="signature-checking processes (default: 2)")
     ve.add_argument("--quiet", action="store_true", help="no progress bar")
     ve.add_argument(
@@ -356,9 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.set_defaults(func=cmd_demo)
     from accounting.cli import add_commands as add_accounting_commands
+    from cemp.ops import add_commands as add_ops_commands
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
     from resolver.cli import add_commands as add_resolver_commands
+
+    add_ops_commands(sub)
 
     add_collector_commands(sub)
     add_document_commands(sub)

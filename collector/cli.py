@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -40,11 +41,30 @@ def cmd_collect(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         if args.duration is not None:
             loop.call_later(args.duration, stop.set)
+        runner = None
+        port = (
+            args.metrics_port
+            if args.metrics_port is not None
+            else os.environ.get("CEMP_COLLECTOR_METRICS_PORT")
+        )
+        if port not in (None, ""):
+            from aiohttp import web
+
+            from collector.metrics import metrics_app
+
+            runner = web.AppRunner(metrics_app(site), access_log=None)
+            await runner.setup()
+            host = os.environ.get("CEMP_COLLECTOR_METRICS_HOST", "127.0.0.1")
+            await web.TCPSite(runner, host, int(port)).start()
+            print(f"collector metrics on http://{host}:{port}/metrics", flush=True)
         try:
             await site.run(stop)
         except ValueError as e:
             print(f"cannot start collector: {e}", file=sys.stderr)
             return 2
+        finally:
+            if runner is not None:
+                await runner.cleanup()
         st = site.outbox.stats()
         print(
             json.dumps(
@@ -164,6 +184,13 @@ def add_parser(subparsers: Any) -> None:
     co.add_argument("--config", required=True, help="collector TOML ([agent], [quality], [[devices]])")
     co.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     co.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    co.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics (outbox depth, dead letters, open alarms) on this port "
+        "(or CEMP_COLLECTOR_METRICS_PORT; host CEMP_COLLECTOR_METRICS_HOST, default 127.0.0.1)",
+    )
     co.set_defaults(func=cmd_collect)
 
     sim = subparsers.add_parser("sim", help="run device and control-system simulators")

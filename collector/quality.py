@@ -124,6 +124,10 @@ def read_alarms(path: Path) -> list[Alarm]:
     return out
 
 
+LASTING = frozenset({"stale", "clock_drift", "source_error"})
+"""Rules whose alarm opens (WARNING) when the condition starts and clears (INFO) when it ends."""
+
+
 class AlarmSink:
     """Where alarms go: the log, a bounded in-memory list, an optional JSON-lines file (one alarm per line, read
     back by ``read_alarms`` and ``cemp alarms``) and an optional callback (e.g. a work-order hook)."""
@@ -139,6 +143,8 @@ class AlarmSink:
         self.callback = callback
         self.alarms: deque[Alarm] = deque(maxlen=keep)
         self.counts: Counter[str] = Counter()
+        self.open: dict[tuple[str, str, str], Alarm] = {}
+        """Conditions that last and have not cleared yet, by (device, rule, quantity or ``*``)."""
         self.log = logger or log
         self.path = path
         if path is not None:
@@ -147,6 +153,13 @@ class AlarmSink:
     def emit(self, alarm: Alarm) -> None:
         self.alarms.append(alarm)
         self.counts[alarm.rule] += 1
+        if alarm.rule in LASTING:
+            # clock drift and source errors are device-wide (drift clears on "*"); stale is per quantity
+            key = (alarm.device, alarm.rule, alarm.quantity if alarm.rule == "stale" else "*")
+            if alarm.severity == Severity.INFO:
+                self.open.pop(key, None)
+            else:
+                self.open[key] = alarm
         level = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING}.get(
             alarm.severity, logging.ERROR
         )

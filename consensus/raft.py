@@ -282,7 +282,19 @@ class _Progress:
         return updated
 
     def maybe_decrease_to(self, rejected: Index, match_hint: Index) -> bool:
-        """The follower rejected an append at ``rejected``; False if that rejection is stale."""
+        """The follower rejected an append at ``rejected``; False if that rejection is stale.
+
+        A follower whose log now ends below what it once acknowledged (``match_hint < match``) lost its log: its
+        data directory was restored from a backup or rebuilt. Its match is lowered so the leader probes from
+        the end of what it holds; otherwise such a rejection looks stale and the follower is never sent the
+        entries again. Lowering ``match`` never lowers the commit index (it only ever advances); a delayed old
+        rejection that takes this branch costs one probe round, after which the follower's answer raises
+        ``match`` back."""
+        if match_hint < self.match and self.state != ReplicationState.SNAPSHOT:
+            self.match = match_hint
+            self.next = Index(match_hint + 1)
+            self.paused = False
+            return True
         if self.state == ReplicationState.REPLICATE:
             if rejected <= self.match:
                 return False

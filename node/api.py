@@ -7,6 +7,7 @@ Reads come from committed state only.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -150,6 +151,8 @@ class NodeAPI:
         self.rejected = 0
         self.openapi_paths: dict[str, Any] = {}
         """Paths of the extra route providers, merged into ``/openapi.json`` (``node.server.Node``)."""
+        self.refused_by: collections.Counter[str] = collections.Counter()
+        """Txs refused at admission, by error code (``/metrics``: ``cemp_txs_refused_total``)."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -218,8 +221,9 @@ class NodeAPI:
             try:
                 d = self._decode_and_verify(body)
                 known = self._admit(d)
-            except CempError:
+            except CempError as e:
                 self.rejected += 1
+                self.refused_by[e.code.name.lower()] += 1
                 raise
         self.submitted += 1
         if known is not None and (known["status"] == "committed" or wait != "commit"):
@@ -300,12 +304,14 @@ class NodeAPI:
         for item in checked:
             if isinstance(item, CempError):
                 self.rejected += 1
+                self.refused_by[item.code.name.lower()] += 1
                 outcomes.append({"status": "rejected", **item.to_json()})
                 continue
             try:
                 known = self._admit(item)
             except CempError as e:
                 self.rejected += 1
+                self.refused_by[e.code.name.lower()] += 1
                 outcomes.append({"tx": item.hash.hex(), "status": "rejected", **e.to_json()})
                 continue
             self.submitted += 1

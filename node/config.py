@@ -11,7 +11,8 @@ Example::
     port = 7001
 
 Relative paths are relative to the config file. Environment: ``CEMP_NODE_ID``, ``CEMP_DATA_DIR``,
-``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_KEY_PASSPHRASE``.
+``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_LOG_FORMAT`` (``[log] format``:
+``text`` or ``json``), ``CEMP_KEY_PASSPHRASE`` (read where the key is opened).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class NodeConfig:
     """How a node behind a compacted log catches up: ``blocks`` (fetch and re-verify every block; default) or
     ``state`` (a chunked state snapshot checked against the certified app hash, then the log)."""
     """Applied Raft entries kept before the log is compacted (local policy; blocks themselves are kept)."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one JSON object per line with a request id): ``[log] format`` or ``CEMP_LOG_FORMAT``."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
 
@@ -88,6 +91,14 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         raise ConfigError("api port must be an integer") from None
     if not 0 <= port <= 65535:
         raise ConfigError(f"api port {port} out of range")
+    logt = doc.get("log", {})
+    if not isinstance(logt, dict):
+        raise ConfigError(f"{path}: [log] must be a table")
+    log_format = str(env.get("CEMP_LOG_FORMAT", logt.get("format", "text")))
+    if log_format not in ("text", "json"):
+        raise ConfigError(
+            f"log format must be 'text' or 'json', not {log_format!r} ([log] format / CEMP_LOG_FORMAT)"
+        )
     return NodeConfig(
         node_id=str(pick("node_id", "CEMP_NODE_ID")),
         data_dir=_path(base, str(pick("data_dir", "CEMP_DATA_DIR"))),
@@ -98,6 +109,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         mempool_max=int(doc.get("mempool_max", 100_000)),
         tls_cert=_path(base, str(api["tls_cert"])) if api.get("tls_cert") else None,
         tls_key=_path(base, str(api["tls_key"])) if api.get("tls_key") else None,
+        log_format=log_format,
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
         raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
         raft_catchup=_catchup(str(dict(doc.get("raft", {})).get("catchup", "blocks"))),

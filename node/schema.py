@@ -49,7 +49,18 @@ META_WATERMARK = b"Mwatermark"
 """Present once this store has a high-water-mark file beside it (``node.watermark``): the file going missing
 is then damage, not an old data directory."""
 
-KNOWN_META = {META_HEIGHT, META_STATE_ACC, META_GENESIS, META_LAST_HASH, META_STATE_BASE, META_WATERMARK}
+META_SCHEMA = b"Mschema"
+"""Storage schema version of this store, a decimal string (``node.migrations``); absent: version 0."""
+
+KNOWN_META = {
+    META_HEIGHT,
+    META_STATE_ACC,
+    META_GENESIS,
+    META_LAST_HASH,
+    META_STATE_BASE,
+    META_WATERMARK,
+    META_SCHEMA,
+}
 """Fixed meta keys; ``Mcert`` + height and ``Mraft-applied`` are the others (``describe_key``)."""
 
 

@@ -16,20 +16,24 @@ import os
 import signal
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import prometheus_client as prom
 from aiohttp import web
 
-from node import httplog
+from node import httplog, logs
 from node.api import NodeAPI, errors_middleware
-from node.chain import Ledger
+from node.backup import admin_routes, socket_path
+from node.chain import DecodedTx, Ledger
 from node.config import NodeConfig
 from node.crypto import KeyPair, read_key_file
 from node.driver import ConsensusDriver
 from node.genesis import read_genesis
 from node.integrity import check_head, check_raft_log
 from node.mempool import Mempool
+from node.metrics import NodeMetrics, ScrapeCollector
+from node.migrations import migrate
 from node.producer import BlockProducer
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
@@ -43,18 +47,6 @@ log = logging.getLogger(__name__)
 RouteProvider = Callable[["Node"], list[web.RouteDef]]
 """Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's. A provider
 may carry an ``openapi_paths`` attribute (OpenAPI path items), which ``/openapi.json`` then lists too."""
-
-
-@dataclass
-class Metrics:
-    registry: prom.CollectorRegistry = field(default_factory=prom.CollectorRegistry)
-
-    def __post_init__(self) -> None:
-        r = self.registry
-        self.height = prom.Gauge("cemp_height", "Last applied block height", registry=r)
-        self.blocks = prom.Counter("cemp_blocks_total", "Blocks applied", registry=r)
-        self.txs = prom.Counter("cemp_txs_total", "Txs applied, by outcome", ["outcome"], registry=r)
-        self.mempool = prom.Gauge("cemp_mempool_txs", "Txs waiting in the mempool", registry=r)
 
 
 class Node:
@@ -72,6 +64,7 @@ class Node:
         kinds: KindRegistry,
         routes: Sequence[RouteProvider] = (),
         watermark: Watermark | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -88,14 +81,15 @@ class Node:
         check_head(self.ledger)
         check_raft_log(store, self.ledger, self.ledger.mark)
         self.mempool = Mempool(self.ledger, mempool_max)
-        self.metrics = Metrics()
+        self.metrics = NodeMetrics()
         self.metrics.height.set(self.ledger.height)
+        self.data_dir = data_dir
         # One node: it cuts its own blocks. Several: Raft orders them (``node.driver``).
         self.producer: BlockProducer | None = None
         self.driver: ConsensusDriver | None = None
         if len(genesis.nodes) == 1:
             self.producer = BlockProducer(self.ledger, self.mempool, node_id, key, on_block=self._on_block)
-            self.api = NodeAPI(self.ledger, self.mempool, node_id)
+            self.api = NodeAPI(self.ledger, self.mempool, node_id, after_admit=self._admitted)
         else:
             addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
             addresses.update(peer_addresses or {})
@@ -114,17 +108,38 @@ class Node:
                 self.mempool,
                 node_id,
                 status_extra=self.driver.status,
-                after_admit=self.driver.forward,
+                after_admit=self._admitted,
             )
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
         self.statesync = StateSyncServer(self.ledger)
+        self.metrics.registry.register(
+            ScrapeCollector(self._scrape_status, lambda: dict(self.api.refused_by), data_dir)
+        )
+
+    def _admitted(self, txs: list[DecodedTx]) -> None:
+        self.metrics.admitted([d.hash for d in txs])
+        if self.driver is not None:
+            self.driver.forward(txs)
+
+    def _scrape_status(self) -> dict[str, Any]:
+        st: dict[str, Any] = dict(self.api.status_extra())
+        if self.driver is not None:
+            self.metrics.leader_seen(st.get("leader"))
+            rs = self.driver.raft.status()
+            st["peer_match"] = {str(p.node): int(p.match) for p in rs.progress if str(p.node) != self.node_id}
+        return st
 
     def _on_block(self, block: Block) -> None:
         m = self.metrics
         m.height.set(block.header.height)
         m.blocks.inc()
+        m.committed(block.txs)
+        if self.driver is not None:
+            m.leader_seen(self.driver.leader)
+        if block.header.height % 100 == 0:
+            m.forget(lambda h: self.mempool.contains(h))
         res = self.ledger.results(block.header.height)
         ok = sum(1 for r in res if r.code == 0)
         m.txs.labels("applied").inc(ok)
@@ -138,7 +153,10 @@ class Node:
     def web_app(self) -> web.Application:
         httplog.install()  # parse errors are logged without the request's bytes (credentials)
         # The peer transport carries whole blocks; client API bodies are held to MAX_BODY by NodeAPI itself.
-        app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_PEER_BODY)
+        app = web.Application(
+            middlewares=[logs.request_id_middleware, errors_middleware], client_max_size=MAX_PEER_BODY
+        )
+        logs.install(app)
         for provider in self.routes:
             app.add_routes(provider(self))
         app.add_routes(self.api.routes())
@@ -183,6 +201,7 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
     path = cfg.data_dir / "ledger"
     store = LevelDBStore(path)
     try:
+        migrate(store, log.info)
         return Node(
             genesis,
             store,
@@ -195,10 +214,31 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
             kinds=kinds,
             routes=routes,
             watermark=Watermark(path_beside(path)),
+            data_dir=cfg.data_dir,
         )
     except Exception:
         store.close()
         raise
+
+
+async def _serve_admin(node: Node, data_dir: Path) -> web.AppRunner | None:
+    """The admin app (online backup, ``node.backup``) on a unix socket in the data directory, mode 0600."""
+    sock = socket_path(data_dir)
+    if len(os.fsencode(sock)) > 107:  # sun_path holds 108 bytes with the NUL
+        log.warning("no admin socket: the path %s is too long for a unix socket; online backup is off", sock)
+        return None
+    app = web.Application(middlewares=[logs.request_id_middleware])
+    logs.install(app)
+    app.add_routes(admin_routes(node))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    sock.unlink(missing_ok=True)  # left by a node that was killed; the LevelDB lock says none is running now
+    old = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, str(sock)).start()
+    finally:
+        os.umask(old)
+    return runner
 
 
 async def serve(
@@ -228,6 +268,7 @@ async def serve(
         f"  data {cfg.data_dir}",
         flush=True,
     )
+    admin = await _serve_admin(node, cfg.data_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -237,6 +278,9 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        if admin is not None:
+            await admin.cleanup()
+            socket_path(cfg.data_dir).unlink(missing_ok=True)
         await runner.cleanup()
         node.close()
         log.info("node %s stopped at height %d", cfg.node_id, node.ledger.height)

@@ -340,6 +340,8 @@ class Resolver:
         self.pool = ThreadPoolExecutor(self.config.crypto_workers, thread_name_prefix="resolver-crypto")
         self.pool_jobs = 0
         self.throttled = 0
+        self.by_rc: dict[int, int] = {}
+        """Replies built by ``reply`` and uncached resolutions, by Handle.Net responseCode (cache hits are rc 1)."""
         self.cache: dict[str, _Cached] = {}
         self.write_lock = asyncio.Lock()
         self.hits = 0
@@ -369,6 +371,7 @@ class Resolver:
         resolving: bool = False,
         headers: dict[str, str] | None = None,
     ) -> web.Response:
+        self.by_rc[rc] = self.by_rc.get(rc, 0) + 1
         body: dict[str, Any] = {"responseCode": rc, "handle": handle}
         if message is not None:
             body["message"] = message
@@ -529,6 +532,7 @@ class Resolver:
             body = dumps({"responseCode": rc, "handle": echo, **extra})
             self._remember(request.rel_url.raw_path, key, raw, body, height)
             self.misses += 1
+            self.by_rc[rc] = self.by_rc.get(rc, 0) + 1
             return web.Response(body=body, content_type=JSON_TYPE, charset="utf-8")
         return self.reply(request, rc, echo, extra, resolving=True)
 
@@ -1017,6 +1021,14 @@ class _Metrics:
             "cemp_resolver_cache_entries", "Cached resolution bodies", value=len(self.r.cache)
         )
         yield GaugeMetricFamily("cemp_resolver_sessions", "Open Handle sessions", value=len(self.r.sessions))
+        by_rc = dict(self.r.by_rc)
+        by_rc[RC_SUCCESS] = by_rc.get(RC_SUCCESS, 0) + self.r.hits
+        rc = CounterMetricFamily(
+            "cemp_resolver_requests", "Handle API replies by responseCode (1 = success)", labels=["rc"]
+        )
+        for code, n in sorted(by_rc.items()):
+            rc.add_metric([str(code)], n)
+        yield rc
         yield CounterMetricFamily(
             "cemp_resolver_throttled",
             "Requests refused with 429 (failed logins, new sessions)",

@@ -299,3 +299,29 @@ def test_consensus_is_pure(path: Path) -> None:
             assert node.attr == "Random", (path.name, node.attr)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "Random":
             pytest.fail(f"{path.name} constructs its own Random")
+
+
+def test_follower_restored_from_an_old_backup_is_sent_the_entries_again() -> None:
+    """A follower whose log regressed (its data directory restored from a backup) answers appends with a
+    rejection at an index the leader already counts as matched; the leader probes from the end of what the
+    follower now holds instead of ignoring it as stale."""
+    import copy
+
+    env = cluster()
+    env.run("propose 1 a")
+    env.run("stabilize quiet")
+    backup = copy.deepcopy((env.nodes["3"].storage, env.nodes["3"].app))
+    for p in ("b", "c", "d"):
+        env.run(f"propose 1 {p}")
+    env.run("stabilize quiet")
+    leader = env.raft("1")
+    assert env.nodes["3"].app.applied == leader.log.last_index
+    env.run("crash 3")
+    n = env.nodes["3"]
+    n.storage, n.app = backup
+    env.run("restart 3")
+    assert env.nodes["3"].app.applied < leader.log.last_index
+    env.run("propose 1 e")
+    env.run("stabilize quiet")
+    assert env.nodes["3"].app.applied == leader.log.last_index
+    assert env.nodes["3"].app.digest == env.nodes["2"].app.digest
