@@ -374,12 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.set_defaults(func=cmd_demo)
     from accounting.cli import add_commands as add_accounting_commands
+    from cemp.deploy import add_commands as add_deploy_commands
     from cemp.ops import add_commands as add_ops_commands
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
     from resolver.cli import add_commands as add_resolver_commands
 
     add_ops_commands(sub)
+    add_deploy_commands(sub)
 
     add_collector_commands(sub)
     add_document_commands(sub)

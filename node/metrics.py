@@ -7,7 +7,7 @@ admissions refused by reason, Raft apply lag, the leader's view of each peer's l
 the free space of its disk.
 
 Names start with ``cemp_``; ``docker/prometheus/alerts.yml`` and ``docker/grafana/cemp.json`` query only names
-that exist here or in a route provider's collector (``tests/unit/test_ops_files.py`` checks it on a live node).
+that exist here or in a route provider's collector (``tests/ops/test_docker_files.py`` checks it on running processes).
 """
 
 from __future__ import annotations
