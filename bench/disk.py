@@ -9,8 +9,8 @@ readings as it polls them every 5 s) for ``--duration`` seconds, then reads owne
   aggregates, Raft log — divided by the readings) and projects it over 5 years at the demo's reading rate and at
   1,000 meters read as often as the demo's devices.
 
-The demo's rate is low (a tx per device per poll), so per-tx and per-block overheads weigh more than at 1,000
-meters, where the collector packs more readings per block: the 1,000-meter figure is an upper bound.
+The collector signs one tx per device per flush, so per-tx costs stay per reading at 1,000 meters; only the
+per-block share shrinks as blocks grow.
 
 Usage: python bench/disk.py [--duration S] [--dir D] [--port P]
 """
