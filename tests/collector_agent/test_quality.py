@@ -183,3 +183,22 @@ async def test_alarm_callback_sees_every_alarm() -> None:
     dev = DeviceAgent(DEV, KeyPair.from_seed(b"\x07" * 32), [src], quality=cfg, alarms=sink)
     await run(dev, 2)
     assert seen == ["negative_delta"] and sink.counts["negative_delta"] == 1
+
+
+async def test_open_alarms_open_on_start_and_close_on_clear() -> None:
+    """``AlarmSink.open`` (the collector's ``cemp_collector_open_alarms``) follows lasting conditions."""
+    vals = [10_000, 10_050, 10_050, 10_050]
+    dev = agent(
+        ScriptedSource(DEV, [energy(i, v, power=20_000) for i, v in enumerate(vals)]),
+        **{E: QuantityRules(counter=True, power_quantity="power", resolution=1)},
+    )
+    await run(dev, 4)
+    assert set(dev.alarms.open) == {(DEV, "stale", E)}
+    dev = agent(
+        ScriptedSource(DEV, [energy(0, 100), SourceError("timeout"), energy(2, 300)]),
+        **{E: QuantityRules(counter=True)},
+    )
+    await run(dev, 2)
+    assert set(dev.alarms.open) == {(DEV, "source_error", "*")}
+    await dev.poll_once(T0 + 2 * STEP)
+    assert dev.alarms.open == {}  # answering again closes it; the gap alarm is an event, never open

@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from node.backup import read_manifest
 from node.client import NodeClient
@@ -59,8 +61,16 @@ async def test_backup_under_load_restore_and_rejoin(tmp_path: Path) -> None:
         while len(acked) < 10 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         victim = next(n for n in cl.ids if n != leader)
+        # The leader's metrics move with the load: commit latency of the txs it admitted, each peer's lag.
+        async with aiohttp.ClientSession() as s, s.get(cl.url(leader) + "/metrics") as r:
+            fams = {f.name: f for f in text_string_to_metric_families(await r.text())}
+        lat = next(x for x in fams["cemp_commit_latency_seconds"].samples if x.name.endswith("_count"))
+        assert lat.value >= 10
+        assert {x.labels["peer"] for x in fams["cemp_peer_lag_entries"].samples} == set(cl.ids) - {leader}
+        assert fams["cemp_has_leader"].samples[0].value == 1
         data = tmp_path / victim / "data" / victim
         bak = tmp_path / "victim.cempbak"
+        assert (data / "admin.sock").stat().st_mode & 0o777 == 0o600  # only the data directory's owner
         out = await asyncio.to_thread(cemp, "backup", "--data-dir", str(data), "--out", str(bak), "--quiet")
         assert out.returncode == 0, out.stderr
         m = json.loads(out.stdout)
