@@ -8,6 +8,7 @@
   web UI for people: explorer, device and handle pages, consortium status).
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``) and routes (sites, inventories, KPIs,
   baselines, ratings, factor sets).
+- the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast): no kinds.
 
 ``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else (the web
 UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at run time.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
+from energy.api import routes as energy_routes
 from node.corekinds import core_registry
 from node.documents import documents_routes
 from node.server import RouteProvider
@@ -32,5 +34,11 @@ def kinds() -> KindRegistry:
     return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=[*handle_kinds(), *accounting_kinds()])
 
 
-ROUTES: tuple[RouteProvider, ...] = (documents_routes, resolver_routes, accounting_routes, web_routes)
+ROUTES: tuple[RouteProvider, ...] = (
+    documents_routes,
+    resolver_routes,
+    accounting_routes,
+    energy_routes,
+    web_routes,
+)
 """Extra read routes of every node, matched before the core API's."""

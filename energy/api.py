@@ -1,0 +1,403 @@
+"""JSON routes of the energy models: the day-ahead charging plan (from given demand, or from a site's heat on chain)
+and the expected-consumption model fit with its Guideline 14 errors and a forecast.
+
+- ``GET /v1/energy/plan?date=D&demand=24 values|demand_kwh_th=X&capacity_kwh=&boiler_kw=…``: prices of D's local
+  hours from the tariff version in force; the least-cost plan against flat charging (and a ``habit`` shape).
+- ``GET /v1/sites/{site_id}/energy/plan?date=D&…``: the demand forecast is the site's mean heat per local hour over
+  the 7 days before D (a persistence forecast, named as such; heat meters, else electricity × 0.98), and the habit
+  is the site's electricity shape over the same days. Read from one snapshot of committed state.
+- ``POST /v1/energy/model`` with ``{"hours": [[local time, °C, kWh], …], "forecast": [[local time, °C], …]}``:
+  fits the change-point and hourly models, reports CV(RMSE)/NMBE on fit and held-out hours, uses the hourly model
+  only if it wins on held-out data, and predicts the forecast hours with the chosen model's held-out error.
+  Bounded: at most ``MAX_MODEL_HOURS`` hours (a season and a half), ``MAX_FORECAST_HOURS`` forecast hours, a 2 MB
+  body. Nothing is stored.
+
+Bad input is a 400 JSON error naming the parameter; a demand the tank and boiler cannot meet is a 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from accounting import inventory as invm
+from accounting import tariffs as tf
+from accounting.api import head_of
+from accounting.periods import HOUR_MS
+from accounting.sites import SITE_ID_RE, load_site
+from energy import models, weather
+from energy import plan as pl
+from node.errors import CempError, Code
+
+T = TypeVar("T")
+MAX_MODEL_HOURS = 6600
+MAX_FORECAST_HOURS = 24 * 31
+MAX_BODY_BYTES = 2_000_000
+HISTORY_DAYS = 7
+_ERR = {"$ref": "#/components/responses/Error"}
+
+
+def _q(name: str, desc: str, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": desc,
+        "schema": {"type": "string"},
+    }
+
+
+_TANK_Q = [
+    _q("date", "local date of the plan, YYYY-MM-DD", required=True),
+    _q("capacity_kwh", "tank capacity, kWh_th (default 20000)"),
+    _q("boiler_kw", "electric boiler limit, kW_e (default 7000)"),
+    _q("boiler_efficiency", "default 0.98"),
+    _q("charge_efficiency", "default 0.98"),
+    _q("discharge_efficiency", "default 0.98"),
+    _q("standing_loss_per_h", "fraction of stored heat lost per hour (default 0.005)"),
+    _q("initial_kwh", "heat in the tank at 00:00, kWh_th (default 0); the plan ends with at least as much"),
+    _q("grid_factor", "kgCO2/kWh for the emissions (default 0.6479, Inner Mongolia 2023)"),
+]
+_RESP = {
+    "200": {"description": "ok", "content": {"application/json": {}}},
+    "400": _ERR,
+    "404": _ERR,
+    "422": _ERR,
+}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/energy/plan": {
+        "get": {
+            "summary": "Day-ahead least-cost charging plan of the storage tank under the TOU tariff (LP, HiGHS), "
+            "with cost and CO2 against charging flat and against a habit profile",
+            "parameters": [
+                *_TANK_Q,
+                _q("demand", "24 comma-separated hourly heat demands, kWh_th"),
+                _q("demand_kwh_th", "or: the day's heat demand, spread evenly over 24 hours"),
+                _q("habit", "24 comma-separated weights: the habitual hourly electricity shape"),
+            ],
+            "responses": _RESP,
+        }
+    },
+    "/v1/sites/{site_id}/energy/plan": {
+        "get": {
+            "summary": "Charging plan for a site: demand = mean heat per local hour of the 7 days before the date "
+            "(persistence forecast), habit = the site's electricity shape over those days",
+            "parameters": [
+                {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                *_TANK_Q,
+            ],
+            "responses": _RESP,
+        }
+    },
+    "/v1/energy/model": {
+        "post": {
+            "summary": "Fit the change-point and hourly expected-consumption models; ASHRAE G14 CV(RMSE) and NMBE "
+            "on fit and held-out hours; forecast with the model that wins on held-out data",
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["hours"],
+                            "properties": {
+                                "hours": {"type": "array", "description": "[local time, temp °C, kWh] rows"},
+                                "forecast": {"type": "array", "description": "[local time, temp °C] rows"},
+                                "base_c": {"type": "number", "description": "HDD base (18)"},
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {**_RESP, "413": _ERR},
+        }
+    },
+}
+
+
+def _num(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        if len(raw) > 32:
+            raise ValueError
+        v = float(raw)
+    except ValueError:
+        raise CempError(Code.BAD_REQUEST, f"{name}={raw[:40]!r} is not a number") from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise CempError(Code.BAD_REQUEST, f"{name}={raw} must be between {lo:g} and {hi:g}")
+    return v
+
+
+def _list24(request: web.Request, name: str) -> list[float] | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    parts = raw.split(",")
+    if len(parts) != 24 or len(raw) > 24 * 24:
+        raise CempError(Code.BAD_REQUEST, f"{name} needs 24 comma-separated numbers (hours 0..23)")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise CempError(Code.BAD_REQUEST, f"{name}: every one of the 24 values must be a number") from None
+    if not all(math.isfinite(v) and 0 <= v <= 1e9 for v in vals):
+        raise CempError(Code.BAD_REQUEST, f"{name}: values must be between 0 and 1e9")
+    return vals
+
+
+def _date(request: web.Request) -> date:
+    raw = request.query.get("date", "")
+    try:
+        return date.fromisoformat(raw[:10]) if len(raw) == 10 else date.fromisoformat("x")
+    except ValueError:
+        raise CempError(
+            Code.BAD_REQUEST, f"date={raw[:40]!r}: give the plan's local date as YYYY-MM-DD"
+        ) from None
+
+
+def tank_of(request: web.Request) -> tuple[pl.Tank, float]:
+    cap = _num(request, "capacity_kwh", 20_000, 0, 1e8)
+    tank = pl.Tank(
+        capacity_kwh=cap,
+        boiler_kw=_num(request, "boiler_kw", 7_000, 0, 1e8),
+        boiler_efficiency=_num(request, "boiler_efficiency", 0.98, 0.05, 10),
+        charge_efficiency=_num(request, "charge_efficiency", 0.98, 0.05, 1),
+        discharge_efficiency=_num(request, "discharge_efficiency", 0.98, 0.05, 1),
+        standing_loss_per_h=_num(request, "standing_loss_per_h", 0.005, 0, 0.5),
+        initial_kwh=_num(request, "initial_kwh", 0, 0, cap),
+    )
+    return tank, _num(request, "grid_factor", pl.DEFAULT_GRID_KG_PER_KWH, 0, 5)
+
+
+def run_plan(
+    versions: list[tf.TariffVersion],
+    day: date,
+    demand: list[float],
+    tank: pl.Tank,
+    habit: list[float] | None,
+    grid: float,
+) -> dict[str, Any]:
+    try:
+        prices = pl.day_prices(versions, day)
+    except ValueError as e:
+        raise CempError(Code.BAD_REQUEST, str(e)) from None
+    if habit is not None and sum(habit) <= 0:
+        habit = None
+    try:
+        out = pl.plan(prices, demand, tank, habit, grid)
+    except pl.Infeasible as e:
+        raise CempError(
+            Code.INVALID_PAYLOAD,
+            f"{e}: {sum(demand):.0f} kWh_th with a {tank.boiler_kw:g} kW_e boiler and a {tank.capacity_kwh:g} kWh "
+            "tank; raise boiler_kw or capacity_kwh",
+        ) from None
+    except ValueError as e:
+        raise CempError(Code.BAD_REQUEST, str(e)) from None
+    v = tf.version_on(versions, day)
+    return {"date": day.isoformat(), "tariff": v.to_json() if v else None, **out}
+
+
+def site_history(snap: Any, head: Any, site_id: str, day: date) -> tuple[list[float], list[float], str]:
+    """Mean heat (kWh_th) and electricity (kWh_e) per local hour of the ``HISTORY_DAYS`` days before ``day``."""
+    site = load_site(snap, site_id)
+    if site is None:
+        raise CempError(Code.NOT_FOUND, f"no site {site_id!r} on this chain")
+    off_ms = site.payload.utc_offset_min * 60_000
+    heat = [0.0] * 24
+    elec = [0.0] * 24
+    has_heat = False
+    for i in range(1, HISTORY_DAYS + 1):
+        d = day - timedelta(days=i)
+        inv = invm.compute(snap, head, site_id, d.isoformat(), "hour")
+        for hour, wh in inv["_site_hourly_wh"].items():
+            elec[((hour * HOUR_MS + off_ms) // HOUR_MS) % 24] += wh / 1000 / HISTORY_DAYS
+        for hour, wh in inv["_heat_hourly_wh"].items():
+            has_heat = True
+            heat[((hour * HOUR_MS + off_ms) // HOUR_MS) % 24] += wh / 1000 / HISTORY_DAYS
+    if has_heat:
+        return heat, elec, "heat meters"
+    return [e * 0.98 for e in elec], elec, "electricity x 0.98 (no heat meter in the boundary)"
+
+
+def _parse_time(raw: Any, what: str, i: int) -> datetime:
+    if not isinstance(raw, str) or len(raw) > 32:
+        raise CempError(Code.BAD_REQUEST, f"{what}[{i}][0] must be a local time like 2026-01-15T08:00")
+    try:
+        return datetime.fromisoformat(raw).replace(tzinfo=None)
+    except ValueError:
+        raise CempError(
+            Code.BAD_REQUEST, f"{what}[{i}][0]={raw!r} is not a local time like 2026-01-15T08:00"
+        ) from None
+
+
+def _parse_num(raw: Any, what: str, lo: float, hi: float) -> float:
+    if (
+        isinstance(raw, bool)
+        or not isinstance(raw, int | float)
+        or not math.isfinite(raw)
+        or not lo <= raw <= hi
+    ):
+        raise CempError(Code.BAD_REQUEST, f"{what} must be a number between {lo:g} and {hi:g}")
+    return float(raw)
+
+
+def fit_model(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("hours"), list):
+        raise CempError(Code.BAD_REQUEST, 'body must be {"hours": [[local time, temp °C, kWh], ...]}')
+    rows, fc = body["hours"], body.get("forecast", [])
+    if len(rows) > MAX_MODEL_HOURS:
+        raise CempError(Code.BAD_REQUEST, f"{len(rows)} hours: at most {MAX_MODEL_HOURS} per fit")
+    if not isinstance(fc, list) or len(fc) > MAX_FORECAST_HOURS:
+        raise CempError(
+            Code.BAD_REQUEST, f"forecast must be a list of at most {MAX_FORECAST_HOURS} [time, °C] rows"
+        )
+    base = _parse_num(body.get("base_c", weather.DEFAULT_BASE_C), "base_c", -10, 30)
+    times, temps, kwh = [], [], []
+    for i, r in enumerate(rows):
+        if not isinstance(r, list) or len(r) != 3:
+            raise CempError(Code.BAD_REQUEST, f"hours[{i}] must be [local time, temp °C, kWh]")
+        times.append(_parse_time(r[0], "hours", i))
+        temps.append(_parse_num(r[1], f"hours[{i}][1] (°C)", weather.T_MIN_C, weather.T_MAX_C))
+        kwh.append(_parse_num(r[2], f"hours[{i}][2] (kWh)", 0, 1e9))
+    if len(set(times)) != len(times):
+        raise CempError(Code.BAD_REQUEST, "hours: each local hour may appear once")
+    order = sorted(range(len(times)), key=lambda k: times[k])
+    times, temps, kwh = [times[k] for k in order], [temps[k] for k in order], [kwh[k] for k in order]
+    f_times, f_temps = [], []
+    for i, r in enumerate(fc):
+        if not isinstance(r, list) or len(r) != 2:
+            raise CempError(Code.BAD_REQUEST, f"forecast[{i}] must be [local time, temp °C]")
+        f_times.append(_parse_time(r[0], "forecast", i))
+        f_temps.append(_parse_num(r[1], f"forecast[{i}][1] (°C)", weather.T_MIN_C, weather.T_MAX_C))
+    try:
+        bands = _bands(versions, times)
+        f_bands = _bands(versions, f_times)
+        sel = models.select(times, temps, kwh, bands)
+    except ValueError as e:
+        raise CempError(Code.BAD_REQUEST, str(e)) from None
+    cp, hm = sel.pop("_models")
+    chosen = sel["chosen"]
+    out: dict[str, Any] = {
+        **sel,
+        "hdd": {
+            "base_c": base,
+            "days": {
+                d.isoformat(): round(weather.hdd(m, base), 2)
+                for d, m in weather.daily_means(zip(times, temps, strict=True)).items()
+            },
+        },
+    }
+    if f_times:
+        pred = hm.predict(f_times, f_temps, f_bands) if chosen == "hourly" else cp.predict(f_temps)
+        out["forecast"] = {
+            "model": chosen,
+            "held_out_error": sel[chosen]["held_out"],
+            "hours": [[t.isoformat(), round(float(p), 3)] for t, p in zip(f_times, pred, strict=True)],
+            "total_kwh": round(float(pred.sum()), 3),
+        }
+    return out
+
+
+def _bands(versions: list[tf.TariffVersion], times: list[datetime]) -> list[str]:
+    cache: dict[date, list[str]] = {}
+    out = []
+    for t in times:
+        d = t.date()
+        if d not in cache:
+            v = tf.version_on(versions, d)
+            if v is None:
+                raise ValueError(f"no tariff version is in force on {d}: its tariff periods are unknown")
+            cache[d] = models.band_of_prices(v.prices[d.month])
+        out.append(cache[d][t.hour])
+    return out
+
+
+class EnergyAPI:
+    def __init__(self, node: Any, tariffs: list[tf.TariffVersion] | None = None) -> None:
+        self.node = node
+        self.tariffs = tariffs if tariffs is not None else tf.load()
+        self._slots = asyncio.Semaphore(2)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/v1/energy/plan", self.plan),
+            web.get("/v1/sites/{site_id}/energy/plan", self.site_plan),
+            web.post("/v1/energy/model", self.model),
+        ]
+
+    async def _work(self, fn: Callable[[], T]) -> T:
+        async with self._slots:
+            return await asyncio.to_thread(fn)
+
+    async def plan(self, request: web.Request) -> web.Response:
+        day = _date(request)
+        tank, grid = tank_of(request)
+        demand = _list24(request, "demand")
+        if demand is None:
+            total = _num(request, "demand_kwh_th", -1, 0, 1e9)
+            if total < 0:
+                raise CempError(
+                    Code.BAD_REQUEST, "give demand (24 hourly kWh_th) or demand_kwh_th (the day's total)"
+                )
+            demand = [total / 24] * 24
+        habit = _list24(request, "habit")
+        out = await self._work(lambda: run_plan(self.tariffs, day, demand, tank, habit, grid))
+        return web.json_response({**out, "demand_source": "given"})
+
+    async def site_plan(self, request: web.Request) -> web.Response:
+        sid = request.match_info["site_id"]
+        if not SITE_ID_RE.fullmatch(sid):
+            raise CempError(Code.BAD_REQUEST, f"site id {sid[:80]!r} is not a short lower-case id")
+        day = _date(request)
+        tank, grid = tank_of(request)
+        store = self.node.ledger.store
+
+        def fn() -> dict[str, Any]:
+            snap = store.snapshot()
+            try:
+                head = head_of(snap)
+                demand, elec, source = site_history(snap, head, sid, day)
+            finally:
+                snap.release()
+            if sum(demand) <= 0:
+                raise CempError(
+                    Code.INVALID_PAYLOAD,
+                    f"site {sid} has no metered heat or electricity in the {HISTORY_DAYS} days before {day}",
+                )
+            out = run_plan(self.tariffs, day, demand, tank, elec, grid)
+            return {
+                **out,
+                "site_id": sid,
+                "height": head.height,
+                "demand_source": f"persistence forecast: mean per local hour of the {HISTORY_DAYS} days before "
+                f"{day} ({source})",
+                "habit_source": f"the site's electricity per local hour over the same {HISTORY_DAYS} days",
+            }
+
+        return web.json_response(await self._work(fn))
+
+    async def model(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            raise CempError(Code.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise CempError(Code.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise CempError(Code.BAD_REQUEST, "body is not JSON") from None
+        return web.json_response(await self._work(lambda: fit_model(body, self.tariffs)))
+
+
+def routes(node: Any) -> list[web.RouteDef]:
+    """Route provider of the energy models (listed by the composition root)."""
+    return EnergyAPI(node).routes()
+
+
+routes.openapi_paths = OPENAPI_PATHS  # type: ignore[attr-defined]
