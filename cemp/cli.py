@@ -378,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cemp.ops import add_commands as add_ops_commands
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
+    from energy.cli import add_commands as add_energy_commands
     from resolver.cli import add_commands as add_resolver_commands
 
     add_ops_commands(sub)
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_document_commands(sub)
     add_resolver_commands(sub)
     add_accounting_commands(sub)
+    add_energy_commands(sub)
     return p
 
 

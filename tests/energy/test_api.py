@@ -3,6 +3,8 @@ the model fit with held-out errors and a forecast, /openapi.json, and 4xx answer
 
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import date
@@ -11,7 +13,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from cemp import wiring
+from cemp import cli, wiring
 from energy import weather
 from node.server import Node
 from node.store import MemoryStore
@@ -136,3 +138,23 @@ async def test_bad_model_requests_and_openapi(env: tuple[TestConsortium, TestCli
     spec = await (await client.get("/openapi.json")).json()
     for p in ("/v1/energy/plan", "/v1/sites/{site_id}/energy/plan", "/v1/energy/model"):
         assert p in spec["paths"]
+
+
+async def test_cli_plan(env: tuple[TestConsortium, TestClient], capsys: pytest.CaptureFixture[str]) -> None:
+    c, client = env
+    await setup_site(c, client)
+    base = str(client.make_url("/")).rstrip("/")
+    args = ["plan", "--site", SITE, "--date", "2026-01-02", "--nodes", base, "--capacity-kwh", "50"]
+    assert await asyncio.to_thread(cli.main, [*args, "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["site_id"] == SITE and body["tank"]["capacity_kwh"] == 50
+    assert await asyncio.to_thread(cli.main, args) == 0
+    out = capsys.readouterr().out
+    assert "plan:" in out and "flat:" in out and "habit:" in out and len(out.splitlines()) == 24 + 6
+    assert (
+        await asyncio.to_thread(
+            cli.main, ["plan", "--site", "nosuch", "--date", "2026-01-02", "--nodes", base]
+        )
+        == 1
+    )
+    assert "no site 'nosuch'" in capsys.readouterr().err
