@@ -140,8 +140,11 @@ class TestConsortium:
         return cfg
 
 
-def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 20) -> subprocess.Popen[bytes]:
-    """Start ``cemp node`` and wait until its status endpoint answers."""
+def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 90) -> subprocess.Popen[bytes]:
+    """Start ``cemp node`` and wait until its status endpoint answers.
+
+    The deadline is generous: on a loaded two-core machine a niced interpreter importing the whole wiring
+    (web, accounting, resolver) took more than 20 s before it listened."""
     with open(log, "ab") as lf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cemp.cli", "node", "--config", str(config), "--log-level", "warning"],
