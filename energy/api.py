@@ -61,7 +61,11 @@ _TANK_Q = [
     _q("charge_efficiency", "default 0.98"),
     _q("discharge_efficiency", "default 0.98"),
     _q("standing_loss_per_h", "fraction of stored heat lost per hour (default 0.005)"),
-    _q("initial_kwh", "heat in the tank at 00:00, kWh_th (default 0); the plan ends with at least as much"),
+    _q(
+        "initial_kwh",
+        "heat in the tank at 00:00, kWh_th; default: a steady-state day (the plan chooses it); the plan ends with "
+        "at least as much",
+    ),
     _q("grid_factor", "kgCO2/kWh for the emissions (default 0.6479, Inner Mongolia 2023)"),
 ]
 _RESP = {
@@ -170,7 +174,9 @@ def tank_of(request: web.Request) -> tuple[pl.Tank, float]:
         charge_efficiency=_num(request, "charge_efficiency", 0.98, 0.05, 1),
         discharge_efficiency=_num(request, "discharge_efficiency", 0.98, 0.05, 1),
         standing_loss_per_h=_num(request, "standing_loss_per_h", 0.005, 0, 0.5),
-        initial_kwh=_num(request, "initial_kwh", 0, 0, cap),
+        initial_kwh=None
+        if request.query.get("initial_kwh") in (None, "")
+        else _num(request, "initial_kwh", 0, 0, cap),
     )
     return tank, _num(request, "grid_factor", pl.DEFAULT_GRID_KG_PER_KWH, 0, 5)
 
@@ -281,7 +287,7 @@ def fit_model(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
         sel = models.select(times, temps, kwh, bands)
     except ValueError as e:
         raise CempError(Code.BAD_REQUEST, str(e)) from None
-    cp, hm = sel.pop("_models")
+    fitted = sel.pop("_models")
     chosen = sel["chosen"]
     out: dict[str, Any] = {
         **sel,
@@ -294,7 +300,7 @@ def fit_model(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
         },
     }
     if f_times:
-        pred = hm.predict(f_times, f_temps, f_bands) if chosen == "hourly" else cp.predict(f_temps)
+        pred = models.predict(fitted[chosen], f_times, f_temps, f_bands)
         out["forecast"] = {
             "model": chosen,
             "held_out_error": sel[chosen]["held_out"],

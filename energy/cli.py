@@ -19,7 +19,7 @@ from node.errors import CempError
 _TANK_ARGS = (
     ("capacity_kwh", "tank capacity, kWh_th (node default 20000)"),
     ("boiler_kw", "electric boiler limit, kW_e (node default 7000)"),
-    ("initial_kwh", "heat in the tank at 00:00, kWh_th (default 0)"),
+    ("initial_kwh", "heat in the tank at 00:00, kWh_th (default: a steady-state day)"),
     ("standing_loss_per_h", "fraction of stored heat lost per hour (default 0.005)"),
 )
 

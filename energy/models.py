@@ -9,7 +9,7 @@
 - ``fit_hourly(...)``: hourly consumption against hour of day × (weekday, weekend) (48 level terms, TOWT-like) plus
   one heating slope per tariff period (peak, flat, valley) on the degree-hours ``max(τ − T_h, 0)``; τ is
   grid-searched as above. A storage plant answers cold weather with charging in the valley, so the slope per
-  period is what the tariff changes. p = 48 + 3 + 1 (τ).
+  period is what the tariff changes. p = 48 + 3 + 1 (τ); the variant with one slope per hour of day (``hourly_by_hour``) has p = 48 + 24 + 1.
 - ``select(...)``: fits both on the training hours and evaluates both on held-out hours (``holdout_mask``: every
   fourth week, so held-out days cover the whole season); the hourly variant is used only if its held-out
   CV(RMSE) beats the change-point model's.
@@ -128,21 +128,26 @@ class HourlyModel:
     levels: tuple[float, ...]
     """48 levels: hour of day 0..23 on weekdays, then 0..23 on weekends."""
     slopes: dict[str, float]
-    """Heating slope per tariff period, per degree-hour below the balance point."""
+    """Heating slope per group (tariff period, or hour of day "00".."23"), per degree-hour below the balance."""
     balance_c: float
     n: int
     at_edge: bool
-    p: int = 52
+    by: str = "tariff"
+
+    @property
+    def p(self) -> int:
+        return 48 + len(self.slopes) + 1
 
     def predict(self, times: Sequence[datetime], temp: Sequence[float] | Arr, bands: Sequence[str]) -> Arr:
-        x = _design(times, np.asarray(temp, dtype=np.float64), bands, self.balance_c)
-        coef = np.array([*self.levels, *(self.slopes[b] for b in BANDS)])
+        x = _design(times, np.asarray(temp, dtype=np.float64), bands, self.balance_c, self.by)
+        coef = np.array([*self.levels, *(self.slopes[b] for b in slope_names(self.by))])
         out: Arr = x @ coef
         return out
 
     def to_json(self) -> dict[str, Any]:
+        what = "tariff period" if self.by == "tariff" else "hour of day"
         return {
-            "form": "E_h = level[hour, weekday|weekend] + slope[tariff period] * max(balance_c - T_h, 0)",
+            "form": f"E_h = level[hour, weekday|weekend] + slope[{what}] * max(balance_c - T_h, 0)",
             "balance_c": round(self.balance_c, 2),
             "slopes": {b: round(v, 4) for b, v in self.slopes.items()},
             "levels_weekday": [round(v, 3) for v in self.levels[:24]],
@@ -153,18 +158,24 @@ class HourlyModel:
         }
 
 
-def _parts(times: Sequence[datetime], bands: Sequence[str]) -> tuple[npt.NDArray[np.int64], Arr]:
-    """The level group of each hour (hour of day, +24 on weekends) and the tariff-period masks (n × 3)."""
+def slope_names(by: str) -> tuple[str, ...]:
+    return BANDS if by == "tariff" else tuple(f"{h:02d}" for h in range(24))
+
+
+def _parts(times: Sequence[datetime], bands: Sequence[str], by: str) -> tuple[npt.NDArray[np.int64], Arr]:
+    """The level group of each hour (hour of day, +24 on weekends) and the slope-group masks (n × k)."""
     n = len(times)
     if n != len(bands):
         raise ValueError("times, temperatures and tariff periods must have the same length")
     group = np.fromiter((tm.hour + (24 if tm.weekday() >= 5 else 0) for tm in times), dtype=np.int64, count=n)
-    masks = np.array([[bb == b for b in BANDS] for bb in bands], dtype=np.float64).reshape(n, len(BANDS))
+    names = slope_names(by)
+    keys = bands if by == "tariff" else [f"{tm.hour:02d}" for tm in times]
+    masks = np.array([[k == b for b in names] for k in keys], dtype=np.float64).reshape(n, len(names))
     return group, masks
 
 
-def _design(times: Sequence[datetime], t: Arr, bands: Sequence[str], tau: float) -> Arr:
-    group, masks = _parts(times, bands)
+def _design(times: Sequence[datetime], t: Arr, bands: Sequence[str], tau: float, by: str) -> Arr:
+    group, masks = _parts(times, bands, by)
     if t.size != group.size:
         raise ValueError("times, temperatures and tariff periods must have the same length")
     levels = np.zeros((group.size, 48))
@@ -173,13 +184,15 @@ def _design(times: Sequence[datetime], t: Arr, bands: Sequence[str], tau: float)
 
 
 def _fit_fixed_tau(group: npt.NDArray[np.int64], masks: Arr, t: Arr, e: Arr, tau: float) -> tuple[float, Arr]:
-    """Least squares with 48 level dummies by the within transformation: demean by group, solve the 3 slopes,
-    then each level is its group's mean residual. Exact OLS, without a 51-column design (fast, no BLAS)."""
+    """Least squares with 48 level dummies by the within transformation: demean by group, solve the k slopes,
+    then each level is its group's mean residual. Exact OLS, without the full design matrix (fast)."""
     z = masks * np.maximum(tau - t, 0.0)[:, None]
     count = np.bincount(group, minlength=48).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
     e_mean = np.bincount(group, weights=e, minlength=48) / safe
-    z_mean = np.stack([np.bincount(group, weights=z[:, j], minlength=48) / safe for j in range(3)], axis=1)
+    z_mean = np.stack(
+        [np.bincount(group, weights=z[:, j], minlength=48) / safe for j in range(z.shape[1])], axis=1
+    )
     zt = z - z_mean[group]
     et = e - e_mean[group]
     beta, *_ = np.linalg.lstsq(zt.T @ zt, zt.T @ et, rcond=None)
@@ -193,8 +206,12 @@ def fit_hourly(
     temp: Sequence[float] | Arr,
     energy: Sequence[float] | Arr,
     bands: Sequence[str],
+    by: str = "tariff",
 ) -> HourlyModel:
-    """Fit the hourly time-of-week + per-tariff-period heating model (balance point by grid search)."""
+    """Fit the hourly time-of-week model with a heating slope per tariff period (``by="tariff"``) or per hour of
+    day (``by="hour"``); balance point by grid search."""
+    if by not in ("tariff", "hour"):
+        raise ValueError("by must be 'tariff' or 'hour'")
     t = np.asarray(temp, dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
     if e.size < 200:
@@ -204,7 +221,7 @@ def fit_hourly(
     unknown = set(bands) - set(BANDS)
     if unknown:
         raise ValueError(f"unknown tariff periods {sorted(unknown)}")
-    group, masks = _parts(times, bands)
+    group, masks = _parts(times, bands, by)
     missing = sorted(set(range(48)) - set(group.tolist()))
     if missing:
         raise ValueError(
@@ -221,10 +238,11 @@ def fit_hourly(
     _, tau, coef = best
     return HourlyModel(
         tuple(float(c) for c in coef[:48]),
-        {b: float(coef[48 + j]) for j, b in enumerate(BANDS)},
+        {b: float(coef[48 + j]) for j, b in enumerate(slope_names(by))},
         tau,
         e.size,
         at_edge=_no_change_point(t, tau),
+        by=by,
     )
 
 
@@ -236,10 +254,23 @@ def holdout_mask(times: Sequence[datetime]) -> npt.NDArray[np.bool_]:
     return np.array([((tm.date() - d0).days // 7) % 4 == 3 for tm in times], dtype=bool)
 
 
+def predict(
+    model: ChangePoint3PH | HourlyModel,
+    times: Sequence[datetime],
+    temp: Sequence[float] | Arr,
+    bands: Sequence[str],
+) -> Arr:
+    if isinstance(model, ChangePoint3PH):
+        return model.predict(temp)
+    return model.predict(times, temp, bands)
+
+
 def select(
     times: Sequence[datetime], temp: Sequence[float], energy: Sequence[float], bands: Sequence[str]
 ) -> dict[str, Any]:
-    """Fit both models on the training hours, score both on held-out hours, choose the better held-out one."""
+    """Fit the change-point model and the two hourly variants on the training hours, score all on held-out hours;
+    the one with the lowest held-out CV(RMSE) is chosen (an hourly variant only where it beats the change-point
+    model there)."""
     t = np.asarray(temp, dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
     ho = holdout_mask(times)
@@ -250,24 +281,23 @@ def select(
     th = [tm for tm, m in zip(times, ho, strict=True) if m]
     bt = [b for b, m in zip(bands, tr, strict=True) if m]
     bh = [b for b, m in zip(bands, ho, strict=True) if m]
-    cp = fit_3ph(t[tr], e[tr])
-    hm = fit_hourly(tt, t[tr], e[tr], bt)
+    fitted: dict[str, ChangePoint3PH | HourlyModel] = {
+        "change_point": fit_3ph(t[tr], e[tr]),
+        "hourly": fit_hourly(tt, t[tr], e[tr], bt, by="tariff"),
+        "hourly_by_hour": fit_hourly(tt, t[tr], e[tr], bt, by="hour"),
+    }
+    out: dict[str, Any] = {}
     y = e[ho].tolist()
-    cp_ho = metrics.report(y, cp.predict(t[ho]).tolist(), 0)
-    hm_ho = metrics.report(y, hm.predict(th, t[ho], bh).tolist(), 0)
-    chosen = "hourly" if hm_ho["cv_rmse_pct"] < cp_ho["cv_rmse_pct"] else "change_point"
+    for name, m in fitted.items():
+        out[name] = {
+            **m.to_json(),
+            "fit": metrics.report(e[tr].tolist(), predict(m, tt, t[tr], bt).tolist(), m.p),
+            "held_out": metrics.report(y, predict(m, th, t[ho], bh).tolist(), 0),
+        }
+    chosen = min(fitted, key=lambda k: (out[k]["held_out"]["cv_rmse_pct"], k != "change_point"))
     return {
         "chosen": chosen,
-        "change_point": {
-            **cp.to_json(),
-            "fit": metrics.report(e[tr].tolist(), cp.predict(t[tr]).tolist(), cp.p),
-            "held_out": cp_ho,
-        },
-        "hourly": {
-            **hm.to_json(),
-            "fit": metrics.report(e[tr].tolist(), hm.predict(tt, t[tr], bt).tolist(), hm.p),
-            "held_out": hm_ho,
-        },
+        **out,
         "split": "held out: every fourth week from the first day; the rest fits",
-        "_models": (cp, hm),
+        "_models": fitted,
     }

@@ -8,7 +8,8 @@ Per hour t (Δt = 1 h, so kW and kWh per hour are the same numbers), all variabl
 - boiler:   η_b · P_t = Qdir_t + Qch_t
 - demand:   Qdir_t + Qdis_t = D_t  (the forecast heat demand is met exactly: heat cannot be dumped)
 - tank:     S_{t+1} = (1 − λ) · S_t + η_c · Qch_t − Qdis_t / η_d,   S_0 given
-- limits:   P_t ≤ P_max;  S_t ≤ S_max;  Qch_t ≤ Qch_max;  Qdis_t ≤ Qdis_max;  S_T ≥ S_0 (no borrowing from tomorrow)
+- limits:   P_t ≤ P_max;  S_t ≤ S_max;  Qch_t ≤ Qch_max;  Qdis_t ≤ Qdis_max;  S_T ≥ S_0 (no borrowing from tomorrow);
+  S_0 is given, or free in [0, S_max] for a steady-state day (``initial_kwh=None``: yesterday ran the same plan)
 - objective: minimise Σ c_t · P_t (energy charges; demand charges are not in it).
 
 The same program with ``P_t = k · h_t`` (one free scale k) gives the cheapest feasible operation of a fixed
@@ -52,10 +53,12 @@ class Tank:
     """λ, fraction of the stored heat lost per hour (assumption)."""
     charge_kw: float | None = None
     discharge_kw: float | None = None
-    initial_kwh: float = 0.0
+    initial_kwh: float | None = 0.0
+    """Heat in the tank at the start; None: a steady-state day (the plan chooses the start, and ends with at
+    least as much)."""
 
     def check(self) -> None:
-        for name in ("capacity_kwh", "boiler_kw", "initial_kwh"):
+        for name in ("capacity_kwh", "boiler_kw"):
             v = getattr(self, name)
             if not (math.isfinite(v) and 0 <= v <= 1e9):
                 raise ValueError(f"{name} must be between 0 and 1e9, got {v}")
@@ -69,8 +72,8 @@ class Tank:
             v = getattr(self, name)
             if v is not None and not (math.isfinite(v) and 0 <= v <= 1e9):
                 raise ValueError(f"{name} must be between 0 and 1e9, got {v}")
-        if self.initial_kwh > self.capacity_kwh:
-            raise ValueError("initial_kwh exceeds the tank's capacity")
+        if self.initial_kwh is not None and not (0 <= self.initial_kwh <= self.capacity_kwh):
+            raise ValueError("initial_kwh must be between 0 and the tank's capacity")
 
 
 class Infeasible(ValueError):
@@ -81,9 +84,10 @@ def _solve(
     prices: Sequence[float], demand: Sequence[float], tank: Tank, shape: Sequence[float] | None
 ) -> dict[str, Any]:
     n = len(prices)
-    # columns: P (0..n-1), Qdir, Qch, Qdis, S_1..S_n, then k when a shape is fixed
+    # columns: P (0..n-1), Qdir, Qch, Qdis, S_1..S_n, S_0, then k when a shape is fixed
     P, DIR, CH, DIS, S = (i * n for i in range(5))
-    nv = 5 * n + (1 if shape is not None else 0)
+    S0, K = 5 * n, 5 * n + 1
+    nv = 5 * n + 1 + (1 if shape is not None else 0)
     rows = 3 * n + (n if shape is not None else 0)
     a = lil_matrix((rows, nv))
     b = np.zeros(rows)
@@ -99,20 +103,18 @@ def _solve(
         a[r, S + t] = 1.0
         a[r, CH + t] = -tank.charge_efficiency
         a[r, DIS + t] = 1.0 / tank.discharge_efficiency
-        if t == 0:
-            b[r] = keep * tank.initial_kwh
-        else:
-            a[r, S + t - 1] = -keep
+        a[r, S0 if t == 0 else S + t - 1] = -keep
         if shape is not None:
             a[3 * n + t, P + t] = 1.0
-            a[3 * n + t, 5 * n] = -shape[t]
+            a[3 * n + t, K] = -shape[t]
     a_ub = np.zeros((1, nv))
-    a_ub[0, S + n - 1] = -1.0  # S_n >= S_0
+    a_ub[0, S + n - 1] = -1.0  # S_0 - S_n <= 0
+    a_ub[0, S0] = 1.0
     c = np.zeros(nv)
     c[P : P + n] = prices
     if shape is not None:
         c[:] = 0.0
-        c[5 * n] = float(np.dot(prices, shape))
+        c[K] = float(np.dot(prices, shape))
     inf = None
     bounds = (
         [(0.0, tank.boiler_kw)] * n
@@ -120,11 +122,10 @@ def _solve(
         + [(0.0, tank.charge_kw)] * n
         + [(0.0, tank.discharge_kw)] * n
         + [(0.0, tank.capacity_kwh)] * n
+        + [(0.0, tank.capacity_kwh) if tank.initial_kwh is None else (tank.initial_kwh, tank.initial_kwh)]
         + ([(0.0, inf)] if shape is not None else [])
     )
-    res = linprog(
-        c, A_ub=a_ub, b_ub=[-tank.initial_kwh], A_eq=a.tocsr(), b_eq=b, bounds=bounds, method="highs"
-    )
+    res = linprog(c, A_ub=a_ub, b_ub=[0.0], A_eq=a.tocsr(), b_eq=b, bounds=bounds, method="highs")
     if res.status == 2:
         raise Infeasible("the demand cannot be met within the boiler's power and the tank's capacity")
     if not res.success:
@@ -135,7 +136,7 @@ def _solve(
         "direct_kwh": x[DIR : DIR + n],
         "charge_kwh": x[CH : CH + n],
         "discharge_kwh": x[DIS : DIS + n],
-        "stored_kwh": np.concatenate([[tank.initial_kwh], x[S : S + n]]),
+        "stored_kwh": np.concatenate([[x[S0]], x[S : S + n]]),
     }
 
 
@@ -144,6 +145,7 @@ def _summary(
 ) -> dict[str, Any]:
     p = sol["power_kw"]
     out: dict[str, Any] = {
+        "initial_kwh": round(float(sol["stored_kwh"][0]), 3),
         "electricity_kwh": round(float(p.sum()), 3),
         "cost_yuan": round(float(np.dot(p, prices)), 3),
         "co2_kg": round(float(p.sum()) * grid_kg_per_kwh, 3),

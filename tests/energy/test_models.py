@@ -88,7 +88,11 @@ def test_hourly_model_recovers_truth_and_beats_change_point() -> None:
     cp_cv = sel["change_point"]["held_out"]["cv_rmse_pct"]
     hm_cv = hm["held_out"]["cv_rmse_pct"]
     assert hm_cv < cp_cv
-    assert sel["chosen"] == "hourly"
+    # the truth's slopes follow the tariff periods, which are hours of the day: both hourly variants fit it
+    assert sel["chosen"] in ("hourly", "hourly_by_hour")
+    best = min(sel[k]["held_out"]["cv_rmse_pct"] for k in ("change_point", "hourly", "hourly_by_hour"))
+    assert sel[sel["chosen"]]["held_out"]["cv_rmse_pct"] == best
+    assert sel["hourly_by_hour"]["fit"]["p"] == 48 + 24 + 1
     assert hm_cv <= 15.0 and abs(hm["held_out"]["nmbe_pct"]) <= 10.0
     assert hm["held_out"]["p"] == 0 and hm["fit"]["p"] == 52
 
@@ -113,7 +117,8 @@ def test_change_point_chosen_when_the_hourly_terms_do_not_help() -> None:
     bands = ["valley" if tm.hour < 4 else "flat" if tm.hour < 18 else "peak" for tm in times]
     sel = models.select(times, temps, energy, bands)
     assert sel["chosen"] == "change_point"
-    assert sel["change_point"]["held_out"]["cv_rmse_pct"] <= sel["hourly"]["held_out"]["cv_rmse_pct"]
+    for k in ("hourly", "hourly_by_hour"):
+        assert sel["change_point"]["held_out"]["cv_rmse_pct"] <= sel[k]["held_out"]["cv_rmse_pct"]
 
 
 def test_holdout_mask_every_fourth_week() -> None:
@@ -122,3 +127,19 @@ def test_holdout_mask_every_fourth_week() -> None:
     mask = models.holdout_mask(times)
     assert mask.sum() == 14
     assert not mask[20] and mask[21] and mask[27] and not mask[28] and mask[49]
+
+
+def test_hour_of_day_slopes_win_when_the_plant_charges_off_the_tariff_periods() -> None:
+    # a plant that charges its tank 23:00-07:00 (not the Mengxi valley 00-04, 11-16): the temperature response sits
+    # in hours that cut across tariff periods, so only the hour-of-day slopes follow it
+    times, temps, _, bands = _season(4)
+    rng = random.Random(9)
+    energy = [
+        600 + (150 if (t.hour >= 23 or t.hour < 7) else 20) * max(8.0 - c, 0) + rng.gauss(0, 100)
+        for t, c in zip(times, temps, strict=True)
+    ]
+    sel = models.select(times, temps, energy, bands)
+    assert sel["chosen"] == "hourly_by_hour"
+    assert sel["hourly_by_hour"]["slopes"]["02"] == pytest.approx(150, rel=0.05)
+    assert sel["hourly_by_hour"]["slopes"]["14"] == pytest.approx(20, rel=0.2)
+    assert sel["hourly_by_hour"]["held_out"]["cv_rmse_pct"] < sel["hourly"]["held_out"]["cv_rmse_pct"]

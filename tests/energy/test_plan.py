@@ -113,3 +113,17 @@ def test_mengxi_day_fills_both_valleys() -> None:
     assert flat["cost_yuan"] > r["plan"]["cost_yuan"]
     # flat charging costs at least the time-weighted mean price x the day's electricity without losses
     assert flat["cost_yuan"] >= 60_000 / 0.98 * sum(prices) / 24 - 1
+
+
+def test_steady_state_day_starts_with_what_it_ends_with() -> None:
+    # demand at 00:00 and 03:00, valley in between: from an empty tank hour 0 is bought at 0.5 (5.0 + 2.0 = 7.0);
+    # on a steady-state day the tank starts with 10 charged yesterday in the valley and ends with 10 again (4.0)
+    prices, demand = [0.5, 0.2, 0.2, 0.5], [10.0, 0.0, 0.0, 10.0]
+    empty = pl.Tank(capacity_kwh=100, boiler_kw=100, standing_loss_per_h=0.0, **LOSSLESS)
+    assert pl.plan(prices, demand, empty)["plan"]["cost_yuan"] == pytest.approx(7.0, abs=1e-6)
+    steady = pl.Tank(capacity_kwh=100, boiler_kw=100, standing_loss_per_h=0.0, initial_kwh=None, **LOSSLESS)
+    r = pl.plan(prices, demand, steady)
+    assert r["plan"]["cost_yuan"] == pytest.approx(4.0, abs=1e-6)
+    hours = r["plan"]["hours"]
+    assert hours[-1]["stored_kwh_end"] == pytest.approx(10.0, abs=1e-6)
+    assert r["plan"]["initial_kwh"] == pytest.approx(10.0, abs=1e-6)
