@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 
 def accounting_kinds() -> list[TxKind]:
-    """The accounting's tx kinds (``site``, ``boundary``, ``factors``, ``rating``), for the composition root."""
+    """The accounting's tx kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``), for the composition root."""
     from accounting.factors import FactorsKind
     from accounting.rating import RatingKind
+    from accounting.report import ReportKind
     from accounting.sites import BoundaryKind, SiteKind
 
-    return [SiteKind(), BoundaryKind(), FactorsKind(), RatingKind()]
+    return [SiteKind(), BoundaryKind(), FactorsKind(), RatingKind(), ReportKind()]

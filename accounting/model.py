@@ -173,3 +173,35 @@ class RatingRecord:
     tx_hash: Hash32
     height: Height
     time_ms: TimestampMs
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPayload:
+    """Payload of a ``report`` tx: an issued inventory report, anchored by its hash and key figures."""
+
+    site_id: ShortStr
+    period: ShortStr
+    """Period label (``2025/26-season``, ``2026``, ``2026-Q1``, ``2026-01``)."""
+    report_sha256: Hash32
+    """SHA-256 of the canonical JSON of the report model (``accounting.report.report_sha256``), which every
+    rendering (HTML, PDF, XLSX) embeds."""
+    inventory_sha256: Hash32
+    """Digest of the inventory the report was built from."""
+    as_of_height: Height
+    """Committed height the inventory was computed at."""
+    energy_wh: int
+    heat_wh: int
+    co2_location_g: int
+    """Location-based Scope 2, grams (the inventory's micrograms floored to grams)."""
+    co2_market_g: int
+    aggregates_root: Hash32
+    """Merkle root over the per-device roots of the hourly aggregates used."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    payload: ReportPayload
+    org: ShortStr
+    tx_hash: Hash32
+    height: Height
+    time_ms: TimestampMs

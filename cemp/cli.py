@@ -374,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.set_defaults(func=cmd_demo)
     from accounting.cli import add_commands as add_accounting_commands
+    from accounting.reportcli import add_commands as add_report_commands
     from cemp.deploy import add_commands as add_deploy_commands
     from cemp.ops import add_commands as add_ops_commands
     from collector.cli import add_parser as add_collector_commands
@@ -389,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_resolver_commands(sub)
     add_accounting_commands(sub)
     add_energy_commands(sub)
+    add_report_commands(sub)
     return p
 
 

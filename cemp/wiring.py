@@ -6,9 +6,9 @@
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
 - ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
   web UI for people: explorer, device and handle pages, consortium status).
-- the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``) and routes (sites, inventories, KPIs,
-  baselines, ratings, factor sets).
 - the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast): no kinds.
+- the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
+  KPIs, baselines, ratings, factor sets; reports and the Parquet export).
 
 ``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else (the web
 UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at run time.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
+from accounting.reportapi import routes as report_routes
 from energy.api import routes as energy_routes
 from node.corekinds import core_registry
 from node.documents import documents_routes
@@ -39,6 +40,7 @@ ROUTES: tuple[RouteProvider, ...] = (
     resolver_routes,
     accounting_routes,
     energy_routes,
+    report_routes,
     web_routes,
 )
 """Extra read routes of every node, matched before the core API's."""

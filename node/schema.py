@@ -275,6 +275,20 @@ def rating(site_id: str, period: str) -> bytes:
     return rating_prefix(site_id) + period.encode()
 
 
+def report(report_sha256: bytes) -> bytes:
+    """An issued report by its hash (``accounting.model.ReportRecord``)."""
+    return b"sy" + report_sha256
+
+
+def site_report_prefix(site_id: str | None) -> bytes:
+    return b"sp" if site_id is None else b"sp" + site_id.encode() + b"\x00"
+
+
+def site_report(site_id: str, period: str, report_sha256: bytes) -> bytes:
+    """Index of a site's issued reports: site, period, hash (empty value; the record is under ``report``)."""
+    return site_report_prefix(site_id) + period.encode() + b"\x00" + report_sha256
+
+
 FACTOR_SET_PREFIX = b"fs"
 
 

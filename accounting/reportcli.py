@@ -1,0 +1,178 @@
+"""``cemp report`` (render a site's report of a period, optionally issue it on chain), ``cemp report verify FILE``
+(re-derive its figures from a node's chain) and ``cemp export`` (Parquet tables for analysts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from accounting import render
+from accounting.client import submit_signed
+from accounting.report import payload_of, report_sha256
+from node.client import NodeClient
+from node.errors import CempError, Code
+
+
+async def _bytes(c: NodeClient, path: str, **params: Any) -> bytes:
+    async with c.session.get(f"{c.base}{path}", params={k: str(v) for k, v in params.items()}) as r:
+        if r.status >= 400:
+            await c._json(r)  # raises the node's error
+        return await r.read()
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.action:
+        if args.action[0] != "verify" or len(args.action) != 2:
+            print(
+                "usage: cemp report verify FILE  |  cemp report --site S --period P --format F",
+                file=sys.stderr,
+            )
+            return 2
+        return _verify(Path(args.action[1]), args.nodes, args.json)
+    if not args.site or not args.period:
+        print("cemp report: --site and --period are needed (or: cemp report verify FILE)", file=sys.stderr)
+        return 2
+    if args.issue and not args.key:
+        print(
+            "cemp report: --issue needs --key (the site owner's or the regulator's admin key)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> tuple[dict[str, Any], dict[str, Any] | None]:
+        async with NodeClient(args.nodes, timeout_s=300) as c:
+            model = await c.get(f"/v1/sites/{args.site}/report", period=args.period, format="json")
+            issued = None
+            if args.issue:
+                from accounting.cli import _key
+
+                chain_id = (await c.status())["chain_id"]
+                res = await submit_signed(c, _key(args.key), chain_id, "report", payload_of(model))
+                issued = {"tx": res.get("tx"), "height": res.get("height")}
+            return model, issued
+
+    try:
+        model, issued = asyncio.run(run())
+        data = render.render(model, args.format, args.lang)
+    except CempError as e:
+        print(f"cemp report: {e.message}", file=sys.stderr)
+        return 1
+    out = Path(args.out or f"{args.site}-{args.period.replace('/', '-')}-{args.lang}.{args.format}")
+    out.write_bytes(data)
+    d = model["display"]
+    print(
+        f"{out}: {model['site']['site_id']} {model['period']['label']}: electricity {d['energy_mwh']} MWh, heat "
+        f"{d['heat_gj']} GJ, Scope 2 {d['co2_location_t']} tCO2 location-based / {d['co2_market_t']} tCO2 "
+        f"market-based (block {model['as_of']['height']}); report SHA-256 {report_sha256(model)}"
+        + (f"; issued on chain (tx {issued['tx']})" if issued else "")
+    )
+    return 0
+
+
+def _verify(path: Path, nodes: str, as_json: bool) -> int:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        print(f"cemp report verify: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict[str, Any]:
+        _, model, _ = render.extract(data)
+        sha = report_sha256(model)
+        async with NodeClient(nodes, timeout_s=300) as c:
+            inv = await c.get(
+                f"/v1/sites/{model['site']['site_id']}/inventory", period=model["period"]["label"]
+            )
+            try:
+                anchored: dict[str, Any] | None = await c.get(f"/v1/reports/{sha}")
+            except CempError as e:
+                if e.code != Code.NOT_FOUND:
+                    raise
+                anchored = None
+        return render.verify(data, lambda s, p: inv, lambda s: anchored)
+
+    try:
+        out = asyncio.run(run())
+    except CempError as e:
+        print(f"cemp report verify: {e.message}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        f = out["figures"]
+        print(
+            f"{path}: {out['site']} {out['period']} ({out['format']}), report {out['report_sha256']}; "
+            + ("issued in tx " + str(out["issued"]["tx"]) if out["issued"] else "not issued on this chain")
+        )
+        print(
+            f"  printed: {f['energy_mwh']} MWh, {f['co2_location_t']} tCO2 location, {f['co2_market_t']} tCO2 market"
+        )
+        if out["match"]:
+            print(
+                f"  MATCH: re-derived from the chain at block {out['chain_height']}, every figure is the same"
+            )
+        else:
+            print(f"  MISMATCH (re-derived at block {out['chain_height']}):")
+            for p in out["problems"]:
+                print(f"    - {p}")
+    return 0 if out["match"] else 1
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    async def run() -> list[tuple[Path, int]]:
+        done = []
+        async with NodeClient(args.nodes, timeout_s=600) as c:
+            for t in args.tables.split(","):
+                data = await _bytes(c, f"/v1/sites/{args.site}/export/{t}.parquet", period=args.period)
+                p = out / f"{t}.parquet"
+                p.write_bytes(data)
+                done.append((p, len(data)))
+        return done
+
+    try:
+        done = asyncio.run(run())
+    except CempError as e:
+        print(f"cemp export: {e.message}", file=sys.stderr)
+        return 1
+    for p, n in done:
+        print(f"{p}  {n:,} bytes")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    rp = sub.add_parser(
+        "report",
+        help="a site's inventory report of a period as PDF, XLSX or HTML (--issue anchors it on chain); "
+        "'cemp report verify FILE' re-checks a report against a node's chain",
+    )
+    rp.add_argument("action", nargs="*", help="verify FILE")
+    rp.add_argument("--site")
+    rp.add_argument("--period", help="2026-01, 2026-Q1, 2026 or 2025/26-season")
+    rp.add_argument("--format", choices=render.FORMATS, default="pdf")
+    rp.add_argument("--lang", choices=render.LANGS, default="zh")
+    rp.add_argument("--out", help="output file (default SITE-PERIOD-LANG.FORMAT)")
+    rp.add_argument(
+        "--issue", action="store_true", help="record the report tx (hash + key figures, CEMP.CARBON)"
+    )
+    rp.add_argument("--key", help="admin key of the site's owner org or of the regulator (with --issue)")
+    rp.add_argument("--nodes", default="http://127.0.0.1:7001", help="a node's API address")
+    rp.add_argument("--json", action="store_true", help="verify: print the result as one JSON object")
+    rp.set_defaults(func=cmd_report)
+    ep = sub.add_parser(
+        "export", help="readings, hourly aggregates and inventory of a site and period as Parquet"
+    )
+    ep.add_argument("--site", required=True)
+    ep.add_argument("--period", required=True)
+    ep.add_argument(
+        "--out", required=True, help="directory for readings.parquet, hourly.parquet, inventory.parquet"
+    )
+    ep.add_argument("--tables", default="readings,hourly,inventory")
+    ep.add_argument("--nodes", default="http://127.0.0.1:7001", help="a node's API address")
+    ep.set_defaults(func=cmd_export)
