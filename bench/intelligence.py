@@ -7,7 +7,7 @@
 3. ``fit_s``: both models fitted for 100 device series of one season (the five subsystems' series, each device a
    seeded scale and ±3 % noise of one of them).
 4. ``plan_ms``: the day-ahead plan for 2026-01-15 with the load model's heat demand of that day, the plant's tank
-   (24 MWh_th) and boilers (2.4 + 1.5 MW_th), against flat charging and the load model's own habit (charging
+   (24 MWh_th) and heaters (2.4 + 1.5 + 3.0 MW_th), against flat charging and the load model's own habit (charging
    through 23:00-07:00).
 
 Alarms are not built yet: ``alarm_eval_ms`` and ``false_alarms_per_season`` are null. Last line: one JSON object.
@@ -107,7 +107,10 @@ def main() -> None:
     p = m.p
     tank = pl.Tank(
         capacity_kwh=p.tank_capacity_wh / 1000,
-        boiler_kw=(p.core_capacity_w + p.pipe_capacity_w) / p.heater_efficiency / 1000,
+        # core unit + pipe heater + the tank's own heaters (the load model charges the tank evenly over 8 hours)
+        boiler_kw=(p.core_capacity_w + p.pipe_capacity_w + p.tank_capacity_wh / 8)
+        / p.heater_efficiency
+        / 1000,
         boiler_efficiency=p.heater_efficiency,
         standing_loss_per_h=p.tank_loss / 24,
         initial_kwh=None,

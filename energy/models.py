@@ -8,7 +8,7 @@
   p = 3.
 - ``fit_hourly(...)``: hourly consumption against hour of day × (weekday, weekend) (48 level terms, TOWT-like) plus
   one heating slope per tariff period (peak, flat, valley) on the degree-hours ``max(τ − T_h, 0)``; τ is
-  grid-searched as above. A storage plant answers cold weather with charging in the valley, so the slope per
+  grid-searched (1 K, then 0.2 K and 0.05 K around the best). A storage plant answers cold weather with charging in the valley, so the slope per
   period is what the tariff changes. p = 48 + 3 + 1 (τ); the variant with one slope per hour of day (``hourly_by_hour``) has p = 48 + 24 + 1.
 - ``select(...)``: fits both on the training hours and evaluates both on held-out hours (``holdout_mask``: every
   fourth week, so held-out days cover the whole season); the hourly variant is used only if its held-out
@@ -228,8 +228,8 @@ def fit_hourly(
             f"no data for {len(missing)} hour-of-week groups (e.g. group {missing[0]}): fit a full week"
         )
     best: tuple[float, float, Arr] | None = None
-    for step in (0.5, 0.05):
-        taus = _candidates(t, step) if best is None else _candidates(t, step, best[1] - 0.5, best[1] + 0.5)
+    for step, span in ((1.0, 0.0), (0.2, 1.0), (0.05, 0.2)):
+        taus = _candidates(t, step) if best is None else _candidates(t, step, best[1] - span, best[1] + span)
         for tau in taus:
             sse, coef = _fit_fixed_tau(group, masks, t, e, float(tau))
             if best is None or sse < best[0]:
