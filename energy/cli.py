@@ -1,4 +1,5 @@
-"""``cemp plan --site S --date D [--json]``: the day-ahead charging plan of a site's storage tank, from a node.
+"""``cemp plan --site S --date D [--json]``: the day-ahead charging plan of a site's storage tank, from a node;
+``cemp hdd --csv FILE [--base 18] [--json]``: heating degree-days of a daily weather CSV (``date,mean_temp_c``).
 
 The node forecasts the day's heat demand from the site's last 7 days on chain and solves the least-cost plan under
 the time-of-use tariff; the command prints the hourly plan and its cost and CO2 against charging flat and against
@@ -13,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from energy import weather
 from node.client import NodeClient
 from node.errors import CempError
 
@@ -68,7 +70,34 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hdd(args: argparse.Namespace) -> int:
+    try:
+        with open(args.csv, encoding="utf-8") as f:
+            text = f.read(weather.MAX_CSV_BYTES + 1)
+        rows = weather.read_daily_csv(text)
+    except OSError as e:
+        print(f"cemp hdd: cannot read {args.csv}: {e.strerror}", file=sys.stderr)
+        return 1
+    except weather.WeatherCSVError as e:
+        print(f"cemp hdd: {args.csv}: {e}", file=sys.stderr)
+        return 1
+    days = {r.day.isoformat(): round(weather.hdd(r.mean_c, args.base), 2) for r in rows}
+    total = round(sum(days.values()), 2)
+    if args.json:
+        print(json.dumps({"base_c": args.base, "days": days, "total": total}))
+        return 0
+    for d, v in days.items():
+        print(f"{d}  {v:7.2f}")
+    print(f"HDD{args.base:g} over {len(days)} days ({rows[0].day} .. {rows[-1].day}): {total:,.2f} °C·d")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
+    hp = sub.add_parser("hdd", help="heating degree-days of a daily weather CSV (date,mean_temp_c)")
+    hp.add_argument("--csv", required=True, help="CSV file with the header date,mean_temp_c")
+    hp.add_argument("--base", type=float, default=weather.DEFAULT_BASE_C, help="base temperature, °C (18)")
+    hp.add_argument("--json", action="store_true")
+    hp.set_defaults(func=cmd_hdd)
     pp = sub.add_parser("plan", help="day-ahead charging plan of a site's storage tank under the TOU tariff")
     pp.add_argument("--site", required=True)
     pp.add_argument("--date", required=True, help="the plan's local date, YYYY-MM-DD")

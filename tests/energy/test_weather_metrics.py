@@ -3,6 +3,7 @@ values."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, datetime, timedelta
 
@@ -88,3 +89,19 @@ def test_metrics_hand_computed() -> None:
         metrics.cv_rmse(y, yhat, p=4)
     with pytest.raises(ValueError):
         metrics.nmbe(y, yhat[:3])
+
+
+def test_cli_hdd(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from cemp import cli
+
+    f = tmp_path / "w.csv"
+    f.write_text("date,mean_temp_c\n2026-01-01,-10\n2026-01-02,20\n2026-01-03,8.5\n", encoding="utf-8")
+    assert cli.main(["hdd", "--csv", str(f), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["days"] == {"2026-01-01": 28.0, "2026-01-02": 0.0, "2026-01-03": 9.5} and out["total"] == 37.5
+    assert cli.main(["hdd", "--csv", str(f), "--base", "15"]) == 0
+    assert "HDD15 over 3 days (2026-01-01 .. 2026-01-03): 31.50" in capsys.readouterr().out
+    f.write_text("date,mean_temp_c\n2026-01-01,cold\n", encoding="utf-8")
+    assert cli.main(["hdd", "--csv", str(f)]) == 1
+    assert "line 2: temperature 'cold'" in capsys.readouterr().err
+    assert cli.main(["hdd", "--csv", str(tmp_path / "none.csv")]) == 1
