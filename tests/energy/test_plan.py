@@ -3,6 +3,7 @@ paid for, and the flat and habit profiles are priced as the same program with a 
 
 from __future__ import annotations
 
+import random
 from datetime import date
 
 import pytest
@@ -127,3 +128,43 @@ def test_steady_state_day_starts_with_what_it_ends_with() -> None:
     hours = r["plan"]["hours"]
     assert hours[-1]["stored_kwh_end"] == pytest.approx(10.0, abs=1e-6)
     assert r["plan"]["initial_kwh"] == pytest.approx(10.0, abs=1e-6)
+
+
+def _brute_force(prices: list[float], demand: list[int], p_max: int, cap: int) -> float | None:
+    """Cheapest integer boiler schedule of a lossless tank starting empty, by enumeration (a min-cost flow, so an
+    integer optimum exists): the boiler heat serves the hour's demand first and the rest goes into the tank."""
+    import itertools
+
+    best = None
+    for ps in itertools.product(range(p_max + 1), repeat=len(prices)):
+        s, ok = 0, True
+        for p, d in zip(ps, demand, strict=True):
+            s += p - d
+            if not 0 <= s <= cap:
+                ok = False
+                break
+        if ok:
+            cost = sum(p * c for p, c in zip(ps, prices, strict=True))
+            best = cost if best is None else min(best, cost)
+    return best
+
+
+def test_lp_matches_brute_force_on_random_small_days() -> None:
+    rng = random.Random(42)
+    checked = infeasible = 0
+    for _ in range(60):
+        n = rng.choice([3, 4])
+        prices = [rng.choice([0.2, 0.3, 0.5, 0.7]) for _ in range(n)]
+        demand = [rng.randint(0, 5) for _ in range(n)]
+        p_max, cap = rng.randint(2, 6), rng.randint(0, 8)
+        expect = _brute_force(prices, demand, p_max, cap)
+        tank = pl.Tank(capacity_kwh=cap, boiler_kw=p_max, standing_loss_per_h=0.0, **LOSSLESS)
+        if expect is None:
+            with pytest.raises(pl.Infeasible):
+                pl.plan(prices, [float(d) for d in demand], tank)
+            infeasible += 1
+        else:
+            got = pl.plan(prices, [float(d) for d in demand], tank)["plan"]["cost_yuan"]
+            assert got == pytest.approx(expect, abs=1e-6), (prices, demand, p_max, cap)
+            checked += 1
+    assert checked >= 30 and infeasible >= 3  # both outcomes exercised
