@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from aiohttp import web
+
 from accounting.client import ensure_site, issue_rating, publish_factor_sets
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
@@ -630,6 +632,7 @@ async def run_demo(
             agent = await site.start()
             stop = asyncio.Event()
             agent_task = asyncio.create_task(agent.run(stop), name="collector")
+            metrics_runner, metrics_url = await serve_collector_metrics(agent)
             side_tasks = [
                 asyncio.create_task(site.scanner.run(stop), name="bill-scanner"),
                 asyncio.create_task(site.bill_feed(stop), name="bill-feed"),
@@ -654,6 +657,9 @@ async def run_demo(
                 f"  logs         {base.resolve()}/<node>.log",
                 f"  verify       cemp verify --data-dir {(base / 'data' / nodes[2][0]).resolve()}  (after stopping)",
                 f"  outbox       {(base / 'collector' / 'outbox.sqlite').resolve()}",
+                f"  collector    {metrics_url}   (outbox depth, dead letters, open quality alarms)",
+                f"  backup       cemp backup --data-dir {(base / 'data' / nodes[0][0]).resolve()} --out owner-1.cempbak"
+                "   (online; cemp verify --online checks a running node the same way)",
                 f"  alarms       cemp alarms --dir {base.resolve()}   (what each one means: cemp alarms --rules)",
                 f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
                 f"  site         {u}/v1/sites/{SITE_ID}   (building handle {u}/api/handles/{SITE_BUILDING})",
@@ -696,6 +702,7 @@ async def run_demo(
                     with contextlib.suppress(BaseException):
                         await t
                 await site.stop()
+                await metrics_runner.cleanup()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -708,6 +715,18 @@ async def run_demo(
         for f in logs:
             f.close()
     return 0
+
+
+async def serve_collector_metrics(agent: SiteAgent) -> tuple[web.AppRunner, str]:
+    """The collector's ``/metrics`` (``collector.metrics``) on a free loopback port, as ``cemp collect`` serves it."""
+    from collector.metrics import metrics_app
+
+    runner = web.AppRunner(metrics_app(agent), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/metrics"
 
 
 async def carbon_line(client: NodeClient) -> str:

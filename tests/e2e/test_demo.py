@@ -108,6 +108,7 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     )
     assert carbon, "the demo should print the Hohhot site's live carbon figures: " + out.stdout[-2000:]
     assert "/v1/sites/hohhot-complex/inventory?period=" in out.stdout
+    assert re.search(r"collector +http://127\.0\.0\.1:\d+/metrics", out.stdout)  # the agent's own metrics
     heights = set()
     for nid in ("owner-1", "equipment-1", "regulator-1"):
         rep = verify_data_dir(tmp_path / "d" / "data" / nid, wiring.kinds(), workers=0)
