@@ -66,7 +66,12 @@ async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
             res = (await r.json())["results"]
         missing = [x for x in res if x["status"] != "committed"]
         if missing:
-            statuses = {n: await cl.status(n) for n in cl.ids}
+            statuses = {}
+            for n in cl.ids:
+                try:
+                    statuses[n] = await cl.status(n)
+                except (OSError, aiohttp.ClientError, TimeoutError) as e:
+                    statuses[n] = {"unreachable": repr(e)}
             raise AssertionError(
                 f"{len(missing)} of {len(res)} txs not committed, e.g. {missing[:2]}; {statuses}"
             )

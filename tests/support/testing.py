@@ -6,17 +6,19 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.chain import sign_tx
+from node.chain import genesis_hash, sign_tx
 from node.crypto import KeyPair, write_key_file
-from node.genesis import DEFAULT_PARAMS, write_genesis
+from node.genesis import DEFAULT_PARAMS, read_genesis, write_genesis
 from node.types import (
     ConsensusParams,
     DeviceRegistration,
@@ -151,14 +153,25 @@ def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 90
             stdout=lf,
             stderr=subprocess.STDOUT,
         )
+    # Another process on this machine may hold the port (free_port() only found it free a moment ago): the node
+    # that answers must be ours, of our chain, or the test would talk to a stranger.
+    doc = tomllib.loads(config.read_text())
+    want = genesis_hash(read_genesis(config.parent / str(doc["genesis"]))).hex()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"node exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=1):
-                return proc
-        except OSError:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=1) as r:
+                st = json.loads(r.read())
+        except (OSError, ValueError):
             time.sleep(0.05)
+            continue
+        if st.get("genesis_hash") != want or st.get("node_id") != doc["node_id"]:
+            proc.kill()
+            raise RuntimeError(
+                f"port {port} is held by another process ({st.get('node_id')} of another chain)"
+            )
+        return proc
     proc.kill()
     raise RuntimeError(f"node did not answer on port {port} within {timeout_s} s")
