@@ -138,12 +138,14 @@ class NodeAPI:
         *,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         after_admit: Callable[[list[DecodedTx]], None] | None = None,
+        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.ledger = ledger
         self.mempool = mempool
         self.node_id = node_id
         self.status_extra = status_extra or (lambda: {"term": 0, "leader": node_id, "role": "leader"})
         self.after_admit = after_admit
+        self.wall_ms = wall_ms
         self._admission_tail: asyncio.Future[None] | None = None
         self.verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigcheck")
         self.started = time.time()
@@ -185,7 +187,7 @@ class NodeAPI:
             return self._committed_json(d.hash, loc)
         if self.mempool.contains(d.hash):
             return {"tx": d.hash.hex(), "status": "pending"}
-        self.mempool.admit(d, int(time.time() * 1000))
+        self.mempool.admit(d, self.wall_ms())
         self.ledger.mark_verified(d.hash)
         if self.after_admit is not None:
             self.after_admit([d])
@@ -217,20 +219,26 @@ class NodeAPI:
         if wait not in ("", "commit", "none"):
             raise CempError(Code.BAD_REQUEST, "wait must be 'commit' or omitted")
         timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
+        d, known = await self.admit_one(body)
+        if known is not None and (known["status"] == "committed" or wait != "commit"):
+            return web.json_response(known, status=200)
+        if wait != "commit":
+            return web.json_response({"tx": d.hash.hex(), "status": "pending"}, status=202)
+        return await self._wait_commit(d.hash, timeout)
+
+    async def admit_one(self, raw: bytes) -> tuple[DecodedTx, dict[str, Any] | None]:
+        """Check and admit one encoded tx, in arrival order. Returns the decoded tx and, if it was already known
+        (pending or committed), its outcome; raises ``CempError`` if it is refused (nothing is written)."""
         async with self._in_arrival_order():
             try:
-                d = self._decode_and_verify(body)
+                d = self._decode_and_verify(raw)
                 known = self._admit(d)
             except CempError as e:
                 self.rejected += 1
                 self.refused_by[e.code.name.lower()] += 1
                 raise
         self.submitted += 1
-        if known is not None and (known["status"] == "committed" or wait != "commit"):
-            return web.json_response(known, status=200)
-        if wait != "commit":
-            return web.json_response({"tx": d.hash.hex(), "status": "pending"}, status=202)
-        return await self._wait_commit(d.hash, timeout)
+        return d, known
 
     async def _wait_commit(self, h: bytes, timeout: float) -> web.Response:
         fut = self.mempool.wait(h)  # type: ignore[arg-type]

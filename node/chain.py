@@ -1,4 +1,4 @@
-"""The ledger: the one apply path from blocks to state, used by the producer, followers and ``cemp verify``.
+"""The ledger: the one apply path from blocks to state, used by the leader, followers, catch-up and ``cemp verify``.
 
 Invariants:
 - a block is applied in ONE atomic write batch (``sync=True``) holding the block, its tx index and results,

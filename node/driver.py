@@ -6,12 +6,19 @@ Order inside one turn of the loop (etcd's Ready contract, see ``consensus.raft.R
 3. take ``ready()``: persist snapshot/entries/hard state in one synced batch BEFORE sending anything
    (a vote or an append ack promises durable state), then send messages, then apply committed blocks
    in log order through the ledger's one apply path, then ``advance()``.
+The loop sleeps until something happens (a message, a forwarded tx, an applied block, a finished block execution)
+or the next tick or block-cut deadline; nothing polls.
 
 Blocks are Raft entries. The leader cuts block H+1 only when every entry in its log is applied and a majority
 of nodes has signed block H (those votes go into H+1's header), so a block's parent is always the applied head.
 A committed entry whose block does not extend the applied head (a stale leader's proposal) or does not check
 out (header, proposer signature, commit votes, roots) is skipped by every node alike; its txs go back to the
 mempools. Followers check a block's proposer signature before they store and acknowledge it.
+
+Everything outside the process comes through seams (``node.seams``): the clock, the peer transport, the rng that
+randomises election timeouts, where blocking work runs, and the ``BlockFetcher`` that catch-up (``node.catchup``)
+and the refetch of damaged blocks use to get blocks from the peers. A one-node consortium is a one-voter Raft
+cluster run by this same driver.
 """
 
 from __future__ import annotations
@@ -24,11 +31,9 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
-
-import aiohttp
 
 from consensus.messages import (
     AppendEntries,
@@ -46,14 +51,15 @@ from consensus.messages import (
 )
 from consensus.raft import InvalidConfigChange, NotLeader, ProposalDropped, Raft, RaftConfig, Ready, Role
 from node import codec, merkle, schema
+from node.catchup import BlockFetcher, CatchUp, FetchError, HttpFetcher
 from node.chain import ChainError, DecodedTx, Ledger, StagedBlock, header_hash, quorum
 from node.crypto import KeyPair, verify
 from node.errors import CempError
 from node.mempool import Mempool
 from node.peer import RAFT_TYPES, CommitVote, ForwardTxs
 from node.raftstore import RAFT_APPLIED, RaftStore, SnapshotRef
-from node.statesync import fetch_state
-from node.transport import MAX_PEER_BODY, Transport
+from node.seams import Clock, Offload, PeerTransport, SystemClock, TransportFactory
+from node.transport import Transport
 from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Blob, Block, CommitSig, Hash32, Height, PublicKey
 
 log = logging.getLogger(__name__)
@@ -91,12 +97,21 @@ class ConsensusDriver:
         *,
         api_addresses: dict[str, str] | None = None,
         seed: int | None = None,
-        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         compact_every: int = COMPACT_EVERY,
         catchup: str = "blocks",
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        transport: TransportFactory | None = None,
+        fetcher: BlockFetcher | None = None,
+        offload: Offload = asyncio.to_thread,
+        preverify: Executor | None = None,
     ) -> None:
+        """The seams default to a real process's: the system clock, the aiohttp peer transport to ``addresses``,
+        HTTP block fetching from ``api_addresses``, worker threads, and an rng seeded from ``seed`` (or the key
+        and the time)."""
         g = ledger.genesis
-        self.catchup = catchup
+        self.clock: Clock = clock or SystemClock()
+        self.offload = offload
         self.compact_every = compact_every
         self.applied_blocks: deque[tuple[int, int, Hash32]] = deque(maxlen=4 * compact_every + 16)
         """(raft index, height, block hash) of recently applied block entries, to name compaction points."""
@@ -105,7 +120,7 @@ class ConsensusDriver:
         self.ledger = ledger
         self.mempool = mempool
         self.params = g.params
-        self.wall_ms = wall_ms
+        self.wall_ms = self.clock.wall_ms
         self.address_overrides = dict(addresses)
         self.members: dict[str, PublicKey] = self._members()
         self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
@@ -128,7 +143,8 @@ class ConsensusDriver:
                 election_ticks=self.params.election_ticks,
                 heartbeat_ticks=self.params.heartbeat_ticks,
             ),
-            random.Random(
+            rng
+            or random.Random(
                 seed if seed is not None else int.from_bytes(key.public[:8], "big") ^ time.time_ns()
             ),
             snapshot=snap,
@@ -136,7 +152,20 @@ class ConsensusDriver:
             entries=self.raftstore.entries(snap.meta.index + 1),
             applied=Index(applied),
         )
-        self.transport = Transport(g.chain_id, node_id, key, self.members, addresses, self._deliver)
+        make_transport: TransportFactory = transport or (
+            lambda deliver, members: Transport(g.chain_id, node_id, key, members, addresses, deliver)
+        )
+        self.transport: PeerTransport = make_transport(self._deliver, self.members)
+        self.fetcher: BlockFetcher = fetcher or HttpFetcher(node_id, self.api_addresses)
+        self.catchup = CatchUp(
+            node_id,
+            ledger,
+            self.fetcher,
+            self.clock,
+            offload,
+            mode=catchup,
+            on_block=self._caught_up_block,
+        )
         self.inbox: list[tuple[str, list[Any]]] = []
         self.forward_buf: list[bytes] = []
         self.wake = asyncio.Event()
@@ -145,6 +174,13 @@ class ConsensusDriver:
         self.preparing: asyncio.Task[_Prepared] | None = None
         self.apply_q: deque[Entry] = deque()
         self.apply_wake = asyncio.Event()
+        self.apply_idle = asyncio.Event()
+        """Set whenever ``apply_q`` is empty and no entry is being applied."""
+        self.apply_idle.set()
+        self.ledger_lock = asyncio.Lock()
+        """Held while a block is applied, by the apply task or by catch-up: one writer of the ledger at a time."""
+        self.fetch_ahead: asyncio.Task[None] | None = None
+        self._unknown_seen = 0
         self.app_applied = int(applied)
         """Raft index the application (ledger) has applied; it trails Raft's own mark while blocks apply."""
         self.cut_at: float | None = None
@@ -153,20 +189,20 @@ class ConsensusDriver:
         self.leader: str | None = None
         self.dropped_entries = 0
         self.skipped_blocks = 0
-        self.snapshots_restored = 0
         self.on_block: Callable[[Block], None] | None = None
-        self._http: aiohttp.ClientSession | None = None
         self.repaired: dict[Hash32, bytes] = {}
         """Good copies of blocks that arrived damaged, fetched from the peers, by header hash."""
         self.fetching: set[Hash32] = set()
         self.fetch_tasks: set[asyncio.Task[None]] = set()
         self.refetched_blocks = 0
-        self.verifier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preverify")
+        self.verifier: Executor = preverify or ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="preverify"
+        )
 
     # --- membership ------------------------------------------------------------------------------
     def _members(self) -> dict[str, PublicKey]:
         led = self.ledger
-        return {n: led.nodes[n].pubkey for n in led.active | {self.node_id} if n in led.nodes} | (
+        return {n: led.nodes[n].pubkey for n in sorted(led.active | {self.node_id}) if n in led.nodes} | (
             {self.node_id: self.key.public}
         )
 
@@ -241,33 +277,41 @@ class ConsensusDriver:
             "snapshots_restored": self.snapshots_restored,
         }
 
+    @property
+    def snapshots_restored(self) -> int:
+        return self.catchup.restored
+
     # --- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
         await self.transport.start()
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        await self.fetcher.start()
         applier = asyncio.create_task(self._apply_loop(), name="apply")
+        clock = self.clock
         tick = self.params.tick_ms / 1000
-        next_tick = time.monotonic() + tick
+        next_tick = clock.monotonic() + tick
         ticks = 0
         if self.ledger.height:
             self._vote_for_head()  # votes live in memory: after a restart, sign the head again
+        if self.raft.status().membership.voters == (NodeId(self.node_id),) and self.raft.role != Role.LEADER:
+            self.raft.campaign()  # the only voter: no one to wait for
         try:
             while True:
                 deadline = next_tick if self.cut_at is None else min(next_tick, self.cut_at)
-                timeout = deadline - time.monotonic()
+                timeout = deadline - clock.monotonic()
                 if timeout > 0 and not self.inbox:
                     try:
                         await asyncio.wait_for(self.wake.wait(), timeout)
                     except TimeoutError:
                         pass
                 self.wake.clear()
-                now = time.monotonic()
+                now = clock.monotonic()
                 if now >= next_tick:
                     self.raft.tick()
                     ticks += 1
                     next_tick = max(next_tick + tick, now)
                     if ticks % 20 == 0:
                         self._resend_head_vote()
+                    self._maybe_fetch_ahead()
                 self._drain_inbox()
                 self._flush_forwards()
                 if self.raft.role == Role.LEADER:
@@ -278,14 +322,14 @@ class ConsensusDriver:
                     assert rd is not None
                     await self._handle_ready(rd)
         finally:
-            for t in (applier, self.preparing, *self.fetch_tasks):
+            for t in (applier, self.preparing, self.fetch_ahead, *self.fetch_tasks):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(BaseException):
                         await t
             self.verifier.shutdown(wait=False, cancel_futures=True)
             await self.transport.stop()
-            await self._http.close()
+            await self.fetcher.close()
 
     def _drain_inbox(self) -> None:
         inbox, self.inbox = self.inbox, []
@@ -376,7 +420,7 @@ class ConsensusDriver:
 
     def _want_block(self, block_hash: Hash32, height: int, sender: str) -> None:
         """Start fetching a block whose replicated copy was damaged (once per block at a time)."""
-        if block_hash in self.fetching or self._http is None:
+        if block_hash in self.fetching:
             return
         log.warning(
             "%s: block %d from %s does not match its tx root (damaged copy); fetching it from the peers",
@@ -393,19 +437,16 @@ class ConsensusDriver:
         """Ask each peer's block store for ``block_hash`` (the sender of the damaged copy last) until one serves
         a copy whose txs hash to its signed header's tx root. Bounded: a few rounds, then the leader's next
         resend starts over."""
-        assert self._http is not None
-        peers = sorted((p for p in self.api_addresses if p != self.node_id), key=lambda p: p == sender)
+        peers = sorted(self.fetcher.peers(), key=lambda p: p == sender)
         try:
             for attempt in range(20):
                 for peer in peers:
-                    url = f"http://{self.api_addresses[peer]}/v1/blocks/{block_hash.hex()}"
                     try:
-                        async with self._http.get(url, params={"format": "msgpack"}) as r:
-                            if r.status != 200 or not 0 < (r.content_length or 0) <= MAX_PEER_BODY:
-                                continue
-                            raw = await r.read()
+                        raw = await self.fetcher.block_raw(peer, block_hash)
+                        if raw is None:
+                            continue
                         b = codec.decode(Block, raw)
-                    except (aiohttp.ClientError, TimeoutError, CempError) as err:
+                    except (FetchError, CempError) as err:
                         log.info("%s: refetch from %s failed: %s", self.node_id, peer, err)
                         continue
                     if header_hash(b.header) != block_hash or merkle.root(b.txs) != b.header.tx_root:
@@ -418,7 +459,7 @@ class ConsensusDriver:
                         "%s: fetched a good copy of block %d from %s", self.node_id, b.header.height, peer
                     )
                     return
-                await asyncio.sleep(min(0.1 * (attempt + 1), 1.0))  # the peers may not have applied it yet
+                await self.clock.sleep(min(0.1 * (attempt + 1), 1.0))  # the peers may not have applied it yet
         finally:
             self.fetching.discard(block_hash)
 
@@ -461,8 +502,16 @@ class ConsensusDriver:
         if info is None or not verify(info.pubkey, DOMAIN_VOTE, v.block_hash, v.sig.signature):
             return
         key = (int(v.height), bytes(v.block_hash))
-        self.votes.setdefault(key, {})[v.sig.node_id] = v.sig
-        if len(self.votes[key]) == quorum(len(self.ledger.active)) and v.height == self.ledger.height:
+        self._count_vote(key, v.sig)
+
+    def _count_vote(self, key: tuple[int, bytes], sig: CommitSig) -> None:
+        got = self.votes.setdefault(key, {})
+        if sig.node_id in got:
+            return
+        got[sig.node_id] = sig
+        # Keep the head's certificate on disk as soon as a majority signed it (whichever vote came last: the
+        # peers' may arrive before this node applied the block itself).
+        if len(got) >= quorum(len(self.ledger.active)) and key[0] == self.ledger.height:
             self._persist_cert(key)
 
     def _persist_cert(self, key: tuple[int, bytes]) -> None:
@@ -489,8 +538,8 @@ class ConsensusDriver:
         led = self.ledger
         sig = led.vote(led.last_hash, self.node_id, self.key)
         v = CommitVote(led.height, led.last_hash, sig)
-        self.votes.setdefault((led.height, bytes(led.last_hash)), {})[self.node_id] = sig
-        for peer in self.ledger.active:
+        self._count_vote((int(led.height), bytes(led.last_hash)), sig)
+        for peer in sorted(self.ledger.active):  # sorted: the same order in every run (simulator replays)
             if peer != self.node_id:
                 self.transport.send(peer, v)
         for k in [k for k in self.votes if k[0] < led.height - 8]:
@@ -541,12 +590,12 @@ class ConsensusDriver:
                 return
             interval = self.params.block_interval_ms / 1000
             due = self.last_cut + interval
-            if time.monotonic() < due and len(self.mempool) < self.params.block_max_txs:
+            if self.clock.monotonic() < due and len(self.mempool) < self.params.block_max_txs:
                 self.cut_at = due  # the loop wakes up then
                 return
             self.cut_at = None
             batch = self.mempool.take(self.params.block_max_txs)
-            self.last_cut = time.monotonic()
+            self.last_cut = self.clock.monotonic()
             # Executed in a worker thread while this loop keeps ticking; picked up on a later turn.
             self.preparing = asyncio.create_task(self._prepare(batch), name="prepare-block")
             self.preparing.add_done_callback(lambda _t: self.wake.set())
@@ -568,7 +617,7 @@ class ConsensusDriver:
     async def _prepare(self, batch: list[DecodedTx]) -> _Prepared:
         led = self.ledger
         parent = led.last_hash
-        staged = await asyncio.to_thread(
+        staged = await self.offload(
             led.execute,
             tuple(d.raw for d in batch),
             time_ms=max(self.wall_ms(), led.last_time_ms + 1),
@@ -601,6 +650,7 @@ class ConsensusDriver:
             self.app_applied = max(self.app_applied, int(rd.snapshot.meta.index))
         if rd.committed_entries:
             self.apply_q.extend(rd.committed_entries)
+            self.apply_idle.clear()
             self.apply_wake.set()
         self.raft.advance(rd)
         if rd.soft_state is not None:
@@ -616,11 +666,13 @@ class ConsensusDriver:
             await self._apply_entry(e)
             self.apply_q.popleft()
             self.app_applied = int(e.index)
+            if not self.apply_q:
+                self.apply_idle.set()
             self.wake.set()  # the main loop may now cut the next block
 
     async def _drain_applies(self) -> None:
-        while self.apply_q:
-            await asyncio.sleep(0.005)
+        """Wait until every committed entry handed to the apply task is applied."""
+        await self.apply_idle.wait()
 
     def _on_soft_state(self, leader: str | None) -> None:
         if leader == self.leader:
@@ -637,6 +689,10 @@ class ConsensusDriver:
                     self.transport.send(leader, CommitVote(self.ledger.height, self.ledger.last_hash, sig))
 
     async def _apply_entry(self, e: Entry) -> None:
+        async with self.ledger_lock:
+            await self._apply_entry_locked(e)
+
+    async def _apply_entry_locked(self, e: Entry) -> None:
         led = self.ledger
         extra = {RAFT_APPLIED: e.index.to_bytes(8, "big")}
         # Our proposal's index is reached: whatever entry sits there now, the proposal is settled. It must be
@@ -662,11 +718,11 @@ class ConsensusDriver:
             led.store.write(extra, sync=False)  # applied before a restart
             return
         if staged is not None and staged.block_hash == h and block.header.prev_hash == led.last_hash:
-            await asyncio.to_thread(led.commit, block, staged.staged, (), extra)
+            await self.offload(led.commit, block, staged.staged, (), extra)
             results_known = True
         else:
             try:
-                await asyncio.to_thread(led.apply_block, block, (), extra)
+                await self.offload(led.apply_block, block, (), extra)
                 results_known = True
             except ChainError as err:
                 log.warning("%s: skipping committed entry %d: %s", self.node_id, e.index, err)
@@ -701,56 +757,41 @@ class ConsensusDriver:
         self.raftstore.compact(snap)
 
     async def _restore(self, snap: Snapshot) -> None:
-        """Catch up to a snapshot's height by fetching and verifying blocks from the peers."""
-        led = self.ledger
-        if not snap.data:
-            return  # the genesis prefix: nothing to fetch
-        ref = codec.decode(SnapshotRef, snap.data)
-        self.snapshots_restored += 1
-        log.info(
-            "%s: restoring snapshot at height %d (have %d): fetching blocks",
-            self.node_id,
-            ref.height,
-            led.height,
-        )
-        assert self._http is not None
-        if self.catchup == "state" and led.height < ref.height:
-            for peer, addr in self.api_addresses.items():
-                if peer == self.node_id:
-                    continue
-                try:
-                    block, results, cert, pairs = await fetch_state(self._http, addr, int(ref.height))
-                    await asyncio.to_thread(led.install_snapshot, block, results, cert, pairs)
-                    log.info(
-                        "%s: installed state snapshot at height %d from %s", self.node_id, led.height, peer
-                    )
-                    break
-                except (aiohttp.ClientError, TimeoutError, CempError, ChainError) as err:
-                    log.warning("state sync from %s failed: %s", peer, err)
-        while led.height < ref.height:
-            progressed = False
-            for peer, addr in self.api_addresses.items():
-                if peer == self.node_id:
-                    continue
-                try:
-                    async with self._http.get(
-                        f"http://{addr}/v1/blocks/{led.height + 1}", params={"format": "msgpack"}
-                    ) as r:
-                        if r.status != 200:
-                            continue
-                        block = codec.decode(Block, await r.read())
-                    await asyncio.to_thread(led.apply_block, block, (), {})
-                    self._vote_for_head()
-                    self.mempool.committed(list(_hashes(block)), block.header.height, self.wall_ms())
-                    progressed = True
-                    break
-                except (aiohttp.ClientError, TimeoutError, CempError, ChainError) as err:
-                    log.warning("catch-up from %s failed: %s", peer, err)
-            if not progressed:
-                await asyncio.sleep(0.2)
-        if self.catchup != "state" and led.height == ref.height and led.last_hash != ref.block_hash:
-            raise ChainError("snapshot block hash differs from the chain this node verified")
-        led.store.write({RAFT_APPLIED: snap.meta.index.to_bytes(8, "big")}, sync=True)
+        """Catch up to a snapshot's block (``node.catchup``: fetch and verify blocks, or install state)."""
+        async with self.ledger_lock:
+            await self.catchup.restore(snap)
+
+    def _caught_up_block(self, block: Block) -> None:
+        """Catch-up applied a fetched block: sign the new head and tell the mempool."""
+        self._sync_members()
+        self._vote_for_head()
+        self.mempool.committed(_hashes(block), block.header.height, self.wall_ms())
+
+    def _maybe_fetch_ahead(self) -> None:
+        """Catch up from the peers this node knows when a node it does not know talks to it.
+
+        A node that is behind a membership change does not know the nodes it added, so its transport drops their
+        envelopes ("non_member"). If such a node has become the leader, this node would never hear from Raft
+        again: it fetches and verifies the blocks it misses from the peers it knows (through the same apply path
+        as catch-up) until it has learnt the change; Raft entries for blocks it already holds are then skipped.
+        """
+        unknown = self.transport.dropped.get("non_member", 0)
+        if unknown == self._unknown_seen or self.fetch_ahead is not None:
+            return
+        self._unknown_seen = unknown
+        log.info("%s: envelopes from nodes it does not know: fetching blocks from its peers", self.node_id)
+        self.fetch_ahead = asyncio.create_task(self._fetch_ahead(), name="fetch-ahead")
+
+    async def _fetch_ahead(self) -> None:
+        try:
+            async with self.ledger_lock:
+                while await self.catchup.fetch_next():
+                    pass
+        except Exception:
+            log.exception("%s: fetching blocks ahead failed", self.node_id)
+        finally:
+            self.fetch_ahead = None
+            self.wake.set()
 
 
 def _hashes(block: Block) -> list[Hash32]:

@@ -1,10 +1,12 @@
-"""A node process: wires store, ledger, mempool, block producer or consensus driver, API and metrics.
+"""A node process: wires store, ledger, mempool, consensus driver, API and metrics.
 
 What the chain executes (its ``KindRegistry``) and which extra read routes it serves (``RouteProvider``s) are
 given by the caller; the composition root that decides them for the ``cemp`` command is ``cemp.wiring``.
 
 Every background task is owned by the ``Node`` and cancelled *and awaited* on shutdown; the store is
-closed last, after the producer has stopped writing.
+closed last, after the driver has stopped writing. One node or several, blocks are cut by the consensus driver
+(a one-node consortium is a one-voter Raft cluster). ``seams`` replaces the driver's clock, transport, randomness,
+block fetching and threads (the whole-node simulator in ``tests/sim`` runs several ``Node``s in one process).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from node.integrity import check_head, check_raft_log
 from node.mempool import Mempool
 from node.metrics import NodeMetrics, ScrapeCollector
 from node.migrations import migrate
-from node.producer import BlockProducer
+from node.seams import Seams
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
 from node.transport import MAX_PEER_BODY
@@ -65,6 +67,7 @@ class Node:
         routes: Sequence[RouteProvider] = (),
         watermark: Watermark | None = None,
         data_dir: Path | None = None,
+        seams: Seams | None = None,
     ) -> None:
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
@@ -84,32 +87,34 @@ class Node:
         self.metrics = NodeMetrics()
         self.metrics.height.set(self.ledger.height)
         self.data_dir = data_dir
-        # One node: it cuts its own blocks. Several: Raft orders them (``node.driver``).
-        self.producer: BlockProducer | None = None
-        self.driver: ConsensusDriver | None = None
-        if len(genesis.nodes) == 1:
-            self.producer = BlockProducer(self.ledger, self.mempool, node_id, key, on_block=self._on_block)
-            self.api = NodeAPI(self.ledger, self.mempool, node_id, after_admit=self._admitted)
-        else:
-            addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
-            addresses.update(peer_addresses or {})
-            self.driver = ConsensusDriver(
-                node_id,
-                key,
-                self.ledger,
-                self.mempool,
-                addresses,
-                compact_every=raft_compact_every,
-                catchup=raft_catchup,
-            )
-            self.driver.on_block = self._on_block
-            self.api = NodeAPI(
-                self.ledger,
-                self.mempool,
-                node_id,
-                status_extra=self.driver.status,
-                after_admit=self._admitted,
-            )
+        # One node or several: Raft orders the blocks (``node.driver``); one node is a one-voter cluster.
+        sm = seams or Seams()
+        addresses: dict[str, str] = {str(n.node_id): str(n.address) for n in genesis.nodes}
+        addresses.update(peer_addresses or {})
+        self.driver = ConsensusDriver(
+            node_id,
+            key,
+            self.ledger,
+            self.mempool,
+            addresses,
+            compact_every=raft_compact_every,
+            catchup=raft_catchup,
+            clock=sm.clock,
+            rng=sm.rng,
+            transport=sm.transport,
+            fetcher=sm.fetcher,
+            offload=sm.offload,
+            preverify=sm.preverify,
+        )
+        self.driver.on_block = self._on_block
+        self.api = NodeAPI(
+            self.ledger,
+            self.mempool,
+            node_id,
+            status_extra=self.driver.status,
+            after_admit=self._admitted,
+            wall_ms=self.driver.wall_ms,
+        )
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,15 +125,13 @@ class Node:
 
     def _admitted(self, txs: list[DecodedTx]) -> None:
         self.metrics.admitted([d.hash for d in txs])
-        if self.driver is not None:
-            self.driver.forward(txs)
+        self.driver.forward(txs)
 
     def _scrape_status(self) -> dict[str, Any]:
         st: dict[str, Any] = dict(self.api.status_extra())
-        if self.driver is not None:
-            self.metrics.leader_seen(st.get("leader"))
-            rs = self.driver.raft.status()
-            st["peer_match"] = {str(p.node): int(p.match) for p in rs.progress if str(p.node) != self.node_id}
+        self.metrics.leader_seen(st.get("leader"))
+        rs = self.driver.raft.status()
+        st["peer_match"] = {str(p.node): int(p.match) for p in rs.progress if str(p.node) != self.node_id}
         return st
 
     def _on_block(self, block: Block) -> None:
@@ -136,8 +139,7 @@ class Node:
         m.height.set(block.header.height)
         m.blocks.inc()
         m.committed(block.txs)
-        if self.driver is not None:
-            m.leader_seen(self.driver.leader)
+        m.leader_seen(self.driver.leader)
         if block.header.height % 100 == 0:
             m.forget(lambda h: self.mempool.contains(h))
         res = self.ledger.results(block.header.height)
@@ -161,15 +163,13 @@ class Node:
             app.add_routes(provider(self))
         app.add_routes(self.api.routes())
         app.add_routes(self.statesync.routes())
-        if self.driver is not None:
-            app.add_routes(self.driver.transport.routes())
+        app.add_routes(self.driver.transport.routes())
         app.router.add_get("/metrics", self._metrics)
         app.cleanup_ctx.append(self._background)
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
-        loop = self.producer.run() if self.producer is not None else self.driver.run()  # type: ignore[union-attr]
-        self._tasks.append(asyncio.create_task(self._guard(loop), name="block-loop"))
+        self._tasks.append(asyncio.create_task(self._guard(self.driver.run()), name="block-loop"))
         yield
         for t in self._tasks:
             t.cancel()
