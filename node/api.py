@@ -139,6 +139,8 @@ class NodeAPI:
         status_extra: Callable[[], dict[str, Any]] | None = None,
         after_admit: Callable[[list[DecodedTx]], None] | None = None,
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        next_apply: Callable[[float], Awaitable[bool]] | None = None,
+        behind_wait_s: float = 0.25,
     ) -> None:
         self.ledger = ledger
         self.mempool = mempool
@@ -146,6 +148,10 @@ class NodeAPI:
         self.status_extra = status_extra or (lambda: {"term": 0, "leader": node_id, "role": "leader"})
         self.after_admit = after_admit
         self.wall_ms = wall_ms
+        self.next_apply = next_apply
+        """Waits up to the given seconds for this node to apply its next block; False if none came."""
+        self.behind_wait_s = behind_wait_s
+        self.held_for_apply = 0
         self._admission_tail: asyncio.Future[None] | None = None
         self.verifier = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigcheck")
         self.started = time.time()
@@ -228,15 +234,34 @@ class NodeAPI:
 
     async def admit_one(self, raw: bytes) -> tuple[DecodedTx, dict[str, Any] | None]:
         """Check and admit one encoded tx, in arrival order. Returns the decoded tx and, if it was already known
-        (pending or committed), its outcome; raises ``CempError`` if it is refused (nothing is written)."""
-        async with self._in_arrival_order():
+        (pending or committed), its outcome; raises ``CempError`` if it is refused (nothing is written).
+
+        Read-your-writes across nodes: a device whose tx n another node acknowledged (``wait=commit``) may send
+        tx n+1 here before this node has applied that block; its nonce then looks like a gap. Such a tx is held
+        (outside the arrival-order queue, so it delays nobody else) until this node applies its next block, for
+        at most ``behind_wait_s``, and checked again; only a gap that outlives that is refused.
+        """
+        held_until: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
             try:
-                d = self._decode_and_verify(raw)
-                known = self._admit(d)
+                async with self._in_arrival_order():
+                    d = self._decode_and_verify(raw)
+                    known = self._admit(d)
+                break
             except CempError as e:
-                self.rejected += 1
-                self.refused_by[e.code.name.lower()] += 1
-                raise
+                if e.code != Code.NONCE_GAP or self.next_apply is None:
+                    self.rejected += 1
+                    self.refused_by[e.code.name.lower()] += 1
+                    raise
+                if held_until is None:
+                    held_until = loop.time() + self.behind_wait_s
+                    self.held_for_apply += 1
+                left = held_until - loop.time()
+                if left <= 0 or not await self.next_apply(left):
+                    self.rejected += 1
+                    self.refused_by[e.code.name.lower()] += 1
+                    raise
         self.submitted += 1
         return d, known
 

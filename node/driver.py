@@ -177,6 +177,8 @@ class ConsensusDriver:
         self.apply_idle = asyncio.Event()
         """Set whenever ``apply_q`` is empty and no entry is being applied."""
         self.apply_idle.set()
+        self.applied_event = asyncio.Event()
+        """Set (and replaced) each time an entry is applied: ``next_apply`` waits on it."""
         self.ledger_lock = asyncio.Lock()
         """Held while a block is applied, by the apply task or by catch-up: one writer of the ledger at a time."""
         self.fetch_ahead: asyncio.Task[None] | None = None
@@ -668,7 +670,20 @@ class ConsensusDriver:
             self.app_applied = int(e.index)
             if not self.apply_q:
                 self.apply_idle.set()
+            self.applied_event.set()
+            self.applied_event = asyncio.Event()
             self.wake.set()  # the main loop may now cut the next block
+
+    async def next_apply(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this node to apply its next entry; False if none came.
+        Admission uses it to hold a tx whose nonce the node is about to see (``NodeAPI.admit_one``)."""
+        if len(self.ledger.active) <= 1:
+            return False  # the only node: it is never behind anyone
+        try:
+            await asyncio.wait_for(self.applied_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     async def _drain_applies(self) -> None:
         """Wait until every committed entry handed to the apply task is applied."""

@@ -114,6 +114,8 @@ class Node:
             status_extra=self.driver.status,
             after_admit=self._admitted,
             wall_ms=self.driver.wall_ms,
+            next_apply=self.driver.next_apply,
+            behind_wait_s=min(1.0, 5 * genesis.params.tick_ms / 1000),
         )
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
