@@ -298,6 +298,13 @@ class ConsensusDriver:
             self.raft.campaign()  # the only voter: no one to wait for
         try:
             while True:
+                if self.cut_at is not None and self.cut_at <= clock.monotonic():
+                    # A cut came due while the leader could not cut (a config change or a block still to apply,
+                    # an execution in flight). Waiting for that deadline again would be no wait at all: the loop
+                    # would spin without ever yielding to the tasks that clear the way (found by the whole-node
+                    # simulator: a membership change with txs pending hung the leader). The event that clears the
+                    # way wakes the loop, and the cut is decided afresh.
+                    self.cut_at = None
                 deadline = next_tick if self.cut_at is None else min(next_tick, self.cut_at)
                 timeout = deadline - clock.monotonic()
                 if timeout > 0 and not self.inbox:
