@@ -782,6 +782,8 @@ class ConsensusDriver:
         """Catch up to a snapshot's block (``node.catchup``: fetch and verify blocks, or install state)."""
         async with self.ledger_lock:
             await self.catchup.restore(snap)
+        # A state snapshot skips the blocks below it: drop pending txs they committed (waiters get the location).
+        self.mempool.rebuild(self.wall_ms())
 
     def _caught_up_block(self, block: Block) -> None:
         """Catch-up applied a fetched block: sign the new head and tell the mempool."""

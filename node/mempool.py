@@ -124,6 +124,10 @@ class Mempool:
             try:
                 self._admit_checked(d, now_ms)
             except CempError as e:
+                loc = self.ledger.tx_location(h)
+                if loc is not None:  # committed in blocks this node caught up on without applying one by one
+                    self._resolve(h, loc, None)
+                    continue
                 self._resolve(
                     h, None, CempError(e.code, f"dropped from the mempool after a block: {e.message}")
                 )
