@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import msgpack
 from aiohttp import web
 
 from node import codec, merkle, schema
@@ -283,13 +282,11 @@ class NodeAPI:
         """Body: msgpack array of encoded txs. Answer: one outcome per tx, in order."""
         body = await self._body(request)
         try:
-            items = msgpack.unpackb(body, raw=False, use_list=False)
-        except (ValueError, msgpack.UnpackException, TypeError) as e:
-            raise CempError(Code.MALFORMED, f"batch body is not msgpack: {e}") from None
+            items = codec.unpack_bounded(body, max_items=MAX_BATCH_TXS)
+        except CempError as e:
+            raise CempError(e.code, f"batch body: {e.message}") from None
         if not isinstance(items, tuple) or not all(isinstance(x, bytes) for x in items):
             raise CempError(Code.BAD_TYPE, "batch body must be a msgpack array of bin (encoded txs)")
-        if len(items) > MAX_BATCH_TXS:
-            raise CempError(Code.TOO_LARGE, f"batch of {len(items)} txs; the limit is {MAX_BATCH_TXS}")
         loop = asyncio.get_running_loop()
         half = (len(items) + 1) // 2
         parts = [items[:half], items[half:]]

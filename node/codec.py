@@ -113,25 +113,134 @@ def encode(obj: object) -> bytes:
     return _pack(to_wire(obj))
 
 
-def unpack_raw(data: bytes) -> object:
-    """Unpack one canonical msgpack value; raises DecodeError on malformed or non-canonical bytes."""
+MAX_ITEMS = 65_536
+"""Longest msgpack array any wire object holds (blocks hold <= block_max_txs txs, batches <= 5000, envelopes
+<= 4096 items, state-sync chunks <= 20,000 pairs)."""
+MAX_DEPTH = 32
+"""Deepest nesting of any wire object (the deepest, an envelope item inside a block entry, is < 10)."""
+WALK_ABOVE = 64 << 10
+"""Inputs up to this size are unpacked directly (worst case ~32 bytes of objects per input byte: 2 MiB);
+larger ones are walked first so that their object count is bounded before anything is allocated."""
+BYTES_PER_OBJECT = 64
+OBJECT_FLOOR = 100_000
+
+# msgpack type byte -> how the walker steps over it: >= 0 a fixed number of bytes after the type byte; -1, -2,
+# -4 a length-prefixed payload with a 1/2/4-byte length; -10 a fixarray; -12/-14 array16/32; -99 refused
+# (maps, ext, floats: no wire object has them).
+_SKIP = [-99] * 256
+for _b in (*range(0x00, 0x80), *range(0xE0, 0x100), 0xC0, 0xC2, 0xC3):
+    _SKIP[_b] = 0
+for _b in range(0xA0, 0xC0):
+    _SKIP[_b] = _b - 0xA0  # fixstr
+for _b, _w in ((0xCC, 1), (0xCD, 2), (0xCE, 4), (0xCF, 8), (0xD0, 1), (0xD1, 2), (0xD2, 4), (0xD3, 8)):
+    _SKIP[_b] = _w
+for _b, _w in ((0xC4, 1), (0xC5, 2), (0xC6, 4), (0xD9, 1), (0xDA, 2), (0xDB, 4)):
+    _SKIP[_b] = -_w
+for _b in range(0x90, 0xA0):
+    _SKIP[_b] = -10
+_SKIP[0xDC] = -12
+_SKIP[0xDD] = -14
+
+
+def _walk(data: bytes | bytearray | memoryview, budget: int) -> None:
+    """Check the shape of one msgpack value without building it: only the types the codec uses, arrays of at
+    most ``MAX_ITEMS``, nesting of at most ``MAX_DEPTH``, at most ``budget`` objects. Raises DecodeError."""
+    buf = bytes(data)
+    n = len(buf)
+    pos = 0
+    objects = 0
+    stack: list[int] = []
+    left = 1  # values still expected at the current level
+    skip = _SKIP
+    while True:
+        while left == 0:
+            if not stack:
+                if pos > n:
+                    raise DecodeError("msgpack value is truncated")
+                return
+            left = stack.pop()
+        left -= 1
+        objects += 1
+        if pos >= n or objects > budget:
+            if pos >= n:
+                raise DecodeError("msgpack value is truncated")
+            raise DecodeError(
+                f"more than {budget} msgpack objects in {n} bytes; refused before unpacking", Code.TOO_LARGE
+            )
+        b = buf[pos]
+        k = skip[b]
+        if k >= 0:
+            pos += 1 + k
+        elif k == -1:
+            pos += 2 + buf[pos + 1] if pos + 1 < n else n + 1
+        elif k > -10:
+            w = -k
+            pos += 1 + w + int.from_bytes(buf[pos + 1 : pos + 1 + w], "big")
+        elif k == -99:
+            raise DecodeError(f"msgpack type byte 0x{b:02x} at offset {pos} has no place in a wire object")
+        else:
+            if k == -10:
+                count = b - 0x90
+                pos += 1
+            else:
+                w = 2 if k == -12 else 4
+                count = int.from_bytes(buf[pos + 1 : pos + 1 + w], "big")
+                pos += 1 + w
+            if count > MAX_ITEMS:
+                raise DecodeError(f"array of {count} items; the limit is {MAX_ITEMS}", Code.TOO_LARGE)
+            if count:
+                if len(stack) >= MAX_DEPTH:
+                    raise DecodeError(f"msgpack nested deeper than {MAX_DEPTH} levels")
+                stack.append(left)
+                left = count
+
+
+def _no_maps(pairs: object) -> object:
+    raise ValueError("maps have no place in a wire object")
+
+
+def unpack_bounded(data: bytes, max_items: int = MAX_ITEMS) -> object:
+    """Unpack one msgpack value with every cost bounded before it is paid.
+
+    Maps and ext types are refused (no wire object has them), arrays hold at most ``max_items`` items, str and
+    bin at most the input's length; an input over ``WALK_ABOVE`` bytes is first walked without allocating and
+    refused if it holds more than one object per ``BYTES_PER_OBJECT`` bytes (at least ``OBJECT_FLOOR``) or
+    nests deeper than ``MAX_DEPTH``. So the memory an input can cost is a small multiple of its size, which
+    every route bounds. No canonical check (see ``unpack_raw``).
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("expected bytes")
     if len(data) > MAX_ENCODED:
         raise DecodeError(f"encoded object is {len(data)} bytes; the limit is {MAX_ENCODED}", Code.TOO_LARGE)
+    top = data[0] if len(data) else 0
+    if top in (0xDC, 0xDD):
+        count = int.from_bytes(data[1 : 3 if top == 0xDC else 5], "big")
+        if count > max_items:
+            raise DecodeError(f"array of {count} items; the limit is {max_items}", Code.TOO_LARGE)
+    if len(data) > WALK_ABOVE:
+        _walk(data, max(OBJECT_FLOOR, len(data) // BYTES_PER_OBJECT))
     try:
-        raw = msgpack.unpackb(
+        return msgpack.unpackb(
             data,
             raw=False,
             use_list=False,
             strict_map_key=True,
-            max_bin_len=MAX_ENCODED,
-            max_str_len=MAX_ENCODED,
+            max_bin_len=len(data),
+            max_str_len=len(data),
+            max_array_len=min(max_items, MAX_ITEMS),
+            max_map_len=0,
+            max_ext_len=0,
+            object_pairs_hook=_no_maps,
         )
     except msgpack.ExtraData:
         raise DecodeError("trailing bytes after the msgpack object") from None
-    except (ValueError, msgpack.UnpackException, TypeError) as e:
-        raise DecodeError(f"not valid msgpack: {e}") from None
+    except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as e:
+        raise DecodeError(f"not valid msgpack: {e or 'nested too deeply'}") from None
+
+
+def unpack_raw(data: bytes) -> object:
+    """Unpack one canonical msgpack value; raises DecodeError on malformed or non-canonical bytes."""
+    raw = unpack_bounded(data)
     try:
         again = _pack(raw)
     except (TypeError, ValueError, OverflowError) as e:

@@ -124,8 +124,16 @@ async def fetch_state(
             if r.status != 200:
                 raise ChainError(f"state chunk refused by {address}: {r.status}")
             body = await r.read()
-        items = await asyncio.to_thread(msgpack.unpackb, body, raw=False, use_list=False)
-        for k, v in items:
+        try:
+            items = await asyncio.to_thread(codec.unpack_bounded, body, MAX_CHUNK)
+        except CempError as e:
+            raise ChainError(f"state chunk from {address}: {e.message}") from None
+        if not isinstance(items, tuple):
+            raise ChainError("state chunk is not an array")
+        for item in items:
+            if not isinstance(item, tuple) or len(item) != 2:
+                raise ChainError("state chunk is malformed")
+            k, v = item
             if not isinstance(k, bytes) or not isinstance(v, bytes) or (pairs and k <= pairs[-1][0]):
                 raise ChainError("state chunk is malformed or out of order")
             pairs.append((k, v))
