@@ -22,6 +22,7 @@ from node.chain import DecodedTx, Ledger, header_hash
 from node.crypto import sha256
 from node.devices import load_device
 from node.errors import CempError, Code
+from node.httpguard import LIMITER, read_body
 from node.mempool import Mempool, PendingView
 from node.openapi import OPENAPI
 from node.readings import decode_reading_value
@@ -76,8 +77,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return storage_error_response(e)
     except asyncio.CancelledError:
         raise
+    except RecursionError:
+        LIMITER.warning(log, "nested", "request %s %s nested too deeply", request.method, request.path[:100])
+        return web.json_response(
+            {"code": "bad_request", "message": "the request is nested too deeply; flatten it"}, status=400
+        )
     except Exception:
-        log.exception("unhandled error in %s %s", request.method, request.path)
+        ok, dropped = LIMITER.allow("internal")
+        if ok:  # a bug, so a traceback; but never a flood of them
+            log.exception(
+                "unhandled error in %s %s (%d suppressed)", request.method, request.path[:100], dropped
+            )
         return web.json_response(
             {"code": "internal", "message": "internal error; see the node log"}, status=500
         )
@@ -103,14 +113,25 @@ def header_json(h: BlockHeader) -> dict[str, Any]:
     }
 
 
+def parse_decimal(raw: str, what: str, lo: int = 0, hi: int = 1 << 62) -> int:
+    """A non-negative integer written in ASCII digits (no sign, spaces, underscores or other scripts' digits)."""
+    if not (0 < len(raw) <= 20 and raw.isascii() and raw.isdigit()):
+        raise CempError(Code.BAD_REQUEST, f"{what} {raw[:40]!r} is not a non-negative integer")
+    v = int(raw)
+    if not lo <= v <= hi:
+        raise CempError(Code.BAD_REQUEST, f"{what} {v} is outside [{lo}, {hi}]")
+    return v
+
+
 def parse_int(request: web.Request, name: str, default: int, lo: int = 0, hi: int = 1 << 62) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise CempError(Code.BAD_REQUEST, f"query parameter {name}={raw!r} is not an integer") from None
+    if not (0 < len(raw) <= 20 and raw.isascii() and raw.isdigit()):
+        raise CempError(
+            Code.BAD_REQUEST, f"query parameter {name}={raw[:40]!r} is not a non-negative integer"
+        )
+    v = int(raw)
     if not lo <= v <= hi:
         raise CempError(Code.BAD_REQUEST, f"query parameter {name}={v} is outside [{lo}, {hi}]")
     return v
@@ -118,9 +139,9 @@ def parse_int(request: web.Request, name: str, default: int, lo: int = 0, hi: in
 
 def parse_hash(s: str, what: str) -> bytes:
     try:
-        b = bytes.fromhex(s)
+        b = bytes.fromhex(s) if len(s) <= 64 else b""
     except ValueError:
-        raise CempError(Code.BAD_REQUEST, f"{what} {s!r} is not hex") from None
+        raise CempError(Code.BAD_REQUEST, f"{what} {s[:80]!r} is not hex") from None
     if len(b) != 32:
         raise CempError(Code.BAD_REQUEST, f"{what} must be 32 bytes (64 hex chars)")
     return b
@@ -208,18 +229,14 @@ class NodeAPI:
             "result": {"code": loc.code, "ok": loc.code == 0, "reason": loc.reason},
         }
 
-    async def _body(self, request: web.Request) -> bytes:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise CempError(Code.TOO_LARGE, f"request body over {MAX_BODY} bytes")
-        body = await request.read()
-        if len(body) > MAX_BODY:
-            raise CempError(Code.TOO_LARGE, f"request body over {MAX_BODY} bytes")
+    async def _body(self, request: web.Request, limit: int) -> bytes:
+        body = await read_body(request, limit)
         if not body:
             raise CempError(Code.MALFORMED, "empty body: send the encoded tx (application/msgpack)")
         return body
 
     async def submit(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._body(request, self.ledger.params.max_tx_bytes + 64)
         wait = request.query.get("wait", "")
         if wait not in ("", "commit", "none"):
             raise CempError(Code.BAD_REQUEST, "wait must be 'commit' or omitted")
@@ -280,7 +297,7 @@ class NodeAPI:
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         """Body: msgpack array of encoded txs. Answer: one outcome per tx, in order."""
-        body = await self._body(request)
+        body = await self._body(request, MAX_BODY)
         try:
             items = codec.unpack_bounded(body, max_items=MAX_BATCH_TXS)
         except CempError as e:
@@ -417,8 +434,8 @@ class NodeAPI:
 
     def _block_for(self, ref: str) -> Block:
         led = self.ledger
-        if ref.isdigit():
-            height = int(ref)
+        if ref.isascii() and ref.isdigit():
+            height = parse_decimal(ref, "block height")
         else:
             found = led.height_of_hash(parse_hash(ref, "block hash"))
             if found is None:

@@ -47,6 +47,10 @@ class NodeConfig:
     """Applied Raft entries kept before the log is compacted (local policy; blocks themselves are kept)."""
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line with a request id): ``[log] format`` or ``CEMP_LOG_FORMAT``."""
+    max_conns_per_ip: int = 64
+    """Connections one client address may hold (``[api] max_conns_per_ip``)."""
+    idle_timeout_s: float = 15.0
+    """Idle and request-head timeout of API connections (``[api] idle_timeout_s``)."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
 
@@ -60,6 +64,13 @@ def _catchup(v: str) -> str:
     if v not in ("blocks", "state"):
         raise ConfigError(f"[raft] catchup must be 'blocks' or 'state', not {v!r}")
     return v
+
+
+def _positive(table: dict[str, Any], key: str, default: Any, typ: type) -> Any:
+    v = table.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+        raise ConfigError(f"[api] {key} must be a positive number, not {v!r}")
+    return typ(v)
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
@@ -110,6 +121,8 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         tls_cert=_path(base, str(api["tls_cert"])) if api.get("tls_cert") else None,
         tls_key=_path(base, str(api["tls_key"])) if api.get("tls_key") else None,
         log_format=log_format,
+        max_conns_per_ip=_positive(api, "max_conns_per_ip", 64, int),
+        idle_timeout_s=_positive(api, "idle_timeout_s", 15.0, float),
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
         raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
         raft_catchup=_catchup(str(dict(doc.get("raft", {})).get("catchup", "blocks"))),

@@ -385,16 +385,16 @@ def _query_int(request: web.Request, name: str, default: int, lo: int, hi: int) 
     raw = request.query.get(name)
     if not raw:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (len(raw) <= 20 and raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise CempError(Code.BAD_REQUEST, f"query parameter {name}={raw!r} is not an integer in [{lo}, {hi}]")
     return int(raw)
 
 
 def _hex32(s: str, what: str) -> bytes:
     try:
-        b = bytes.fromhex(s)
+        b = bytes.fromhex(s) if len(s) <= 64 else b""
     except ValueError:
-        raise CempError(Code.BAD_REQUEST, f"{what} {s!r} is not hex") from None
+        raise CempError(Code.BAD_REQUEST, f"{what} {s[:80]!r} is not hex") from None
     if len(b) != 32:
         raise CempError(Code.BAD_REQUEST, f"{what} must be 32 bytes (64 hex chars)")
     return b
@@ -469,8 +469,17 @@ class DocumentsAPI:
         before = request.query.get("before")
         if before:
             height, sep, index = before.partition("-")
-            if not (sep and height.isdigit() and index.isdigit()):
-                raise CempError(Code.BAD_REQUEST, f"before={before!r} is not a cursor like 12-0")
+            if not (
+                sep
+                and 0 < len(height) <= 19
+                and 0 < len(index) <= 10
+                and (height + index).isascii()
+                and height.isdigit()
+                and index.isdigit()
+                and int(height) < 1 << 63
+                and int(index) < 1 << 32
+            ):
+                raise CempError(Code.BAD_REQUEST, f"before={before[:60]!r} is not a cursor like 12-0")
             stop = prefix + int(height).to_bytes(8, "big") + int(index).to_bytes(4, "big")
         snap = self.node.ledger.store.snapshot()
         out: list[dict[str, Any]] = []

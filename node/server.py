@@ -25,13 +25,14 @@ import prometheus_client as prom
 from aiohttp import web
 
 from node import httplog, logs
-from node.api import NodeAPI, errors_middleware
+from node.api import MAX_BODY, NodeAPI, errors_middleware
 from node.backup import admin_routes, socket_path
 from node.chain import DecodedTx, Ledger
 from node.config import NodeConfig
 from node.crypto import KeyPair, read_key_file
 from node.driver import ConsensusDriver
 from node.genesis import read_genesis
+from node.httpguard import GuardedRunner, HttpLimits, quiet_loop_errors, raise_descriptor_limit
 from node.integrity import check_head, check_raft_log
 from node.mempool import Mempool
 from node.metrics import NodeMetrics, ScrapeCollector
@@ -39,7 +40,6 @@ from node.migrations import migrate
 from node.seams import Seams
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
-from node.transport import MAX_PEER_BODY
 from node.txkinds import KindRegistry
 from node.types import Block, Genesis
 from node.watermark import Watermark, path_beside
@@ -156,9 +156,10 @@ class Node:
 
     def web_app(self) -> web.Application:
         httplog.install()  # parse errors are logged without the request's bytes (credentials)
-        # The peer transport carries whole blocks; client API bodies are held to MAX_BODY by NodeAPI itself.
+        # Every body is held to MAX_BODY (chunked or not); the peer transport reads its larger envelopes itself,
+        # up to node.transport.MAX_PEER_BODY, through node.httpguard.read_body.
         app = web.Application(
-            middlewares=[logs.request_id_middleware, errors_middleware], client_max_size=MAX_PEER_BODY
+            middlewares=[logs.request_id_middleware, errors_middleware], client_max_size=MAX_BODY
         )
         logs.install(app)
         for provider in self.routes:
@@ -250,7 +251,13 @@ async def serve(
     ready: asyncio.Event | None = None,
 ) -> None:
     node = open_node(cfg, kinds, routes)
-    runner = web.AppRunner(node.web_app(), access_log=None)
+    quiet_loop_errors(asyncio.get_running_loop())
+    limits = HttpLimits(
+        max_conns_per_ip=cfg.max_conns_per_ip,
+        max_conns=raise_descriptor_limit(listeners=1),
+        idle_timeout_s=cfg.idle_timeout_s,
+    )
+    runner = GuardedRunner(node.web_app(), limits)
     await runner.setup()
     ssl_ctx = None
     if cfg.tls_cert is not None and cfg.tls_key is not None:

@@ -22,6 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from node.crypto import KeyPair
+from node.httpguard import read_body
 from node.peer import PeerError, open_envelope, seal
 from node.types import PublicKey
 
@@ -31,7 +32,7 @@ PEER_PATH = "/peer/v1/msgs"
 MAX_QUEUE = 10_000
 MAX_BATCH = 4096
 MAX_PEER_BODY = 96 << 20
-"""Largest envelope a node accepts (the aiohttp app's body limit)."""
+"""Largest envelope a node accepts; the public routes are held to ``node.api.MAX_BODY``."""
 ENVELOPE_BUDGET = 24 << 20
 """A sender stops adding messages to an envelope past this many (estimated) bytes."""
 
@@ -141,7 +142,7 @@ class Transport:
 
     # --- inbound ---------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
+        raw = await read_body(request, MAX_PEER_BODY)
         try:
             sender, msgs = open_envelope(raw, self.chain_id, self.me, self.members)
         except PeerError as e:
