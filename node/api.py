@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 8 << 20
 MAX_BATCH_TXS = 5000
+MAX_READINGS_SCAN = 20_000
+"""Stored readings one request may look at (a filter that matches nothing costs this much, not the history)."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -559,6 +561,9 @@ class NodeAPI:
         return web.json_response({"devices": out})
 
     async def readings(self, request: web.Request) -> web.Response:
+        """Readings in key order (time, then sequence), ``limit`` at most, looking at no more than
+        ``MAX_READINGS_SCAN`` stored readings per request: with ``quantity`` set, a page can end before it is full.
+        ``next`` (a ``ts-seq`` cursor, or null at the end) is the ``after`` of the following page."""
         dev = self._device(request)
         now = int(time.time() * 1000)
         start = parse_int(request, "from", 0)
@@ -566,10 +571,24 @@ class NodeAPI:
         limit = parse_int(request, "limit", 1000, 1, 10_000)
         if stop < start:
             raise CempError(Code.BAD_REQUEST, "'to' is before 'from'")
-        quantity = request.query.get("quantity")
+        quantity = request.query.get("quantity") or None
+        if quantity is not None and len(quantity) > 64:
+            raise CempError(Code.BAD_REQUEST, "quantity is at most 64 characters")
         lo, hi = schema.reading_range(dev.devnum, start, stop)
+        after = request.query.get("after")
+        if after:
+            ts_s, sep, seq_s = after.partition("-")
+            a_ts = parse_decimal(ts_s, "after cursor time", 0, (1 << 63) - 1) if sep else -1
+            a_seq = parse_decimal(seq_s, "after cursor sequence", 0, (1 << 63) - 1) if sep else -1
+            if a_ts < 0:
+                raise CempError(Code.BAD_REQUEST, f"after={after[:60]!r} is not a cursor like 1760000000000-17")
+            lo = max(lo, schema.reading(dev.devnum, a_ts, a_seq) + b"\x00")
         out: list[dict[str, Any]] = []
-        for k, v in self.ledger.store.iterate(lo, hi, limit=None if quantity else limit):
+        last: bytes | None = None
+        scanned = 0
+        for k, v in self.ledger.store.iterate(lo, hi, limit=MAX_READINGS_SCAN):
+            scanned += 1
+            last = k
             _, ts, seq = schema.parse_reading_key(k)
             q, val, unit, flags = decode_reading_value(v)
             if quantity and q != quantity:
@@ -577,7 +596,12 @@ class NodeAPI:
             out.append({"seq": seq, "ts_ms": ts, "quantity": q, "value": val, "unit": unit, "flags": flags})
             if len(out) >= limit:
                 break
-        return web.json_response({"device": dev.handle, "readings": out})
+        more = last is not None and (len(out) >= limit or scanned >= MAX_READINGS_SCAN)
+        cursor = None
+        if more and last is not None:
+            _, ts, seq = schema.parse_reading_key(last)
+            cursor = f"{ts}-{seq}"
+        return web.json_response({"device": dev.handle, "readings": out, "next": cursor})
 
     async def hourly(self, request: web.Request) -> web.Response:
         dev = self._device(request)
