@@ -581,7 +581,9 @@ class NodeAPI:
             a_ts = parse_decimal(ts_s, "after cursor time", 0, (1 << 63) - 1) if sep else -1
             a_seq = parse_decimal(seq_s, "after cursor sequence", 0, (1 << 63) - 1) if sep else -1
             if a_ts < 0:
-                raise CempError(Code.BAD_REQUEST, f"after={after[:60]!r} is not a cursor like 1760000000000-17")
+                raise CempError(
+                    Code.BAD_REQUEST, f"after={after[:60]!r} is not a cursor like 1760000000000-17"
+                )
             lo = max(lo, schema.reading(dev.devnum, a_ts, a_seq) + b"\x00")
         out: list[dict[str, Any]] = []
         last: bytes | None = None

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 from node import codec, schema
 from node.api import MAX_READINGS_SCAN
 from node.server import Node
-from node.testing import TestConsortium
 from node.types import DeviceRecord
+from tests.support.testing import TestConsortium
 from tests.unit.test_api import registered
 
 N = 60_000
