@@ -596,11 +596,13 @@ def _band_episodes(
     i = 0
     # An episode: band_min_hours consecutive hours on one side (consecutive in time, not just in the list);
     # it lasts until band_clear_hours hours in a row are not on that side, or the data have a hole that long.
+    nz = np.flatnonzero(side)  # most hours are inside the band: visit only the others
     while i < n:
+        p = int(np.searchsorted(nz, i))
+        if p >= nz.size:
+            break
+        i = int(nz[p])
         s = int(side[i])
-        if s == 0:
-            i += 1
-            continue
         j = i
         while j + 1 < n and side[j + 1] == s and hm[j + 1] - hm[j] == HOUR_MS:
             j += 1

@@ -16,37 +16,45 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 CONVENTION = "residual = measured - predicted; denominators n - p (p = fitted parameters; 0 on held-out data)"
 HOURLY_BOUNDS = {"cv_rmse_pct": 30.0, "nmbe_pct": 10.0}
 MONTHLY_BOUNDS = {"cv_rmse_pct": 15.0, "nmbe_pct": 5.0}
 
 
-def _check(y: Sequence[float], yhat: Sequence[float], p: int) -> float:
-    n = len(y)
-    if n != len(yhat):
-        raise ValueError(f"{n} measurements but {len(yhat)} predictions")
+Series = Sequence[float] | npt.NDArray[np.float64]
+
+
+def _check(y: Series, yhat: Series, p: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    a = np.asarray(y, dtype=np.float64)
+    b = np.asarray(yhat, dtype=np.float64)
+    n = a.size
+    if a.ndim != 1 or b.shape != a.shape:
+        raise ValueError(f"{n} measurements but {b.size} predictions")
     if p < 0 or n - p <= 0:
         raise ValueError(f"{n} points are too few for {p} parameters")
-    mean = sum(y) / n
-    if mean <= 0:
+    mean = float(a.mean())
+    if not mean > 0:
         raise ValueError("the measured mean must be positive for CV(RMSE) and NMBE")
-    return mean
+    return a, b, mean
 
 
-def cv_rmse(y: Sequence[float], yhat: Sequence[float], p: int = 0) -> float:
+def cv_rmse(y: Series, yhat: Series, p: int = 0) -> float:
     """CV(RMSE) in percent."""
-    mean = _check(y, yhat, p)
-    sse = sum((a - b) ** 2 for a, b in zip(y, yhat, strict=True))
-    return 100.0 * math.sqrt(sse / (len(y) - p)) / mean
+    a, b, mean = _check(y, yhat, p)
+    sse = float(((a - b) ** 2).sum())
+    return 100.0 * math.sqrt(sse / (a.size - p)) / mean
 
 
-def nmbe(y: Sequence[float], yhat: Sequence[float], p: int = 0) -> float:
+def nmbe(y: Series, yhat: Series, p: int = 0) -> float:
     """NMBE in percent (positive: the model under-predicts)."""
-    mean = _check(y, yhat, p)
-    return 100.0 * sum(a - b for a, b in zip(y, yhat, strict=True)) / ((len(y) - p) * mean)
+    a, b, mean = _check(y, yhat, p)
+    return 100.0 * float((a - b).sum()) / ((a.size - p) * mean)
 
 
-def report(y: Sequence[float], yhat: Sequence[float], p: int, grain: str = "hour") -> dict[str, Any]:
+def report(y: Series, yhat: Series, p: int, grain: str = "hour") -> dict[str, Any]:
     """Both metrics, n, p, the convention and whether Guideline 14's calibration bounds for ``grain`` are met."""
     cv, nm = cv_rmse(y, yhat, p), nmbe(y, yhat, p)
     bounds = HOURLY_BOUNDS if grain == "hour" else MONTHLY_BOUNDS

@@ -2,17 +2,21 @@
 
 - ``fit_3ph(T, E)``: ``E = β0 + β1 · max(β2 − T, 0)`` (ASHRAE RP-1050 "3P heating"). The balance point β2 is found by
   a grid search (0.5 K over the observed temperature range, then 0.05 K around the best), each candidate by
-  ordinary least squares on the hinge regressor; the lowest SSE wins. Candidates leave at least
+  ordinary least squares on the hinge regressor (all candidates at once from prefix sums over the points sorted
+  by temperature); the lowest SSE wins. Candidates leave at least
   ``MIN_SIDE_FRACTION`` of the points on the heating side. A balance point with fewer than 1 % of the points
   above it means the data show no change point (every point is heating): the model then behaves as a 2-parameter line, and says so.
   p = 3.
 - ``fit_hourly(...)``: hourly consumption against hour of day × (weekday, weekend) (48 level terms, TOWT-like) plus
   one heating slope per tariff period (peak, flat, valley) on the degree-hours ``max(τ − T_h, 0)``; τ is
-  grid-searched (1 K, then 0.2 K and 0.05 K around the best). A storage plant answers cold weather with charging in the valley, so the slope per
+  grid-searched (1 K, then 0.2 K and 0.05 K around the best), every candidate of a stage solved at once from sums
+  per (level group, slope group) cell (exact OLS, the 48 levels absorbed by the within transformation; no design
+  matrix). A storage plant answers cold weather with charging in the valley, so the slope per
   period is what the tariff changes. p = 48 + 3 + 1 (τ); the variant with one slope per hour of day (``hourly_by_hour``) has p = 48 + 24 + 1.
 - ``select(...)``: fits both on the training hours and evaluates both on held-out hours (``holdout_mask``: every
   fourth week, so held-out days cover the whole season); the hourly variant is used only if its held-out
-  CV(RMSE) beats the change-point model's.
+  CV(RMSE) beats the change-point model's. A series with no heating response has no change-point model (the entry
+  says why) and is described by the hourly levels alone. ``Frame`` prepares the hours once for many series.
 """
 
 from __future__ import annotations
@@ -76,17 +80,30 @@ def _candidates(t: Arr, step: float, lo: float | None = None, hi: float | None =
 
 
 def _ols_hinge(t: Arr, e: Arr, taus: Arr) -> tuple[Arr, Arr, Arr]:
-    """For each candidate τ: (β0, β1, SSE) of e = β0 + β1·max(τ − t, 0), vectorised over τ."""
-    x = np.maximum(taus[:, None] - t[None, :], 0.0)  # (k, n)
-    xm = x.mean(axis=1)
-    em = e.mean()
-    sxx = ((x - xm[:, None]) ** 2).sum(axis=1)
-    sxy = ((x - xm[:, None]) * (e - em)[None, :]).sum(axis=1)
+    """For each candidate τ: (β0, β1, SSE) of e = β0 + β1·max(τ − t, 0), by prefix sums over the points sorted by
+    temperature (the hinge is τ − t on the points colder than τ, 0 elsewhere): O(n log n + k), exact OLS."""
+    order = np.argsort(t, kind="stable")
+    ts, es = t[order], e[order]
+    zero = np.zeros(1)
+    c_t = np.concatenate([zero, np.cumsum(ts)])
+    c_tt = np.concatenate([zero, np.cumsum(ts * ts)])
+    c_e = np.concatenate([zero, np.cumsum(es)])
+    c_te = np.concatenate([zero, np.cumsum(ts * es)])
+    j = np.searchsorted(ts, taus, side="left")  # points with t < τ
+    n = float(t.size)
+    sx = j * taus - c_t[j]
+    sxx_raw = j * taus**2 - 2 * taus * c_t[j] + c_tt[j]
+    sxe = taus * c_e[j] - c_te[j]
+    em = float(e.mean())
+    xm = sx / n
+    sxx = sxx_raw - sx * xm
+    sxy = sxe - sx * em
+    syy = float(((e - em) ** 2).sum())
     with np.errstate(divide="ignore", invalid="ignore"):
-        b1 = np.where(sxx > 0, sxy / np.where(sxx > 0, sxx, 1.0), 0.0)
+        ok = sxx > 1e-12 * np.maximum(sxx_raw, 1.0)
+        b1 = np.where(ok, sxy / np.where(ok, sxx, 1.0), 0.0)
     b0 = em - b1 * xm
-    resid = e[None, :] - b0[:, None] - b1[:, None] * x
-    sse = (resid**2).sum(axis=1)
+    sse = np.maximum(syy - b1 * sxy, 0.0)
     return b0, b1, sse
 
 
@@ -139,9 +156,15 @@ class HourlyModel:
         return 48 + len(self.slopes) + 1
 
     def predict(self, times: Sequence[datetime], temp: Sequence[float] | Arr, bands: Sequence[str]) -> Arr:
-        x = _design(times, np.asarray(temp, dtype=np.float64), bands, self.balance_c, self.by)
-        coef = np.array([*self.levels, *(self.slopes[b] for b in slope_names(self.by))])
-        out: Arr = x @ coef
+        return self.predict_on(Calendar.of(times, bands), temp)
+
+    def predict_on(self, cal: Calendar, temp: Sequence[float] | Arr) -> Arr:
+        t = np.asarray(temp, dtype=np.float64)
+        if t.size != len(cal):
+            raise ValueError("times, temperatures and tariff periods must have the same length")
+        levels = np.asarray(self.levels)
+        slopes = np.array([self.slopes[b] for b in slope_names(self.by)])
+        out: Arr = levels[cal.group] + slopes[cal.slope[self.by]] * np.maximum(self.balance_c - t, 0.0)
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -162,43 +185,89 @@ def slope_names(by: str) -> tuple[str, ...]:
     return BANDS if by == "tariff" else tuple(f"{h:02d}" for h in range(24))
 
 
-def _parts(times: Sequence[datetime], bands: Sequence[str], by: str) -> tuple[npt.NDArray[np.int64], Arr]:
-    """The level group of each hour (hour of day, +24 on weekends) and the slope-group masks (n × k)."""
-    n = len(times)
-    if n != len(bands):
-        raise ValueError("times, temperatures and tariff periods must have the same length")
-    group = np.fromiter((tm.hour + (24 if tm.weekday() >= 5 else 0) for tm in times), dtype=np.int64, count=n)
-    names = slope_names(by)
-    keys = bands if by == "tariff" else [f"{tm.hour:02d}" for tm in times]
-    masks = np.array([[k == b for b in names] for k in keys], dtype=np.float64).reshape(n, len(names))
-    return group, masks
+@dataclass(frozen=True, slots=True)
+class Calendar:
+    """What the hourly models need of the hours, computed once per series (devices of a site share it): the level
+    group of each hour (hour of day, +24 on weekends) and its slope group under each variant."""
+
+    group: npt.NDArray[np.int64]
+    slope: dict[str, npt.NDArray[np.int64]]
+    """``"tariff"``: index into ``BANDS``; ``"hour"``: hour of day."""
+
+    @classmethod
+    def of(cls, times: Sequence[datetime], bands: Sequence[str]) -> Calendar:
+        n = len(times)
+        if n != len(bands):
+            raise ValueError("times, temperatures and tariff periods must have the same length")
+        unknown = set(bands) - set(BANDS)
+        if unknown:
+            raise ValueError(f"unknown tariff periods {sorted(unknown)}")
+        hour = np.fromiter((tm.hour for tm in times), dtype=np.int64, count=n)
+        weekend = np.fromiter((tm.weekday() >= 5 for tm in times), dtype=np.bool_, count=n)
+        index = {b: i for i, b in enumerate(BANDS)}
+        band = np.fromiter((index[b] for b in bands), dtype=np.int64, count=n)
+        return cls(hour + 24 * weekend, {"tariff": band, "hour": hour})
+
+    def __len__(self) -> int:
+        return int(self.group.size)
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> Calendar:
+        return Calendar(self.group[mask], {k: v[mask] for k, v in self.slope.items()})
 
 
-def _design(times: Sequence[datetime], t: Arr, bands: Sequence[str], tau: float, by: str) -> Arr:
-    group, masks = _parts(times, bands, by)
-    if t.size != group.size:
-        raise ValueError("times, temperatures and tariff periods must have the same length")
-    levels = np.zeros((group.size, 48))
-    levels[np.arange(group.size), group] = 1.0
-    return np.hstack([levels, masks * np.maximum(tau - t, 0.0)[:, None]])
+def _normal_equations(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tuple[Arr, Arr, Arr, Arr, Arr]:
+    """For every candidate τ at once: the within-group (48 level dummies absorbed) normal equations of the slopes,
+    ``A β = b``, with ``x = max(τ − t, 0)`` split into one column per slope group. Each hour lies in exactly one
+    level group and one slope group, so every sum needed is a sum over (level group, slope group) cells; rows are
+    sorted by cell once and summed with ``np.add.reduceat`` (O(k·n), no design matrix).
 
-
-def _fit_fixed_tau(group: npt.NDArray[np.int64], masks: Arr, t: Arr, e: Arr, tau: float) -> tuple[float, Arr]:
-    """Least squares with 48 level dummies by the within transformation: demean by group, solve the k slopes,
-    then each level is its group's mean residual. Exact OLS, without the full design matrix (fast)."""
-    z = masks * np.maximum(tau - t, 0.0)[:, None]
-    count = np.bincount(group, minlength=48).astype(np.float64)
+    Returns A (k×m×m), b (k×m), the per-group sums Sx (k×48×m) and counts and means needed for the levels."""
+    m = len(slope_names(by))
+    sg = cal.slope[by]
+    cell = cal.group * m + sg
+    order = np.argsort(cell, kind="stable")
+    cs = cell[order]
+    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
+    cells = cs[starts]
+    cg, cb = cells // m, cells % m
+    x = np.maximum(taus[:, None] - t[order][None, :], 0.0)  # (k, n) in cell order
+    eo = e[order]
+    sx = np.add.reduceat(x, starts, axis=1)  # (k, C)
+    sxx = np.add.reduceat(x * x, starts, axis=1)
+    sxy = np.add.reduceat(x * eo[None, :], starts, axis=1)
+    count = np.bincount(cal.group, minlength=48).astype(np.float64)
     safe = np.where(count > 0, count, 1.0)
-    e_mean = np.bincount(group, weights=e, minlength=48) / safe
-    z_mean = np.stack(
-        [np.bincount(group, weights=z[:, j], minlength=48) / safe for j in range(z.shape[1])], axis=1
-    )
-    zt = z - z_mean[group]
-    et = e - e_mean[group]
-    beta, *_ = np.linalg.lstsq(zt.T @ zt, zt.T @ et, rcond=None)
-    sse = float(((et - zt @ beta) ** 2).sum())
-    levels = e_mean - z_mean @ beta
-    return sse, np.concatenate([levels, beta])
+    e_mean = np.bincount(cal.group, weights=e, minlength=48).astype(np.float64) / safe
+    k = taus.size
+    sxg = np.zeros((k, 48, m))
+    sxg[:, cg, cb] = sx
+    a = np.zeros((k, m, m))
+    diag = np.zeros((k, m))
+    np.add.at(diag.T, cb, sxx.T)
+    rhs = np.zeros((k, m))
+    np.add.at(rhs.T, cb, sxy.T)
+    a[:, np.arange(m), np.arange(m)] = diag
+    a -= np.einsum("kgb,kgc,g->kbc", sxg, sxg, 1.0 / safe)
+    rhs -= np.einsum("kgb,g->kb", sxg, e_mean)
+    return a, rhs, sxg, count, e_mean
+
+
+def _fit_taus(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tuple[Arr, Arr]:
+    """SSE and coefficients (48 levels, then the slopes) of the hourly model at each candidate τ: exact OLS."""
+    a, rhs, sxg, count, e_mean = _normal_equations(cal, by, t, e, taus)
+    m = rhs.shape[1]
+    # A slope group with no degree-hours at some τ has a zero row and column: pin its slope to 0 there.
+    scale = np.maximum(np.abs(a[:, np.arange(m), np.arange(m)]).max(axis=1), 1e-300)
+    empty = np.abs(a[:, np.arange(m), np.arange(m)]) <= 1e-12 * scale[:, None]
+    a = a + np.einsum("kb,bc->kbc", empty.astype(np.float64), np.eye(m))
+    rhs = np.where(empty, 0.0, rhs)
+    beta = np.linalg.solve(a, rhs[:, :, None])[:, :, 0]
+    # SSE at the optimum: Σ(e − ē_g)² − βᵀb
+    sst = float(((e - e_mean[cal.group]) ** 2).sum())
+    sse = sst - np.einsum("kb,kb->k", beta, rhs)
+    safe = np.where(count > 0, count, 1.0)
+    levels = e_mean[None, :] - np.einsum("kgb,kb->kg", sxg, beta) / safe[None, :]
+    return sse, np.concatenate([levels, beta], axis=1)
 
 
 def fit_hourly(
@@ -209,20 +278,29 @@ def fit_hourly(
     by: str = "tariff",
 ) -> HourlyModel:
     """Fit the hourly time-of-week model with a heating slope per tariff period (``by="tariff"``) or per hour of
-    day (``by="hour"``); balance point by grid search."""
+    day (``by="hour"``); balance point by grid search (every candidate of a stage solved at once)."""
+    t = np.asarray(temp, dtype=np.float64)
+    e = np.asarray(energy, dtype=np.float64)
+    if not t.size == e.size == len(times) == len(bands):
+        raise ValueError("times, temperatures, energy and tariff periods must have the same length")
+    return fit_hourly_on(Calendar.of(times, bands), t, e, by)
+
+
+def fit_hourly_on(
+    cal: Calendar, temp: Sequence[float] | Arr, energy: Sequence[float] | Arr, by: str
+) -> HourlyModel:
+    """``fit_hourly`` on a prepared calendar (devices of a site share one)."""
     if by not in ("tariff", "hour"):
         raise ValueError("by must be 'tariff' or 'hour'")
     t = np.asarray(temp, dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
     if e.size < 200:
         raise ValueError(f"{e.size} hours are too few for the hourly model (at least 200)")
-    if not t.size == e.size == len(times) == len(bands):
+    if not t.size == e.size == len(cal):
         raise ValueError("times, temperatures, energy and tariff periods must have the same length")
-    unknown = set(bands) - set(BANDS)
-    if unknown:
-        raise ValueError(f"unknown tariff periods {sorted(unknown)}")
-    group, masks = _parts(times, bands, by)
-    missing = sorted(set(range(48)) - set(group.tolist()))
+    if not (np.isfinite(t).all() and np.isfinite(e).all()):
+        raise ValueError("temperature and energy must be finite numbers")
+    missing = sorted(set(range(48)) - set(np.unique(cal.group).tolist()))
     if missing:
         raise ValueError(
             f"no data for {len(missing)} hour-of-week groups (e.g. group {missing[0]}): fit a full week"
@@ -230,10 +308,10 @@ def fit_hourly(
     best: tuple[float, float, Arr] | None = None
     for step, span in ((1.0, 0.0), (0.2, 1.0), (0.05, 0.2)):
         taus = _candidates(t, step) if best is None else _candidates(t, step, best[1] - span, best[1] + span)
-        for tau in taus:
-            sse, coef = _fit_fixed_tau(group, masks, t, e, float(tau))
-            if best is None or sse < best[0]:
-                best = (sse, float(tau), coef)
+        sse, coef = _fit_taus(cal, by, t, e, taus)
+        i = int(np.argmin(sse))
+        if best is None or sse[i] < best[0]:
+            best = (float(sse[i]), float(taus[i]), coef[i])
     assert best is not None
     _, tau, coef = best
     return HourlyModel(
@@ -250,8 +328,27 @@ def holdout_mask(times: Sequence[datetime]) -> npt.NDArray[np.bool_]:
     """True for held-out hours: every fourth week counted from the first day (so 25 % of the season)."""
     if not times:
         return np.zeros(0, dtype=bool)
-    d0 = times[0].date()
-    return np.array([((tm.date() - d0).days // 7) % 4 == 3 for tm in times], dtype=bool)
+    d0 = times[0].date().toordinal()
+    days = np.fromiter((tm.toordinal() for tm in times), dtype=np.int64, count=len(times)) - d0
+    out: npt.NDArray[np.bool_] = (days // 7) % 4 == 3
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The hours of a series prepared once for ``select``: calendar and held-out split, with the training and
+    held-out calendars. Every device of a site over the same hours shares one frame."""
+
+    calendar: Calendar
+    held_out: npt.NDArray[np.bool_]
+    train_cal: Calendar
+    held_cal: Calendar
+
+    @classmethod
+    def of(cls, times: Sequence[datetime], bands: Sequence[str]) -> Frame:
+        cal = Calendar.of(times, bands)
+        ho = holdout_mask(times)
+        return cls(cal, ho, cal.take(~ho), cal.take(ho))
 
 
 def predict(
@@ -265,39 +362,53 @@ def predict(
     return model.predict(times, temp, bands)
 
 
+def predict_on(model: ChangePoint3PH | HourlyModel, cal: Calendar, temp: Sequence[float] | Arr) -> Arr:
+    if isinstance(model, ChangePoint3PH):
+        return model.predict(temp)
+    return model.predict_on(cal, temp)
+
+
 def select(
-    times: Sequence[datetime], temp: Sequence[float], energy: Sequence[float], bands: Sequence[str]
+    times: Sequence[datetime],
+    temp: Sequence[float] | Arr,
+    energy: Sequence[float] | Arr,
+    bands: Sequence[str],
+    frame: Frame | None = None,
 ) -> dict[str, Any]:
     """Fit the change-point model and the two hourly variants on the training hours, score all on held-out hours;
     the one with the lowest held-out CV(RMSE) is chosen (an hourly variant only where it beats the change-point
-    model there)."""
+    model there). ``frame`` (``Frame.of(times, bands)``) may be passed in when several series share the hours."""
     t = np.asarray(temp, dtype=np.float64)
     e = np.asarray(energy, dtype=np.float64)
-    ho = holdout_mask(times)
+    if not t.size == e.size == len(times) == len(bands):
+        raise ValueError("times, temperatures, energy and tariff periods must have the same length")
+    fr = frame if frame is not None else Frame.of(times, bands)
+    if len(fr.calendar) != e.size:
+        raise ValueError("the frame does not match the series")
+    ho = fr.held_out
     tr = ~ho
     if ho.sum() < 24 or tr.sum() < 200:
         raise ValueError("at least 4 weeks of hourly data are needed (3 to fit, 1 held out)")
-    tt = [tm for tm, m in zip(times, tr, strict=True) if m]
-    th = [tm for tm, m in zip(times, ho, strict=True) if m]
-    bt = [b for b, m in zip(bands, tr, strict=True) if m]
-    bh = [b for b, m in zip(bands, ho, strict=True) if m]
-    fitted: dict[str, ChangePoint3PH | HourlyModel] = {
-        "change_point": fit_3ph(t[tr], e[tr]),
-        "hourly": fit_hourly(tt, t[tr], e[tr], bt, by="tariff"),
-        "hourly_by_hour": fit_hourly(tt, t[tr], e[tr], bt, by="hour"),
-    }
+    fitted: dict[str, ChangePoint3PH | HourlyModel] = {}
     out: dict[str, Any] = {}
-    y = e[ho].tolist()
+    try:
+        fitted["change_point"] = fit_3ph(t[tr], e[tr])
+    except (
+        ValueError
+    ) as err:  # no heating response (a pump in standby): the hourly levels may still describe it
+        out["change_point"] = {"unfit": str(err)}
+    fitted["hourly"] = fit_hourly_on(fr.train_cal, t[tr], e[tr], by="tariff")
+    fitted["hourly_by_hour"] = fit_hourly_on(fr.train_cal, t[tr], e[tr], by="hour")
     for name, m in fitted.items():
         out[name] = {
             **m.to_json(),
-            "fit": metrics.report(e[tr].tolist(), predict(m, tt, t[tr], bt).tolist(), m.p),
-            "held_out": metrics.report(y, predict(m, th, t[ho], bh).tolist(), 0),
+            "fit": metrics.report(e[tr], predict_on(m, fr.train_cal, t[tr]), m.p),
+            "held_out": metrics.report(e[ho], predict_on(m, fr.held_cal, t[ho]), 0),
         }
     chosen = min(fitted, key=lambda k: (out[k]["held_out"]["cv_rmse_pct"], k != "change_point"))
     return {
         "chosen": chosen,
-        **out,
+        **{k: out[k] for k in ("change_point", "hourly", "hourly_by_hour")},
         "split": "held out: every fourth week from the first day; the rest fits",
         "_models": fitted,
     }

@@ -143,3 +143,43 @@ def test_hour_of_day_slopes_win_when_the_plant_charges_off_the_tariff_periods() 
     assert sel["hourly_by_hour"]["slopes"]["02"] == pytest.approx(150, rel=0.05)
     assert sel["hourly_by_hour"]["slopes"]["14"] == pytest.approx(20, rel=0.2)
     assert sel["hourly_by_hour"]["held_out"]["cv_rmse_pct"] < sel["hourly"]["held_out"]["cv_rmse_pct"]
+
+
+@pytest.mark.parametrize("by", ["tariff", "hour"])
+def test_vectorised_fit_equals_least_squares_on_the_full_design(by: str) -> None:
+    """The grid search solves every candidate balance point at once from per-cell sums; at each τ that must be the
+    same OLS as numpy's lstsq on the full design matrix (48 level dummies + one hinge column per slope group)."""
+    times, temps, energy, _ = _season(6)
+    rng = random.Random(2)
+    # tariff periods that change within an hour-of-week group (as the Mengxi table does between months)
+    bands = [models.BANDS[rng.randrange(3)] if t.month in (12, 1) else "flat" for t in times]
+    cal = models.Calendar.of(times, bands)
+    t, e = np.asarray(temps), np.asarray(energy)
+    taus = np.array([-5.0, 3.3, 8.0])
+    sse, coef = models._fit_taus(cal, by, t, e, taus)
+    names = models.slope_names(by)
+    keys = bands if by == "tariff" else [f"{tm.hour:02d}" for tm in times]
+    for i, tau in enumerate(taus):
+        x = np.zeros((len(times), 48 + len(names)))
+        x[np.arange(len(times)), cal.group] = 1.0
+        for j, name in enumerate(names):
+            x[:, 48 + j] = [max(tau - c, 0.0) if k == name else 0.0 for k, c in zip(keys, temps, strict=True)]
+        ref, *_ = np.linalg.lstsq(x, e, rcond=None)
+        assert coef[i] == pytest.approx(ref, rel=1e-7, abs=1e-6)
+        assert sse[i] == pytest.approx(float(((e - x @ ref) ** 2).sum()), rel=1e-8)
+
+
+def test_vectorised_change_point_equals_direct_sums() -> None:
+    rng = random.Random(4)
+    t = np.array([rng.uniform(-25, 20) for _ in range(500)])
+    e = np.array([300 + 40 * max(14.0 - x, 0) + rng.gauss(0, 60) for x in t])
+    taus = np.array([-30.0, -10.0, 0.0, 14.0, 25.0])
+    b0, b1, sse = models._ols_hinge(t, e, taus)
+    for i, tau in enumerate(taus):
+        x = np.maximum(tau - t, 0.0)
+        if x.std() == 0:
+            assert b1[i] == 0.0
+            continue
+        ref = np.polyfit(x, e, 1)
+        assert b1[i] == pytest.approx(ref[0], rel=1e-9) and b0[i] == pytest.approx(ref[1], rel=1e-9)
+        assert sse[i] == pytest.approx(float(((e - np.polyval(ref, x)) ** 2).sum()), rel=1e-8)
