@@ -30,7 +30,6 @@ Invariants:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +44,7 @@ from node.readings import Flag
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 MAX_EVIDENCE = 16
+REL_FLOOR = 0.1
 Arr = npt.NDArray[np.float64]
 
 
@@ -108,7 +108,7 @@ class Rules:
     step_min_partial_hours: int = 6
     step_clear_days: int = 2
     """Days in a row without the shift that close a step episode."""
-    step_min_shift_frac: float = 0.05
+    step_min_shift_frac: float = 0.10
     """A step smaller than this fraction of the expected consumption is not reported (model bias, not a fault)."""
     silent_factor: float = 3.0
     silent_min_ms: int = 15 * 60_000
@@ -142,6 +142,82 @@ class HourPoint:
     """UTC start of the hour."""
     kwh: float
     refs: tuple[str, ...] = ()
+
+
+_RESET = int(Flag.ROLLOVER | Flag.METER_REPLACED)
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    """One device's readings of one quantity as columns, in sequence order: the fast form the detectors work on
+    (``Readings.of`` builds it from ``Obs``; every detector accepts either)."""
+
+    device: str
+    ts_ms: I64
+    seq: I64
+    value: I64
+    flags: I64
+    refs: tuple[str, ...] | None = None
+    """Per reading, the tx hash (hex) that carried it; None: readings are named ``<device>#<seq>``."""
+
+    @classmethod
+    def of(cls, device: str, obs: Sequence[Obs]) -> Readings:
+        n = len(obs)
+        refs = tuple(o.ref for o in obs) if any(o.ref for o in obs) else None
+        return cls(
+            device,
+            np.fromiter((o.ts_ms for o in obs), dtype=np.int64, count=n),
+            np.fromiter((o.seq for o in obs), dtype=np.int64, count=n),
+            np.fromiter((o.value for o in obs), dtype=np.int64, count=n),
+            np.fromiter((o.flags for o in obs), dtype=np.int64, count=n),
+            refs,
+        )
+
+    def __len__(self) -> int:
+        return int(self.ts_ms.size)
+
+    def ref(self, i: int) -> str:
+        if self.refs is not None and self.refs[i]:
+            return self.refs[i]
+        return f"{self.device}#{int(self.seq[i])}"
+
+    def obs(self, i: int) -> Obs:
+        return Obs(int(self.ts_ms[i]), int(self.seq[i]), int(self.value[i]), int(self.flags[i]), self.ref(i))
+
+
+def _cols(device: str, readings: Sequence[Obs] | Readings) -> Readings:
+    return readings if isinstance(readings, Readings) else Readings.of(device, readings)
+
+
+@dataclass(frozen=True, slots=True)
+class HourSeries:
+    """Hourly consumption as columns (the fast form of a list of ``HourPoint``)."""
+
+    hour_ms: I64
+    kwh: Arr
+    refs: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(cls, points: Sequence[HourPoint]) -> HourSeries:
+        n = len(points)
+        return cls(
+            np.fromiter((p.hour_ms for p in points), dtype=np.int64, count=n),
+            np.fromiter((p.kwh for p in points), dtype=np.float64, count=n),
+            tuple(p.refs for p in points),
+        )
+
+    def __len__(self) -> int:
+        return int(self.hour_ms.size)
+
+    def then(self, points: Sequence[HourPoint], keep: int) -> HourSeries:
+        """This series with ``points`` appended, keeping the last ``keep`` hours (a sliding window)."""
+        more = HourSeries.of(points)
+        return HourSeries(
+            np.concatenate([self.hour_ms, more.hour_ms])[-keep:],
+            np.concatenate([self.kwh, more.kwh])[-keep:],
+            (self.refs + more.refs)[-keep:],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,32 +320,65 @@ def new_only(findings: Iterable[Finding], known: Iterable[tuple[str, str, int]])
 # ---------------------------------------------------------------------------------------------------- counters
 
 
-def hourly_from_counter(device: str, readings: Sequence[Obs], kwh_per_unit: float = 1e-3) -> list[HourPoint]:
+def hourly_from_counter(
+    device: str, readings: Sequence[Obs] | Readings, kwh_per_unit: float = 1e-3
+) -> list[HourPoint]:
     """Hourly consumption from an energy counter's readings (Wh by default): each rise between consecutive readings
     belongs to the hour of the later reading. Falls, and deltas across a rollover or meter replacement, are left
-    out (``check_counter`` reports them). Hours with no delta are absent, not zero."""
-    out: dict[int, tuple[float, list[str]]] = {}
-    for a, b in itertools.pairwise(readings):
-        if b.flags & (Flag.ROLLOVER | Flag.METER_REPLACED) or b.value < a.value:
-            continue
-        h = b.ts_ms - b.ts_ms % HOUR_MS
-        kwh, refs = out.get(h, (0.0, []))
-        if not refs:
-            refs.append(ref_of(device, a))
-        refs.append(ref_of(device, b))
-        out[h] = (kwh + (b.value - a.value) * kwh_per_unit, refs)
-    return [HourPoint(h, kwh, tuple(refs)) for h, (kwh, refs) in sorted(out.items())]
+    out (``check_counter`` reports them). Hours with no delta are absent, not zero. Each hour's evidence is the
+    tx hashes of its readings, or, for readings named by sequence, the first and last of them (the device's
+    sequence numbers in between are implied)."""
+    r = _cols(device, readings)
+    if len(r) < 2:
+        return []
+    dv = np.diff(r.value)
+    ok = (dv >= 0) & ((r.flags[1:] & _RESET) == 0)
+    idx = np.flatnonzero(ok) + 1  # the later reading of each counted delta
+    if idx.size == 0:
+        return []
+    hours = r.ts_ms[idx] - r.ts_ms[idx] % HOUR_MS
+    uniq, start = np.unique(hours, return_index=True)
+    sums = np.add.reduceat(dv[idx - 1].astype(np.float64), start) * kwh_per_unit
+    ends = [*start[1:].tolist(), idx.size]
+    out = []
+    for h, kwh, lo, hi in zip(uniq.tolist(), sums.tolist(), start.tolist(), ends, strict=True):
+        first, last = int(idx[lo]) - 1, int(idx[hi - 1])
+        if r.refs is None:
+            refs: tuple[str, ...] = (r.ref(first), r.ref(last))
+        else:
+            refs = tuple(dict.fromkeys(r.ref(k) for k in (first, *idx[lo:hi].tolist())))
+        out.append(HourPoint(h, kwh, refs))
+    return out
 
 
 def check_counter(
     device: str,
-    readings: Sequence[Obs],
+    readings: Sequence[Obs] | Readings,
     rated_power_w: float | None,
     rules: Rules = Rules(),
     offset_min: int = 480,
 ) -> list[Finding]:
     """Negative deltas and rises beyond rated power of a Wh counter; consecutive offending readings are one
-    episode."""
+    episode. A healthy counter is cleared by array arithmetic; only a series with a suspect delta is walked
+    reading by reading."""
+    r = _cols(device, readings)
+    if len(r) < 2:
+        return []
+    dv = np.diff(r.value)
+    dts = np.diff(r.ts_ms)
+    reset = (r.flags[1:] & _RESET) != 0
+    suspect = (dv < 0) & ~reset
+    if rated_power_w is not None:
+        window = np.maximum(dts, rules.rated_min_window_ms)
+        suspect |= ~reset & (dts > 0) & (dv > rated_power_w * window / HOUR_MS * (1 + rules.rated_slack))
+    if not suspect.any():
+        return []
+    return _walk_counter(device, [r.obs(i) for i in range(len(r))], rated_power_w, rules, offset_min)
+
+
+def _walk_counter(
+    device: str, readings: Sequence[Obs], rated_power_w: float | None, rules: Rules, offset_min: int
+) -> list[Finding]:
     out: list[Finding] = []
     neg: list[tuple[Obs, Obs]] = []
     over: list[tuple[Obs, Obs, float]] = []
@@ -278,7 +387,7 @@ def check_counter(
         a, base = base, b
         if a is None:
             continue
-        if b.flags & (Flag.ROLLOVER | Flag.METER_REPLACED):
+        if b.flags & _RESET:
             _close_counter(device, neg, over, rated_power_w, out, offset_min)
             continue
         if b.value < a.value:
@@ -402,15 +511,19 @@ def check_power(
 
 
 def check_gaps(
-    device: str, readings: Sequence[Obs], interval_ms: int, rules: Rules = Rules(), offset_min: int = 480
+    device: str,
+    readings: Sequence[Obs] | Readings,
+    interval_ms: int,
+    rules: Rules = Rules(),
+    offset_min: int = 480,
 ) -> list[Finding]:
     """Closed holes between consecutive readings longer than ``gap_factor`` × the expected interval."""
     limit = max(rules.gap_factor * interval_ms, rules.gap_min_ms)
+    r = _cols(device, readings)
     out: list[Finding] = []
-    for a, b in itertools.pairwise(readings):
+    for i in np.flatnonzero(np.diff(r.ts_ms) > limit).tolist():
+        a, b = r.obs(i), r.obs(i + 1)
         gap = b.ts_ms - a.ts_ms
-        if gap <= limit:
-            continue
         missing = max(round(gap / interval_ms) - 1, 1)
         en, zh = _dur(gap)
         t0, t1 = _iso(a.ts_ms, offset_min), _iso(b.ts_ms, offset_min)
@@ -495,8 +608,12 @@ class Baseline:
     rel_sigma_by_hour: tuple[float, ...]
     """1.4826 × MAD of ``(y − ŷ) / ŷ`` per local hour of day (24 values)."""
     rel_sigma_day: float
-    """1.4826 × MAD of ``Σ(y − ŷ) / Σŷ`` over complete local days."""
+    """Spread of ``Σ(y − ŷ) / Σŷ`` over complete local days."""
     n: int
+    mean_kwh: float = 0.0
+    """Mean measured consumption per hour on the baseline hours: relative spreads are taken against at least
+    ``REL_FLOOR`` of it, so a device the model expects to be nearly off (a pipe heater on a mild day) is not
+    judged by its percentage error on nothing."""
 
     @classmethod
     def from_residuals(
@@ -517,27 +634,27 @@ class Baseline:
             raise ValueError(
                 "a baseline needs at least 48 hours, each with its measurement, prediction and local day"
             )
-        floor = max(
-            float(np.mean(np.abs(e))) * 0.05, 1e-9
-        )  # hours the model expects ~nothing: no relative blow-up
+        mean = float(np.mean(np.abs(y)))
+        floor = max(mean * REL_FLOOR, 1e-9)
         rel = (y - e) / np.maximum(np.abs(e), floor)
-        overall = _mad(rel)
+        overall = _spread(rel)
         sig = []
         for k in range(24):
             x = rel[h == k]
-            sig.append(_mad(x) if x.size >= 5 else overall)
+            sig.append(_spread(x) if x.size >= 5 else overall)
         _, inv, cnt = np.unique(d, return_inverse=True, return_counts=True)
         rs = np.bincount(inv, weights=y - e).astype(np.float64)
-        es = np.bincount(inv, weights=np.abs(e)).astype(np.float64)
-        full = (cnt == 24) & (es > 0)
-        sd = _mad(rs[full] / es[full]) if full.sum() >= 5 else overall
-        return cls(tuple(max(s, 1e-6) for s in sig), max(sd, 1e-6), int(y.size))
+        es = np.maximum(np.bincount(inv, weights=np.abs(e)).astype(np.float64), 24 * floor)
+        full = cnt == 24
+        sd = _spread(rs[full] / es[full]) if full.sum() >= 5 else overall
+        return cls(tuple(max(s, 1e-6) for s in sig), max(sd, 1e-6), int(y.size), mean)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rel_sigma_by_hour": [round(s, 5) for s in self.rel_sigma_by_hour],
             "rel_sigma_day": round(self.rel_sigma_day, 5),
             "n": self.n,
+            "mean_kwh": _r(self.mean_kwh),
         }
 
 
@@ -545,6 +662,15 @@ def _mad(x: Arr) -> float:
     if x.size == 0:
         return 0.0
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _spread(x: Arr) -> float:
+    """Root mean square about zero (a model's systematic misfit counts as spread), of the values clipped to
+    ±5 robust σ (a fault in the baseline weeks does not widen the band much)."""
+    if x.size == 0:
+        return 0.0
+    lim = 5 * max(_mad(x), 1e-12) + abs(float(np.median(x)))
+    return float(np.sqrt(np.mean(np.clip(x, -lim, lim) ** 2)))
 
 
 def _local(
@@ -556,33 +682,36 @@ def _local(
 
 def check_model(
     device: str,
-    hours: Sequence[HourPoint],
+    hours: Sequence[HourPoint] | HourSeries,
     expected: Sequence[float] | Arr,
     baseline: Baseline,
     rules: Rules = Rules(),
     offset_min: int = 480,
 ) -> list[Finding]:
     """``out_of_band`` and ``step`` findings of one device's hourly consumption against the model's expectation
-    (``expected[i]`` for ``hours[i]``, kWh)."""
+    (``expected[i]`` for ``hours[i]``, kWh). Hours must be in time order."""
     if len(hours) != len(expected):
         raise ValueError(f"{len(hours)} hours but {len(expected)} expected values")
-    if not hours:
+    if len(hours) == 0:
         return []
-    hm = np.fromiter((p.hour_ms for p in hours), dtype=np.int64, count=len(hours))
-    y = np.fromiter((p.kwh for p in hours), dtype=np.float64, count=len(hours))
+    hs = hours if isinstance(hours, HourSeries) else HourSeries.of(hours)
+    hm, y, refs = hs.hour_ms, hs.kwh, hs.refs
+    if hm.size > 1 and bool((np.diff(hm) <= 0).any()):
+        raise ValueError("hours must be in time order, each once")
     e = np.asarray(expected, dtype=np.float64)
     lh, ld = _local(hm, offset_min)
     rel = np.maximum(np.asarray(baseline.rel_sigma_by_hour)[lh] * rules.band_k, rules.band_floor_frac)
-    half = np.maximum(rel * np.abs(e), rules.band_floor_abs)
+    floor = baseline.mean_kwh * REL_FLOOR
+    half = np.maximum(rel * np.maximum(np.abs(e), floor), rules.band_floor_abs)
     side = np.where(y > e + half, 1, np.where(y < e - half, -1, 0)).astype(np.int64)
-    out = _band_episodes(device, hours, hm, y, e, half, side, rules, offset_min)
-    out += _steps(device, hours, hm, y, e, ld, baseline, rules, offset_min)
+    out = _band_episodes(device, refs, hm, y, e, half, side, rules, offset_min)
+    out += _steps(device, refs, hm, y, e, ld, baseline, rules, offset_min)
     return sorted(out, key=lambda f: (f.since_ms, f.kind.value))
 
 
 def _band_episodes(
     device: str,
-    hours: Sequence[HourPoint],
+    refs: Sequence[tuple[str, ...]],
     hm: npt.NDArray[np.int64],
     y: Arr,
     e: Arr,
@@ -625,7 +754,7 @@ def _band_episodes(
         exp_mean = float(e[idx].mean())
         half_mean = float(half[idx].mean())
         obs_mean = float(y[idx].mean())
-        ev, cnt = _evidence(r for m in idx for r in hours[m].refs)
+        ev, cnt = _evidence(r for m in idx for r in refs[m])
         since = int(hm[i])
         t0 = _iso(since, offset_min)
         word, zh = ("above", "高于") if s > 0 else ("below", "低于")
@@ -660,7 +789,7 @@ def _band_episodes(
 
 def _steps(
     device: str,
-    hours: Sequence[HourPoint],
+    refs: Sequence[tuple[str, ...]],
     hm: npt.NDArray[np.int64],
     y: Arr,
     e: Arr,
@@ -669,22 +798,23 @@ def _steps(
     rules: Rules,
     offset_min: int,
 ) -> list[Finding]:
-    days, first, cnt = np.unique(ld, return_index=True, return_counts=True)
-    r = y - e
-    inv = np.searchsorted(days, ld)
-    rsum = np.bincount(inv, weights=r, minlength=days.size).astype(np.float64)
-    esum = np.bincount(inv, weights=e, minlength=days.size).astype(np.float64)
-    ysum = np.bincount(inv, weights=y, minlength=days.size).astype(np.float64)
-    last_day = days.size - 1
-    usable = (cnt >= 24) | ((np.arange(days.size) == last_day) & (cnt >= rules.step_min_partial_hours))
+    first = np.flatnonzero(np.concatenate([[True], ld[1:] != ld[:-1]]))  # hours in time order: days are runs
+    cnt = np.diff(np.append(first, ld.size))
+    rsum = np.add.reduceat(y - e, first)
+    esum = np.add.reduceat(e, first)
+    ysum = np.add.reduceat(y, first)
+    usable = cnt >= 24
+    usable[-1] |= bool(cnt[-1] >= rules.step_min_partial_hours)
     # A day's residual sum against its spread; a partial day (the current one) is scaled as if its hours were
     # independent (sqrt(c/24) more relative spread): conservative for autocorrelated hours, so it rarely fires early.
     scale = (
         baseline.rel_sigma_day
-        * np.maximum(np.abs(esum), 1e-9)
+        * np.maximum(np.abs(esum), max(baseline.mean_kwh * REL_FLOOR, 1e-9) * np.minimum(cnt, 24))
         * np.sqrt(24 / np.minimum(np.maximum(cnt, 1), 24))
     )
-    z = rsum / scale
+    zl: list[float] = (rsum / scale).tolist()
+    use: list[bool] = usable.tolist()
+    k_, h_ = rules.step_k, rules.step_h
     out: list[Finding] = []
     for sign in (1, -1):
         # Tabular CUSUM; once it raises, the episode stays open (and is not raised again) while the days keep
@@ -694,31 +824,33 @@ def _steps(
         start = -1
         open_at: int | None = None  # index in ``out`` of the open episode
         calm = 0
-        for d in range(days.size):
-            if not usable[d]:
+        for d in range(len(zl)):
+            if not use[d]:
                 continue
-            zd = sign * float(z[d])
+            zd = sign * zl[d]
+            if open_at is None and s == 0.0 and zd <= k_:
+                continue  # the common case: nothing accumulating
             if open_at is not None:
-                calm = calm + 1 if zd < rules.step_k else 0
+                calm = calm + 1 if zd < k_ else 0
                 if calm >= rules.step_clear_days:
                     out[open_at] = replace(out[open_at], until_ms=int(hm[first[d]]) - (calm - 1) * DAY_MS)
                     open_at, s, start, calm = None, 0.0, -1, 0
                 continue
-            s_new = max(0.0, s + zd - rules.step_k)
+            s_new = max(0.0, s + zd - k_)
             if s == 0.0 and s_new > 0.0:
                 start = d
             s = s_new
             if s == 0.0:
                 start = -1
-            elif s > rules.step_h:
-                idx = [k for k in range(start, d + 1) if usable[k]]
+            elif s > h_:
+                idx = [k for k in range(start, d + 1) if use[k]]
                 nh = max(int(cnt[idx].sum()), 1)
                 shift, exp = float(rsum[idx].sum()) / nh, float(esum[idx].sum()) / nh
-                if exp > 0 and abs(shift) < rules.step_min_shift_frac * exp:
+                if abs(shift) < rules.step_min_shift_frac * max(exp, baseline.mean_kwh * REL_FLOOR):
                     continue  # a real but small bias of the model, not a fault worth a person's time
                 open_at, calm = len(out), 0
                 out.append(
-                    _step_finding(device, hours, hm, first, cnt, idx, ysum, esum, sign, baseline, offset_min)
+                    _step_finding(device, refs, hm, first, cnt, idx, ysum, esum, sign, baseline, offset_min)
                 )
         if open_at is not None:
             out[open_at] = replace(out[open_at], ongoing=True, until_ms=int(hm[-1]) + HOUR_MS)
@@ -727,7 +859,7 @@ def _steps(
 
 def _step_finding(
     device: str,
-    hours: Sequence[HourPoint],
+    refs: Sequence[tuple[str, ...]],
     hm: npt.NDArray[np.int64],
     first: npt.NDArray[np.int64],
     cnt: npt.NDArray[np.int64],
@@ -745,7 +877,7 @@ def _step_finding(
     lo = int(first[idx[0]])
     hi = int(first[idx[-1]] + cnt[idx[-1]] - 1)
     since = int(hm[lo])
-    ev, n = _evidence(r for m in (lo, hi) for r in hours[m].refs)
+    ev, n = _evidence(r for m in (lo, hi) for r in refs[m])
     pct = 100 * (obs - exp) / exp if exp > 0 else math.inf
     word, zh = ("up", "上升") if sign > 0 else ("down", "下降")
     t0 = _iso(since, offset_min)

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -150,6 +150,12 @@ class HourlyModel:
     n: int
     at_edge: bool
     by: str = "tariff"
+    _arrays: tuple[Arr, Arr] = field(init=False, repr=False, compare=False)
+    """The levels and slopes as arrays, built once (an evaluator predicts one hour at a time)."""
+
+    def __post_init__(self) -> None:
+        slopes = np.array([self.slopes[b] for b in slope_names(self.by)])
+        object.__setattr__(self, "_arrays", (np.asarray(self.levels, dtype=np.float64), slopes))
 
     @property
     def p(self) -> int:
@@ -162,8 +168,7 @@ class HourlyModel:
         t = np.asarray(temp, dtype=np.float64)
         if t.size != len(cal):
             raise ValueError("times, temperatures and tariff periods must have the same length")
-        levels = np.asarray(self.levels)
-        slopes = np.array([self.slopes[b] for b in slope_names(self.by)])
+        levels, slopes = self._arrays
         out: Arr = levels[cal.group] + slopes[cal.slope[self.by]] * np.maximum(self.balance_c - t, 0.0)
         return out
 

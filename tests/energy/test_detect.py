@@ -291,3 +291,41 @@ def test_findings_are_deterministic_and_json(
 
 def test_local_day_boundary_helper() -> None:
     assert (T0 + OFFSET * 60_000) % dt.DAY_MS == 0  # T0 is a local midnight
+
+
+def test_columnar_forms_give_the_same_findings(
+    season: Season, fitted: tuple[models.HourlyModel, dt.Baseline, np.ndarray]
+) -> None:
+    """``Readings`` / ``HourSeries`` are the fast forms; the array fast path of ``check_counter`` must agree with
+    the reading-by-reading walk on seeded random counters with and without faults."""
+    rng = random.Random(8)
+    for trial in range(60):
+        rs = _counter(50, 60_000, rng.randrange(10_000, 150_000))
+        for _ in range(rng.randrange(0, 3)):
+            i = rng.randrange(1, 50)
+            jump = rng.choice([-30_000, 400_000, 5])
+            rs[i] = dt.Obs(rs[i].ts_ms, rs[i].seq, rs[i].value + jump, rng.choice([0, 0, int(Flag.ROLLOVER)]))
+        cols = dt.Readings.of("88.1/m", rs)
+        fast = dt.check_counter("88.1/m", cols, 200_000)
+        assert fast == dt._walk_counter("88.1/m", rs, 200_000, dt.Rules(), 480), trial
+        assert dt.check_gaps("88.1/m", cols, 60_000) == dt.check_gaps("88.1/m", rs, 60_000)
+        assert dt.hourly_from_counter("88.1/m", cols) == dt.hourly_from_counter("88.1/m", rs)
+    _, base, exp = fitted
+    y = season.kwh.copy()
+    y[3000:3050] *= 1.5
+    pts = points(season, y)
+    assert dt.check_model("88.1/dev", dt.HourSeries.of(pts), exp, base) == dt.check_model(
+        "88.1/dev", pts, exp, base
+    )
+    with pytest.raises(ValueError, match="time order"):
+        dt.check_model("88.1/dev", pts[::-1], exp, base)
+
+
+def test_hourly_from_counter_names_tx_hashes_when_known() -> None:
+    rs = [
+        dt.Obs(T0 + i * 600_000, i + 1, 1000 * i, 0, f"{'ab' if i < 4 else 'cd'}{'0' * 62}")
+        for i in range(13)
+    ]
+    hs = dt.hourly_from_counter("88.1/m", rs)
+    assert [len(h.refs) for h in hs] == [2, 1, 1]
+    assert hs[0].refs == ("ab" + "0" * 62, "cd" + "0" * 62)
