@@ -6,6 +6,9 @@ and the expected-consumption model fit with its Guideline 14 errors and a foreca
 - ``GET /v1/sites/{site_id}/energy/plan?date=D&…``: the demand forecast is the site's mean heat per local hour over
   the 7 days before D (a persistence forecast, named as such; heat meters, else electricity × 0.98), and the habit
   is the site's electricity shape over the same days. Read from one snapshot of committed state.
+- ``POST /v1/energy/forecast`` with ``{"hours": [[local time, °C, kWh], …], "now": local time, "weather":
+  [[YYYY-MM-DD, °C], …]}``: energy, cost and emissions for the rest of the day, month and heating season
+  (``energy.forecast``), with the model's held-out error. Same bounds as the model route; nothing is stored.
 - ``POST /v1/energy/model`` with ``{"hours": [[local time, °C, kWh], …], "forecast": [[local time, °C], …]}``:
   fits the change-point and hourly models, reports CV(RMSE)/NMBE on fit and held-out hours, uses the hourly model
   only if it wins on held-out data, and predicts the forecast hours with the chosen model's held-out error.
@@ -31,6 +34,7 @@ from accounting import tariffs as tf
 from accounting.api import head_of
 from accounting.periods import HOUR_MS
 from accounting.sites import SITE_ID_RE, load_site
+from energy import forecast as fc
 from energy import models, weather
 from energy import plan as pl
 from node.errors import CempError, Code
@@ -97,6 +101,35 @@ OPENAPI_PATHS: dict[str, Any] = {
                 *_TANK_Q,
             ],
             "responses": _RESP,
+        }
+    },
+    "/v1/energy/forecast": {
+        "post": {
+            "summary": "Energy, cost (TOU tariff) and emissions for the rest of the day, month and heating season "
+            "from the measured hours so far and the model chosen on held-out weeks, with its held-out error",
+            "requestBody": {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["hours", "now"],
+                            "properties": {
+                                "hours": {
+                                    "type": "array",
+                                    "description": "[local time, temp °C, kWh] rows, >= 4 weeks",
+                                },
+                                "now": {"type": "string", "description": "local time of the forecast"},
+                                "weather": {
+                                    "type": "array",
+                                    "description": "[YYYY-MM-DD, daily mean °C] forecast rows",
+                                },
+                                "grid_factor": {"type": "number", "description": "kgCO2/kWh (0.6479)"},
+                            },
+                        }
+                    }
+                }
+            },
+            "responses": {**_RESP, "413": _ERR},
         }
     },
     "/v1/energy/model": {
@@ -310,6 +343,55 @@ def fit_model(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
     return out
 
 
+def run_forecast(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
+    if not isinstance(body, dict) or not isinstance(body.get("hours"), list):
+        raise CempError(
+            Code.BAD_REQUEST, 'body must be {"hours": [[local time, temp °C, kWh], ...], "now": local time}'
+        )
+    rows = body["hours"]
+    if len(rows) > MAX_MODEL_HOURS:
+        raise CempError(Code.BAD_REQUEST, f"{len(rows)} hours: at most {MAX_MODEL_HOURS} per forecast")
+    wx = body.get("weather", [])
+    if not isinstance(wx, list) or len(wx) > 400:
+        raise CempError(Code.BAD_REQUEST, "weather must be a list of at most 400 [YYYY-MM-DD, °C] rows")
+    raw_now = body.get("now")
+    try:
+        if not isinstance(raw_now, str) or len(raw_now) > 32:
+            raise ValueError
+        now = datetime.fromisoformat(raw_now).replace(tzinfo=None)
+    except ValueError:
+        raise CempError(
+            Code.BAD_REQUEST, "now must be the forecast's local time, like 2026-01-15T10:00"
+        ) from None
+    grid = _parse_num(body.get("grid_factor", pl.DEFAULT_GRID_KG_PER_KWH), "grid_factor", 0, 5)
+    hist = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, list) or len(r) != 3:
+            raise CempError(Code.BAD_REQUEST, f"hours[{i}] must be [local time, temp °C, kWh]")
+        hist.append(
+            (
+                _parse_time(r[0], "hours", i),
+                _parse_num(r[1], f"hours[{i}][1] (°C)", weather.T_MIN_C, weather.T_MAX_C),
+                _parse_num(r[2], f"hours[{i}][2] (kWh)", 0, 1e9),
+            )
+        )
+    daily: dict[date, float] = {}
+    for i, r in enumerate(wx):
+        if not isinstance(r, list) or len(r) != 2 or not isinstance(r[0], str) or len(r[0]) != 10:
+            raise CempError(Code.BAD_REQUEST, f"weather[{i}] must be [YYYY-MM-DD, daily mean °C]")
+        try:
+            d = date.fromisoformat(r[0])
+        except ValueError:
+            raise CempError(Code.BAD_REQUEST, f"weather[{i}][0]={r[0]!r} is not YYYY-MM-DD") from None
+        if d in daily:
+            raise CempError(Code.BAD_REQUEST, f"weather: {d} appears twice")
+        daily[d] = _parse_num(r[1], f"weather[{i}][1] (°C)", weather.T_MIN_C, weather.T_MAX_C)
+    try:
+        return fc.forecast(hist, now, versions, daily, grid)
+    except ValueError as e:
+        raise CempError(Code.BAD_REQUEST, str(e)) from None
+
+
 def _bands(versions: list[tf.TariffVersion], times: list[datetime]) -> list[str]:
     cache: dict[date, list[str]] = {}
     out = []
@@ -335,6 +417,7 @@ class EnergyAPI:
             web.get("/v1/energy/plan", self.plan),
             web.get("/v1/sites/{site_id}/energy/plan", self.site_plan),
             web.post("/v1/energy/model", self.model),
+            web.post("/v1/energy/forecast", self.forecast),
         ]
 
     async def _work(self, fn: Callable[[], T]) -> T:
@@ -388,17 +471,24 @@ class EnergyAPI:
 
         return web.json_response(await self._work(fn))
 
-    async def model(self, request: web.Request) -> web.Response:
+    async def _body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             raise CempError(Code.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
         raw = await request.content.read(MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES:
             raise CempError(Code.TOO_LARGE, f"body larger than {MAX_BODY_BYTES} bytes")
         try:
-            body = json.loads(raw)
+            return json.loads(raw)
         except ValueError:
             raise CempError(Code.BAD_REQUEST, "body is not JSON") from None
+
+    async def model(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
         return web.json_response(await self._work(lambda: fit_model(body, self.tariffs)))
+
+    async def forecast(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        return web.json_response(await self._work(lambda: run_forecast(body, self.tariffs)))
 
 
 def routes(node: Any) -> list[web.RouteDef]:

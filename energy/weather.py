@@ -132,6 +132,16 @@ def hohhot_climate(start: date, days: int, seed: int) -> list[tuple[datetime, fl
     return out
 
 
+def diurnal_swing_c(hour: int) -> float:
+    """The normal diurnal departure from the daily mean at local ``hour`` (°C): −4 at 06:00, +4 at 15:00."""
+    return 0.5 * DIURNAL_RANGE_K * _diurnal(hour)
+
+
+def normal_hourly_c(t: datetime) -> float:
+    """The climate-normal temperature of local hour ``t`` (no weather anomaly): what a forecast falls back on."""
+    return normal_mean_c(t.date()) + diurnal_swing_c(t.hour)
+
+
 def _diurnal(h: int) -> float:
     """A shape in [−1, 1] with mean 0 over the day: −1 at 06:00, +1 at 15:00 (piecewise cosine)."""
     if 6 <= h <= 15:

@@ -8,6 +8,7 @@ import json
 import random
 from collections.abc import AsyncIterator
 from datetime import date
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -158,3 +159,66 @@ async def test_cli_plan(env: tuple[TestConsortium, TestClient], capsys: pytest.C
         == 1
     )
     assert "no site 'nosuch'" in capsys.readouterr().err
+
+
+def _season_rows(seed: int, now: str) -> tuple[list[list[object]], list[list[object]]]:
+    rng = random.Random(seed)
+    clim = weather.hohhot_climate(date(2025, 11, 1), 80, seed=seed)
+    hours = [
+        [t.isoformat(), c, 500 + 30 * max(10 - c, 0) + rng.gauss(0, 40)]
+        for t, c in clim
+        if t.isoformat() < now
+    ]
+    wx = [[d.isoformat(), m] for d, m in weather.daily_means(clim).items() if d.isoformat() >= now[:10]][:5]
+    return hours, wx
+
+
+async def test_forecast_route(env: tuple[TestConsortium, TestClient]) -> None:
+    _, client = env
+    hours, wx = _season_rows(4, "2026-01-10T12:00")
+    r = await client.post(
+        "/v1/energy/forecast", json={"hours": hours, "now": "2026-01-10T12:00", "weather": wx}
+    )
+    body = await r.json()
+    assert r.status == 200, body
+    day = body["horizons"]["day"]
+    assert day["hours_measured"] == 12 and day["hours_predicted"] == 12
+    assert day["weather"]["forecast_hours"] == 12
+    assert body["horizons"]["season"]["start"] == "2025-10-15T00:00"
+    # the season's hours before the history began (Oct 15 - Nov 1) are filled by the model, and say so
+    assert body["horizons"]["season"]["hours_filled"] == 17 * 24
+    assert body["model_error"]["hourly_held_out"]["p"] == 0
+    for bad, words in [
+        ({"hours": hours}, "now must be"),
+        ({"hours": hours, "now": "2026-01-10T12:00", "weather": [["2026-01-10", 99]]}, "°C"),
+        ({"hours": hours, "now": "2026-01-10T12:00", "weather": [["x", 1]]}, "weather[0]"),
+        ({"hours": hours[:100], "now": "2026-01-10T12:00"}, "4 weeks"),
+        ({"hours": hours, "now": "2026-01-10T12:00", "grid_factor": -1}, "grid_factor"),
+    ]:
+        r = await client.post("/v1/energy/forecast", json=bad)
+        assert r.status == 400, await r.text()
+        assert words in str(await r.json())
+    spec = await (await client.get("/openapi.json")).json()
+    assert "/v1/energy/forecast" in spec["paths"]
+
+
+def test_cli_forecast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hours, wx = _season_rows(5, "2026-01-10T12:00")
+    h = tmp_path / "h.csv"
+    h.write_text("time,temp_c,kwh\n" + "".join(f"{t},{c},{e}\n" for t, c, e in hours))
+    w = tmp_path / "w.csv"
+    w.write_text("date,mean_temp_c\n" + "".join(f"{d},{m}\n" for d, m in wx))
+    assert (
+        cli.main(
+            ["forecast", "--history", str(h), "--now", "2026-01-10T12:00", "--weather", str(w), "--json"]
+        )
+        == 0
+    )
+    body = json.loads(capsys.readouterr().out)
+    assert body["horizons"]["day"]["weather"]["forecast_hours"] == 12
+    assert cli.main(["forecast", "--history", str(h), "--now", "2026-01-10T12:00"]) == 0
+    out = capsys.readouterr().out
+    assert "season" in out and "held out" in out
+    h.write_text("time,temp_c,kwh\n2026-01-01T00:00,x,1\n")
+    assert cli.main(["forecast", "--history", str(h), "--now", "2026-01-10T12:00"]) == 1
+    assert "line 2" in capsys.readouterr().err
