@@ -26,6 +26,7 @@ from consensus.messages import Snapshot
 from node import codec
 from node.chain import ChainError, Ledger
 from node.errors import CempError
+from node.peer import RequestSigner
 from node.raftstore import RAFT_APPLIED, SnapshotRef
 from node.seams import Clock, Offload
 from node.statesync import fetch_state
@@ -62,11 +63,24 @@ class BlockFetcher(Protocol):
 
 
 class HttpFetcher:
-    """Fetches from the peers' HTTP APIs (one aiohttp session, opened by ``start``)."""
+    """Fetches from the peers' HTTP APIs (one aiohttp session, opened by ``start``).
 
-    def __init__(self, node_id: str, api_addresses: Mapping[str, str], timeout_s: float = 30) -> None:
+    Blocks come from ``api_addresses``; state sync is a peer route for members only, so it goes to the peer's
+    transport address in ``peer_addresses`` (its own listener when it has one; a live mapping, kept current by
+    membership changes), each request signed by ``signer``."""
+
+    def __init__(
+        self,
+        node_id: str,
+        api_addresses: Mapping[str, str],
+        signer: RequestSigner,
+        peer_addresses: Mapping[str, str] | None = None,
+        timeout_s: float = 30,
+    ) -> None:
         self.node_id = node_id
         self.api_addresses = dict(api_addresses)
+        self.peer_addresses: Mapping[str, str] = peer_addresses if peer_addresses is not None else {}
+        self.signer = signer
         self.timeout_s = timeout_s
         self._http: aiohttp.ClientSession | None = None
 
@@ -107,11 +121,15 @@ class HttpFetcher:
             raise FetchError(f"{peer}: {e}") from None
 
     async def state(self, peer: str, min_height: int) -> StateSnapshot:
-        addr = self.api_addresses.get(peer)
+        addr = self.peer_addresses.get(peer) or self.api_addresses.get(peer)
         if addr is None:
-            raise FetchError(f"no API address for {peer}")
+            raise FetchError(f"no address for {peer}")
+
+        def sign(method: str, path: str, body_len: int) -> dict[str, str]:
+            return self.signer.header(peer, method, path, body_len)
+
         try:
-            return await fetch_state(self._session(), addr, min_height)
+            return await fetch_state(self._session(), addr, min_height, sign)
         except (aiohttp.ClientError, TimeoutError) as e:
             raise FetchError(f"{peer}: {e}") from None
 

@@ -9,6 +9,8 @@ Example::
     [api]
     host = "127.0.0.1"
     port = 7001
+    # peer_host = "10.0.0.5"; peer_port = 7101   # peer messages and state sync on their own listener
+    # max_conns_per_ip = 64; idle_timeout_s = 15
 
 Relative paths are relative to the config file. Environment: ``CEMP_NODE_ID``, ``CEMP_DATA_DIR``,
 ``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_LOG_FORMAT`` (``[log] format``:
@@ -47,6 +49,11 @@ class NodeConfig:
     """Applied Raft entries kept before the log is compacted (local policy; blocks themselves are kept)."""
     log_format: str = "text"
     """``text`` or ``json`` (one JSON object per line with a request id): ``[log] format`` or ``CEMP_LOG_FORMAT``."""
+    peer_host: str = "127.0.0.1"
+    peer_port: int | None = None
+    """When set (``[api] peer_host``, ``peer_port``), peer messages and state sync are served only on this
+    listener and not on the public one; the genesis address (or ``[peers]`` override) of this node must then
+    name it."""
     max_conns_per_ip: int = 64
     """Connections one client address may hold (``[api] max_conns_per_ip``)."""
     idle_timeout_s: float = 15.0
@@ -63,6 +70,12 @@ def _path(base: Path, value: str) -> Path:
 def _catchup(v: str) -> str:
     if v not in ("blocks", "state"):
         raise ConfigError(f"[raft] catchup must be 'blocks' or 'state', not {v!r}")
+    return v
+
+
+def _port(v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 65535:
+        raise ConfigError(f"[api] peer_port must be a port number, not {v!r}")
     return v
 
 
@@ -121,6 +134,8 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         tls_cert=_path(base, str(api["tls_cert"])) if api.get("tls_cert") else None,
         tls_key=_path(base, str(api["tls_key"])) if api.get("tls_key") else None,
         log_format=log_format,
+        peer_host=str(api.get("peer_host", "127.0.0.1")),
+        peer_port=_port(api["peer_port"]) if "peer_port" in api else None,
         max_conns_per_ip=_positive(api, "max_conns_per_ip", 64, int),
         idle_timeout_s=_positive(api, "idle_timeout_s", 15.0, float),
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},

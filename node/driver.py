@@ -56,7 +56,7 @@ from node.chain import ChainError, DecodedTx, Ledger, StagedBlock, header_hash, 
 from node.crypto import KeyPair, verify
 from node.errors import CempError
 from node.mempool import Mempool
-from node.peer import RAFT_TYPES, CommitVote, ForwardTxs
+from node.peer import RAFT_TYPES, CommitVote, ForwardTxs, RequestSigner
 from node.raftstore import RAFT_APPLIED, RaftStore, SnapshotRef
 from node.seams import Clock, Offload, PeerTransport, SystemClock, TransportFactory
 from node.transport import Transport
@@ -153,10 +153,14 @@ class ConsensusDriver:
             applied=Index(applied),
         )
         make_transport: TransportFactory = transport or (
-            lambda deliver, members: Transport(g.chain_id, node_id, key, members, addresses, deliver)
+            lambda deliver, members: Transport(
+                g.chain_id, node_id, key, members, addresses, deliver, ledger.genesis_hash
+            )
         )
         self.transport: PeerTransport = make_transport(self._deliver, self.members)
-        self.fetcher: BlockFetcher = fetcher or HttpFetcher(node_id, self.api_addresses)
+        self.fetcher: BlockFetcher = fetcher or HttpFetcher(
+            node_id, self.api_addresses, RequestSigner(key, ledger.genesis_hash, node_id), addresses
+        )
         self.catchup = CatchUp(
             node_id,
             ledger,

@@ -120,7 +120,7 @@ class Node:
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
-        self.statesync = StateSyncServer(self.ledger)
+        self.statesync = StateSyncServer(self.ledger, node_id)
         self.metrics.registry.register(
             ScrapeCollector(self._scrape_status, lambda: dict(self.api.refused_by), data_dir)
         )
@@ -154,7 +154,12 @@ class Node:
         self.metrics.mempool.set(len(self.mempool))
         return web.Response(body=prom.generate_latest(self.metrics.registry), content_type="text/plain")
 
-    def web_app(self) -> web.Application:
+    def peer_routes(self) -> list[web.RouteDef]:
+        """Routes for member nodes only (signed requests): peer messages and state sync."""
+        return [*self.statesync.routes(), *self.driver.transport.routes()]
+
+    def web_app(self, with_peer_routes: bool = True) -> web.Application:
+        """The public app; the peer routes too unless they get their own listener (``peer_app``)."""
         httplog.install()  # parse errors are logged without the request's bytes (credentials)
         # Every body is held to MAX_BODY (chunked or not); the peer transport reads its larger envelopes itself,
         # up to node.transport.MAX_PEER_BODY, through node.httpguard.read_body.
@@ -165,10 +170,19 @@ class Node:
         for provider in self.routes:
             app.add_routes(provider(self))
         app.add_routes(self.api.routes())
-        app.add_routes(self.statesync.routes())
-        app.add_routes(self.driver.transport.routes())
+        if with_peer_routes:
+            app.add_routes(self.peer_routes())
         app.router.add_get("/metrics", self._metrics)
         app.cleanup_ctx.append(self._background)
+        return app
+
+    def peer_app(self) -> web.Application:
+        """The peer routes alone, for a separate listener (``[api] peer_port``), plus the block read that
+        catch-up uses (``node.catchup.HttpFetcher`` asks the address in genesis, which then names this listener;
+        blocks are public data, served on the public listener as well)."""
+        app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+        app.add_routes(self.peer_routes())
+        app.router.add_get("/v1/blocks/{ref}", self.api.get_block)
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
@@ -252,13 +266,21 @@ async def serve(
 ) -> None:
     node = open_node(cfg, kinds, routes)
     quiet_loop_errors(asyncio.get_running_loop())
+    separate = cfg.peer_port is not None
     limits = HttpLimits(
         max_conns_per_ip=cfg.max_conns_per_ip,
-        max_conns=raise_descriptor_limit(listeners=1),
+        max_conns=raise_descriptor_limit(listeners=2 if separate else 1),
         idle_timeout_s=cfg.idle_timeout_s,
     )
-    runner = GuardedRunner(node.web_app(), limits)
+    runner = GuardedRunner(node.web_app(with_peer_routes=not separate), limits)
     await runner.setup()
+    peer_runner: GuardedRunner | None = None
+    if cfg.peer_port is not None:
+        # Peers hold a few long-lived connections each; the public listener's floods cannot reach this one.
+        peer_runner = GuardedRunner(node.peer_app(), limits)
+        await peer_runner.setup()
+        await web.TCPSite(peer_runner, cfg.peer_host, cfg.peer_port).start()
+        print(f"node {cfg.node_id} peer routes on http://{cfg.peer_host}:{cfg.peer_port}", flush=True)
     ssl_ctx = None
     if cfg.tls_cert is not None and cfg.tls_key is not None:
         ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -287,6 +309,8 @@ async def serve(
     try:
         await stop.wait()
     finally:
+        if peer_runner is not None:
+            await peer_runner.cleanup()
         if admin is not None:
             await admin.cleanup()
             socket_path(cfg.data_dir).unlink(missing_ok=True)

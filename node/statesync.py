@@ -5,6 +5,11 @@ each block is one write batch) and returns the head block, its results and its c
 ``GET /v1/statesync/{session}?after=HEX&limit=N`` returns the next state pairs in key order (msgpack).
 Sessions expire after ``SESSION_TTL_S`` idle seconds.
 
+Only current members may use it: every request carries a signed ``X-Cemp-Peer`` header (``node.peer.PeerGate``),
+checked before anything is read from the store. A member holds at most ``SESSIONS_PER_MEMBER`` sessions (its
+oldest is closed when it opens another) and ``MAX_SESSIONS`` in all, so no one can hold every slot; a session
+answers only the member that opened it.
+
 Client (``fetch_state``): pulls every chunk, then ``Ledger.install_snapshot`` checks the certificate and that the
 pairs hash to the certified app hash before anything is written. A node installed this way has no blocks below
 the snapshot height (like Fabric's join-by-snapshot); ``cemp verify`` checks it from there.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -24,11 +30,14 @@ from aiohttp import web
 from node import codec, schema
 from node.chain import BlockResults, Certificate, ChainError, Ledger
 from node.errors import CempError, Code
+from node.peer import PEER_HEADER, PeerError, PeerGate
 from node.store import ReadSnapshot, prefix_stop
-from node.types import Block, CommitSig, TxResult
+from node.types import Block, CommitSig, PublicKey, TxResult
 
 SESSION_TTL_S = 120
 MAX_CHUNK = 20_000
+MAX_SESSIONS = 8
+SESSIONS_PER_MEMBER = 2
 STATE_START = bytes([min(schema.STATE_PREFIXES)])
 STATE_STOP = prefix_stop(bytes([max(schema.STATE_PREFIXES)]))
 
@@ -38,12 +47,34 @@ class _Session:
     snap: ReadSnapshot
     height: int
     touched: float
+    member: str
+
+
+Signer = Callable[[str, str, int], dict[str, str]]
+"""(method, path with query, body length) -> the signed peer header for one request."""
 
 
 class StateSyncServer:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, node_id: str) -> None:
         self.ledger = ledger
         self.sessions: dict[str, _Session] = {}
+        self.gate = PeerGate(ledger.genesis_hash, node_id, self._members)
+        self.refused = 0
+
+    def _members(self) -> dict[str, PublicKey]:
+        led = self.ledger
+        return {n: led.nodes[n].pubkey for n in led.active if n in led.nodes}
+
+    def _member(self, request: web.Request) -> str:
+        try:
+            return self.gate.check(
+                request.method, request.path_qs, request.content_length or 0, request.headers.get(PEER_HEADER)
+            )
+        except PeerError as e:
+            self.refused += 1
+            raise CempError(
+                Code.NOT_AUTHORIZED, f"state sync is for consortium member nodes only: {e}"
+            ) from None
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -51,8 +82,12 @@ class StateSyncServer:
             self.sessions.pop(sid).snap.release()
 
     async def open(self, request: web.Request) -> web.Response:
+        member = self._member(request)
         self._expire()
-        if len(self.sessions) >= 8:
+        mine = sorted((v.touched, k) for k, v in self.sessions.items() if v.member == member)
+        for _, sid in mine[: max(0, len(mine) - SESSIONS_PER_MEMBER + 1)]:
+            self.sessions.pop(sid).snap.release()
+        if len(self.sessions) >= MAX_SESSIONS:
             raise CempError(Code.MEMPOOL_FULL, "too many state-sync sessions open; retry shortly")
         snap = self.ledger.store.snapshot()
         raw_h = snap.get(schema.META_HEIGHT)
@@ -67,7 +102,7 @@ class StateSyncServer:
             snap.release()
             raise CempError(Code.UNAVAILABLE, f"block {height} has no commit certificate yet; retry shortly")
         sid = secrets.token_hex(16)
-        self.sessions[sid] = _Session(snap, height, time.monotonic())
+        self.sessions[sid] = _Session(snap, height, time.monotonic(), member)
         return web.json_response(
             {
                 "session": sid,
@@ -79,15 +114,23 @@ class StateSyncServer:
         )
 
     async def chunk(self, request: web.Request) -> web.Response:
+        member = self._member(request)
         s = self.sessions.get(request.match_info["session"])
-        if s is None:
+        if s is None or s.member != member:
             raise CempError(Code.NOT_FOUND, "no such state-sync session (expired?)")
         s.touched = time.monotonic()
+        raw_after = request.query.get("after", "")
+        raw_limit = request.query.get("limit", "5000")
         try:
-            after = bytes.fromhex(request.query.get("after", ""))
-            limit = min(int(request.query.get("limit", "5000")), MAX_CHUNK)
+            after = bytes.fromhex(raw_after) if len(raw_after) <= 512 else None
+            limit = (
+                int(raw_limit) if raw_limit.isascii() and raw_limit.isdigit() and len(raw_limit) <= 6 else 0
+            )
         except ValueError:
-            raise CempError(Code.BAD_REQUEST, "after must be hex and limit an integer") from None
+            after = None
+        if after is None or not limit >= 1:
+            raise CempError(Code.BAD_REQUEST, "after must be hex (a state key) and limit a positive integer")
+        limit = min(limit, MAX_CHUNK)
         start = after + b"\x00" if after else STATE_START
         pairs = [[k, v] for k, v in s.snap.iterate(start, STATE_STOP, limit=limit) if schema.is_state_key(k)]
         return web.Response(body=msgpack.packb(pairs, use_bin_type=True), content_type="application/msgpack")
@@ -102,10 +145,11 @@ class StateSyncServer:
 
 
 async def fetch_state(
-    http: aiohttp.ClientSession, address: str, min_height: int, chunk: int = 5000
+    http: aiohttp.ClientSession, address: str, min_height: int, sign: Signer, chunk: int = 5000
 ) -> tuple[Block, tuple[TxResult, ...], tuple[CommitSig, ...], list[tuple[bytes, bytes]]]:
-    """Download a state snapshot at height >= ``min_height`` from the node at ``address``."""
-    async with http.post(f"http://{address}/v1/statesync") as r:
+    """Download a state snapshot at height >= ``min_height`` from the node at ``address``; ``sign`` makes the
+    peer header of each request (this node's key, addressed to that node)."""
+    async with http.post(f"http://{address}/v1/statesync", headers=sign("POST", "/v1/statesync", 0)) as r:
         if r.status != 200:
             raise ChainError(f"state sync refused by {address}: {r.status} {await r.text()}")
         head = await r.json()
@@ -117,10 +161,8 @@ async def fetch_state(
     pairs: list[tuple[bytes, bytes]] = []
     after = b""
     while True:
-        async with http.get(
-            f"http://{address}/v1/statesync/{head['session']}",
-            params={"after": after.hex(), "limit": str(chunk)},
-        ) as r:
+        path = f"/v1/statesync/{head['session']}?after={after.hex()}&limit={chunk}"
+        async with http.get(f"http://{address}{path}", headers=sign("GET", path, 0)) as r:
             if r.status != 200:
                 raise ChainError(f"state chunk refused by {address}: {r.status}")
             body = await r.read()

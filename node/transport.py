@@ -5,8 +5,10 @@ Invariants:
   it, packing everything queued into one signed envelope per POST (natural batching under load);
 - a peer that is down costs a bounded queue and a short back-off; Raft retransmits what was lost, so a
   full queue drops the oldest messages rather than growing without bound;
-- inbound envelopes are checked (``node.peer.open_envelope``) before anything reaches the driver; a bad one
-  is answered 4xx, counted by reason and dropped.
+- inbound requests are checked in two steps: the signed ``X-Cemp-Peer`` header (``node.peer.PeerGate``: a
+  current member, not replayed) before the body is read, then the envelope (``node.peer.open_envelope``:
+  signature, addressing, replay) before anything reaches the driver; a bad one is answered 4xx, counted by
+  reason and dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from aiohttp import web
 
 from node.crypto import KeyPair
 from node.httpguard import read_body
-from node.peer import PeerError, open_envelope, seal
+from node.peer import (
+    PEER_HEADER,
+    PeerError,
+    PeerGate,
+    ReplayGuard,
+    Sequencer,
+    open_envelope,
+    request_header,
+    seal,
+)
 from node.types import PublicKey
 
 log = logging.getLogger(__name__)
@@ -46,7 +57,12 @@ class Transport:
         members: dict[str, PublicKey],
         addresses: dict[str, str],
         deliver: Callable[[str, list[Any]], None],
+        genesis_hash: bytes,
     ) -> None:
+        self.genesis_hash = genesis_hash
+        self.seqs = Sequencer()
+        self.replay = ReplayGuard()
+        self.gate = PeerGate(genesis_hash, me, lambda: self.members)
         self.chain_id = chain_id
         self.me = me
         self.key = key
@@ -123,11 +139,15 @@ class Transport:
                 while q and len(batch) < MAX_BATCH and size + _size(q[0]) <= ENVELOPE_BUDGET:
                     size += _size(q[0])
                     batch.append(q.popleft())
-                body = seal(self.chain_id, self.me, peer, batch, self.key)
+                body = seal(self.genesis_hash, self.chain_id, self.me, peer, batch, self.key, self.seqs)
+                headers = {
+                    "Content-Type": "application/msgpack",
+                    **request_header(
+                        self.key, self.genesis_hash, self.me, peer, "POST", PEER_PATH, len(body), self.seqs
+                    ),
+                }
                 try:
-                    async with self._session.post(
-                        url, data=body, headers={"Content-Type": "application/msgpack"}
-                    ) as r:
+                    async with self._session.post(url, data=body, headers=headers) as r:
                         await r.read()
                         if r.status >= 400:
                             self.dropped[f"refused_{r.status}"] += len(batch)
@@ -142,13 +162,20 @@ class Transport:
 
     # --- inbound ---------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.Response:
-        raw = await read_body(request, MAX_PEER_BODY)
         try:
-            sender, msgs = open_envelope(raw, self.chain_id, self.me, self.members)
+            length = request.content_length
+            if length is None:
+                raise PeerError("malformed", "peer messages are sent with a Content-Length")
+            self.gate.check(request.method, request.path_qs, length, request.headers.get(PEER_HEADER))
+            raw = await read_body(request, MAX_PEER_BODY)
+            sender, msgs = open_envelope(
+                raw, self.genesis_hash, self.chain_id, self.me, self.members, self.replay
+            )
         except PeerError as e:
             self.dropped[e.reason] += 1
             log.debug("dropped peer envelope: %s", e)
-            return web.json_response({"code": e.reason, "message": str(e)}, status=400)
+            status = 401 if e.reason in ("unsigned", "non_member", "bad_signature") else 400
+            return web.json_response({"code": e.reason, "message": str(e)}, status=status)
         self.received += len(msgs)
         self.deliver(sender, msgs)
         return web.Response(status=204)

@@ -14,7 +14,7 @@ import pytest
 
 from node import codec
 from node.errors import CempError
-from node.peer import Envelope, PeerError, open_envelope
+from node.peer import Envelope, PeerError, ReplayGuard, open_envelope
 
 MiB = 1 << 20
 
@@ -61,7 +61,7 @@ def test_hostile_msgpack_refused_with_bounded_memory(name: str) -> None:
 
 def test_hostile_peer_envelope_refused_before_signature_with_bounded_memory() -> None:
     body = HOSTILE["empty maps"]
-    peak = _peak_while(lambda: open_envelope(body, "c", "n1", {}))
+    peak = _peak_while(lambda: open_envelope(body, b"\0" * 32, "c", "n1", {}, ReplayGuard()))
     assert peak < 2 * MiB
 
 

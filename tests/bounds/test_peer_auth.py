@@ -1,0 +1,151 @@
+"""Peer routes are for member nodes only, and nothing a member sent can be delivered twice.
+
+Issue 8: peer envelopes replayed (20 of 20 accepted again); ``/v1/statesync`` served the whole state to anyone
+and its 8 slots could be held to block real catch-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from consensus.messages import TimeoutNow
+from node.api import errors_middleware
+from node.crypto import KeyPair
+from node.peer import PEER_HEADER, PeerGate, Sequencer, request_header, seal
+from node.server import Node
+from node.statesync import MAX_SESSIONS, SESSIONS_PER_MEMBER
+from node.transport import PEER_PATH, Transport
+from node.types import PublicKey
+from tests.support.testing import TestConsortium
+from tests.unit.test_api import registered
+
+GH = b"\x07" * 32
+
+
+class Peers:
+    def __init__(self) -> None:
+        self.keys = {n: KeyPair.from_seed(bytes([i + 1]) * 32) for i, n in enumerate(["n1", "n2", "n3"])}
+        self.members: dict[str, PublicKey] = {n: k.public for n, k in self.keys.items()}
+        self.delivered: list[tuple[str, list[object]]] = []
+        self.transport = Transport(
+            "c", "n1", self.keys["n1"], self.members, {}, lambda s, m: self.delivered.append((s, m)), GH
+        )
+        self.seqs = {n: Sequencer() for n in self.keys}
+
+    def request(self, sender: str, msgs: list[object], gh: bytes = GH) -> tuple[bytes, dict[str, str]]:
+        body = seal(gh, "c", sender, "n1", msgs, self.keys[sender], self.seqs[sender])
+        return body, self.header(sender, body)
+
+    def header(self, sender: str, body: bytes) -> dict[str, str]:
+        return request_header(
+            self.keys[sender], GH, sender, "n1", "POST", PEER_PATH, len(body), self.seqs[sender]
+        )
+
+
+@pytest_asyncio.fixture
+async def peers() -> AsyncIterator[tuple[Peers, TestClient]]:
+    p = Peers()
+    app = web.Application(middlewares=[errors_middleware])
+    app.add_routes(p.transport.routes())
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield p, client
+    finally:
+        await client.close()
+
+
+async def test_replayed_envelopes_are_refused(peers: tuple[Peers, TestClient]) -> None:
+    p, client = peers
+    sent = []
+    for i in range(20):
+        body, hdr = p.request("n2", [TimeoutNow(term=i + 1, from_="n2", to="n1")])  # type: ignore[arg-type]
+        r = await client.post(PEER_PATH, data=body, headers=hdr)
+        assert r.status == 204, await r.text()
+        sent.append((body, hdr))
+    assert len(p.delivered) == 20
+    # the captured requests, replayed as they were
+    for body, hdr in sent:
+        r = await client.post(PEER_PATH, data=body, headers=hdr)
+        assert r.status == 400 and (await r.json())["code"] == "replayed"
+    # the captured envelopes under a fresh, validly signed request header
+    for body, _ in sent:
+        r = await client.post(PEER_PATH, data=body, headers=p.header("n2", body))
+        assert r.status == 400 and (await r.json())["code"] == "replayed"
+    assert len(p.delivered) == 20
+    assert p.transport.dropped["replayed"] == 40
+    # an envelope signed for another genesis does not verify here
+    body, hdr = p.request("n3", [TimeoutNow(term=1, from_="n3", to="n1")], gh=b"\x08" * 32)  # type: ignore[arg-type]
+    r = await client.post(PEER_PATH, data=body, headers=hdr)
+    assert r.status == 401 and (await r.json())["code"] == "bad_signature"
+
+
+async def test_old_and_future_envelopes_are_refused() -> None:
+    p = Peers()
+    gate = PeerGate(GH, "n1", lambda: p.members, clock_ms=lambda: 10_000_000)
+    seqs = Sequencer()
+    for skew in (-61_000, 61_000):
+        hdr = request_header(p.keys["n2"], GH, "n2", "n1", "GET", "/x", 0, seqs, now_ms=10_000_000 + skew)
+        try:
+            gate.check("GET", "/x", 0, hdr[PEER_HEADER])
+        except Exception as e:
+            assert getattr(e, "reason", "") == "stale"
+        else:
+            raise AssertionError("a request far from our clock was accepted")
+    ok = request_header(p.keys["n2"], GH, "n2", "n1", "GET", "/x", 0, seqs, now_ms=10_000_000 - 30_000)
+    assert gate.check("GET", "/x", 0, ok[PEER_HEADER]) == "n2"
+
+
+async def test_non_members_are_refused_before_the_body_is_read(peers: tuple[Peers, TestClient]) -> None:
+    p, client = peers
+    outsider = KeyPair.generate()
+    for headers in (
+        {},
+        {PEER_HEADER: "n9 1 2 3 " + "00" * 64},
+        request_header(outsider, GH, "n2", "n1", "POST", PEER_PATH, 10, Sequencer()),
+    ):
+        r = await client.post(PEER_PATH, data=b"x" * 10, headers=headers)
+        assert r.status in (400, 401), r.status
+    # a 64 MiB claim with no body at all is answered at once (the server does not wait to read it)
+    host, port = client.server.host, client.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"POST {PEER_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {64 << 20}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.split(b" ")[1] == b"401"
+    writer.close()
+    assert p.delivered == []
+
+
+async def test_statesync_only_for_members_and_no_one_holds_every_slot(
+    consortium: TestConsortium, node_client: tuple[Node, TestClient]
+) -> None:
+    node, client = node_client
+    await registered(consortium, client)
+    r = await client.post("/v1/statesync")
+    assert r.status == 403, "state sync served a request without a member's signature"
+    nid = node.node_id
+    key = consortium.node_keys[nid]
+    seqs = Sequencer()
+
+    def sign(method: str, path: str) -> dict[str, str]:
+        return request_header(key, node.ledger.genesis_hash, nid, nid, method, path, 0, seqs)
+
+    sids = []
+    for _ in range(MAX_SESSIONS + 3):
+        r = await client.post("/v1/statesync", headers=sign("POST", "/v1/statesync"))
+        assert r.status == 200, await r.text()
+        sids.append((await r.json())["session"])
+    assert len(node.statesync.sessions) == SESSIONS_PER_MEMBER
+    path = f"/v1/statesync/{sids[-1]}?after=&limit=10"
+    r = await client.get(path, headers=sign("GET", path))
+    assert r.status == 200
+    r = await client.get(path)
+    assert r.status == 403
+    hdr = sign("GET", path)
+    assert (await client.get(path, headers=hdr)).status == 200
+    assert (await client.get(path, headers=hdr)).status == 403, "a signed request was accepted twice"
