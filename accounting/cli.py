@@ -13,6 +13,7 @@ from typing import Any
 
 from accounting.baseline import add_parser as add_baseline
 from accounting.client import issue_rating, publish_factor_sets
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file
 from node.errors import CempError
@@ -26,8 +27,8 @@ def _key(path: str) -> KeyPair:
 def cmd_factors(args: argparse.Namespace) -> int:
     async def run() -> list[str]:
         async with NodeClient(args.nodes) as c:
-            chain_id = (await c.status())["chain_id"]
-            return await publish_factor_sets(c, _key(args.key), chain_id)
+            chain = ChainRef.from_status(await c.status())
+            return await publish_factor_sets(c, _key(args.key), chain)
 
     try:
         done = asyncio.run(run())
@@ -56,8 +57,8 @@ def cmd_rating(args: argparse.Namespace) -> int:
                         )
                     )["computed"]
                 )
-            chain_id = (await c.status())["chain_id"]
-            return await issue_rating(c, _key(args.key), chain_id, args.site, args.period, args.benchmark)
+            chain = ChainRef.from_status(await c.status())
+            return await issue_rating(c, _key(args.key), chain, args.site, args.period, args.benchmark)
 
     try:
         r = asyncio.run(run())
@@ -82,8 +83,8 @@ def cmd_site_apply(args: argparse.Namespace) -> int:
 
     async def run() -> list[str]:
         async with NodeClient(args.nodes) as c:
-            chain_id = (await c.status())["chain_id"]
-            return await apply(c, _key(args.key), chain_id, Path(args.file))
+            chain = ChainRef.from_status(await c.status())
+            return await apply(c, _key(args.key), chain, Path(args.file))
 
     try:
         done = asyncio.run(run())

@@ -12,17 +12,17 @@ from typing import Any
 from accounting.factors import shipped_sets
 from accounting.model import BoundaryPayload, SitePayload
 from accounting.rating import payload_of
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
 
 
 async def submit_signed(
-    client: NodeClient, key: KeyPair, chain_id: str, kind: str, payload: object
+    client: NodeClient, key: KeyPair, chain: ChainRef, kind: str, payload: object
 ) -> dict[str, Any]:
     nonce = int((await client.get(f"/v1/nonces/{key.public.hex()}"))["next"])  # counts txs still pending
-    raw, _ = sign_tx(key, chain_id, kind, nonce, payload)
+    raw, _ = sign_tx(key, chain, kind, nonce, payload)
     res = await client.submit(raw, wait=True)
     result = res.get("result") or {}
     if not result.get("ok"):
@@ -30,7 +30,7 @@ async def submit_signed(
     return res
 
 
-async def publish_factor_sets(client: NodeClient, key: KeyPair, chain_id: str) -> list[str]:
+async def publish_factor_sets(client: NodeClient, key: KeyPair, chain: ChainRef) -> list[str]:
     """Record every shipped factor set the chain does not hold yet (regulator key); returns the ids recorded."""
     done: list[str] = []
     for s in shipped_sets():
@@ -40,13 +40,13 @@ async def publish_factor_sets(client: NodeClient, key: KeyPair, chain_id: str) -
         except CempError as e:
             if e.code != Code.NOT_FOUND:
                 raise
-        await submit_signed(client, key, chain_id, "factors", s)
+        await submit_signed(client, key, chain, "factors", s)
         done.append(s.set_id)
     return done
 
 
 async def ensure_site(
-    client: NodeClient, key: KeyPair, chain_id: str, site: SitePayload, boundary: BoundaryPayload
+    client: NodeClient, key: KeyPair, chain: ChainRef, site: SitePayload, boundary: BoundaryPayload
 ) -> bool:
     """Record ``site`` (version 1) and its first boundary unless the site exists; True if they were recorded."""
     try:
@@ -55,16 +55,16 @@ async def ensure_site(
     except CempError as e:
         if e.code != Code.NOT_FOUND:
             raise
-    await submit_signed(client, key, chain_id, "site", site)
-    await submit_signed(client, key, chain_id, "boundary", boundary)
+    await submit_signed(client, key, chain, "site", site)
+    await submit_signed(client, key, chain, "boundary", boundary)
     return True
 
 
 async def issue_rating(
-    client: NodeClient, key: KeyPair, chain_id: str, site_id: str, period: str, benchmark: str = "gas"
+    client: NodeClient, key: KeyPair, chain: ChainRef, site_id: str, period: str, benchmark: str = "gas"
 ) -> dict[str, Any]:
     """Compute the rating on the node, sign it and record it; returns the computed rating."""
     r = await client.get(f"/v1/sites/{site_id}/rating", period=period, benchmark=benchmark)
     computed: dict[str, Any] = r["computed"]
-    await submit_signed(client, key, chain_id, "rating", payload_of(computed))
+    await submit_signed(client, key, chain, "rating", payload_of(computed))
     return computed

@@ -39,6 +39,7 @@ from typing import Any
 
 from accounting.client import submit_signed
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
@@ -146,7 +147,7 @@ def _devices_json(devs: tuple[BoundaryDevice, ...]) -> list[dict[str, str]]:
     ]
 
 
-async def apply(client: NodeClient, key: KeyPair, chain_id: str, path: Path) -> list[str]:
+async def apply(client: NodeClient, key: KeyPair, chain: ChainRef, path: Path) -> list[str]:
     """Record what changed between the file and the chain; returns one line per tx sent."""
     site, boundary = parse(path.read_text(encoding="utf-8"))
     done: list[str] = []
@@ -155,12 +156,12 @@ async def apply(client: NodeClient, key: KeyPair, chain_id: str, path: Path) -> 
     except CempError as e:
         if e.code != Code.NOT_FOUND:
             raise
-        await submit_signed(client, key, chain_id, "site", site)
-        await submit_signed(client, key, chain_id, "boundary", boundary)
+        await submit_signed(client, key, chain, "site", site)
+        await submit_signed(client, key, chain, "boundary", boundary)
         return [f"site {site.site_id} version 1", f"boundary version 1 ({len(boundary.devices)} devices)"]
     if _site_fields(_from_json(cur)) != _site_fields(site):
         nxt = SitePayload(*(site.site_id, cur["version"] + 1, *_site_fields(site)))
-        await submit_signed(client, key, chain_id, "site", nxt)
+        await submit_signed(client, key, chain, "site", nxt)
         done.append(f"site {site.site_id} version {nxt.version}")
     last = cur["boundaries"][-1] if cur["boundaries"] else None
     if (
@@ -177,6 +178,6 @@ async def apply(client: NodeClient, key: KeyPair, chain_id: str, path: Path) -> 
             boundary.main_meter,
             boundary.note,
         )
-        await submit_signed(client, key, chain_id, "boundary", nb)
+        await submit_signed(client, key, chain, "boundary", nb)
         done.append(f"boundary version {version} ({len(nb.devices)} devices)")
     return done

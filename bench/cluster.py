@@ -83,7 +83,7 @@ async def failover(cl: Cluster, rounds: int) -> list[float]:
         cl.kill(leader)
         t0 = time.perf_counter()
         # Keep submitting the same signed tx to the survivors until one reports it committed.
-        raw = dev.batch(c.chain_id, [(seq_base + r, "power", r, "W")])
+        raw = dev.batch(c.chain, [(seq_base + r, "power", r, "W")])
         done = False
         while not done and time.perf_counter() - t0 < 30:
             for nid in others:
@@ -142,7 +142,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         async with NodeClient(url) as nc:
             d = devs[0]
             for i in range(30):
-                raw = d.batch(c.chain_id, [(now + 30_000_000 + i, "power", i, "W")])
+                raw = d.batch(c.chain, [(now + 30_000_000 + i, "power", i, "W")])
                 await asyncio.sleep(0.05)
                 t = time.perf_counter()
                 r = await nc.submit(raw, wait=True)

@@ -77,7 +77,7 @@ def sign_streams(
         for j in range(per_dev):
             base = t0 + j * readings * 10
             raw = d.batch(
-                c.chain_id,
+                c.chain,
                 [(base + k * 10, "energy.import", j * readings + k, "Wh") for k in range(readings)],
             )
             streams[i % conns].append(raw)
@@ -126,7 +126,7 @@ async def open_loop_latency(
         for _ in range(per_tick):
             d = devs[k % len(devs)]
             k += 1
-            batch.append(d.batch(c.chain_id, [(t0_ms + k, "power", k, "W")]))
+            batch.append(d.batch(c.chain, [(t0_ms + k, "power", k, "W")]))
         ticks.append(batch)
     lat: list[float] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:

@@ -92,7 +92,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         async with NodeClient(url) as cl:
             d = devs[0]
             for i in range(30 if quick else 60):
-                raw = d.batch(c.chain_id, [(now + 30_000_000 + i, "power", i, "W")])
+                raw = d.batch(c.chain, [(now + 30_000_000 + i, "power", i, "W")])
                 await asyncio.sleep(0.05)
                 t = time.perf_counter()
                 r = await cl.submit(raw, wait=True)

@@ -102,7 +102,7 @@ def build_chain(base: Path, c: TestConsortium, n: int) -> None:
         for i in range(start, min(n, start + per_block)):
             nonce += 1
             p = HandlePut(Handle(f"{PREFIX}/bench.{i}"), ShortStr("replace"), record(i, dev), ORG_AUTHORITY)
-            raw, _ = sign_tx(admin, c.chain_id, "handle.put", nonce, p)
+            raw, _ = sign_tx(admin, c.chain, "handle.put", nonce, p)
             raws.append(raw)
         t = max(int(time.time() * 1000), led.last_time_ms + 1)
         staged = led.execute(tuple(raws), time_ms=t, proposer=nid, term=0, last_commit=led.cert(led.height))

@@ -108,7 +108,7 @@ def build(data: Path, txs: int, days: int, devices: int, block_txs: int) -> dict
             energy += p // 60
             vals += [(ts, "energy.import", energy, "Wh"), (ts, "power", p, "W")]
             vals += [(ts, "voltage.l1", 219_000 + rng.randrange(2_000), "mV")]
-        season.append(meter.batch(c.chain_id, vals))
+        season.append(meter.batch(c.chain, vals))
     filler_n = max(0, txs - len(regs) - len(season))
     log(
         f"signed {len(season)} season txs; signing and applying {filler_n} filler txs in blocks of {block_txs}"
@@ -121,7 +121,7 @@ def build(data: Path, txs: int, days: int, devices: int, block_txs: int) -> dict
         del pending[:block_txs]
         while len(raws) < block_txs and made < filler_n:
             d = fillers[made % len(fillers)]
-            raws.append(d.batch(c.chain_id, [(block_t - 1000, "power", 1000 + made % 5000, "W")]))
+            raws.append(d.batch(c.chain, [(block_t - 1000, "power", 1000 + made % 5000, "W")]))
             made += 1
         _commit(led, key, raws, block_t)
         block_t += 1

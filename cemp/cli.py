@@ -195,7 +195,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_membership(args: argparse.Namespace) -> int:
-    from node.chain import sign_tx
+    from node.chain import ChainRef, sign_tx
     from node.client import NodeClient
     from node.crypto import public_key_of_file
     from node.errors import CempError
@@ -236,7 +236,11 @@ def cmd_membership(args: argparse.Namespace) -> int:
             sender = approvers[0]
             nonce = await nc.nonce(sender.public)
             raw, _ = sign_tx(
-                sender, st["chain_id"], "membership", nonce + 1, MembershipTx(change, tuple(approvals))
+                sender,
+                ChainRef.from_status(st),
+                "membership",
+                nonce + 1,
+                MembershipTx(change, tuple(approvals)),
             )
             try:
                 res = await nc.submit(raw, wait=True)

@@ -38,7 +38,7 @@ from collector.sim.control_api import ControlApiSim
 from collector.sim.feeds import HeatMeterFeed
 from collector.sim.site import SiteSims, run_site_sims
 from collector.sources import Source
-from node.chain import genesis_hash, sign_tx
+from node.chain import ChainRef, genesis_hash, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file, write_private_file
 from node.errors import CempError
@@ -263,7 +263,7 @@ def device_key_path(base: Path, handle: str) -> Path:
     return base / "keys" / f"device-{handle.replace('/', '_')}.key"
 
 
-async def register_devices(client: NodeClient, base: Path, chain_id: str) -> None:
+async def register_devices(client: NodeClient, base: Path, chain: ChainRef) -> None:
     """Register every demo device under the owner's prefix (signed by the owner's admin key), once."""
     admin = read_key_file(base / "keys" / "owner.admin.key")
     nonce = await client.nonce(admin.public)
@@ -277,7 +277,7 @@ async def register_devices(client: NodeClient, base: Path, chain_id: str) -> Non
         key = read_key_file(device_key_path(base, d.handle))
         raw, _ = sign_tx(
             admin,
-            chain_id,
+            chain,
             "device.register",
             nonce,
             DeviceRegistration(
@@ -315,16 +315,16 @@ def hohhot_site(effective_ms: int) -> tuple[SitePayload, BoundaryPayload]:
     return site, BoundaryPayload(ShortStr(SITE_ID), 1, TimestampMs(effective_ms), devices, None, Text(note))
 
 
-async def register_site(client: NodeClient, base: Path, chain_id: str) -> None:
+async def register_site(client: NodeClient, base: Path, chain: ChainRef) -> None:
     """The regulator records the factor sets; the owner records the Hohhot site and its boundary (once)."""
     regulator = read_key_file(base / "keys" / "regulator.admin.key")
     owner = read_key_file(base / "keys" / "owner.admin.key")
-    for set_id in await publish_factor_sets(client, regulator, chain_id):
+    for set_id in await publish_factor_sets(client, regulator, chain):
         _log(f"regulator recorded factor set {set_id}")
     # In force from the start of last year's heating season, so a fast-forwarded season (--season) is inside it.
     year = time.gmtime(time.time() + 8 * 3600).tm_year
     site, boundary = hohhot_site(local_ms(year - 1, 10, 15))
-    if await ensure_site(client, owner, chain_id, site, boundary):
+    if await ensure_site(client, owner, chain, site, boundary):
         _log(
             f"owner recorded site {SITE_ID} ({site.floor_area_m2:,} m²) and its boundary over {len(BOUNDARY)} devices"
         )
@@ -341,7 +341,7 @@ FAST_FORWARD = {
 FAST_FORWARD_STEP_MS = 900_000
 
 
-async def fast_forward_season(client: NodeClient, base: Path, chain_id: str, season: str) -> bool:
+async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, season: str) -> bool:
     """Fill a past heating season (``2025/26``) with the load model's readings every 15 minutes, signed by each
     device's own key (energy counters of the Modbus and DL/T 645 meters, the heat meter's heat counter), then
     record the season's carbon-efficiency rating. Runs only on devices that have no readings yet (a fresh demo):
@@ -367,7 +367,7 @@ async def fast_forward_season(client: NodeClient, base: Path, chain_id: str, sea
     sealed = [0]
 
     def seal(h: str) -> None:
-        raw, _ = sign_tx(keys[h], chain_id, "readings", nonces[h], ReadingBatch(Handle(h), tuple(pending[h])))
+        raw, _ = sign_tx(keys[h], chain, "readings", nonces[h], ReadingBatch(Handle(h), tuple(pending[h])))
         nonces[h] += 1
         raws.append(raw)
         sealed[0] += len(pending[h])
@@ -397,7 +397,7 @@ async def fast_forward_season(client: NodeClient, base: Path, chain_id: str, sea
     _log(f"season {season}: {sealed[0]:,} readings on chain")
     owner = read_key_file(base / "keys" / "owner.admin.key")
     label = f"{season}-season"
-    r = await issue_rating(client, owner, chain_id, SITE_ID, label)
+    r = await issue_rating(client, owner, chain, SITE_ID, label)
     inv = await client.get(f"/v1/sites/{SITE_ID}/inventory", period=label)
     k = await client.get(f"/v1/sites/{SITE_ID}/kpis", period=label)
     t = inv["site_total"]
@@ -438,7 +438,7 @@ def handle_admin_secret_path(base: Path, org: str) -> Path:
     return base / "keys" / f"{org}.handle-admin.secret"
 
 
-async def setup_handle_admins(client: NodeClient, base: Path, chain_id: str) -> list[RestAdmin]:
+async def setup_handle_admins(client: NodeClient, base: Path, chain: ChainRef) -> list[RestAdmin]:
     """Each org's prefix handle and REST admin identity ``300:<prefix>/admin``, set up once per demo directory.
 
     The secret is generated (never chosen: its scrypt hash is on the public chain) and written, mode 0600, to
@@ -463,7 +463,7 @@ async def setup_handle_admins(client: NodeClient, base: Path, chain_id: str) -> 
         nonce = await client.nonce(admin.public)
         for put in bootstrap_puts(prefix, admin.public, secret.encode()):
             nonce += 1
-            raw, _ = sign_tx(admin, chain_id, "handle.put", nonce, put)
+            raw, _ = sign_tx(admin, chain, "handle.put", nonce, put)
             res = await client.submit(raw, wait=True)
             if not res["result"]["ok"]:
                 raise RuntimeError(f"setting up {put.handle} failed: {res['result']['reason']}")
@@ -474,10 +474,10 @@ async def setup_handle_admins(client: NodeClient, base: Path, chain_id: str) -> 
 class Site:
     """The simulated plant and the device agent that reads it, signs at the source and submits."""
 
-    def __init__(self, base: Path, urls: list[str], chain_id: str, poll_s: float) -> None:
+    def __init__(self, base: Path, urls: list[str], chain: ChainRef, poll_s: float) -> None:
         self.base = base
         self.urls = urls
-        self.chain_id = chain_id
+        self.chain = chain
         self.poll_s = poll_s
         self.sims: SiteSims | None = None
         self.control: ControlApiSim | None = None
@@ -540,7 +540,12 @@ class Site:
         self.agent = SiteAgent(
             agents,
             outbox,
-            AgentSettings(nodes=tuple(self.urls), chain_id=self.chain_id, progress_every_s=30),
+            AgentSettings(
+                nodes=tuple(self.urls),
+                chain_id=self.chain.chain_id,
+                genesis_hash=self.chain.genesis_hash.hex(),
+                progress_every_s=30,
+            ),
             alarms=self.alarms,
         )
         scanner_dev = next(d for d in DEVICES if d.source.startswith("bills:"))
@@ -551,7 +556,7 @@ class Site:
             read_key_file(device_key_path(self.base, scanner_dev.handle)),
             scanner_dev.handle,
             ScannerSettings(nodes=tuple(self.urls)),
-            chain_id=self.chain_id,
+            chain=self.chain,
         )
         return self.agent
 
@@ -622,13 +627,13 @@ async def run_demo(
             ours = genesis_hash(read_genesis(base / "genesis.cemp")).hex()
             if st.get("genesis_hash") != ours:
                 raise DemoError(f"{urls[0]} answers for another chain than {base}'s; choose another --port")
-            chain_id = st["chain_id"]
-            await register_devices(client, base, chain_id)
-            await register_site(client, base, chain_id)
+            chain = ChainRef.from_status(st)
+            await register_devices(client, base, chain)
+            await register_site(client, base, chain)
             if season is not None:
-                await fast_forward_season(client, base, chain_id, season)
-            rest_admins = await setup_handle_admins(client, base, chain_id)
-            site = Site(base, urls, chain_id, poll_s=5.0)
+                await fast_forward_season(client, base, chain, season)
+            rest_admins = await setup_handle_admins(client, base, chain)
+            site = Site(base, urls, chain, poll_s=5.0)
             agent = await site.start()
             stop = asyncio.Event()
             agent_task = asyncio.create_task(agent.run(stop), name="collector")

@@ -57,7 +57,7 @@ from collector.outbox import Counters, Entry, Outbox, OutboxError
 from collector.quality import Alarm, AlarmSink, QualityChecker, QualityConfig, Severity
 from collector.sources import Sample, Source, SourceError
 from node import codec
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
@@ -106,6 +106,9 @@ class AgentSettings:
     """Node API base URLs; the agent sticks to one that answers and fails over in this order."""
     chain_id: str | None = None
     """Expected chain id; learned from the first node and kept in the outbox when not given."""
+    genesis_hash: str | None = None
+    """Expected genesis hash (hex), which every tx signature covers; learned and kept like ``chain_id``. Until
+    both are known (configured, in the outbox, or from a node) readings wait in memory unsigned."""
     batch_max_readings: int = 500
     """Readings per signed tx (the chain's ``max_batch_readings`` is 1000 by default)."""
     max_tx_bytes: int = 60_000
@@ -288,6 +291,7 @@ class SiteAgent:
         self.rng = rng or random.Random()
         self.stats = AgentStats()
         self.chain_id: str | None = self.settings.chain_id
+        self.genesis_hash: str | None = self.settings.genesis_hash
         self._io_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._counters: dict[str, Counters] = {}  # touched only on the outbox thread
         self._ready: set[str] = set()
@@ -306,6 +310,13 @@ class SiteAgent:
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    @property
+    def chain(self) -> ChainRef | None:
+        """What the agent's signatures are bound to, once chain id and genesis hash are both known."""
+        if self.chain_id is None or self.genesis_hash is None:
+            return None
+        return ChainRef(self.chain_id, bytes.fromhex(self.genesis_hash))
+
     # --- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
         if self._opened:
@@ -318,6 +329,14 @@ class SiteAgent:
         self.chain_id = self.chain_id or stored
         if self.settings.chain_id and not stored:
             await self._io(self.outbox.set_meta, "chain_id", self.settings.chain_id)
+        stored_gh = await self._io(self.outbox.get_meta, "genesis_hash")
+        if self.genesis_hash and stored_gh and stored_gh != self.genesis_hash:
+            raise ValueError(
+                f"outbox {self.outbox.path} belongs to genesis {stored_gh}, not {self.genesis_hash}"
+            )
+        self.genesis_hash = self.genesis_hash or stored_gh
+        if self.settings.genesis_hash and not stored_gh:
+            await self._io(self.outbox.set_meta, "genesis_hash", self.settings.genesis_hash)
         pending = await self._io(self.outbox.pending_devices)
         counters = await self._io(self.outbox.all_counters)
         last_values = await self._io(self.outbox.last_values)
@@ -420,7 +439,8 @@ class SiteAgent:
     # --- signing into the outbox -----------------------------------------------------------------
     async def flush(self) -> int:
         """Sign every ready device's buffered readings and store them in one outbox transaction."""
-        if self.chain_id is None:
+        chain = self.chain
+        if chain is None:
             return 0
         work: list[tuple[DeviceAgent, list[Sample]]] = []
         for h in sorted(self._ready):
@@ -431,7 +451,7 @@ class SiteAgent:
         if not work:
             return 0
         try:
-            entries = await self._io(self._sign_and_put, work, self.chain_id, self.now_ms())
+            entries = await self._io(self._sign_and_put, work, chain, self.now_ms())
         except Exception:
             log.exception("collect: cannot write the outbox; readings stay in memory and are retried")
             for dev, samples in work:
@@ -444,7 +464,7 @@ class SiteAgent:
         return n
 
     def _sign_and_put(
-        self, work: list[tuple[DeviceAgent, list[Sample]]], chain_id: str, now_ms: int
+        self, work: list[tuple[DeviceAgent, list[Sample]]], chain: ChainRef, now_ms: int
     ) -> list[Entry]:
         """Outbox thread: number, sign and store. Counters move only if the transaction commits."""
         entries: list[Entry] = []
@@ -474,7 +494,7 @@ class SiteAgent:
                     for i, s in enumerate(chunk)
                 )
                 raw, h = sign_tx(
-                    dev.key, chain_id, "readings", nonce + 1, ReadingBatch(Handle(dev.handle), readings)
+                    dev.key, chain, "readings", nonce + 1, ReadingBatch(Handle(dev.handle), readings)
                 )
                 if len(raw) > self.settings.max_tx_bytes and size > 1:
                     size = max(1, size // 2)  # long names: smaller batches for this device
@@ -722,8 +742,8 @@ class SiteAgent:
             return
         node_next = int(doc["next"])
         base = node_next if allow_lower else max(e.nonce, node_next)
-        chain_id = self.chain_id
-        assert chain_id is not None
+        chain = self.chain
+        assert chain is not None
 
         def job() -> int:
             old = [x for x in self.outbox.entries_for(e.device) if x.nonce >= e.nonce]
@@ -734,7 +754,7 @@ class SiteAgent:
             for i, x in enumerate(keep):
                 tx = codec.decode(Tx, x.raw)
                 batch = codec.decode(ReadingBatch, tx.payload)
-                raw, h = sign_tx(dev.key, chain_id, "readings", base + i, batch)
+                raw, h = sign_tx(dev.key, chain, "readings", base + i, batch)
                 repl.append(
                     Entry(x.device, base + i, x.seq_first, x.seq_last, x.readings, h, raw, x.created_ms)
                 )
@@ -808,6 +828,15 @@ class SiteAgent:
             self._node_failed(node, e)
             raise _NodeDown(str(e)) from None
         chain = str(st.get("chain_id"))
+        gh = str(st.get("genesis_hash"))
+        if self.genesis_hash is None and (self.chain_id is None or chain == self.chain_id):
+            self.genesis_hash = gh
+            await self._io(self.outbox.set_meta, "genesis_hash", gh)
+        if gh != self.genesis_hash:
+            err = f"{node.url} serves genesis {gh[:16]}..., not {str(self.genesis_hash)[:16]}..."
+            log.error("collect: %s; skipping it", err)
+            self._node_failed(node, None)
+            raise _NodeDown(err)
         if self.chain_id is None:
             self.chain_id = chain
             await self._io(self.outbox.set_meta, "chain_id", chain)

@@ -6,6 +6,7 @@ Example (every key outside ``[[devices]]`` is optional; defaults shown)::
     data_dir = "collector-data"          # outbox.sqlite, deadletter.jsonl, alarms.jsonl (relative to this file)
     nodes = ["http://127.0.0.1:7001"]    # any node of the consortium; fail over in this order
     # chain_id = "cemp-hohhot-1"         # default: learned from the first node, then pinned in the outbox
+    # genesis_hash = "9f2c..."            # hex; signatures cover it; learned and pinned like chain_id
     batch_max_readings = 500             # readings per signed tx
     flush_interval_s = 1.0               # sign + fsync buffered readings this often
     submit_max_txs = 1000                # txs per request
@@ -120,12 +121,12 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> CollectConfig:
         raise CollectConfigError(f"{path}: unknown [agent] keys {sorted(unknown)}")
     if ENV_PREFIX + "NODES" in env:
         agent["nodes"] = [u.strip() for u in env[ENV_PREFIX + "NODES"].split(",") if u.strip()]
-    for name in ("DATA_DIR", "CHAIN_ID", "LOG_LEVEL"):
+    for name in ("DATA_DIR", "CHAIN_ID", "GENESIS_HASH", "LOG_LEVEL"):
         if ENV_PREFIX + name in env:
             agent[name.lower()] = env[ENV_PREFIX + name]
     for name, f in known.items():
         v = env.get(ENV_PREFIX + name.upper())
-        if v is not None and name not in ("nodes", "chain_id"):
+        if v is not None and name not in ("nodes", "chain_id", "genesis_hash"):
             try:
                 agent[name] = float(v) if f.type in ("float", float) else int(v)
             except ValueError:

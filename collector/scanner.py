@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import aiohttp
 
 from node import codec
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file
 from node.documents import (
@@ -246,8 +246,9 @@ class Nodes:
         body = await self.call(lambda c: c.get(f"/v1/nonces/{pubkey.hex()}"))
         return int(body["next"])
 
-    async def chain_id(self) -> str:
-        return str((await self.call(lambda c: c.status()))["chain_id"])
+    async def chain(self) -> ChainRef:
+        """Chain id and genesis hash of the nodes (what a tx signature is bound to)."""
+        return ChainRef.from_status(await self.call(lambda c: c.status()))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -307,7 +308,7 @@ class BillScanner:
         settings: ScannerSettings | None = None,
         *,
         extract: Extractor = ocr_bill_fields,
-        chain_id: str | None = None,
+        chain: ChainRef | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.inbox = Path(inbox)
@@ -317,7 +318,7 @@ class BillScanner:
         self.device = device
         self.settings = settings or ScannerSettings()
         self.extract = extract
-        self.chain_id = chain_id
+        self.chain = chain
         self.clock = clock
         self.next_nonce: int | None = None
         self.stats = ScanStats()
@@ -417,8 +418,8 @@ class BillScanner:
         return await self.deliver(signed)
 
     async def _ensure_chain(self) -> None:
-        if self.chain_id is None:
-            self.chain_id = await self.nodes.chain_id()
+        if self.chain is None:
+            self.chain = await self.nodes.chain()
         if self.next_nonce is None:
             self.next_nonce = await self.nodes.next_nonce(self.key.public)
 
@@ -442,8 +443,8 @@ class BillScanner:
         return self._sign(image, payload)
 
     def _sign(self, image: Path, payload: DocumentPayload) -> Signed:
-        assert self.chain_id is not None and self.next_nonce is not None
-        raw, _ = sign_tx(self.key, self.chain_id, KIND, self.next_nonce, payload)
+        assert self.chain is not None and self.next_nonce is not None
+        raw, _ = sign_tx(self.key, self.chain, KIND, self.next_nonce, payload)
         self.next_nonce += 1
         signed = Signed(image, raw, codec.decode(Tx, raw), payload)
         # Durable BEFORE it is sent: a restart must resend these bytes, never sign the image again.
@@ -465,8 +466,6 @@ class BillScanner:
             )
             sidecar.unlink(missing_ok=True)
             return None
-        if self.chain_id is None:
-            self.chain_id = tx.chain_id
         return Signed(image, raw, tx, payload)
 
     async def deliver(self, signed: Signed) -> bool:
@@ -678,7 +677,12 @@ def _read_rows(path: Path, doc_type: str, sheet: str | None, report: ImportRepor
 
 
 async def _submit_chunk(
-    nodes: Nodes, key: KeyPair, chain_id: str, part: Pending, report: ImportReport, done: Callable[[], object]
+    nodes: Nodes,
+    key: KeyPair,
+    chain: ChainRef,
+    part: Pending,
+    report: ImportReport,
+    done: Callable[[], object],
 ) -> Pending:
     """Sign what needs signing from the node's next nonce, submit as one batch, sort the answers; returns the
     rows to try again."""
@@ -686,7 +690,7 @@ async def _submit_chunk(
     raws: list[bytes] = []
     for p, raw in part:
         if raw is None:  # a tx that may still be on its way is resent as is (identical bytes are idempotent)
-            raw, _ = sign_tx(key, chain_id, KIND, nonce, p)
+            raw, _ = sign_tx(key, chain, KIND, nonce, p)
             nonce += 1
         raws.append(raw)
     try:
@@ -747,7 +751,7 @@ async def import_ledger_file(
     )
     try:
         nodes = Nodes(urls, sess)
-        chain_id = await nodes.chain_id()
+        chain = await nodes.chain()
         pending: Pending = []
         for p in todo:
             if await _exists(nodes, payload_id(p)):  # imported before: nothing to sign
@@ -763,7 +767,7 @@ async def import_ledger_file(
             retry: Pending = []
             for start in range(0, len(pending), chunk):
                 part = pending[start : start + chunk]
-                retry += await _submit_chunk(nodes, key, chain_id, part, report, lambda: bar.update(1))
+                retry += await _submit_chunk(nodes, key, chain, part, report, lambda: bar.update(1))
             pending = retry
         for p, _ in pending:
             report.refused.append(
@@ -891,9 +895,9 @@ async def confirm_document(
             supersedes=Hash32(bytes.fromhex(doc["tx"])),
         )
         _check_locally(payload)
-        chain_id = await nodes.chain_id()
+        chain = await nodes.chain()
         nonce = await nodes.next_nonce(key.public)
-        raw, _ = sign_tx(key, chain_id, KIND, nonce, payload)
+        raw, _ = sign_tx(key, chain, KIND, nonce, payload)
         res = await nodes.call(lambda c: c.submit(raw, wait=True))
         return {"document": doc_id, "version": doc["version"] + 1, "checks_failed": failed, "result": res}
     finally:

@@ -71,11 +71,39 @@ def signing_bytes_of_raw(raw: bytes) -> bytes:
     return b"\x95" + raw[1:-66]
 
 
-def sign_tx(key: KeyPair, chain_id: str, kind: str, nonce: int, payload_obj: object) -> tuple[bytes, Hash32]:
-    """Build, sign and encode a tx; returns (encoded tx, tx hash)."""
+@dataclass(frozen=True, slots=True)
+class ChainRef:
+    """What a tx signature is bound to: the chain id *and* the hash of the genesis, so a tx signed for one chain
+    never verifies on another that happens to use the same chain id."""
+
+    chain_id: str
+    genesis_hash: bytes
+
+    @classmethod
+    def of(cls, genesis: Genesis) -> ChainRef:
+        return cls(genesis.chain_id, genesis_hash(genesis))
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any]) -> ChainRef:
+        """From a node's ``/v1/status`` answer (``chain_id``, ``genesis_hash``)."""
+        gh = bytes.fromhex(str(status["genesis_hash"]))
+        if len(gh) != 32:
+            raise ValueError("genesis_hash must be 32 bytes")
+        return cls(str(status["chain_id"]), gh)
+
+
+def tx_signature_ok(genesis_hash_: bytes, tx: Tx, raw: bytes) -> bool:
+    """The sender's signature over ``DOMAIN_TX || genesis hash || encode(tx.unsigned())`` (``raw`` canonical)."""
+    return verify(tx.sender, DOMAIN_TX, genesis_hash_ + signing_bytes_of_raw(raw), tx.signature)
+
+
+def sign_tx(
+    key: KeyPair, chain: ChainRef, kind: str, nonce: int, payload_obj: object
+) -> tuple[bytes, Hash32]:
+    """Build, sign and encode a tx for ``chain``; returns (encoded tx, tx hash)."""
     payload = Blob(codec.encode(payload_obj))
-    unsigned = UnsignedTx(ShortStr(chain_id), ShortStr(kind), key.public, Nonce(nonce), payload)
-    sig = key.sign(DOMAIN_TX, codec.encode(unsigned))
+    unsigned = UnsignedTx(ShortStr(chain.chain_id), ShortStr(kind), key.public, Nonce(nonce), payload)
+    sig = key.sign(DOMAIN_TX, chain.genesis_hash + codec.encode(unsigned))
     tx = Tx(unsigned.chain_id, unsigned.kind, unsigned.sender, unsigned.nonce, unsigned.payload, sig)
     raw = codec.encode(tx)
     return raw, sha256(raw)
@@ -216,6 +244,11 @@ class Ledger:
             self.head_header = head.header
 
     @property
+    def chain(self) -> ChainRef:
+        """What this chain's tx signatures are bound to."""
+        return ChainRef(self.genesis.chain_id, self.genesis_hash)
+
+    @property
     def app_hash(self) -> Hash32:
         return self.acc.digest()
 
@@ -248,7 +281,7 @@ class Ledger:
         with self._verified_lock:
             if d.hash in self.verified:
                 return
-        if not verify(d.tx.sender, DOMAIN_TX, signing_bytes_of_raw(d.raw), d.tx.signature):
+        if not tx_signature_ok(self.genesis_hash, d.tx, d.raw):
             raise CempError(Code.BAD_SIGNATURE, "signature does not verify against the sender key")
 
     def mark_sig_verified(self, key: bytes) -> None:
@@ -626,10 +659,12 @@ class BlockResults:
 __all__ = [
     "ZERO_HASH",
     "ChainError",
+    "ChainRef",
     "DecodedTx",
     "Ledger",
     "StagedBlock",
     "genesis_hash",
     "header_hash",
     "sign_tx",
+    "tx_signature_ok",
 ]

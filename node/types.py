@@ -29,7 +29,7 @@ Blob = NewType("Blob", bytes)  # opaque encoded payloads: <= 1 MiB
 ZERO_HASH = Hash32(b"\x00" * 32)
 
 # Domain tags: a signature made for one purpose can never be replayed as another.
-DOMAIN_TX = b"CEMP/tx/v1\x00"
+DOMAIN_TX = b"CEMP/tx/v2\x00"  # v2: the signed bytes start with the genesis hash
 DOMAIN_BLOCK = b"CEMP/block/v1\x00"
 DOMAIN_VOTE = b"CEMP/commit-vote/v1\x00"
 DOMAIN_PEER = b"CEMP/peer-msg/v1\x00"
@@ -61,7 +61,7 @@ class Tx:
     nonce: Nonce
     payload: Blob
     signature: Signature
-    """Ed25519 over ``DOMAIN_TX || encode(UnsignedTx)``."""
+    """Ed25519 over ``DOMAIN_TX || genesis hash || encode(UnsignedTx)``: bound to one chain, not just its id."""
 
     def unsigned(self) -> UnsignedTx:
         return UnsignedTx(self.chain_id, self.kind, self.sender, self.nonce, self.payload)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from node import checkpoint as cp
 from node import codec, merkle, schema
-from node.chain import Certificate, ChainError, Ledger, genesis_hash, sig_key, signing_bytes_of_raw
+from node.chain import Certificate, ChainError, Ledger, genesis_hash, sig_key, tx_signature_ok
 from node.crypto import sha256, verify
 from node.errors import CempError
 from node.genesis import GenesisError, read_genesis
@@ -33,7 +33,7 @@ from node.raftstore import RAFT_APPLIED
 from node.statehash import StateHash
 from node.store import LevelDBStore, MemoryStore, StorageError, Store, prefix_stop
 from node.txkinds import KindRegistry
-from node.types import DOMAIN_BLOCK, DOMAIN_TX, DOMAIN_VOTE, Block, Genesis, Tx
+from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Block, Genesis, Tx
 from node.watermark import Mark, Watermark, WatermarkError, check_store, path_beside
 
 CERT_PREFIX = b"Mcert"
@@ -60,7 +60,7 @@ class VerifyReport:
         return self.txs / self.seconds if self.seconds > 0 else 0.0
 
 
-def _check_sigs(raws: list[bytes]) -> list[bytes]:
+def _check_sigs(gh: bytes, raws: list[bytes]) -> list[bytes]:
     """Worker: hashes of txs whose signature verifies (undecodable txs are left to the replay)."""
     good: list[bytes] = []
     for raw in raws:
@@ -68,13 +68,13 @@ def _check_sigs(raws: list[bytes]) -> list[bytes]:
             tx = codec.decode(Tx, raw)
         except CempError:
             continue
-        if verify(tx.sender, DOMAIN_TX, signing_bytes_of_raw(raw), tx.signature):
+        if tx_signature_ok(gh, tx, raw):
             good.append(sha256(raw))
     return good
 
 
 def _check_chunk(
-    items: list[tuple[bytes, bytes | None]], keys: dict[str, bytes]
+    gh: bytes, items: list[tuple[bytes, bytes | None]], keys: dict[str, bytes]
 ) -> tuple[list[bytes], list[bytes]]:
     """Worker: for each (raw block, raw certificate or None), the hashes of txs whose signature verifies and the
     ``sig_key``s of the proposer signature, the header's votes and the certificate's votes that verify. Anything
@@ -86,7 +86,7 @@ def _check_chunk(
             b = codec.decode(Block, raw)
         except CempError:
             continue
-        txs += _check_sigs(list(b.txs))
+        txs += _check_sigs(gh, list(b.txs))
         hd = b.header
         msg = codec.encode(hd)
         pk = keys.get(hd.proposer)
@@ -301,6 +301,7 @@ def _replay(
         rep.resumed_from = mark.height
     else:
         replay = Ledger(MemoryStore(), genesis, kinds)
+    gh = genesis_hash(genesis)
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     pool = ProcessPoolExecutor(workers) if workers > 1 and height >= start else None
     bar = tqdm(total=height - start + 1, unit="block", desc="verify", disable=not progress)
@@ -331,7 +332,7 @@ def _replay(
                 raws[h] = raw
                 items.append((raw, store.get(schema.commit_cert(h))))
             keys = {n: bytes(i.pubkey) for n, i in replay.nodes.items()}
-            window[first] = pool.submit(_check_chunk, items, keys)
+            window[first] = pool.submit(_check_chunk, gh, items, keys)
 
         for k in range(ahead):
             schedule(start + k * CHUNK)

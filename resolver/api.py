@@ -772,7 +772,7 @@ class Resolver:
                 plan_put(view, self._env(), probe, payload)
             else:
                 plan_delete(view, self._env(), probe, payload)
-            raw, h = sign_tx(self.key, self.genesis.chain_id, kind, nonce, payload)
+            raw, h = sign_tx(self.key, self.ledger.chain, kind, nonce, payload)
             if len(raw) > self.genesis.params.max_tx_bytes:
                 raise HandleError(
                     RC_INVALID_VALUE,

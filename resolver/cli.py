@@ -45,7 +45,7 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
 
 
 async def _bootstrap(args: argparse.Namespace) -> int:
-    from node.chain import sign_tx
+    from node.chain import ChainRef, sign_tx
     from node.client import NodeClient
     from node.crypto import KeyFileError, read_key_file, write_private_file
     from resolver.bootstrap import bootstrap_puts
@@ -67,7 +67,7 @@ async def _bootstrap(args: argparse.Namespace) -> int:
         nonce = await client.nonce(key.public)
         for p in bootstrap_puts(args.prefix, key.public, secret.encode()):
             nonce += 1
-            raw, _ = sign_tx(key, st["chain_id"], "handle.put", nonce, p)
+            raw, _ = sign_tx(key, ChainRef.from_status(st), "handle.put", nonce, p)
             res = await client.submit(raw, wait=True)
             if not res["result"]["ok"]:
                 print(json.dumps({"ok": False, "handle": p.handle, "problem": res["result"]["reason"]}))

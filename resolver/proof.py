@@ -19,13 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 from node import codec, merkle
-from node.chain import header_hash, quorum, signing_bytes_of_raw
+from node.chain import genesis_hash, header_hash, quorum, tx_signature_ok
 from node.crypto import sha256, verify
 from node.devices import org_for_prefix
 from node.errors import CempError
 from node.types import (
     DOMAIN_BLOCK,
-    DOMAIN_TX,
     DOMAIN_VOTE,
     BlockHeader,
     DeviceRegistration,
@@ -111,7 +110,7 @@ def _check_tx(p: dict[str, Any], genesis: Genesis) -> tuple[Tx, BlockHeader]:
         raise ProofError(f"tx {h.hex()[:16]}: result path does not lead to the header's results_root")
     if result.code != 0:
         raise ProofError(f"tx {h.hex()[:16]} is in its block but was marked invalid: {result.reason}")
-    if not verify(tx.sender, DOMAIN_TX, signing_bytes_of_raw(raw), tx.signature):
+    if not tx_signature_ok(genesis_hash(genesis), tx, raw):
         raise ProofError(f"tx {h.hex()[:16]}: sender signature does not verify")
     hh = header_hash(header)
     nodes = {n.node_id: n for n in genesis.nodes}

@@ -113,7 +113,7 @@ class Chain:
                 v += inc // per_hour + (inc % per_hour if i == per_hour - 1 else 0)
                 vals.append((ts, quantity, v, "Wh"))
         for i in range(0, len(vals), 1000):
-            self.ok(dev.batch(self.c.chain_id, vals[i : i + 1000], flags=flags))
+            self.ok(dev.batch(self.c.chain, vals[i : i + 1000], flags=flags))
 
     def document(
         self, doc_type: str, fields: dict[str, int | str], source: bytes, org: str = "owner"

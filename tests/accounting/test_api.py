@@ -55,7 +55,7 @@ async def setup_site(c: TestConsortium, client: TestClient) -> None:
     await submit(client, c.admin_tx("owner", "boundary", b))
     vals = [(T0 - 1, "energy.import", 1000, "Wh")]
     vals += [(T0 + h * HOUR_MS + 1800_000, "energy.import", 1000 + 10_000 * (h + 1), "Wh") for h in range(24)]
-    await submit(client, dev.batch(c.chain_id, vals))
+    await submit(client, dev.batch(c.chain, vals))
 
 
 async def test_routes(acc: tuple[TestConsortium, TestClient]) -> None:
@@ -148,19 +148,19 @@ async def test_client_helpers_record_factors_site_and_rating(acc: tuple[TestCons
 
     c, client = acc
     async with NodeClient(str(client.make_url(""))) as nc:
-        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain_id) == [
+        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain) == [
             "cn-mee-2021",
             "cn-mee-2022",
             "cn-mee-2023",
         ]
-        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain_id) == []
+        assert await publish_factor_sets(nc, c.admins["regulator"], c.chain) == []
         dev, raw = c.register_device(MAIN)
         await submit(client, raw)
         b = boundary_payload(1, T0, [(MAIN, "incoming", "electricity", "energy.import")], main=MAIN)
-        assert await ensure_site(nc, c.admins["owner"], c.chain_id, site_payload(area=1_000), b)
-        assert not await ensure_site(nc, c.admins["owner"], c.chain_id, site_payload(area=1_000), b)
+        assert await ensure_site(nc, c.admins["owner"], c.chain, site_payload(area=1_000), b)
+        assert not await ensure_site(nc, c.admins["owner"], c.chain, site_payload(area=1_000), b)
         vals = [(T0 - 1, "energy.import", 0, "Wh"), (T0 + 1800_000, "energy.import", 10_000, "Wh")]
-        await submit(client, dev.batch(c.chain_id, vals))
-        r = await issue_rating(nc, c.admins["regulator"], c.chain_id, SITE, "2026-01-01")
+        await submit(client, dev.batch(c.chain, vals))
+        r = await issue_rating(nc, c.admins["regulator"], c.chain, SITE, "2026-01-01")
         got = await nc.get(f"/v1/sites/{SITE}")
         assert got["ratings"][0]["grade"] == str(r["grade_location"])

@@ -255,7 +255,7 @@ def test_counter_restart_counts_the_rise_within_the_hour() -> None:
     # hour 0: 50,000 -> 66,000 (16 kWh); the meter is replaced; hour 1: the new one reads 100 -> 12,100
     vals = [(T0 - 1, q, 50_000, "Wh"), (T0 + 1_800_000, q, 58_000, "Wh"), (T0 + HOUR_MS - 1, q, 66_000, "Wh")]
     vals += [(T0 + HOUR_MS + 60_000, q, 100, "Wh"), (T0 + 2 * HOUR_MS - 1, q, 12_100, "Wh")]
-    ch.ok(dev.batch(ch.c.chain_id, vals))
+    ch.ok(dev.batch(ch.c.chain, vals))
     r = inv(ch, "2026-01-01")
     d = {x["handle"]: x for x in r["devices"]}["88.123.45/101.2.9"]
     assert d["negative_delta_hours"] == 1

@@ -47,7 +47,7 @@ async def test_polled_meters_give_the_model_energy_exactly() -> None:
         for src in sources.values():
             await src.close()
         model = site.model
-    ch.ok(core.batch(ch.c.chain_id, batches["core_unit"]), heat.batch(ch.c.chain_id, batches["heat_meter"]))
+    ch.ok(core.batch(ch.c.chain, batches["core_unit"]), heat.batch(ch.c.chain, batches["heat_meter"]))
     t_end = T0 + HOURS * 3_600_000
     inv = finish(compute(ch.store, ch.head(), SITE, "2026-01-15", "hour"))
     devs = {d["handle"]: d for d in inv["devices"]}

@@ -82,17 +82,17 @@ async def test_apply_creates_then_versions(node: tuple[TestConsortium, TestClien
     f.write_text(FILE)
     key = c.admins["owner"]
     async with NodeClient(str(client.make_url(""))) as nc:
-        assert await apply(nc, key, c.chain_id, f) == [
+        assert await apply(nc, key, c.chain, f) == [
             "site hohhot-complex version 1",
             "boundary version 1 (2 devices)",
         ]
-        assert await apply(nc, key, c.chain_id, f) == []  # nothing changed, nothing sent
+        assert await apply(nc, key, c.chain, f) == []  # nothing changed, nothing sent
         f.write_text(FILE.replace("100000", "120000"))
-        assert await apply(nc, key, c.chain_id, f) == ["site hohhot-complex version 2"]
+        assert await apply(nc, key, c.chain, f) == ["site hohhot-complex version 2"]
         more = FILE.replace("100000", "120000").replace("2025-10-15T00:00", "2026-01-01T00:00")
         more += '[[boundary.devices]]\nhandle = "88.123.45/101.1.2"\nsubsystem = "pipe-heating"\n'
         more += 'carrier = "electricity"\nquantity = "energy.import"\n'
         f.write_text(more)
-        assert await apply(nc, key, c.chain_id, f) == ["boundary version 2 (3 devices)"]
+        assert await apply(nc, key, c.chain, f) == ["boundary version 2 (3 devices)"]
         got = await nc.get("/v1/sites/hohhot-complex")
         assert got["floor_area_m2"] == 120_000 and [b["version"] for b in got["boundaries"]] == [1, 2]

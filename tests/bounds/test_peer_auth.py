@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from node.testing import TestConsortium
 
 from consensus.messages import TimeoutNow
 from node.api import errors_middleware

@@ -47,7 +47,7 @@ async def test_multi_megabyte_blocks_replicate(tmp_path: Path) -> None:
             assert all(r["result"]["ok"] for r in await nc.submit_batch(regs, wait=True))
         now = int(time.time() * 1000) - 3_600_000
         raws = [
-            d.batch(c.chain_id, [(now + j * 100 + k, "energy.import", k, "Wh") for k in range(60)])
+            d.batch(c.chain, [(now + j * 100 + k, "energy.import", k, "Wh") for k in range(60)])
             for j in range(30)
             for d in devs
         ]

@@ -32,7 +32,7 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
             cl.kill(lagger)
             now = int(time.time() * 1000)
             for i in range(60):  # 60 blocks: the log is compacted well past where the lagger stopped
-                assert (await nc.submit(dev.batch(c.chain_id, [(now + i, "power", i, "W")]), wait=True))[
+                assert (await nc.submit(dev.batch(c.chain, [(now + i, "power", i, "W")]), wait=True))[
                     "result"
                 ]["ok"]
             st = await nc.status()
@@ -65,7 +65,7 @@ async def test_lagging_node_catches_up_after_compaction(tmp_path: Path, mode: st
             rows = (await lc.get(f"/v1/devices/{dev.handle}/readings", limit=1000))["readings"]
             assert len(rows) == 60
             # and it takes part again
-            assert (await lc.submit(dev.batch(c.chain_id, [(now + 1000, "power", 1, "W")]), wait=True))[
+            assert (await lc.submit(dev.batch(c.chain, [(now + 1000, "power", 1, "W")]), wait=True))[
                 "result"
             ]["ok"]
     finally:

@@ -62,7 +62,7 @@ async def test_add_learner_promote_and_remove(tmp_path: Path) -> None:
             assert (await nc.submit(reg, wait=True))["result"]["ok"]
             now = int(time.time() * 1000)
             for i in range(5):
-                assert (await nc.submit(dev.batch(c.chain_id, [(now + i, "power", i, "W")]), wait=True))[
+                assert (await nc.submit(dev.batch(c.chain, [(now + i, "power", i, "W")]), wait=True))[
                     "result"
                 ]["ok"]
             # Refused: one org's approval only; nothing written.
@@ -123,9 +123,9 @@ async def test_add_learner_promote_and_remove(tmp_path: Path) -> None:
             # It serves reads from its own verified copy, and its vote now counts.
             rows = (await newc.get(f"/v1/devices/{dev.handle}/readings"))["readings"]
             assert len(rows) == 5
-            assert (await nc.submit(dev.batch(c.chain_id, [(now + 99, "power", 99, "W")]), wait=True))[
-                "result"
-            ]["ok"]
+            assert (await nc.submit(dev.batch(c.chain, [(now + 99, "power", 99, "W")]), wait=True))["result"][
+                "ok"
+            ]
             cons = await nc.get("/v1/consortium")
             assert {n["node_id"]: n["active"] for n in cons["nodes"]}["owner-2"] is True
 
@@ -138,7 +138,7 @@ async def test_add_learner_promote_and_remove(tmp_path: Path) -> None:
                 return "owner-2" not in (await nc.status())["members"]
 
             await until(left)
-            assert (await nc.submit(dev.batch(c.chain_id, [(now + 100, "power", 100, "W")]), wait=True))[
+            assert (await nc.submit(dev.batch(c.chain, [(now + 100, "power", 100, "W")]), wait=True))[
                 "result"
             ]["ok"]
             # Removed for good: the id cannot come back.

@@ -46,7 +46,7 @@ class Workload:
                     now = int(time.time() * 1000)
                     first = dev.seq + 1
                     pending = dev.batch(
-                        self.cl.consortium.chain_id,
+                        self.cl.consortium.chain,
                         [(now + k, "energy.import", first + k, "Wh") for k in range(5)],
                     )
                     seqs = list(range(first, first + 5))

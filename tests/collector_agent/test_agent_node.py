@@ -139,7 +139,7 @@ async def test_resync_from_the_chain_and_restart_from_the_outbox(node: NodeProc,
     async with NodeClient(node.url) as cl:
         for b in range(2):
             raw = dev.batch(
-                node.consortium.chain_id, [(now + b * 10 + k, "energy.import", k, "Wh") for k in range(10)]
+                node.consortium.chain, [(now + b * 10 + k, "energy.import", k, "Wh") for k in range(10)]
             )
             assert (await cl.submit(raw, wait=True))["result"]["ok"]
     agent = site([node.url], device_agents(node), tmp_path / "outbox.sqlite")
@@ -190,6 +190,7 @@ async def test_refused_tx_goes_to_dead_letters_and_later_txs_are_resigned(
     await agent.open()
     await agent.resync(dev.handle)
     agent.chain_id = node.consortium.chain_id
+    agent.genesis_hash = node.consortium.chain.genesis_hash.hex()
     now = int(time.time() * 1000)
     # Bypass the quality layer (which would restamp it) to sign a reading the chain must refuse:
     # 20 minutes in the future. It is tx nonce 2 of 3.

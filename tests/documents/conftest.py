@@ -10,7 +10,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from cemp import wiring
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.crypto import KeyPair
 from node.documents import DocumentPayload, make_fields
 from node.server import Node
@@ -105,6 +105,6 @@ def bill_payload(
     return DocumentPayload(**fields)
 
 
-def sign(key: KeyPair, chain_id: str, nonce: int, payload: object) -> bytes:
-    raw, _ = sign_tx(key, chain_id, "document", nonce, payload)
+def sign(key: KeyPair, chain: ChainRef, nonce: int, payload: object) -> bytes:
+    raw, _ = sign_tx(key, chain, "document", nonce, payload)
     return raw

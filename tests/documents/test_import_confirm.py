@@ -73,7 +73,7 @@ async def test_confirmation_corrects_fields_and_reruns_the_checks(
     dev = await register(c, client)
     wrong = bill_values(energy_wh=7_980_000, flagged="energy_wh", checks_failed="reading,amount")
     p = bill_payload(review="needs_review", values=wrong)
-    st, v1 = await submit(client, sign(dev.key, c.chain_id, 1, p))
+    st, v1 = await submit(client, sign(dev.key, c.chain, 1, p))
     assert st == 200
     doc_id = document_id(p.source_sha256, "electricity_bill", 0).hex()
     assert bill_checks(wrong) == ["reading", "amount"]

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node import codec, schema
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.crypto import KeyPair
 from node.documents import DocField, DocumentPayload, document_id, make_fields, payload_id
 from node.server import Node
@@ -34,7 +34,7 @@ async def test_scanner_submits_a_bill_and_it_reads_back(consortium: TestConsorti
     c = consortium
     dev = await register(c, client)
     p = bill_payload(review="needs_review")
-    st, body = await submit(client, sign(dev.key, c.chain_id, 1, p))
+    st, body = await submit(client, sign(dev.key, c.chain, 1, p))
     assert st == 200 and body["result"]["ok"], body
     doc_id = document_id(p.source_sha256, "electricity_bill", 0)
     st, doc = await get_doc(client, doc_id)
@@ -63,7 +63,7 @@ async def test_list_is_newest_first_with_a_cursor(consortium: TestConsortium, do
     ids = []
     for i in range(3):
         p = bill_payload(f"image-{i}".encode())
-        st, _ = await submit(client, sign(dev.key, consortium.chain_id, i + 1, p))
+        st, _ = await submit(client, sign(dev.key, consortium.chain, i + 1, p))
         assert st == 200
         ids.append(payload_id(p).hex())
     r = await client.get("/v1/documents", params={"limit": "2"})
@@ -87,7 +87,7 @@ async def test_identical_bytes_are_idempotent_and_a_second_document_is_refused(
     c = consortium
     dev = await register(c, client)
     p = bill_payload()
-    raw = sign(dev.key, c.chain_id, 1, p)
+    raw = sign(dev.key, c.chain, 1, p)
     st, first = await submit(client, raw)
     assert st == 200 and first["result"]["ok"]
     st, again = await submit(client, raw)
@@ -95,7 +95,7 @@ async def test_identical_bytes_are_idempotent_and_a_second_document_is_refused(
     before = (node.ledger.height, node.ledger.app_hash)
     # The same document signed again (new nonce) or with other fields: the id is taken.
     for nonce, payload in ((2, p), (2, bill_payload(values=bill_values(energy_wh=1)))):
-        st, body = await submit(client, sign(dev.key, c.chain_id, nonce, payload))
+        st, body = await submit(client, sign(dev.key, c.chain, nonce, payload))
         assert st == 409 and body["code"] == "already_exists", body
         assert payload_id(p).hex() in body["message"]
     # An org admin without 'confirmed' cannot overwrite it either.
@@ -112,28 +112,28 @@ async def test_senders_that_may_not_write_documents(consortium: TestConsortium, 
     before = (node.ledger.height, node.ledger.app_hash)
     stranger = KeyPair.generate()
     cases = [
-        ("wrong key", sign(stranger, c.chain_id, 1, bill_payload()), 403, "wrong_device_key"),
+        ("wrong key", sign(stranger, c.chain, 1, bill_payload()), 403, "wrong_device_key"),
         (
             "unregistered scanner",
-            sign(stranger, c.chain_id, 1, bill_payload(device="88.123.45/900.9")),
+            sign(stranger, c.chain, 1, bill_payload(device="88.123.45/900.9")),
             404,
             "unknown_device",
         ),
         (
             "not a scanner",
-            sign(meter.key, c.chain_id, 1, bill_payload(device="88.123.45/101.1.1")),
+            sign(meter.key, c.chain, 1, bill_payload(device="88.123.45/101.1.1")),
             403,
             "not_authorized",
         ),
         (
             "no device, no admin",
-            sign(stranger, c.chain_id, 1, bill_payload(device=None)),
+            sign(stranger, c.chain, 1, bill_payload(device=None)),
             403,
             "not_authorized",
         ),
         (
             "device claims a person's review",
-            sign(dev.key, c.chain_id, 1, bill_payload(review="confirmed")),
+            sign(dev.key, c.chain, 1, bill_payload(review="confirmed")),
             403,
             "not_authorized",
         ),
@@ -141,7 +141,7 @@ async def test_senders_that_may_not_write_documents(consortium: TestConsortium, 
             "device sends a ledger row",
             sign(
                 dev.key,
-                c.chain_id,
+                c.chain,
                 1,
                 bill_payload(doc_type=ShortStr("settlement_row"), row=2, media_type=Text("text/csv")),
             ),
@@ -167,7 +167,7 @@ async def test_admin_confirmation_supersedes_and_keeps_history(consortium: TestC
     c = consortium
     dev = await register(c, client)
     p1 = bill_payload(review="needs_review", values=bill_values(energy_wh=7_980_000))
-    st, v1 = await submit(client, sign(dev.key, c.chain_id, 1, p1))
+    st, v1 = await submit(client, sign(dev.key, c.chain, 1, p1))
     assert st == 200 and v1["result"]["ok"]
     doc_id = payload_id(p1)
     r = await client.get("/v1/documents", params={"review": "needs_review"})
@@ -177,7 +177,7 @@ async def test_admin_confirmation_supersedes_and_keeps_history(consortium: TestC
     # Only the owning org's admin may confirm; a device may not; the version named must be the current one.
     st, body = await submit(client, c.admin_tx("equipment", "document", corrected))
     assert st == 403 and body["code"] == "not_authorized"
-    st, body = await submit(client, sign(dev.key, c.chain_id, 2, corrected))
+    st, body = await submit(client, sign(dev.key, c.chain, 2, corrected))
     assert st == 403 and body["code"] == "not_authorized"
     st, body = await submit(client, c.admin_tx("owner", "document", bill_payload(review="confirmed")))
     assert st == 409 and body["code"] == "already_exists"  # no 'supersedes'
@@ -303,12 +303,12 @@ async def test_bad_payload_is_refused_and_writes_nothing(
     changes, status, code = BAD_PAYLOADS[case]
     payload = dataclasses.replace(bill_payload(), **changes)
     before = (node.ledger.height, node.ledger.app_hash)
-    st, body = await submit(client, sign(dev.key, c.chain_id, 1, payload))
+    st, body = await submit(client, sign(dev.key, c.chain, 1, payload))
     assert (st, body["code"]) == (status, code), body
     assert (node.ledger.height, node.ledger.app_hash) == before
     assert document_keys(node) == []
     # The nonce was not used: a good document goes in with nonce 1.
-    st, body = await submit(client, sign(dev.key, c.chain_id, 1, bill_payload()))
+    st, body = await submit(client, sign(dev.key, c.chain, 1, bill_payload()))
     assert st == 200 and body["result"]["ok"]
 
 
@@ -328,7 +328,14 @@ async def test_floats_cannot_be_encoded_or_smuggled_in(consortium: TestConsortiu
     payload = Blob(msgpack.packb(wire, use_bin_type=True))
     u = UnsignedTx(ShortStr(c.chain_id), ShortStr("document"), dev.key.public, Nonce(1), payload)
     raw = codec.encode(
-        Tx(u.chain_id, u.kind, u.sender, u.nonce, u.payload, dev.key.sign(DOMAIN_TX, codec.encode(u)))
+        Tx(
+            u.chain_id,
+            u.kind,
+            u.sender,
+            u.nonce,
+            u.payload,
+            dev.key.sign(DOMAIN_TX, c.chain.genesis_hash + codec.encode(u)),
+        )
     )
     before = node.ledger.app_hash
     st, body = await submit(client, raw)
@@ -342,7 +349,7 @@ async def test_invalid_inside_a_block_is_marked_identically(consortium: TestCons
     c = consortium
     dev = await register(c, client)
     p = bill_payload()
-    raws = [sign(dev.key, c.chain_id, 1, p), sign(dev.key, c.chain_id, 2, p)]
+    raws = [sign(dev.key, c.chain, 1, p), sign(dev.key, c.chain, 2, p)]
     r = await client.post(
         "/v1/txs/batch?wait=commit", data=msgpack.packb(raws), headers={"Content-Type": "x"}
     )
@@ -357,6 +364,6 @@ async def test_invalid_inside_a_block_is_marked_identically(consortium: TestCons
 
 def test_sign_tx_payload_round_trip() -> None:
     p = bill_payload()
-    raw, _ = sign_tx(KeyPair.generate(), "c", "document", 1, p)
+    raw, _ = sign_tx(KeyPair.generate(), ChainRef("c", b"\0" * 32), "document", 1, p)
     tx = codec.decode(Tx, raw)
     assert codec.decode(DocumentPayload, tx.payload) == p

@@ -200,7 +200,7 @@ async def test_a_taken_nonce_is_re_signed(tmp_path: Path, consortium: TestConsor
     signed = await sc.prepare(img)
     assert signed is not None and signed.tx.nonce == 1
     # Someone else with the scanner's key took nonce 1 meanwhile.
-    st, _ = await submit(client, sign(dev.key, consortium.chain_id, 1, bill_payload(b"another bill")))
+    st, _ = await submit(client, sign(dev.key, consortium.chain, 1, bill_payload(b"another bill")))
     assert st == 200
     assert await sc.scan_once() == 0
     await sc.aclose()

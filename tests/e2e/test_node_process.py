@@ -30,7 +30,7 @@ async def test_kill9_restart_keeps_every_acknowledged_reading(tmp_path: Path) ->
             now = int(time.time() * 1000)
             for i in range(30):
                 raw = dev.batch(
-                    c.chain_id, [(now + i * 10 + k, "energy.import", i * 100 + k, "Wh") for k in range(10)]
+                    c.chain, [(now + i * 10 + k, "energy.import", i * 100 + k, "Wh") for k in range(10)]
                 )
                 res = await cl.submit(raw, wait=True)
                 acked[res["tx"]] = res["height"]
@@ -49,7 +49,7 @@ async def test_kill9_restart_keeps_every_acknowledged_reading(tmp_path: Path) ->
             rows = (await cl.get("/v1/devices/88.123.45/101.1.1/readings", limit=10_000))["readings"]
             assert len(rows) == 300 and len({r["seq"] for r in rows}) == 300
             # The device continues where it left off after the restart.
-            raw = dev.batch(c.chain_id, [(now + 10_000, "energy.import", 99_999, "Wh")])
+            raw = dev.batch(c.chain, [(now + 10_000, "energy.import", 99_999, "Wh")])
             assert (await cl.submit(raw, wait=True))["result"]["ok"]
     finally:
         proc.terminate()

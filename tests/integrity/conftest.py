@@ -63,7 +63,7 @@ async def _run(base: Path) -> tuple[str, int]:
                         rows = [
                             (now + 1000 * (10 * i + k), "energy.import", 100 * i + k, "Wh") for k in range(3)
                         ]
-                        assert (await nc.submit(d.batch(c.chain_id, rows), wait=True))["result"]["ok"]
+                        assert (await nc.submit(d.batch(c.chain, rows), wait=True))["result"]["ok"]
                     now += 1
                 height = int((await nc.status())["height"])
             await cl.stop()

@@ -29,7 +29,7 @@ def grow(data: Path, c: TestConsortium, devs: list[TestDevice], blocks: int, t: 
     try:
         for _ in range(blocks):
             t += 60_000
-            produce(led, c, [d.batch(c.chain_id, [(t, "energy.import", t // 1000, "Wh")]) for d in devs], t)
+            produce(led, c, [d.batch(c.chain, [(t, "energy.import", t // 1000, "Wh")]) for d in devs], t)
     finally:
         store.close()
         wm.close()

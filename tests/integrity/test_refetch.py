@@ -84,7 +84,7 @@ async def test_follower_refetches_a_damaged_entry(tmp_path: Path) -> None:
             assert (await nc.submit(reg, wait=True))["result"]["ok"]
             for i in range(4):
                 rows = [(now + 1000 * i + k, "energy.import", k, "Wh") for k in range(3)]
-                assert (await nc.submit(dev.batch(c.chain_id, rows), wait=True))["result"]["ok"]
+                assert (await nc.submit(dev.batch(c.chain, rows), wait=True))["result"]["ok"]
         # Damage the leader's copy of the entry that carries block 3: one byte inside its last tx.
         log = lead.driver.raft.log
         entries = log._entries

@@ -42,7 +42,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TestConsortiu
     for _ in range(20):
         rows = [(t + k * 1000, "energy.import", k, "Wh") for k in range(60)]
         t += 600_000
-        produce(led, c, [dev.batch(c.chain_id, rows)], t)
+        produce(led, c, [dev.batch(c.chain, rows)], t)
     store.close()
     LevelDBStore(d, create=False).close()  # reopening writes the log into a table
     assert list(d.glob("*.ldb"))

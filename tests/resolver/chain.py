@@ -49,7 +49,7 @@ class Chain:
     def signed(self, key: KeyPair, kind: str, payload: object) -> bytes:
         n = self.nonces.get(key.public, 0) + 1
         self.nonces[key.public] = n
-        raw, _ = sign_tx(key, self.c.chain_id, kind, n, payload)
+        raw, _ = sign_tx(key, self.c.chain, kind, n, payload)
         return raw
 
     def admin(self, org: str, kind: str, payload: object) -> bytes:

@@ -194,9 +194,9 @@ def test_rotating_the_device_key_is_a_handle_update(chain: Chain) -> None:
     rotate = put(h, idis.pubkey_value(idis.KEY_INDEX, new.key.public), mode="update")
     # In one block: a reading by the old key, the rotation, then readings by the old and the new key.
     before, rot, stale, fresh = chain.block(
-        old.batch(chain.c.chain_id, [(now, "energy.import", 1, "Wh")]),
+        old.batch(chain.c.chain, [(now, "energy.import", 1, "Wh")]),
         chain.node("owner-1", "handle.put", rotate),
-        old.batch(chain.c.chain_id, [(now + 1, "energy.import", 2, "Wh")]),
+        old.batch(chain.c.chain, [(now + 1, "energy.import", 2, "Wh")]),
         _fresh(new, old, now + 2),
     )
     assert before.code == 0 and rot.code == 0, rot.reason

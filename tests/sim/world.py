@@ -38,7 +38,7 @@ from cemp import wiring
 from consensus.messages import AppendEntries, AppendEntriesResponse, HardState, RequestVoteResponse, Snapshot
 from node import codec, crypto, schema
 from node.catchup import BlockFetcher
-from node.chain import header_hash, quorum, sign_tx
+from node.chain import ChainRef, header_hash, quorum, sign_tx
 from node.crypto import KeyPair, sha256, verify
 from node.devices import load_device
 from node.errors import CempError, Code
@@ -479,7 +479,7 @@ class World:
 
     def admin_tx(self, org: str, kind: str, payload: object) -> bytes:
         self.admin_nonce[org] += 1
-        raw, h = sign_tx(self.admins[org], self.genesis.chain_id, kind, self.admin_nonce[org], payload)
+        raw, h = sign_tx(self.admins[org], ChainRef.of(self.genesis), kind, self.admin_nonce[org], payload)
         self.submitted.add(h)
         return raw
 
@@ -554,7 +554,7 @@ class World:
                 )
             d.nonce += 1
             raw, h = sign_tx(
-                d.key, self.genesis.chain_id, "readings", d.nonce, ReadingBatch(Handle(d.handle), tuple(rs))
+                d.key, ChainRef.of(self.genesis), "readings", d.nonce, ReadingBatch(Handle(d.handle), tuple(rs))
             )
             height = await self.submit(raw, rng, d.handle)
             self.acked[h] = (d.handle, height)

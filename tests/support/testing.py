@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from node.chain import genesis_hash, sign_tx
+from node.chain import ChainRef, genesis_hash, sign_tx
 from node.crypto import KeyPair, write_key_file
 from node.genesis import DEFAULT_PARAMS, read_genesis, write_genesis
 from node.types import (
@@ -57,7 +57,7 @@ class TestDevice:
     nonce: int = 0
     seq: int = 0
 
-    def batch(self, chain_id: str, values: list[tuple[int, str, int, str]], flags: int = 0) -> bytes:
+    def batch(self, chain: ChainRef, values: list[tuple[int, str, int, str]], flags: int = 0) -> bytes:
         """Sign a readings tx of (ts_ms, quantity, value, unit) tuples with the next nonce and seqs."""
         rs = []
         for ts, q, v, u in values:
@@ -67,7 +67,7 @@ class TestDevice:
             )
         self.nonce += 1
         raw, _ = sign_tx(
-            self.key, chain_id, "readings", self.nonce, ReadingBatch(Handle(self.handle), tuple(rs))
+            self.key, chain, "readings", self.nonce, ReadingBatch(Handle(self.handle), tuple(rs))
         )
         return raw
 
@@ -83,6 +83,11 @@ class TestConsortium:
     @property
     def chain_id(self) -> str:
         return self.genesis.chain_id
+
+    @property
+    def chain(self) -> ChainRef:
+        """What this consortium's tx signatures are bound to (chain id and genesis hash)."""
+        return ChainRef.of(self.genesis)
 
     @classmethod
     def create(
@@ -111,7 +116,7 @@ class TestConsortium:
         if nonce is None:
             nonce = self.admin_nonce.get(org, 0) + 1
         self.admin_nonce[org] = nonce
-        raw, _ = sign_tx(self.admins[org], self.chain_id, kind, nonce, payload)
+        raw, _ = sign_tx(self.admins[org], self.chain, kind, nonce, payload)
         return raw
 
     def register_device(

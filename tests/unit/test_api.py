@@ -30,7 +30,7 @@ async def test_submit_wait_commit_and_read_back(consortium: TestConsortium, node
     node, client = node_client
     dev = await registered(consortium, client)
     raw = dev.batch(
-        consortium.chain_id, [(now_ms - 1000 * i, "energy.import", 5000 + i, "Wh") for i in range(3, 0, -1)]
+        consortium.chain, [(now_ms - 1000 * i, "energy.import", 5000 + i, "Wh") for i in range(3, 0, -1)]
     )
     st, body = await submit(client, raw)
     assert st == 200 and body["status"] == "committed" and body["result"]["ok"]
@@ -77,17 +77,17 @@ async def test_submit_wait_commit_and_read_back(consortium: TestConsortium, node
 async def test_pipelined_nonces_in_one_batch(consortium: TestConsortium, node_client, now_ms: int) -> None:
     _, client = node_client
     dev = await registered(consortium, client)
-    raws = [dev.batch(consortium.chain_id, [(now_ms + i, "power", i, "W")]) for i in range(20)]
+    raws = [dev.batch(consortium.chain, [(now_ms + i, "power", i, "W")]) for i in range(20)]
     r = await client.post("/v1/txs/batch?wait=commit", data=msgpack.packb(raws), headers=HDR)
     res = (await r.json())["results"]
     assert all(x["status"] == "committed" and x["result"]["ok"] for x in res), res
 
 
-def _resign(key: KeyPair, tx: Tx, **changes: object) -> bytes:
+def _resign(key: KeyPair, gh: bytes, tx: Tx, **changes: object) -> bytes:
     """Re-sign ``tx`` with some fields changed: a correctly signed tx that is wrong in one respect."""
     f = {"chain_id": tx.chain_id, "kind": tx.kind, "nonce": tx.nonce, "payload": tx.payload, **changes}
     u = UnsignedTx(f["chain_id"], f["kind"], key.public, f["nonce"], Blob(f["payload"]))  # type: ignore[arg-type]
-    sig = key.sign(DOMAIN_TX, codec.encode(u))
+    sig = key.sign(DOMAIN_TX, gh + codec.encode(u))
     return codec.encode(Tx(u.chain_id, u.kind, u.sender, u.nonce, u.payload, sig))
 
 
@@ -119,11 +119,11 @@ async def test_bad_input_is_refused_and_changes_nothing(
     node, client = node_client
     c = consortium
     dev = await registered(c, client)
-    ok = dev.batch(c.chain_id, [(now_ms, "power", 1, "W")])
+    ok = dev.batch(c.chain, [(now_ms, "power", 1, "W")])
     st, _ = await submit(client, ok)
     assert st == 200
     height, app = node.ledger.height, node.ledger.app_hash
-    good = dev.batch(c.chain_id, [(now_ms + 1, "power", 2, "W")])  # valid next tx, never sent
+    good = dev.batch(c.chain, [(now_ms + 1, "power", 2, "W")])  # valid next tx, never sent
     expected = {
         "malformed": ("malformed", 400),
         "non_canonical": ("non_canonical", 400),
@@ -149,42 +149,44 @@ async def test_bad_input_is_refused_and_changes_nothing(
     elif case == "non_canonical":
         raw = b"\xdc\x00\x06" + good[1:]  # array16 header for a 6-element array
     elif case == "wrong_chain":
-        raw = _resign(dev.key, tx, chain_id="another-chain")
+        raw = _resign(dev.key, c.chain.genesis_hash, tx, chain_id="another-chain")
     elif case == "bad_signature":
         raw = good[:-1] + bytes([good[-1] ^ 0x01])
     elif case == "replayed_nonce":
-        raw = _resign(dev.key, tx, nonce=1)
+        raw = _resign(dev.key, c.chain.genesis_hash, tx, nonce=1)
     elif case == "skipped_nonce":
-        raw = _resign(dev.key, tx, nonce=tx.nonce + 5)
+        raw = _resign(dev.key, c.chain.genesis_hash, tx, nonce=tx.nonce + 5)
     elif case == "unknown_device":
         stranger = TestDevice("88.123.45/nope", KeyPair.generate())
-        raw = stranger.batch(c.chain_id, [(now_ms, "power", 1, "W")])
+        raw = stranger.batch(c.chain, [(now_ms, "power", 1, "W")])
     elif case == "sequence_backwards":
         dev.seq = 0
         dev.nonce -= 1
-        raw = dev.batch(c.chain_id, [(now_ms, "power", 1, "W")])
+        raw = dev.batch(c.chain, [(now_ms, "power", 1, "W")])
     elif case == "oversize_tx":
-        raw = _resign(dev.key, tx, payload=b"\x00" * (c.genesis.params.max_tx_bytes + 1))
+        raw = _resign(
+            dev.key, c.chain.genesis_hash, tx, payload=b"\x00" * (c.genesis.params.max_tx_bytes + 1)
+        )
     elif case == "oversize_batch":
         dev.nonce -= 1
         dev.seq -= 1
         n = c.genesis.params.max_batch_readings + 1
-        raw = dev.batch(c.chain_id, [(now_ms, "power", 1, "W")] * n)
+        raw = dev.batch(c.chain, [(now_ms, "power", 1, "W")] * n)
     elif case == "wrong_types":
         raw = msgpack.packb([c.chain_id, "readings", dev.key.public, "one", b"", b"\x00" * 64])
     elif case == "absurd_timestamp":
         dev.nonce -= 1
         dev.seq -= 1
-        raw = dev.batch(c.chain_id, [(1000, "power", 1, "W")])
+        raw = dev.batch(c.chain, [(1000, "power", 1, "W")])
     elif case == "future_timestamp":
         dev.nonce -= 1
         dev.seq -= 1
-        raw = dev.batch(c.chain_id, [(now_ms + 86_400_000, "power", 1, "W")])
+        raw = dev.batch(c.chain, [(now_ms + 86_400_000, "power", 1, "W")])
     elif case == "unknown_kind":
-        raw = _resign(dev.key, tx, kind="mint.coins")
+        raw = _resign(dev.key, c.chain.genesis_hash, tx, kind="mint.coins")
     elif case == "wrong_device_key":
         imposter = TestDevice(dev.handle, KeyPair.generate(), seq=dev.seq)
-        raw = imposter.batch(c.chain_id, [(now_ms, "power", 1, "W")])
+        raw = imposter.batch(c.chain, [(now_ms, "power", 1, "W")])
     elif case == "empty_body":
         raw = b""
     elif case == "foreign_prefix":
@@ -246,8 +248,8 @@ async def test_concurrent_batches_are_admitted_in_arrival_order(
 
     _, client = node_client
     dev = await registered(consortium, client)
-    big = [dev.batch(consortium.chain_id, [(now_ms - 500_000 + i, "power", i, "W")]) for i in range(400)]
-    small = [dev.batch(consortium.chain_id, [(now_ms - 1000 + i, "power", i, "W")]) for i in range(5)]
+    big = [dev.batch(consortium.chain, [(now_ms - 500_000 + i, "power", i, "W")]) for i in range(400)]
+    small = [dev.batch(consortium.chain, [(now_ms - 1000 + i, "power", i, "W")]) for i in range(5)]
 
     async def post(raws: list[bytes]) -> list[dict]:
         r = await client.post("/v1/txs/batch?wait=commit", data=msgpack.packb(raws), headers=HDR)

@@ -83,9 +83,9 @@ def test_floats_refused_on_encode() -> None:
 
 
 def test_signing_bytes_shortcut_equals_reencoding() -> None:
-    from node.chain import sign_tx, signing_bytes_of_raw, tx_signing_bytes
+    from node.chain import ChainRef, sign_tx, signing_bytes_of_raw, tx_signing_bytes
     from node.crypto import KeyPair
 
     for n in (1, 200, 70_000):
-        raw, _ = sign_tx(KeyPair.generate(), "c", "readings", 2**40, b"x" * n)
+        raw, _ = sign_tx(KeyPair.generate(), ChainRef("c", b"\0" * 32), "readings", 2**40, b"x" * n)
         assert signing_bytes_of_raw(raw) == tx_signing_bytes(codec.decode(Tx, raw))

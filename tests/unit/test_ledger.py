@@ -35,7 +35,7 @@ def test_readings_apply_indexes_and_aggregates() -> None:
     c, led = setup_chain(MemoryStore())
     dev, reg = c.register_device("88.123.45/101.1.1")
     produce(led, c, [reg], T0)
-    raw = dev.batch(c.chain_id, [(T0 + i * 60_000, "energy.import", 1000 + 10 * i, "Wh") for i in range(90)])
+    raw = dev.batch(c.chain, [(T0 + i * 60_000, "energy.import", 1000 + 10 * i, "Wh") for i in range(90)])
     b = produce(led, c, [raw], T0 + 100_000_000)
     assert led.results(b.header.height)[0].code == 0
     rec = led.store.get(schema.device("88.123.45/101.1.1"))
@@ -54,12 +54,12 @@ def test_invalid_txs_marked_identically_and_block_still_applies() -> None:
     c, led = setup_chain(MemoryStore())
     c2_led = Ledger(MemoryStore(), c.genesis, wiring.kinds())
     dev, reg = c.register_device("88.123.45/101.1.1")
-    good = dev.batch(c.chain_id, [(T0, "power", 5, "W")])
-    replay = dev.batch(c.chain_id, [(T0 + 1, "power", 6, "W")])
+    good = dev.batch(c.chain, [(T0, "power", 5, "W")])
+    replay = dev.batch(c.chain, [(T0 + 1, "power", 6, "W")])
     dev.seq = 0  # sequence goes backwards in the next batch
-    backwards = dev.batch(c.chain_id, [(T0 + 2, "power", 7, "W")])
+    backwards = dev.batch(c.chain, [(T0 + 2, "power", 7, "W")])
     stranger, _ = c.register_device("88.123.45/999")  # never registered
-    unknown = stranger.batch(c.chain_id, [(T0, "power", 1, "W")])
+    unknown = stranger.batch(c.chain, [(T0, "power", 1, "W")])
     raws = [reg, good, replay, replay, backwards, unknown]
     b1 = produce(led, c, raws, T0 + 1000)
     res = led.results(1)
@@ -104,13 +104,13 @@ def test_restart_resumes_at_last_applied_height(tmp_path: Path) -> None:
     dev, reg = c.register_device("88.123.45/101.1.1")
     produce(led, c, [reg], T0)
     for i in range(5):
-        produce(led, c, [dev.batch(c.chain_id, [(T0 + i, "power", i, "W")])], T0 + 10 + i)
+        produce(led, c, [dev.batch(c.chain, [(T0 + i, "power", i, "W")])], T0 + 10 + i)
     app, last = led.app_hash, led.last_hash
     store.close()
     store2 = LevelDBStore(tmp_path / "db")
     led2 = Ledger(store2, c.genesis, wiring.kinds())
     assert (led2.height, led2.app_hash, led2.last_hash) == (6, app, last)
-    produce(led2, c, [dev.batch(c.chain_id, [(T0 + 99, "power", 1, "W")])], T0 + 100)
+    produce(led2, c, [dev.batch(c.chain, [(T0 + 99, "power", 1, "W")])], T0 + 100)
     assert led2.height == 7 and led2.results(7)[0].code == 0
     store2.close()
 
@@ -144,14 +144,12 @@ def test_app_hash_equals_a_full_recomputation_over_state() -> None:
         raws = []
         for d in devs:
             for k in range(5):  # same device record, nonce and hourly aggregate updated 5 times per block
-                raws.append(
-                    d.batch(c.chain_id, [(T0 + b * 1000 + k * 10, "energy.import", b * 100 + k, "Wh")])
-                )
+                raws.append(d.batch(c.chain, [(T0 + b * 1000 + k * 10, "energy.import", b * 100 + k, "Wh")]))
         d0 = devs[0]
         d0.seq -= 3  # an invalid tx (sequence backwards): its writes rolled back, its nonce consumed
-        raws.append(d0.batch(c.chain_id, [(T0, "power", 1, "W")]))
+        raws.append(d0.batch(c.chain, [(T0, "power", 1, "W")]))
         d0.seq += 3
-        raws.append(devs[1].batch(c.chain_id, [(T0 + b * 1000 + 99, "power", 7, "W")]))
+        raws.append(devs[1].batch(c.chain, [(T0 + b * 1000 + 99, "power", 7, "W")]))
         produce(led, c, raws, T0 + 10_000 + b)
         codes = [r.code for r in led.results(led.height)]
         assert codes.count(Code.SEQUENCE_BACKWARDS) == 1 and codes.count(0) == len(codes) - 1

@@ -36,7 +36,7 @@ def chain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         raws = []
         for dev in devs:
             raws.append(
-                dev.batch(c.chain_id, [(t + k * 1000, "energy.import", 10 * b + k, "Wh") for k in range(5)])
+                dev.batch(c.chain, [(t + k * 1000, "energy.import", 10 * b + k, "Wh") for k in range(5)])
             )
         t += 600_000
         produce(led, c, raws, t)

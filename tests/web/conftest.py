@@ -50,11 +50,11 @@ async def web_node(
             energy += 2000 + (m % 5) * 100
             vals += [(ts, "energy.import", energy, "Wh"), (ts, "power", 120_000 + m * 10, "W")]
             vals += [(ts, "voltage.l1", 219_413 + m, "mV")]
-        body = await submit(client, meter.batch(c.chain_id, vals))
+        body = await submit(client, meter.batch(c.chain, vals))
         hashes.append(str(body["tx"]))
     temps = [(T0 + i * 60_000, "temp.supply", 45_000 + i * 10, "mdegC") for i in range(10)]
-    await submit(client, sensor.batch(c.chain_id, temps))
+    await submit(client, sensor.batch(c.chain, temps))
     await submit(
-        client, sensor.batch(c.chain_id, [(T0 + 11 * 60_000, "temp.supply", 99_000, "mdegC")], flags=16)
+        client, sensor.batch(c.chain, [(T0 + 11 * 60_000, "temp.supply", 99_000, "mdegC")], flags=16)
     )
     yield WebFixture(node, client, c, meter, sensor, hashes)

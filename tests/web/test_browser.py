@@ -53,7 +53,7 @@ class Live:
         """Commit one more readings tx through a follower; returns the height it landed at."""
         c = self.cluster
         now = int(time.time() * 1000)
-        raw = self.sensor.batch(c.consortium.chain_id, [(now, "temp.supply", 47_500, "mdegC")])
+        raw = self.sensor.batch(c.consortium.chain, [(now, "temp.supply", 47_500, "mdegC")])
         async with NodeClient(c.url(c.ids[1])) as nc:
             res = await nc.submit(raw, wait=True, timeout_ms=20_000)
         assert res["status"] == "committed", res
@@ -95,13 +95,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
                         (ts, "power", 90_000 + 20_000 * (m % 20 < 10), "W"),
                     ]
                     vals += [(ts, "voltage.l1", 219_000 + (m * 37) % 900, "mV")]
-                batches.append(meter.batch(c.chain_id, vals))
+                batches.append(meter.batch(c.chain, vals))
             # one HTTP batch: the four txs share a block, so the proof of one has a real Merkle path
             res = await nc.submit_batch(batches, wait=True)
             assert all(r["status"] == "committed" and r["result"]["ok"] for r in res), res
             tx = res[2]["tx"]
             temps = [(now - (30 - i) * 60_000, "temp.supply", 45_000 + 120 * i, "mdegC") for i in range(30)]
-            assert (await nc.submit(sensor.batch(c.chain_id, temps), wait=True))["result"]["ok"]
+            assert (await nc.submit(sensor.batch(c.chain, temps), wait=True))["result"]["ok"]
         return cl, meter, sensor, tx
 
     cl, meter, sensor, tx = asyncio.run(setup())

@@ -26,7 +26,7 @@ async def test_device_handle_page_in_chinese_and_english(resolver_node: Fixture)
         (now, "power", 4500, "W"),
         (now, "voltage.l1", 219413, "mV"),
     ]
-    await submit(client, dev.batch(c.chain_id, values))
+    await submit(client, dev.batch(c.chain, values))
     carbon = {
         "index": 2100,
         "type": "CEMP.CARBON",

@@ -107,7 +107,7 @@ async def test_proof_of_a_tx_in_a_block_of_several(web_node: WebFixture) -> None
     w = web_node
     c = w.consortium
     raws = [
-        w.sensor.batch(c.chain_id, [(T0 + (20 + i) * 60_000, "temp.supply", 46_000 + i, "mdegC")])
+        w.sensor.batch(c.chain, [(T0 + (20 + i) * 60_000, "temp.supply", 46_000 + i, "mdegC")])
         for i in range(5)
     ]
     r = await w.client.post(
@@ -182,7 +182,7 @@ async def test_chart_follows_new_readings(web_node: WebFixture) -> None:
     again = await (await w.client.get(f"/device/{SENSOR}/series.json", params=params)).json()
     assert first == again and len(first["t"]) == 11
     await submit(
-        w.client, w.sensor.batch(w.consortium.chain_id, [(T0 + 30 * 60_000, "temp.supply", 41_000, "mdegC")])
+        w.client, w.sensor.batch(w.consortium.chain, [(T0 + 30 * 60_000, "temp.supply", 41_000, "mdegC")])
     )
     later = await (await w.client.get(f"/device/{SENSOR}/series.json", params=params)).json()
     assert len(later["t"]) == 12 and later["mean"][-1] == 41.0
@@ -347,7 +347,7 @@ async def test_live_events_deliver_new_blocks(web_node: WebFixture) -> None:
     r = await w.client.get("/events", params={"lang": "en"})
     assert r.status == 200 and r.content_type == "text/event-stream"
     now = T0 + 4 * 3_600_000
-    await submit(w.client, w.sensor.batch(w.consortium.chain_id, [(now, "temp.supply", 50_000, "mdegC")]))
+    await submit(w.client, w.sensor.batch(w.consortium.chain, [(now, "temp.supply", 50_000, "mdegC")]))
     got = b""
     async with asyncio.timeout(30):
         while f"id: {start + 1}".encode() not in got:
