@@ -7,6 +7,7 @@ import time
 import pytest
 
 from cemp import wiring
+from node.chain import ChainRef
 from node.codec import encode
 from node.crypto import KeyPair
 from node.devices import load_device
@@ -197,7 +198,7 @@ def test_rotating_the_device_key_is_a_handle_update(chain: Chain) -> None:
         old.batch(chain.c.chain, [(now, "energy.import", 1, "Wh")]),
         chain.node("owner-1", "handle.put", rotate),
         old.batch(chain.c.chain, [(now + 1, "energy.import", 2, "Wh")]),
-        _fresh(new, old, now + 2),
+        _fresh(new, old, now + 2, chain.c.chain),
     )
     assert before.code == 0 and rot.code == 0, rot.reason
     assert stale.code == Code.WRONG_DEVICE_KEY
@@ -206,9 +207,9 @@ def test_rotating_the_device_key_is_a_handle_update(chain: Chain) -> None:
     assert dev is not None and dev.pubkey == new.key.public and dev.readings == 2
 
 
-def _fresh(new: TestDevice, old: TestDevice, ts: int) -> bytes:
+def _fresh(new: TestDevice, old: TestDevice, ts: int, chain: ChainRef) -> bytes:
     new.seq = old.seq  # the old device's batch above consumed a sequence number the chain never accepted
-    return new.batch("cemp-test-1", [(ts, "energy.import", 3, "Wh")])
+    return new.batch(chain, [(ts, "energy.import", 3, "Wh")])
 
 
 def test_device_handle_keeps_its_key_and_cannot_be_deleted(chain: Chain) -> None:
