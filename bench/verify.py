@@ -37,7 +37,7 @@ def build(led: Ledger, c: TestConsortium, devs: list[TestDevice], blocks: int, t
         for k in range(txs):
             d = devs[k % len(devs)]
             t += 1000
-            raws.append(d.batch(c.chain_id, [(t, "energy.import", t // 1000, "Wh")]))
+            raws.append(d.batch(c.chain, [(t, "energy.import", t // 1000, "Wh")]))
         last_commit = ()
         if led.height:
             last_commit = tuple(led.vote(led.last_hash, n, c.node_keys[n]) for n in ids[:2])
