@@ -13,6 +13,7 @@ from typing import Any
 from accounting import render
 from accounting.client import submit_signed
 from accounting.report import payload_of, report_sha256
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.errors import CempError, Code
 
@@ -50,8 +51,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             if args.issue:
                 from accounting.cli import _key
 
-                chain_id = (await c.status())["chain_id"]
-                res = await submit_signed(c, _key(args.key), chain_id, "report", payload_of(model))
+                chain = ChainRef.from_status(await c.status())
+                res = await submit_signed(c, _key(args.key), chain, "report", payload_of(model))
                 issued = {"tx": res.get("tx"), "height": res.get("height")}
             return model, issued
 

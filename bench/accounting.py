@@ -137,7 +137,7 @@ def build_season(path: Path) -> dict[str, Any]:
                 vals.append((start + m * 60_000 + 30_000, "energy.import", v, "Wh"))
             counters[i] = v
             n += len(vals)
-            pending.append(devs[i].batch(b.c.chain_id, vals))
+            pending.append(devs[i].batch(b.c.chain, vals))
         if len(pending) >= 140:
             b.commit(pending)
             pending = []
@@ -190,7 +190,7 @@ def build_sites(path: Path, sites: int) -> dict[str, Any]:
             v += 200_000 + rng.randrange(100_000) + s
             vals.append((start + hh * HOUR_MS + 1_800_000, "energy.import", v, "Wh"))
         for i in range(0, len(vals), 1000):
-            pending.append(d.batch(b.c.chain_id, vals[i : i + 1000]))
+            pending.append(d.batch(b.c.chain, vals[i : i + 1000]))
         n += len(vals)
         if len(pending) >= 100:
             b.commit(pending)

@@ -49,7 +49,7 @@ async def test_backup_under_load_restore_and_rejoin(tmp_path: Path) -> None:
             async with NodeClient(cl.url(leader)) as nc:
                 while not stop.is_set():
                     raw = dev.batch(
-                        c.chain_id, [(now + i * 10 + k, "energy.import", i * 10 + k, "Wh") for k in range(5)]
+                        c.chain, [(now + i * 10 + k, "energy.import", i * 10 + k, "Wh") for k in range(5)]
                     )
                     res = await nc.submit(raw, wait=True)
                     assert res["result"]["ok"], res

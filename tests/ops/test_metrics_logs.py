@@ -39,11 +39,11 @@ async def test_metrics_move_with_submissions(
     r = await client.post("/v1/txs?wait=commit", data=reg)
     assert r.status == 200, await r.text()
     for i in range(3):
-        raw = dev.batch(consortium.chain_id, [(now_ms + i, "energy.import", 100 + i, "Wh")])
+        raw = dev.batch(consortium.chain, [(now_ms + i, "energy.import", 100 + i, "Wh")])
         assert (await client.post("/v1/txs?wait=commit", data=raw)).status == 200
-    bad = dev.batch(consortium.chain_id, [(now_ms + 9, "energy.import", 1, "Wh")])
+    bad = dev.batch(consortium.chain, [(now_ms + 9, "energy.import", 1, "Wh")])
     dev.nonce -= 2  # replay an old nonce: refused at admission
-    stale = dev.batch(consortium.chain_id, [(now_ms + 10, "energy.import", 2, "Wh")])
+    stale = dev.batch(consortium.chain, [(now_ms + 10, "energy.import", 2, "Wh")])
     assert bad  # the skipped-over tx is never sent
     r = await client.post("/v1/txs", data=stale)
     assert r.status >= 400
