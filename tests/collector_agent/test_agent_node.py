@@ -269,6 +269,7 @@ async def test_a_counter_that_went_back_across_an_agent_restart_is_flagged_as_su
     await agent.open()
     await agent.resync(dev.handle)
     agent.chain_id = node.consortium.chain_id
+    agent.genesis_hash = node.consortium.chain.genesis_hash.hex()
     now = int(time.time() * 1000)
     await da.poll_once(now)  # 9,876,740 Wh
     assert await agent.flush() == 2 and await agent.drain(10)
