@@ -116,6 +116,7 @@ def init(
 
 
 async def register(base: Path, urls: list[str], timeout_s: float) -> int:
+    from node.chain import ChainRef
     from node.client import NodeClient
 
     end = time.monotonic() + timeout_s
@@ -126,7 +127,7 @@ async def register(base: Path, urls: list[str], timeout_s: float) -> int:
                     st = await c.status()
                     if not st.get("leader"):
                         raise OSError("no leader yet")
-                    await register_devices(c, base, st["chain_id"])
+                    await register_devices(c, base, ChainRef.from_status(st))
                     return 0
             except Exception as e:  # not up yet; any node will do
                 last = f"{url}: {e}"
