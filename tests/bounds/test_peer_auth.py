@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from node.testing import TestConsortium
 
+from cemp import wiring
 from consensus.messages import TimeoutNow
 from node.api import errors_middleware
+from node.config import ConfigError, load_config
 from node.crypto import KeyPair
 from node.peer import PEER_HEADER, PeerGate, Sequencer, request_header, seal
 from node.server import Node
 from node.statesync import MAX_SESSIONS, SESSIONS_PER_MEMBER
+from node.store import MemoryStore
 from node.transport import PEER_PATH, Transport
 from node.types import PublicKey
 from tests.support.testing import TestConsortium
@@ -150,3 +155,36 @@ async def test_statesync_only_for_members_and_no_one_holds_every_slot(
     hdr = sign("GET", path)
     assert (await client.get(path, headers=hdr)).status == 200
     assert (await client.get(path, headers=hdr)).status == 403, "a signed request was accepted twice"
+
+
+async def test_peer_routes_can_live_on_their_own_listener(consortium: TestConsortium, tmp_path: Path) -> None:
+    nid = consortium.genesis.nodes[0].node_id
+    node = Node(
+        consortium.genesis,
+        MemoryStore(),
+        nid,
+        consortium.node_keys[nid],
+        kinds=wiring.kinds(),
+        routes=wiring.ROUTES,
+    )
+    public = TestClient(TestServer(node.web_app(with_peer_routes=False)))
+    peer = TestClient(TestServer(node.peer_app()))
+    await public.start_server()
+    await peer.start_server()
+    try:
+        assert (await public.post("/v1/statesync")).status == 404
+        assert (await peer.post("/v1/statesync")).status == 403  # there, but for members only
+        assert (await peer.get("/v1/status")).status == 404
+    finally:
+        await public.close()
+        await peer.close()
+    cfg = tmp_path / "n.toml"
+    cfg.write_text(
+        'node_id = "a"\ndata_dir = "d"\nkey_file = "k"\ngenesis = "g"\n'
+        '[api]\nport = 7001\npeer_host = "10.0.0.5"\npeer_port = 7101\nmax_conns_per_ip = 8\n'
+    )
+    c = load_config(cfg, env={})
+    assert (c.peer_host, c.peer_port, c.max_conns_per_ip) == ("10.0.0.5", 7101, 8)
+    cfg.write_text('node_id = "a"\ndata_dir = "d"\nkey_file = "k"\ngenesis = "g"\n[api]\npeer_port = "x"\n')
+    with pytest.raises(ConfigError):
+        load_config(cfg, env={})
