@@ -14,7 +14,6 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from node.testing import TestConsortium
 
 from cemp import wiring
 from consensus.messages import TimeoutNow

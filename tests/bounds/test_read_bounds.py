@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import msgpack
 from aiohttp.test_utils import TestClient
-from node.testing import TestConsortium
 
 from node import codec, schema
 from node.api import MAX_READINGS_SCAN

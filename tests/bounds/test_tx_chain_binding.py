@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import pytest
 from aiohttp.test_utils import TestClient
-from node.testing import TestConsortium
 
+from cemp import wiring
 from node import codec
 from node.chain import Ledger, genesis_hash, tx_signature_ok
 from node.errors import CempError, Code
 from node.server import Node
 from node.store import MemoryStore
 from node.types import Tx
+from tests.support.testing import TestConsortium
 
 HDR = {"Content-Type": "application/msgpack"}
 
@@ -40,7 +41,7 @@ def test_ledger_refuses_the_signature_of_a_twin_chain(consortium: TestConsortium
     twin = TestConsortium.create(n_nodes=1, chain_id=consortium.chain_id)
     twin.admins = consortium.admins
     _, reg = twin.register_device("88.123.45/101.1.9")
-    led = Ledger(MemoryStore(), consortium.genesis)
+    led = Ledger(MemoryStore(), consortium.genesis, wiring.kinds())
     d = led.decode_tx(reg)
     with pytest.raises(CempError) as e:
         led.check_signature(d)

@@ -554,7 +554,11 @@ class World:
                 )
             d.nonce += 1
             raw, h = sign_tx(
-                d.key, ChainRef.of(self.genesis), "readings", d.nonce, ReadingBatch(Handle(d.handle), tuple(rs))
+                d.key,
+                ChainRef.of(self.genesis),
+                "readings",
+                d.nonce,
+                ReadingBatch(Handle(d.handle), tuple(rs)),
             )
             height = await self.submit(raw, rng, d.handle)
             self.acked[h] = (d.handle, height)
