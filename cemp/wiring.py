@@ -6,7 +6,8 @@
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
 - ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
   web UI for people: explorer, device and handle pages, consortium status).
-- the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast): no kinds.
+- the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health)
+  and the device page's ``health`` panel (``web.slots``): no kinds.
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
   KPIs, baselines, ratings, factor sets; reports and the Parquet export).
 
@@ -20,6 +21,7 @@ from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
 from energy.api import routes as energy_routes
+from energy.webpanel import render_health
 from node.corekinds import core_registry
 from node.documents import documents_routes
 from node.server import RouteProvider
@@ -28,6 +30,7 @@ from resolver.api import routes as resolver_routes
 from resolver.kinds import REGISTER_HOOKS as RESOLVER_REGISTER_HOOKS
 from resolver.kinds import handle_kinds
 from web.app import routes as web_routes
+from web.slots import DEVICE_PANELS, DevicePanel, add_device_panel
 
 
 def kinds() -> KindRegistry:
@@ -44,3 +47,6 @@ ROUTES: tuple[RouteProvider, ...] = (
     web_routes,
 )
 """Extra read routes of every node, matched before the core API's."""
+
+if not any(p.key == "health" for p in DEVICE_PANELS):  # importing twice (tests reload) adds it once
+    add_device_panel(DevicePanel("health", "Device health", "设备健康", render_health))

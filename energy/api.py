@@ -9,6 +9,8 @@ and the expected-consumption model fit with its Guideline 14 errors and a foreca
 - ``POST /v1/energy/forecast`` with ``{"hours": [[local time, °C, kWh], …], "now": local time, "weather":
   [[YYYY-MM-DD, °C], …]}``: energy, cost and emissions for the rest of the day, month and heating season
   (``energy.forecast``), with the model's held-out error. Same bounds as the model route; nothing is stored.
+- ``GET /v1/devices/{handle}/health?window_days=7&now=ms``: the device's health score, reasons and likely causes
+  (``energy.health``) from one snapshot.
 - ``POST /v1/energy/model`` with ``{"hours": [[local time, °C, kWh], …], "forecast": [[local time, °C], …]}``:
   fits the change-point and hourly models, reports CV(RMSE)/NMBE on fit and held-out hours, uses the hourly model
   only if it wins on held-out data, and predicts the forecast hours with the chosen model's held-out error.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -35,8 +38,10 @@ from accounting.api import head_of
 from accounting.periods import HOUR_MS
 from accounting.sites import SITE_ID_RE, load_site
 from energy import forecast as fc
+from energy import health as hl
 from energy import models, weather
 from energy import plan as pl
+from node.devices import load_device
 from node.errors import CempError, Code
 
 T = TypeVar("T")
@@ -130,6 +135,18 @@ OPENAPI_PATHS: dict[str, Any] = {
                 }
             },
             "responses": {**_RESP, "413": _ERR},
+        }
+    },
+    "/v1/devices/{handle}/health": {
+        "get": {
+            "summary": "Device health: last contact, errors, quality-flag rates, completeness, drift against peers, "
+            "open anomaly findings; a 0-100 score with its reasons and likely causes when signals agree",
+            "parameters": [
+                {"name": "handle", "in": "path", "required": True, "schema": {"type": "string"}},
+                _q("window_days", "days looked at, 1..31 (default 7)"),
+                _q("now", "evaluation time, Unix ms (default: the node's clock)"),
+            ],
+            "responses": _RESP,
         }
     },
     "/v1/energy/model": {
@@ -418,6 +435,7 @@ class EnergyAPI:
             web.get("/v1/sites/{site_id}/energy/plan", self.site_plan),
             web.post("/v1/energy/model", self.model),
             web.post("/v1/energy/forecast", self.forecast),
+            web.get(r"/v1/devices/{handle:.+}/health", self.health),
         ]
 
     async def _work(self, fn: Callable[[], T]) -> T:
@@ -485,6 +503,27 @@ class EnergyAPI:
     async def model(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         return web.json_response(await self._work(lambda: fit_model(body, self.tariffs)))
+
+    async def health(self, request: web.Request) -> web.Response:
+        handle = request.match_info["handle"]
+        if len(handle) > 255:
+            raise CempError(Code.BAD_REQUEST, "a device handle is at most 255 characters")
+        window = int(_num(request, "window_days", 7, 1, hl.MAX_WINDOW_DAYS))
+        now = int(_num(request, "now", time.time() * 1000, 1_420_070_400_000, 4_102_444_800_000))
+        store = self.node.ledger.store
+
+        def fn() -> dict[str, Any]:
+            snap = store.snapshot()
+            try:
+                dev = load_device(snap, handle)
+                if dev is None:
+                    raise CempError(Code.UNKNOWN_DEVICE, f"device {handle[:80]} is not registered")
+                head = head_of(snap)
+                return {**hl.assess(hl.signals_from_chain(snap, dev, now, window)), "height": head.height}
+            finally:
+                snap.release()
+
+        return web.json_response(await self._work(fn))
 
     async def forecast(self, request: web.Request) -> web.Response:
         body = await self._body(request)

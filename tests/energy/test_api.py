@@ -19,7 +19,7 @@ from energy import weather
 from node.server import Node
 from node.store import MemoryStore
 from tests.accounting.chain import SITE
-from tests.accounting.test_api import setup_site
+from tests.accounting.test_api import MAIN, T0, setup_site
 from tests.support.testing import TestConsortium
 
 
@@ -222,3 +222,27 @@ def test_cli_forecast(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     h.write_text("time,temp_c,kwh\n2026-01-01T00:00,x,1\n")
     assert cli.main(["forecast", "--history", str(h), "--now", "2026-01-10T12:00"]) == 1
     assert "line 2" in capsys.readouterr().err
+
+
+async def test_health_route_and_device_page_panel(env: tuple[TestConsortium, TestClient]) -> None:
+    c, client = env
+    await setup_site(c, client)  # the main meter: 24 hourly readings on 2026-01-01
+    h = MAIN
+    now = T0 + 24 * 3_600_000  # 2026-01-02 00:00 local
+    r = await client.get(f"/v1/devices/{h}/health", params={"now": str(now)})
+    body = await r.json()
+    assert r.status == 200, body
+    assert body["device"] == h and 0 <= body["score"] <= 100 and body["height"] > 0
+    assert body["signals"]["interval_ms"] == 3_600_000 and body["signals"]["readings"] == 25
+    r = await client.get(f"/v1/devices/{h}/health", params={"now": str(now + 86_400_000)})
+    late = await r.json()
+    assert late["reasons"][0]["code"] == "no_contact" and late["causes"][0]["rule"] == "offline"
+    for params, status in [({"window_days": "99"}, 400), ({"now": "x"}, 400)]:
+        r = await client.get(f"/v1/devices/{h}/health", params=params)
+        assert r.status == status, await r.text()
+    r = await client.get("/v1/devices/88.123.45/nosuch/health")
+    assert r.status == 404 and "not registered" in (await r.json())["message"]
+    page = await (await client.get(f"/device/{h}", params={"lang": "en"})).text()
+    assert 'id="health"' in page and "data-score=" in page and f"/v1/devices/{h}/health" in page
+    spec = await (await client.get("/openapi.json")).json()
+    assert "/v1/devices/{handle}/health" in spec["paths"]

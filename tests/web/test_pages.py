@@ -158,7 +158,8 @@ async def test_device_page_chart_data_is_downsampled_and_in_display_units(web_no
     data = json.loads(re.search(r'id="chart-data">(.*?)</script>', html, re.S).group(1))  # type: ignore[union-attr]
     assert data["unit"] == "kW" and data["resolution"] == "raw" and len(data["t"]) == 180
     assert data["mean"][0] == 120.0 and max(data["max"]) == pytest.approx(120.29)
-    assert "Alarms" in html and 'data-slot="alarms"' in html and 'data-slot="health"' in html
+    assert "Alarms" in html and 'data-slot="alarms"' in html
+    assert 'id="health"' in html and 'class="health health-' in html  # the health panel (energy.webpanel)
     assert "Handle record: Values" in html and "CEMP.DEVICE_TYPE" in html  # the handle record, folded
     r = await w.client.get(f"/device/{METER}/series.json", params={"q": "energy.import", "range": "season"})
     s = await r.json()
