@@ -109,7 +109,7 @@ def _feed(
             vals.append((t0 + k * 600_000, "energy.import", value, "Wh"))
         if d == drop_day:
             continue
-        ch.ok(dev.batch(ch.c.chain_id, vals, int(Flag.SOURCE_ERROR) if d == error_day else 0))
+        ch.ok(dev.batch(ch.c.chain, vals, int(Flag.SOURCE_ERROR) if d == error_day else 0))
 
 
 def test_signals_from_chain_find_the_tank_and_the_bad_link() -> None:
@@ -132,7 +132,7 @@ def test_signals_from_chain_find_the_tank_and_the_bad_link() -> None:
         for k in range(1008)
     ]
     for i in range(0, 1008, 144):
-        ch.ok(temp.batch(ch.c.chain_id, vals[i : i + 144]))
+        ch.ok(temp.batch(ch.c.chain, vals[i : i + 144]))
     snap = ch.store.snapshot()
     try:
         dev = load_device(snap, tank.handle)
