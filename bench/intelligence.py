@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # -- false alarms over this season, out of sample
     kinds: Counter[str] = Counter()
+    by_sub: Counter[str] = Counter()
     next_cv = []
     per_device = []
     for i, f in enumerate(fitted):
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
             next_cv.append(metrics.cv_rmse(y, exp))
         fs = dt.check_model(f"dev{i}", points(f"dev{i}", this, y), exp, f.baseline, offset_min=OFFSET_MIN)
         kinds.update(x.kind.value for x in fs)
+        by_sub[SUBSYSTEMS[i % len(SUBSYSTEMS)]] += len(fs)
         per_device.append(len(fs))
         if fs and sum(1 for c in per_device if c) <= 3:
             log(f"false alarm example: {fs[0].message}")
@@ -247,6 +249,12 @@ def main(argv: list[str] | None = None) -> None:
                 "nmbe_pct": best["nmbe_pct"],
                 "false_alarms_per_season": round(false_alarms, 3),
                 "false_alarms_by_kind": dict(kinds),
+                "false_alarms_per_season_by_subsystem": {
+                    k: round(
+                        v / max(1, sum(1 for j, f in enumerate(fitted) if f and SUBSYSTEMS[j % 5] == k)), 2
+                    )
+                    for k, v in sorted(by_sub.items())
+                },
                 "devices_fitted": len(ok),
                 "next_season_cv_rmse_pct_median": round(statistics.median(next_cv), 2),
                 "model": chosen,
