@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,14 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     first_counts = [int(x) for x in re.findall(r"readings on chain (\d+)", first.stdout)]
     counts = [int(x) for x in re.findall(r"readings on chain (\d+)", out.stdout)]
     assert first_counts and counts and counts[-1] > first_counts[-1] > 0, out.stdout[-2000:]
-    # The chain keeps the documents of both runs; OCR on a loaded machine may take most of one run.
+    # The chain keeps the documents of every run; OCR on a loaded machine (load 25 on 2 cores) can take longer
+    # than both runs, so the demo is resumed in short runs until the bill is on chain or a deadline passes.
+    # Each resumed run also shows that a photo not yet read is not lost across a restart.
     bills = [int(x) for x in re.findall(r"bills (\d+)", first.stdout + out.stdout)]
+    deadline = time.monotonic() + 240
+    while not (bills and max(bills) >= 1) and time.monotonic() < deadline:
+        out = _run_demo(tmp_path / "d", port, 20)
+        bills += [int(x) for x in re.findall(r"bills (\d+)", out.stdout)]
     assert bills and max(bills) >= 1, (
         "the first bill photo should be OCR'd and on chain: " + out.stdout[-2000:]
     )
