@@ -114,7 +114,9 @@ def fit_all(s: Season, series: list[np.ndarray]) -> list[Fitted | None]:
             out.append(None)
             continue
         m = sel["_models"][sel["chosen"]]
-        pred = models.predict_on(m, fr.held_cal, s.temps[ho])
+        pred = models.predict_on(
+            m, fr.held_cal, models.effective_temps(m, fr.calendar, s.temps)[ho], effective=True
+        )
         out.append(Fitted(m, dt.Baseline.from_residuals(lh, y[ho], pred, ld), sel["chosen"]))
     return out
 
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     total = sum(this.kwh[s] for s in SUBSYSTEMS)
     sel = models.select(this.times, this.temps, total, this.bands, this.frame)
     chosen = sel["chosen"]
-    for name in ("change_point", "hourly", "hourly_by_hour"):
+    for name in models.VARIANTS:
         r = sel[name]
         log(
             f"site total, {name}: balance {r['balance_c']} °C; fit CV(RMSE) {r['fit']['cv_rmse_pct']} % "
@@ -258,9 +260,7 @@ def main(argv: list[str] | None = None) -> None:
                 "devices_fitted": len(ok),
                 "next_season_cv_rmse_pct_median": round(statistics.median(next_cv), 2),
                 "model": chosen,
-                "held_out_cv_rmse_pct": {
-                    k: sel[k]["held_out"]["cv_rmse_pct"] for k in ("change_point", "hourly", "hourly_by_hour")
-                },
+                "held_out_cv_rmse_pct": {k: sel[k]["held_out"]["cv_rmse_pct"] for k in models.VARIANTS},
                 "fault_raised": [x.kind.value for x in raised],
                 "plan_cost_yuan": r["plan"]["cost_yuan"],
                 "flat_cost_yuan": r["compare"]["flat"].get("cost_yuan"),
@@ -286,10 +286,15 @@ def alarm_eval(
     expects: list[np.ndarray] = []
     lastr: list[dt.Obs] = []
     cal_w = _cal_slice(s, lo, start)
+    # the models' input temperatures over the season: a day-ahead model's night hours use the coming day's mean,
+    # which at evaluation time is that day's forecast (here: what was then measured)
+    eff = [models.effective_temps(f.model, s.frame.calendar, s.temps) if f else s.temps for f in fitted]
     for i, y in enumerate(series):
         windows.append(dt.HourSeries.of(points(f"dev{i}", s, y, lo, start)))
         f = fitted[i]
-        expects.append(models.predict_on(f.model, cal_w, s.temps[lo:start]) if f else np.zeros(WINDOW_H))
+        expects.append(
+            models.predict_on(f.model, cal_w, eff[i][lo:start], effective=True) if f else np.zeros(WINDOW_H)
+        )
         lastr.append(dt.Obs(s.hour_ms[start] - 60_000, 10_000, 5_000_000_000 + i))
     known: set[tuple[str, str, int]] = set()
     raised: list[dt.Finding] = []
@@ -325,7 +330,7 @@ def alarm_eval(
             f = fitted[i]
             if f is not None and hp:
                 windows[i] = windows[i].then(hp, WINDOW_H)
-                e_new = models.predict_on(f.model, cal_h, s.temps[h : h + 1])
+                e_new = models.predict_on(f.model, cal_h, eff[i][h : h + 1], effective=True)
                 expects[i] = np.concatenate([expects[i], e_new])[-WINDOW_H:]
                 found += dt.check_model(dev, windows[i], expects[i], f.baseline, offset_min=OFFSET_MIN)
             fresh = dt.new_only(found, known)

@@ -157,8 +157,7 @@ def forecast(
             "split": sel["split"],
         },
         "models_held_out_cv_rmse_pct": {
-            k: sel[k].get("held_out", {}).get("cv_rmse_pct")
-            for k in ("change_point", "hourly", "hourly_by_hour")
+            k: sel[k].get("held_out", {}).get("cv_rmse_pct") for k in models.VARIANTS
         },
         "grid_kg_per_kwh": grid_kg_per_kwh,
         "emissions_method": "location-based: electricity x grid factor",

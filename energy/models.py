@@ -16,13 +16,16 @@
 - ``select(...)``: fits both on the training hours and evaluates both on held-out hours (``holdout_mask``: every
   fourth week, so held-out days cover the whole season); the hourly variant is used only if its held-out
   CV(RMSE) beats the change-point model's. A series with no heating response has no change-point model (the entry
-  says why) and is described by the hourly levels alone. ``Frame`` prepares the hours once for many series.
+  says why) and is described by the hourly levels alone. ``hourly_day_ahead`` is ``hourly_by_hour`` whose night
+  hours (23:00–07:00) take the coming day's daytime mean temperature: a storage plant charges at night for the
+  next day's heat, which the night's own temperature does not tell (fitted with the recorded temperatures, so
+  predicting with it assumes that day's forecast). ``Frame`` prepares the hours once for many series.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +35,8 @@ import numpy.typing as npt
 from energy import metrics
 
 MIN_SIDE_FRACTION = 0.1
+VARIANTS = ("change_point", "hourly", "hourly_by_hour", "hourly_day_ahead")
+NIGHT_START_H, NIGHT_END_H = 23, 7  # a storage plant charges 23:00-07:00 for the coming day (docs/energy.md)
 BANDS = ("peak", "flat", "valley")
 Arr = npt.NDArray[np.float64]
 
@@ -150,6 +155,9 @@ class HourlyModel:
     n: int
     at_edge: bool
     by: str = "tariff"
+    temp_input: str = "hour"
+    """``"hour"``: each hour's own temperature; ``"day_ahead"``: night hours take the coming day's daytime mean
+    (``Calendar.day_ahead``), for plants that charge storage at night for the next day."""
     _arrays: tuple[Arr, Arr] = field(init=False, repr=False, compare=False)
     """The levels and slopes as arrays, built once (an evaluator predicts one hour at a time)."""
 
@@ -164,18 +172,24 @@ class HourlyModel:
     def predict(self, times: Sequence[datetime], temp: Sequence[float] | Arr, bands: Sequence[str]) -> Arr:
         return self.predict_on(Calendar.of(times, bands), temp)
 
-    def predict_on(self, cal: Calendar, temp: Sequence[float] | Arr) -> Arr:
+    def predict_on(self, cal: Calendar, temp: Sequence[float] | Arr, effective: bool = False) -> Arr:
+        """Predictions for the calendar's hours at temperatures ``temp``; ``effective``: ``temp`` already holds
+        the model's input temperatures (``Calendar.day_ahead`` of a longer series, for a ``day_ahead`` model)."""
         t = np.asarray(temp, dtype=np.float64)
         if t.size != len(cal):
             raise ValueError("times, temperatures and tariff periods must have the same length")
+        if self.temp_input == "day_ahead" and not effective:
+            t = cal.day_ahead(t)
         levels, slopes = self._arrays
         out: Arr = levels[cal.group] + slopes[cal.slope[self.by]] * np.maximum(self.balance_c - t, 0.0)
         return out
 
     def to_json(self) -> dict[str, Any]:
         what = "tariff period" if self.by == "tariff" else "hour of day"
+        temp = "T_h" if self.temp_input == "hour" else "T_h (23-07 h: the coming day's 07-23 h mean)"
         return {
-            "form": f"E_h = level[hour, weekday|weekend] + slope[{what}] * max(balance_c - T_h, 0)",
+            "form": f"E_h = level[hour, weekday|weekend] + slope[{what}] * max(balance_c - {temp}, 0)",
+            "temperature": self.temp_input,
             "balance_c": round(self.balance_c, 2),
             "slopes": {b: round(v, 4) for b, v in self.slopes.items()},
             "levels_weekday": [round(v, 3) for v in self.levels[:24]],
@@ -198,6 +212,13 @@ class Calendar:
     group: npt.NDArray[np.int64]
     slope: dict[str, npt.NDArray[np.int64]]
     """``"tariff"``: index into ``BANDS``; ``"hour"``: hour of day."""
+    day: npt.NDArray[np.int64] | None = None
+    """Local day ordinal of each hour (for ``day_ahead``)."""
+    charge_for: npt.NDArray[np.int64] | None = None
+    """For a night hour (23:00–06:59) the ordinal of the day it charges for (the coming day), else −1."""
+    _cells: dict[str, tuple[npt.NDArray[np.int64], ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def of(cls, times: Sequence[datetime], bands: Sequence[str]) -> Calendar:
@@ -211,13 +232,58 @@ class Calendar:
         weekend = np.fromiter((tm.weekday() >= 5 for tm in times), dtype=np.bool_, count=n)
         index = {b: i for i, b in enumerate(BANDS)}
         band = np.fromiter((index[b] for b in bands), dtype=np.int64, count=n)
-        return cls(hour + 24 * weekend, {"tariff": band, "hour": hour})
+        day = np.fromiter((tm.toordinal() for tm in times), dtype=np.int64, count=n)
+        charge_for = np.where(hour >= NIGHT_START_H, day + 1, np.where(hour < NIGHT_END_H, day, -1))
+        return cls(hour + 24 * weekend, {"tariff": band, "hour": hour}, day, charge_for)
 
     def __len__(self) -> int:
         return int(self.group.size)
 
+    def cells(self, by: str) -> tuple[npt.NDArray[np.int64], ...]:
+        """Rows sorted by (level group, slope group) cell: the order, each cell's first row, its level group and
+        its slope group. Computed once per calendar and variant (every device and every grid stage reuses it)."""
+        got = self._cells.get(by)
+        if got is None:
+            m = len(slope_names(by))
+            cell = self.group * m + self.slope[by]
+            order = np.argsort(cell, kind="stable")
+            cs = cell[order]
+            starts = np.flatnonzero(np.concatenate([[True], cs[1:] != cs[:-1]]))
+            cells = cs[starts]
+            got = (order, starts, cells // m, cells % m)
+            self._cells[by] = got
+        return got
+
     def take(self, mask: npt.NDArray[np.bool_]) -> Calendar:
-        return Calendar(self.group[mask], {k: v[mask] for k, v in self.slope.items()})
+        return Calendar(
+            self.group[mask],
+            {k: v[mask] for k, v in self.slope.items()},
+            None if self.day is None else self.day[mask],
+            None if self.charge_for is None else self.charge_for[mask],
+        )
+
+    def day_ahead(self, temp: Sequence[float] | Arr) -> Arr:
+        """Effective temperatures of the ``day_ahead`` variant: a night hour (23:00–06:59, when a storage plant
+        charges for the coming day) takes the mean of that day's 07:00–22:59 temperatures in the series (when at
+        least 12 of them are there), every other hour its own. Needs the series to reach into the coming day: over
+        a calendar that ends at night, the last night keeps its own temperatures."""
+        t = np.asarray(temp, dtype=np.float64)
+        if self.day is None or self.charge_for is None or t.size != self.group.size:
+            raise ValueError("day-ahead temperatures need a calendar built from times, as long as the series")
+        if t.size == 0:
+            return t
+        daytime = self.charge_for < 0
+        d0 = int(self.day.min())
+        idx = self.day[daytime] - d0
+        size = int(self.day.max()) - d0 + 2
+        sums = np.bincount(idx, weights=t[daytime], minlength=size)
+        cnt = np.bincount(idx, minlength=size)
+        target = self.charge_for - d0
+        ok = (~daytime) & (target >= 0) & (target < size)
+        tgt = np.where(ok, target, 0)
+        good = ok & (cnt[tgt] >= 12)
+        out: Arr = np.where(good, sums[tgt] / np.maximum(cnt[tgt], 1), t)
+        return out
 
 
 def _normal_equations(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tuple[Arr, Arr, Arr, Arr, Arr]:
@@ -228,13 +294,7 @@ def _normal_equations(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tupl
 
     Returns A (k×m×m), b (k×m), the per-group sums Sx (k×48×m) and counts and means needed for the levels."""
     m = len(slope_names(by))
-    sg = cal.slope[by]
-    cell = cal.group * m + sg
-    order = np.argsort(cell, kind="stable")
-    cs = cell[order]
-    starts = np.flatnonzero(np.r_[True, cs[1:] != cs[:-1]])
-    cells = cs[starts]
-    cg, cb = cells // m, cells % m
+    order, starts, cg, cb = cal.cells(by)
     x = np.maximum(taus[:, None] - t[order][None, :], 0.0)  # (k, n) in cell order
     eo = e[order]
     sx = np.add.reduceat(x, starts, axis=1)  # (k, C)
@@ -252,8 +312,9 @@ def _normal_equations(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tupl
     rhs = np.zeros((k, m))
     np.add.at(rhs.T, cb, sxy.T)
     a[:, np.arange(m), np.arange(m)] = diag
-    a -= np.einsum("kgb,kgc,g->kbc", sxg, sxg, 1.0 / safe)
-    rhs -= np.einsum("kgb,g->kb", sxg, e_mean)
+    sxt = sxg.transpose(0, 2, 1)  # (k, m, 48): batched matrix products (BLAS) rather than einsum loops
+    a -= sxt @ (sxg / safe[None, :, None])
+    rhs -= sxt @ e_mean
     return a, rhs, sxg, count, e_mean
 
 
@@ -264,14 +325,14 @@ def _fit_taus(cal: Calendar, by: str, t: Arr, e: Arr, taus: Arr) -> tuple[Arr, A
     # A slope group with no degree-hours at some τ has a zero row and column: pin its slope to 0 there.
     scale = np.maximum(np.abs(a[:, np.arange(m), np.arange(m)]).max(axis=1), 1e-300)
     empty = np.abs(a[:, np.arange(m), np.arange(m)]) <= 1e-12 * scale[:, None]
-    a = a + np.einsum("kb,bc->kbc", empty.astype(np.float64), np.eye(m))
+    a[:, np.arange(m), np.arange(m)] += empty
     rhs = np.where(empty, 0.0, rhs)
     beta = np.linalg.solve(a, rhs[:, :, None])[:, :, 0]
     # SSE at the optimum: Σ(e − ē_g)² − βᵀb
     sst = float(((e - e_mean[cal.group]) ** 2).sum())
-    sse = sst - np.einsum("kb,kb->k", beta, rhs)
+    sse = sst - (beta * rhs).sum(axis=1)
     safe = np.where(count > 0, count, 1.0)
-    levels = e_mean[None, :] - np.einsum("kgb,kb->kg", sxg, beta) / safe[None, :]
+    levels = e_mean[None, :] - (sxg @ beta[:, :, None])[:, :, 0] / safe[None, :]
     return sse, np.concatenate([levels, beta], axis=1)
 
 
@@ -367,10 +428,21 @@ def predict(
     return model.predict(times, temp, bands)
 
 
-def predict_on(model: ChangePoint3PH | HourlyModel, cal: Calendar, temp: Sequence[float] | Arr) -> Arr:
+def predict_on(
+    model: ChangePoint3PH | HourlyModel, cal: Calendar, temp: Sequence[float] | Arr, effective: bool = False
+) -> Arr:
+    """``effective``: for a ``day_ahead`` model, ``temp`` is already ``Calendar.day_ahead`` of the whole series
+    (needed when predicting a few hours whose coming day lies outside ``cal``)."""
     if isinstance(model, ChangePoint3PH):
         return model.predict(temp)
-    return model.predict_on(cal, temp)
+    return model.predict_on(cal, temp, effective)
+
+
+def effective_temps(model: ChangePoint3PH | HourlyModel, cal: Calendar, temp: Sequence[float] | Arr) -> Arr:
+    """The temperatures ``model`` takes as input over a whole series (pass slices with ``effective=True``)."""
+    if isinstance(model, HourlyModel) and model.temp_input == "day_ahead":
+        return cal.day_ahead(temp)
+    return np.asarray(temp, dtype=np.float64)
 
 
 def select(
@@ -380,7 +452,7 @@ def select(
     bands: Sequence[str],
     frame: Frame | None = None,
 ) -> dict[str, Any]:
-    """Fit the change-point model and the two hourly variants on the training hours, score all on held-out hours;
+    """Fit the change-point model and the three hourly variants on the training hours, score all on held-out hours;
     the one with the lowest held-out CV(RMSE) is chosen (an hourly variant only where it beats the change-point
     model there). ``frame`` (``Frame.of(times, bands)``) may be passed in when several series share the hours."""
     t = np.asarray(temp, dtype=np.float64)
@@ -404,16 +476,21 @@ def select(
         out["change_point"] = {"unfit": str(err)}
     fitted["hourly"] = fit_hourly_on(fr.train_cal, t[tr], e[tr], by="tariff")
     fitted["hourly_by_hour"] = fit_hourly_on(fr.train_cal, t[tr], e[tr], by="hour")
+    ta = fr.calendar.day_ahead(t)  # over the whole series, so held-out nights see their coming day
+    fitted["hourly_day_ahead"] = replace(
+        fit_hourly_on(fr.train_cal, ta[tr], e[tr], by="hour"), temp_input="day_ahead"
+    )
     for name, m in fitted.items():
+        tt = effective_temps(m, fr.calendar, t)
         out[name] = {
             **m.to_json(),
-            "fit": metrics.report(e[tr], predict_on(m, fr.train_cal, t[tr]), m.p),
-            "held_out": metrics.report(e[ho], predict_on(m, fr.held_cal, t[ho]), 0),
+            "fit": metrics.report(e[tr], predict_on(m, fr.train_cal, tt[tr], effective=True), m.p),
+            "held_out": metrics.report(e[ho], predict_on(m, fr.held_cal, tt[ho], effective=True), 0),
         }
     chosen = min(fitted, key=lambda k: (out[k]["held_out"]["cv_rmse_pct"], k != "change_point"))
     return {
         "chosen": chosen,
-        **{k: out[k] for k in ("change_point", "hourly", "hourly_by_hour")},
+        **{k: out[k] for k in VARIANTS},
         "split": "held out: every fourth week from the first day; the rest fits",
         "_models": fitted,
     }

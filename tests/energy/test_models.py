@@ -89,8 +89,8 @@ def test_hourly_model_recovers_truth_and_beats_change_point() -> None:
     hm_cv = hm["held_out"]["cv_rmse_pct"]
     assert hm_cv < cp_cv
     # the truth's slopes follow the tariff periods, which are hours of the day: both hourly variants fit it
-    assert sel["chosen"] in ("hourly", "hourly_by_hour")
-    best = min(sel[k]["held_out"]["cv_rmse_pct"] for k in ("change_point", "hourly", "hourly_by_hour"))
+    assert sel["chosen"] in ("hourly", "hourly_by_hour", "hourly_day_ahead")
+    best = min(sel[k]["held_out"]["cv_rmse_pct"] for k in models.VARIANTS)
     assert sel[sel["chosen"]]["held_out"]["cv_rmse_pct"] == best
     assert sel["hourly_by_hour"]["fit"]["p"] == 48 + 24 + 1
     assert hm_cv <= 15.0 and abs(hm["held_out"]["nmbe_pct"]) <= 10.0
@@ -117,7 +117,7 @@ def test_change_point_chosen_when_the_hourly_terms_do_not_help() -> None:
     bands = ["valley" if tm.hour < 4 else "flat" if tm.hour < 18 else "peak" for tm in times]
     sel = models.select(times, temps, energy, bands)
     assert sel["chosen"] == "change_point"
-    for k in ("hourly", "hourly_by_hour"):
+    for k in ("hourly", "hourly_by_hour", "hourly_day_ahead"):
         assert sel["change_point"]["held_out"]["cv_rmse_pct"] <= sel[k]["held_out"]["cv_rmse_pct"]
 
 
@@ -183,3 +183,45 @@ def test_vectorised_change_point_equals_direct_sums() -> None:
         ref = np.polyfit(x, e, 1)
         assert b1[i] == pytest.approx(ref[0], rel=1e-9) and b0[i] == pytest.approx(ref[1], rel=1e-9)
         assert sse[i] == pytest.approx(float(((e - np.polyval(ref, x)) ** 2).sum()), rel=1e-8)
+
+
+def test_day_ahead_temperatures_hand_case() -> None:
+    t0 = datetime(2026, 1, 1)
+    times = [t0 + timedelta(hours=h) for h in range(72)]
+    temps = [float(h // 24) * 10 for h in range(72)]  # day 0: 0 °C, day 1: 10 °C, day 2: 20 °C all day
+    cal = models.Calendar.of(times, ["flat"] * 72)
+    eff = cal.day_ahead(temps)
+    assert eff[3] == 0.0  # 03:00 on day 0 charges for day 0 (its 07-23 mean)
+    assert eff[23] == 10.0  # 23:00 on day 0 charges for day 1
+    assert eff[24 + 5] == 10.0 and eff[24 + 12] == 10.0  # day 1's night and noon
+    assert eff[71] == 20.0  # 23:00 on the last day: its coming day is not in the series, so its own
+    sub = cal.take(np.arange(72) < 30)
+    assert sub.day_ahead(temps[:30])[23] == 0.0  # day 1 has fewer than 12 daytime hours in the slice
+
+
+def test_day_ahead_variant_wins_for_a_plant_charging_for_tomorrow() -> None:
+    """A tank charged 23:00-07:00 in proportion to the coming day's heat: the day-ahead variant must win on
+    held-out weeks and predict with the coming day's temperatures."""
+    times, temps, _, bands = _season(7)
+    rng = random.Random(3)
+    cal = models.Calendar.of(times, bands)
+    ahead = cal.day_ahead(temps)
+    energy = [
+        300
+        + (200 * max(10.0 - a, 0) if (t.hour >= 23 or t.hour < 7) else 10 * max(10.0 - c, 0))
+        + rng.gauss(0, 60)
+        for t, c, a in zip(times, temps, ahead, strict=True)
+    ]
+    sel = models.select(times, temps, energy, bands)
+    assert sel["chosen"] == "hourly_day_ahead", {
+        k: sel[k]["held_out"]["cv_rmse_pct"] for k in models.VARIANTS
+    }
+    assert sel["hourly_day_ahead"]["temperature"] == "day_ahead"
+    assert sel["hourly_day_ahead"]["slopes"]["02"] == pytest.approx(200, rel=0.05)
+    assert (
+        sel["hourly_day_ahead"]["held_out"]["cv_rmse_pct"]
+        < 0.7 * sel["hourly_by_hour"]["held_out"]["cv_rmse_pct"]
+    )
+    m = sel["_models"]["hourly_day_ahead"]
+    full = models.predict(m, times, temps, bands)
+    assert full[23] == pytest.approx(m.predict_on(cal, ahead, effective=True)[23])
