@@ -403,13 +403,10 @@ def _devices(snap: Any) -> list[DeviceRecord]:
 
 
 def _counter_quantity(snap: Any, dev: DeviceRecord) -> str | None:
-    """The device's energy counter (a ``Wh`` quantity named energy.*), from its latest hourly aggregates."""
-    p = schema.hourly_device_prefix(dev.devnum)
-    names = set()
-    for k, _ in snap.iterate(p, p + b"\xff", limit=64):
-        names.add(schema.parse_hourly_key(k)[1])
+    """The device's energy counter: the first of these quantities it has hourly aggregates of."""
     for q in ("energy.import", "energy.total", "energy.heat"):
-        if q in names:
+        lo, hi = schema.hourly_range(dev.devnum, q, 0, 1 << 62)
+        if any(True for _ in snap.iterate(lo, hi, limit=1)):
             return q
     return None
 

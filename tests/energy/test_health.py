@@ -156,3 +156,22 @@ def test_signals_from_chain_find_the_tank_and_the_bad_link() -> None:
             hl.signals_from_chain(snap, dev, NOW, window_days=99)
     finally:
         snap.release()
+
+
+def test_counter_found_behind_other_quantities() -> None:
+    """Hourly aggregates are keyed by quantity then hour: a device with many hours of ``current.l1`` (sorted
+    first) still has its ``energy.import`` counter found."""
+    ch = Chain()
+    m, raw = ch.c.register_device("88.123.45/101.4.1", "meter.energy", "pump-room")
+    ch.ok(raw)
+    vals = []
+    for h in range(100):
+        ts = NOW - 100 * 3_600_000 + h * 3_600_000
+        vals += [(ts, "current.l1", 5000, "mA"), (ts + 1, "energy.import", 1000 * h, "Wh")]
+    ch.ok(m.batch(ch.c.chain, vals))
+    snap = ch.store.snapshot()
+    try:
+        dev = load_device(snap, m.handle)
+        assert dev is not None and hl._counter_quantity(snap, dev) == "energy.import"
+    finally:
+        snap.release()
