@@ -70,6 +70,8 @@ class Signals:
     supply_temp_change_k: float | None = None
     """Change of the site's supply temperature over the same days, K."""
     findings: tuple[dt.Finding, ...] = ()
+    truncated: bool = False
+    """The window held more readings than were read: it was shortened to the newest ones."""
 
     @property
     def errors(self) -> int:
@@ -368,6 +370,7 @@ def assess(s: Signals) -> dict[str, Any]:
         "signals": {
             "now_ms": s.now_ms,
             "window_ms": s.window_ms,
+            "truncated": s.truncated,
             "last_contact_ms": s.last_ts_ms,
             "interval_ms": s.interval_ms,
             "polls": s.polls,
@@ -444,8 +447,11 @@ def signals_from_chain(
     window_days: int = 7,
     retries: int | None = None,
     rated_power_w: float | None = None,
+    max_scan: int = MAX_SCAN,
 ) -> Signals:
-    """Everything ``assess`` needs about ``dev`` from one snapshot of committed state."""
+    """Everything ``assess`` needs about ``dev`` from one snapshot of committed state. Readings are read newest
+    first, at most ``max_scan`` of them: when the window holds more, it shrinks to the span those cover (the
+    signals then say ``truncated``)."""
     if not 1 <= window_days <= MAX_WINDOW_DAYS:
         raise ValueError(f"window_days must be between 1 and {MAX_WINDOW_DAYS}")
     window = window_days * DAY_MS
@@ -455,7 +461,7 @@ def signals_from_chain(
     stamps: list[int] = []
     counter: list[dt.Obs] = []
     cq = _counter_quantity(snap, dev)
-    for k, v in snap.iterate(lo, hi, limit=MAX_SCAN):
+    for k, v in snap.iterate(lo, hi, reverse=True, limit=max_scan):
         _, ts, seq = schema.parse_reading_key(k)
         q, val, _unit, fl = decode_reading_value(v)
         readings += 1
@@ -469,6 +475,11 @@ def signals_from_chain(
                 flagged += 1
         if q == cq:
             counter.append(dt.Obs(ts, seq, val, fl))
+    stamps.reverse()
+    counter.reverse()
+    truncated = readings >= max_scan and bool(stamps)
+    if truncated:
+        window = now_ms - stamps[0]
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     interval = int(statistics.median(gaps)) if gaps else None
     findings: list[dt.Finding] = []
@@ -522,4 +533,5 @@ def signals_from_chain(
         None,
         supply,
         tuple(f for f in findings if f.ongoing or f.kind is not dt.Kind.SILENT),
+        truncated,
     )

@@ -1,6 +1,6 @@
 """The device page's ``health`` panel (``web.slots.DevicePanel``, registered by ``cemp.wiring``): the device's
 health score, its reasons and the likely causes with what to check, from one snapshot of committed state over the
-last 7 days (``energy.health``). Escaped HTML; bounded by ``health.MAX_SCAN`` readings."""
+last 7 days, or the newest ``MAX_SCAN`` readings if fewer (``energy.health``). Escaped HTML; bounded by ``health.MAX_SCAN`` readings."""
 
 from __future__ import annotations
 
@@ -12,13 +12,16 @@ from markupsafe import Markup, escape
 from energy import health as hl
 
 WINDOW_DAYS = 7
+MAX_SCAN = 50_000  # a page view reads at most this many readings (newest first); the JSON route reads more
 
 
 def render_health(node: Any, dev: Any, lang: str) -> Markup | None:
     zh = lang == "zh"
     snap = node.ledger.store.snapshot()
     try:
-        a = hl.assess(hl.signals_from_chain(snap, dev, int(time.time() * 1000), WINDOW_DAYS))
+        a = hl.assess(
+            hl.signals_from_chain(snap, dev, int(time.time() * 1000), WINDOW_DAYS, max_scan=MAX_SCAN)
+        )
     finally:
         snap.release()
     grade = {"good": ("good", "良好"), "watch": ("watch", "关注"), "poor": ("poor", "差")}[a["grade"]]
@@ -31,7 +34,7 @@ def render_health(node: Any, dev: Any, lang: str) -> Markup | None:
             if s["completeness_pct"]
             else ""
         )
-        + f" · {'窗口' if zh else 'window'} {WINDOW_DAYS} {'天' if zh else 'days'}</p>",
+        + f" · {'窗口' if zh else 'window'} {s['window_ms'] / 86_400_000:.1f} {'天' if zh else 'days'}</p>",
     ]
     if a["reasons"]:
         parts.append(f'<p>{"扣分原因" if zh else "Reasons"}:</p><ul class="health-reasons">')

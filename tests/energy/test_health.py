@@ -175,3 +175,21 @@ def test_counter_found_behind_other_quantities() -> None:
         assert dev is not None and hl._counter_quantity(snap, dev) == "energy.import"
     finally:
         snap.release()
+
+
+def test_scan_bound_keeps_the_newest_readings() -> None:
+    ch = Chain()
+    m, raw = ch.c.register_device("88.123.45/101.5.1", "meter.energy", "pump-room")
+    ch.ok(raw)
+    _feed(ch, m, 3, 100.0)  # 432 readings, one every 10 minutes
+    snap = ch.store.snapshot()
+    try:
+        dev = load_device(snap, m.handle)
+        assert dev is not None
+        s = hl.signals_from_chain(snap, dev, NOW, max_scan=100)
+        assert s.truncated and s.readings == 100 and s.polls == 100
+        assert s.window_ms == 100 * 600_000  # the newest 100 readings' span up to now
+        assert s.completeness == pytest.approx(1.0)
+        assert not hl.signals_from_chain(snap, dev, NOW).truncated
+    finally:
+        snap.release()
