@@ -76,7 +76,12 @@ OPENAPI_PATHS: dict[str, Any] = {
             SITE_P,
             PERIOD_Q,
             _q("grain", "breakdown: hour (periods up to a month), day, month, quarter or year"),
+            _q("txs", "1: also name the signed readings txs behind each device's aggregates (provenance)"),
         ],
+    ),
+    "/v1/sites/{site_id}/inventory/txs": _get(
+        "Every signed readings tx behind one boundary device's aggregates in a period, with their Merkle root",
+        [SITE_P, PERIOD_Q, {**_q("device", "the device's handle"), "required": True}],
     ),
     "/v1/sites/{site_id}/kpis": _get(
         "Heating KPIs: W/m2 average and peak vs 50 W/m2, kWh/m2, HDD-normalised intensity, TOU cost per m2 vs "
@@ -156,6 +161,7 @@ class AccountingAPI:
             web.get("/v1/sites", self.sites),
             web.get("/v1/sites/{site_id}", self.site),
             web.get("/v1/sites/{site_id}/inventory", self.inventory),
+            web.get("/v1/sites/{site_id}/inventory/txs", self.inventory_txs),
             web.get("/v1/sites/{site_id}/kpis", self.kpis),
             web.get("/v1/sites/{site_id}/baseline", self.site_baseline),
             web.get("/v1/sites/{site_id}/rating", self.rating),
@@ -245,9 +251,25 @@ class AccountingAPI:
     async def inventory(self, request: web.Request) -> web.Response:
         sid, period = self._site_id(request), self._period(request)
         grain = request.query.get("grain") or None
+        txs = request.query.get("txs", "0")
+        if txs not in ("0", "1"):
+            raise CempError(Code.BAD_REQUEST, f"txs={txs[:20]!r}: use 1 (name the readings txs) or 0")
 
         def fn(snap: Any, head: Head) -> dict[str, Any]:
-            return invm.finish(invm.compute(snap, head, sid, period, grain))
+            return invm.finish(invm.compute(snap, head, sid, period, grain, txs=txs == "1"))
+
+        return web.json_response(await self._read(fn))
+
+    async def inventory_txs(self, request: web.Request) -> web.Response:
+        sid, period = self._site_id(request), self._period(request)
+        device = request.query.get("device", "")
+        if not device or len(device) > 128:
+            raise CempError(
+                Code.BAD_REQUEST, "device is required: a boundary device's handle, e.g. 88.123.45/101.1.1"
+            )
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            return {**invm.device_txs(snap, sid, period, device), "height": head.height}
 
         return web.json_response(await self._read(fn))
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,10 @@ METER_COVERAGE_PERMILLE = 950
 MAX_ESTIMATE_SCAN_HOURS = 5000
 """Flagged hours whose raw readings are scanned for the ESTIMATED bit; beyond this the count is left open."""
 MAX_DOCS = 20_000
+MAX_LISTED_TXS = 20_000
+"""Readings tx hashes an inventory with ``txs`` lists (1.3 MB of hex); beyond it only the counts and roots."""
+MAX_DEVICE_TXS = 200_000
+"""Tx marks one ``device_txs`` answer reads (a season of 1-minute readings in 1,000-reading txs is ~4,600)."""
 MAX_DEVICE_HOURS = 2_000_000
 """Cost bound of one inventory: boundary devices × hours (a season of 7 devices is 30,744; a year of 228 fits)."""
 SETTLEMENT_TYPES = ("electricity_bill", "settlement_row")
@@ -108,12 +113,22 @@ class Series:
 
     wh: dict[int, int] = field(default_factory=dict)
     readings: int = 0
+    aggregates: int = 0
     flagged: int = 0
     estimated: int | None = 0
     negative_hours: int = 0
     gap_hours: int = 0
     expected_hours: int = 0
     leaves: list[bytes] = field(default_factory=list)
+    """Merkle leaves over the aggregates read: one per UTC day, the concatenation of that day's stored aggregates
+    (canonical ``HourlyAggregate`` msgpack, which carries its first and last reading times) in hour order."""
+
+
+def _unpack_all(values: list[bytes]) -> tuple[Any, ...]:
+    """Every committed aggregate array in one C call: a msgpack array32 header in front of the concatenation."""
+    return msgpack.unpackb(  # type: ignore[no-any-return]
+        b"\xdd" + len(values).to_bytes(4, "big") + b"".join(values), use_list=False
+    )
 
 
 def read_series(
@@ -126,27 +141,44 @@ def read_series(
     for _, raw in snap.iterate(lo0, schema.hourly_range(devnum, quantity, h0, h0)[0], reverse=True, limit=1):
         prev_value = codec.decode(HourlyAggregate, raw).last_value
     lo, hi = schema.hourly_range(devnum, quantity, h0, h1)
+    items = list(snap.iterate(lo, hi))
+    if not items:
+        s.expected_hours = max(0, min(h1, now_hour + 1) - h0)
+        s.gap_hours = s.expected_hours
+        return s
+    # Committed aggregates were encoded by the apply path (``HourlyAggregate`` in field order); unpacking the
+    # arrays directly is several times faster than the checked decoder and reads the same numbers.
+    values = [raw for _, raw in items]
+    rows = _unpack_all(values)
+    wh = s.wh
     flagged_hours: list[int] = []
-    for key, raw in snap.iterate(lo, hi):
-        # Committed aggregates were encoded by the apply path (``HourlyAggregate`` in field order); unpacking the
-        # array directly is several times faster than the checked decoder and reads the same numbers.
-        count, _, _, _, _, first_value, _, last_value, flagged = msgpack.unpackb(raw, use_list=False)
-        hour = int.from_bytes(key[-8:], "big")
-        s.leaves.append(key + raw)
+    leaves = s.leaves
+    readings = flagged_total = negative = 0
+    day = day_start = -1
+    for i, (count, _, _, _, first_ts, first_value, _, last_value, flagged) in enumerate(rows):
+        # the apply path files an aggregate under the hour of its readings, so its first reading's hour is its key's
+        hour = first_ts // HOUR_MS
+        if hour // 24 != day:  # one Merkle leaf per UTC day (see ``Series.leaves``)
+            if day_start >= 0:
+                leaves.append(b"".join(values[day_start:i]))
+            day, day_start = hour // 24, i
         delta = last_value - (first_value if prev_value is None else prev_value)
         prev_value = last_value
         if (
             delta < 0
         ):  # the counter restarted (meter replaced, rolled over): count what it rose within the hour
-            s.negative_hours += 1
+            negative += 1
             delta = max(0, last_value - first_value)
-        s.wh[hour] = delta
-        s.readings += count
+        wh[hour] = delta
+        readings += count
         if flagged:
-            s.flagged += flagged
+            flagged_total += flagged
             flagged_hours.append(hour)
+    leaves.append(b"".join(values[day_start:]))
+    s.readings, s.flagged, s.negative_hours, s.aggregates = readings, flagged_total, negative, len(items)
     s.expected_hours = max(0, min(h1, now_hour + 1) - h0)
-    s.gap_hours = s.expected_hours - sum(1 for h in s.wh if h <= now_hour)
+    with_data = len(wh) if hour <= now_hour else sum(1 for h in wh if h <= now_hour)
+    s.gap_hours = s.expected_hours - with_data
     if len(flagged_hours) > scan_budget[0]:
         s.estimated = None
     else:
@@ -312,9 +344,19 @@ class _Bucket:
 
 
 def compute(
-    snap: Snapshot, head: Head, site_id: str, period_label: str, grain: str | None = None
+    snap: Snapshot,
+    head: Head,
+    site_id: str,
+    period_label: str,
+    grain: str | None = None,
+    *,
+    txs: bool = False,
 ) -> dict[str, Any]:
-    """The inventory of ``site_id`` for ``period_label`` as one JSON-serialisable dict (see module docstring)."""
+    """The inventory of ``site_id`` for ``period_label`` as one JSON-serialisable dict (see module docstring).
+
+    With ``txs`` it also names the signed readings txs behind every device's aggregates (``provenance``): what a
+    report needs and a live dashboard does not, so it is asked for.
+    """
     site = load_site(snap, site_id)
     if site is None:
         raise CempError(Code.NOT_FOUND, f"no site {site_id!r} on this chain")
@@ -340,8 +382,7 @@ def compute(
         else:
             hour_buckets.extend([(grain_label(day, grain), day.year)] * 24)
 
-    def bucket_of_hour(hour: int) -> tuple[str, int]:
-        return hour_buckets[hour - p_h0]
+    runs = _bucket_runs(hour_buckets, p_h0)
 
     recs = boundaries(snap, site_id)
     segs = segments(recs, period.start_ms, period.stop_ms)
@@ -354,13 +395,13 @@ def compute(
         )
     scan_budget = [MAX_ESTIMATE_SCAN_HOURS]
     devices: dict[str, dict[str, Any]] = {}
+    origins: dict[str, set[bytes]] = {}
     subsystems: dict[str, dict[str, int]] = {}
     buckets: dict[tuple[str, int], _Bucket] = {}
     grain_sub: dict[str, Counter[str]] = {}
     grain_heat: Counter[str] = Counter()
     meter_site_hourly: dict[int, int] = {}
-    sub_sum_hourly: dict[int, int] = {}
-    main_hourly: dict[int, int] = {}
+    sub_total = main_total = 0
     heat_hourly: dict[int, int] = {}
     meter_hours_expected = 0
     meter_hours_with_data = 0
@@ -390,41 +431,37 @@ def compute(
             s = read_series(snap, dev.devnum, d.quantity, h0, h1, now_hour, scan_budget)
             entry = devices.setdefault(d.handle, _device_entry(d, main))
             _merge_series(entry, s)
+            if txs:
+                origins.setdefault(d.handle, set()).update(readings_txs(snap, dev.devnum, d.quantity, h0, h1))
             if d in site_meters:
                 meter_hours_expected += s.expected_hours
                 meter_hours_with_data += s.expected_hours - s.gap_hours
+            per_bucket = _bucket_sums(s.wh, runs)
             if d.carrier == CARRIER_HEAT:
-                for hour, wh in s.wh.items():
-                    heat_hourly[hour] = heat_hourly.get(hour, 0) + wh
-                    grain_heat[bucket_of_hour(hour)[0]] += wh
+                _add_into(heat_hourly, s.wh)
+                for (label, _), wh in per_bucket.items():
+                    grain_heat[label] += wh
                 continue
-            co2 = 0
             is_main = d.handle == main
-            is_site = d in site_meters
-            sub = (
-                subsystems.setdefault(d.subsystem, {"energy_wh": 0, "co2_location_ug": 0})
-                if not is_main
-                else None
-            )
-            for hour, wh in s.wh.items():
-                label, year = bucket_of_hour(hour)
-                f = fac.location_e6(year)
-                if f is None:
-                    _need_factor(f, year, "location-based grid")
-                co2 += wh * f  # type: ignore[operator]
-                if is_main:
-                    main_hourly[hour] = main_hourly.get(hour, 0) + wh
-                else:
-                    if main is not None:  # the remainder compares sub-meters with a main meter hour by hour
-                        sub_sum_hourly[hour] = sub_sum_hourly.get(hour, 0) + wh
+            # E = AD x EF with the factor of each hour's local year: a bucket lies within one year, so the exact
+            # sum over hours equals each bucket's Wh times its year's factor.
+            co2 = 0
+            for (label, year), wh in per_bucket.items():
+                co2 += wh * _need_factor(fac.location_e6(year), year, "location-based grid")
+                if not is_main:
                     gs = grain_sub.get(label)
                     if gs is None:
                         gs = grain_sub[label] = Counter()
                     gs[d.subsystem] += wh
-                if is_site:
-                    meter_site_hourly[hour] = meter_site_hourly.get(hour, 0) + wh
+            if is_main:
+                main_total += sum(s.wh.values())
+            elif main is not None:  # the remainder: sub-meters over the hours whose boundary has a main meter
+                sub_total += sum(s.wh.values())
+            if d in site_meters:
+                _add_into(meter_site_hourly, s.wh)
             entry["co2_location_ug"] += co2
-            if sub is not None:
+            if not is_main:
+                sub = subsystems.setdefault(d.subsystem, {"energy_wh": 0, "co2_location_ug": 0})
                 sub["energy_wh"] += sum(s.wh.values())
                 sub["co2_location_ug"] += co2
     meter_total = sum(meter_site_hourly.values())
@@ -462,8 +499,7 @@ def compute(
             ),
         )
     if used == "meters":
-        for hour, wh in meter_site_hourly.items():
-            key = bucket_of_hour(hour)
+        for key, wh in _bucket_sums(meter_site_hourly, runs).items():
             buckets.setdefault(key, _Bucket()).wh += wh
     else:
         src = settlement if used == "settlement" else ledger
@@ -517,8 +553,6 @@ def compute(
         row["heat_wh"] = grain_heat.get(label, 0)
     years.update(range(period.first_day.year, period.last_day.year + 1))
 
-    main_total = sum(main_hourly.values())
-    sub_total = sum(sub_sum_hourly.values())
     has_main = any(r.payload.main_meter is not None for _, _, r in segs)
     dev_list = []
     for handle in sorted(devices):
@@ -603,7 +637,89 @@ def compute(
         "_site_hourly_wh": meter_site_hourly,
         "_heat_hourly_wh": heat_hourly,
     }
+    if txs:
+        inv["provenance"] = provenance(dev_list, origins)
     return inv
+
+
+def readings_txs(snap: Snapshot, devnum: int, quantity: str, h0: int, h1: int) -> set[bytes]:
+    """Hashes of the readings txs that hold readings of (device, quantity) in hours [h0, h1) (``schema.hourly_tx``)."""
+    lo, hi = schema.hourly_tx_range(devnum, quantity, h0, h1)
+    return {key[-32:] for key, _ in snap.iterate(lo, hi)}
+
+
+def device_txs(snap: Snapshot, site_id: str, period_label: str, handle: str) -> dict[str, Any]:
+    """Every readings tx behind one boundary device's aggregates in a period (the list a report may leave out)."""
+    site = load_site(snap, site_id)
+    if site is None:
+        raise CempError(Code.NOT_FOUND, f"no site {site_id!r} on this chain")
+    sp = site.payload
+    period = parse_period(
+        period_label,
+        sp.utc_offset_min,
+        (mmdd(sp.season_start, "season_start"), mmdd(sp.season_end, "season_end")),
+    )
+    hashes: set[bytes] = set()
+    quantities = set()
+    for a, b, rec in segments(boundaries(snap, site_id), period.start_ms, period.stop_ms):
+        for d in rec.payload.devices:
+            if d.handle != handle:
+                continue
+            dev = load_device(snap, d.handle)  # type: ignore[arg-type]
+            if dev is None:
+                continue
+            quantities.add(d.quantity)
+            lo, hi = schema.hourly_tx_range(dev.devnum, d.quantity, a // HOUR_MS, b // HOUR_MS)
+            for n, (key, _) in enumerate(snap.iterate(lo, hi)):
+                if n >= MAX_DEVICE_TXS:
+                    raise CempError(
+                        Code.BAD_REQUEST,
+                        f"{handle} has more than {MAX_DEVICE_TXS:,} tx marks in {period_label}: ask for a shorter period",
+                    )
+                hashes.add(key[-32:])
+    if not quantities:
+        raise CempError(Code.NOT_FOUND, f"{handle} is not in {site_id}'s boundary during {period_label}")
+    hs = sorted(hashes)
+    return {
+        "site_id": site_id,
+        "period": period.label,
+        "device": handle,
+        "quantities": sorted(quantities),
+        "readings_txs": len(hs),
+        "readings_txs_root": merkle_root(hs).hex(),
+        "tx_hashes": [h.hex() for h in hs],
+    }
+
+
+def txs_root(hashes: list[bytes]) -> bytes:
+    """RFC 6962 root over tx hashes in ascending byte order (leaves: the 32-byte hashes)."""
+    return merkle_root(sorted(hashes))
+
+
+def provenance(dev_list: list[dict[str, Any]], origins: dict[str, set[bytes]]) -> dict[str, Any]:
+    """Adds each device's ``readings_txs`` (count), ``readings_txs_root`` and, within ``MAX_LISTED_TXS`` in all,
+    ``readings_tx_hashes`` (ascending); returns the section over the union of them."""
+    every: set[bytes] = set()
+    for hs in origins.values():
+        every |= hs
+    listed = len(every) <= MAX_LISTED_TXS
+    for e in dev_list:
+        hs = sorted(origins.get(e["handle"], set()))
+        e["readings_txs"] = len(hs)
+        e["readings_txs_root"] = merkle_root(hs).hex()
+        e["readings_tx_hashes"] = [h.hex() for h in hs] if listed else None
+    return {
+        "readings_txs": len(every),
+        "readings_txs_root": txs_root(list(every)).hex(),
+        "listed": listed,
+        "note": (
+            "every readings tx behind the aggregates used, per device; a tx's proof is GET /v1/txs/{hash}"
+            if listed
+            else f"{len(every):,} txs are more than the {MAX_LISTED_TXS:,} a report lists: list each device's with "
+            "GET /v1/sites/{id}/inventory/txs?period=...&device=... (the roots cover them all)"
+        ),
+        "leaves": "each root is the RFC 6962 Merkle root over the tx hashes (32 bytes each) in ascending order",
+    }
 
 
 def merkle_root(leaves: list[bytes]) -> bytes:
@@ -625,6 +741,50 @@ def finish(inv: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in inv.items() if not k.startswith("_")}
     out["digest"] = hashlib.sha256(canonical(out)).hexdigest()
     return out
+
+
+def _bucket_runs(hour_buckets: list[tuple[str, int]], p_h0: int) -> list[tuple[tuple[str, int], int, int]]:
+    """The period's breakdown buckets as ``(bucket, first hour, stop hour)`` runs of consecutive hours."""
+    runs: list[tuple[tuple[str, int], int, int]] = []
+    for i, k in enumerate(hour_buckets):
+        if runs and runs[-1][0] == k:
+            continue
+        if runs:
+            runs[-1] = (runs[-1][0], runs[-1][1], p_h0 + i)
+        runs.append((k, p_h0 + i, p_h0 + i))
+    if runs:
+        runs[-1] = (runs[-1][0], runs[-1][1], p_h0 + len(hour_buckets))
+    return runs
+
+
+def _bucket_sums(
+    wh: dict[int, int], runs: list[tuple[tuple[str, int], int, int]]
+) -> dict[tuple[str, int], int]:
+    """Wh per breakdown bucket of an hourly series; a bucket is present when any of its hours has data."""
+    hours = list(wh)
+    vals = list(wh.values())
+    if hours != sorted(hours):
+        pairs = sorted(wh.items())
+        hours, vals = [h for h, _ in pairs], [v for _, v in pairs]
+    out: dict[tuple[str, int], int] = {}
+    i = 0
+    for key, a, b in runs:  # runs and hours both ascend: bisect each run's slice, sum it in C
+        i = bisect_left(hours, a, i)
+        j = bisect_left(hours, b, i)
+        if j > i:
+            out[key] = sum(vals[i:j])
+        i = j
+    return out
+
+
+def _add_into(dst: dict[int, int], src: dict[int, int]) -> None:
+    """``dst[h] += src[h]`` for every hour of ``src``."""
+    if not dst:
+        dst.update(src)
+        return
+    get = dst.get
+    for h, v in src.items():
+        dst[h] = get(h, 0) + v
 
 
 def _day_buckets(d: date, wh: int, grain: str) -> Iterator[tuple[tuple[str, int], int]]:
@@ -668,7 +828,7 @@ def _device_entry(d: BoundaryDevice, main: str | None) -> dict[str, Any]:
 def _merge_series(e: dict[str, Any], s: Series) -> None:
     e["energy_wh"] += sum(s.wh.values())
     e["readings"] += s.readings
-    e["aggregates"] += len(s.leaves)
+    e["aggregates"] += s.aggregates
     e["flagged_readings"] += s.flagged
     e["estimated_readings"] = (
         None

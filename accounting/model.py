@@ -196,6 +196,8 @@ class ReportPayload:
     co2_market_g: int
     aggregates_root: Hash32
     """Merkle root over the per-device roots of the hourly aggregates used."""
+    readings_txs_root: Hash32
+    """RFC 6962 root over the hashes (ascending) of every signed readings tx behind those aggregates."""
 
 
 @dataclass(frozen=True, slots=True)

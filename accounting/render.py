@@ -213,6 +213,17 @@ def render_pdf(model: dict[str, Any], lang: str = "zh") -> bytes:
             )
         for t in sec["tables"]:
             flow.append(Paragraph(e(text(t["title"], li)), h3))
+            if t.get("print") == "html-xlsx":  # long lists (tx hashes): embedded in the file, not printed
+                flow.append(
+                    P(
+                        f"共 {len(t['rows'])} 行，未打印；已嵌入本文件（cemp report txs FILE 列出）"
+                        if li == 0
+                        else f"{len(t['rows'])} rows, not printed; embedded in this file (cemp report txs FILE "
+                        "lists them)",
+                        body,
+                    )
+                )
+                continue
             cols = t["columns"]
             head = [P(c["zh"] if li == 0 else c["en"]) for c in cols]
             body_rows = [
@@ -463,6 +474,7 @@ def verify(
             "co2e_market_g": kf["co2_market_ug"] // 10**6,
             "inventory": model["inventory_sha256"],
             "aggregates_root": kf["aggregates_root"],
+            "readings_txs_root": kf.get("readings_txs_root"),
         }
         for k, v in want.items():
             if rec.get(k) != v:

@@ -9,8 +9,10 @@ Content: ISO 14064-1:2018 clause 9.3.1 (a)-(t) and the 9.3.2 intensity ratios; t
 view; the public-building guideline's annex tables 1-3 (emissions by source, activity data, factors); the MEE
 verification tables (reported vs verified per source; activity data with its source, meter handle and
 cross-check); on every figure the factor (value, year, document, set tx) and the on-chain data behind it (the
-Merkle root over the hourly aggregates used per device and over all of them, the txs of site, boundary, factor
-sets and documents, and the committed state it was computed at).
+Merkle root over the hourly aggregates used per device and over all of them, the signed readings txs behind those
+aggregates — count, root and, up to ``inventory.MAX_LISTED_TXS``, every hash — the txs of site, boundary, factor
+sets and documents, and the committed state it was computed at). ``check_txs`` re-checks offline that the hashes a
+report lists hash to the roots it states.
 
 Issuing a report is a ``report`` tx (site owner's admin or the regulator) that anchors the report hash and its key
 figures and sets ``CEMP.CARBON`` (index 2100) on the site's building handle through the resolver's record path.
@@ -24,7 +26,7 @@ import json
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from accounting.inventory import canonical, fmt_t, merkle_root
+from accounting.inventory import canonical, fmt_t, merkle_root, txs_root
 from accounting.model import ReportPayload, ReportRecord
 from accounting.periods import parse_period
 from accounting.sites import Reader, load_site, mmdd
@@ -132,11 +134,17 @@ def _dash(v: Any) -> str:
 def key_figures(inv: dict[str, Any]) -> dict[str, Any]:
     """The figures a report anchors and ``cemp report verify`` re-derives (integers and hex only)."""
     tot = inv["site_total"]
+    prov = inv.get("provenance")
     devices = {
         d["handle"]: {
             "energy_wh": d["energy_wh"],
             "aggregates": d["aggregates"],
             "aggregates_root": d["aggregates_root"],
+            **(
+                {"readings_txs": d["readings_txs"], "readings_txs_root": d["readings_txs_root"]}
+                if prov is not None
+                else {}
+            ),
         }
         for d in inv["devices"]
     }
@@ -148,6 +156,8 @@ def key_figures(inv: dict[str, Any]) -> dict[str, Any]:
         "co2_market_ug": tot["co2_market_ug"],
         "activity_source": tot["activity_source"],
         "aggregates_root": aggregates_root(inv),
+        "readings_txs": None if prov is None else prov["readings_txs"],
+        "readings_txs_root": None if prov is None else prov["readings_txs_root"],
         "devices": devices,
         "factor_sets": sorted({f["set"]["set_id"] for f in inv["factors"] if f.get("set")}),
     }
@@ -160,7 +170,11 @@ def aggregates_root(inv: dict[str, Any]) -> str:
 
 
 def build(inv: dict[str, Any], kpis: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The report model of a finished inventory (see the module docstring)."""
+    """The report model of a finished inventory computed with ``txs`` (see the module docstring)."""
+    if "provenance" not in inv:
+        raise ValueError(
+            "a report is built from an inventory computed with txs=True (it names the readings txs)"
+        )
     site, per, asof, tot = inv["site"], inv["period"], inv["as_of"], inv["site_total"]
     kf = key_figures(inv)
     years = [f["year"] for f in inv["factors"]]
@@ -174,7 +188,8 @@ def build(inv: dict[str, Any], kpis: dict[str, Any] | None = None) -> dict[str, 
     agg_total = sum(d["aggregates"] for d in inv["devices"])
     onchain = (
         f"hourly aggregates of {len(inv['devices'])} meters ({agg_total} aggregates), Merkle root "
-        f"{kf['aggregates_root']}, committed state at block {asof['height']} ({asof['block_hash'][:16]}…, app hash "
+        f"{kf['aggregates_root']}, from {kf['readings_txs']} signed readings txs (Merkle root "
+        f"{kf['readings_txs_root']}), committed state at block {asof['height']} ({asof['block_hash'][:16]}…, app hash "
         f"{asof['app_hash'][:16]}…)"
     )
     elec_wh, heat_wh = tot["energy_wh"], tot["heat_wh"]
@@ -611,9 +626,66 @@ def build(inv: dict[str, Any], kpis: dict[str, Any] | None = None) -> dict[str, 
             f"{asof['height']} / {asof['block_hash']} / {asof['app_hash']}",
         ],
         [_t("汇总数据 Merkle 根", "Merkle root over the aggregates"), kf["aggregates_root"]],
+        [
+            _t("读数交易（数量 / Merkle 根）", "readings txs (count / Merkle root)"),
+            f"{kf['readings_txs']} / {kf['readings_txs_root']}",
+        ],
         [_t("清单摘要 SHA-256", "inventory SHA-256"), inv["digest"]],
     ]
     chain = section("chain", _t("链上数据", "On-chain data"), items=anchors)
+    prov = inv["provenance"]
+    tx_rows = [
+        [d["handle"], str(i + 1), h]
+        for d in inv["devices"]
+        for i, h in enumerate(d["readings_tx_hashes"] or [])
+    ]
+    txs = section(
+        "txs",
+        _t("附：读数交易", "Annex: readings txs"),
+        items=[
+            [
+                _t(d["handle"], d["handle"]),
+                _t(
+                    f"{d['readings_txs']} 笔交易，Merkle 根 {d['readings_txs_root']}",
+                    f"{d['readings_txs']} txs, Merkle root {d['readings_txs_root']}",
+                ),
+            ]
+            for d in inv["devices"]
+        ],
+        tables=[
+            {
+                **table(
+                    "readings_txs",
+                    _t(
+                        "计算所用汇总数据背后的签名读数交易", "Signed readings txs behind the aggregates used"
+                    ),
+                    [
+                        ("计量表标识", "Meter handle", "text"),
+                        ("序号", "No.", "text"),
+                        ("交易哈希", "Tx hash", "text"),
+                    ],
+                    tx_rows,
+                ),
+                "print": "html-xlsx",
+            }
+        ]
+        if prov["listed"]
+        else [],
+        notes=[
+            _t(
+                "每个 Merkle 根为按字节升序排列的交易哈希（各 32 字节）的 RFC 6962 根；交易及其包含证明见 "
+                "GET /v1/txs/{hash}；cemp report txs FILE 列出本报告所列哈希；cemp report verify FILE 由链重新推导。",
+                "Each root is the RFC 6962 Merkle root over the tx hashes (32 bytes each) in ascending byte order; a "
+                "tx and its inclusion proof: GET /v1/txs/{hash}; cemp report txs FILE lists the hashes this report "
+                "names; cemp report verify FILE re-derives them from the chain.",
+            ),
+            *(
+                []
+                if prov["listed"]
+                else [_t(f"交易数 {prov['readings_txs']} 超过可列数量，仅给出数量和根", prov["note"])]
+            ),
+        ],
+    )
 
     boundary_rows = [
         [
@@ -674,7 +746,13 @@ def build(inv: dict[str, Any], kpis: dict[str, Any] | None = None) -> dict[str, 
             "co2_location_t": tot["co2_location_t"],
             "co2_market_t": tot["co2_market_t"],
         },
-        "sections": [iso, scope2, annex, verification, breakdown, intensity, boundary, chain],
+        "sections": [iso, scope2, annex, verification, breakdown, intensity, boundary, chain, txs],
+        "provenance": {
+            "listed": prov["listed"],
+            "devices": {d["handle"]: d["readings_tx_hashes"] for d in inv["devices"]}
+            if prov["listed"]
+            else {},
+        },
     }
     return model
 
@@ -683,10 +761,35 @@ def report_sha256(model: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(model)).hexdigest()
 
 
+def check_txs(model: dict[str, Any]) -> list[str]:
+    """Offline: the tx hashes a report lists hash to the roots it states (per device and over all of them)."""
+    prov = model.get("provenance")
+    kf = model["key_figures"]
+    if prov is None:
+        return ["the report names no readings txs (made before reports listed them)"]
+    if not prov.get("listed"):
+        return []
+    out = []
+    every: set[bytes] = set()
+    for handle, hashes in sorted(prov["devices"].items()):
+        try:
+            hs = [bytes.fromhex(h) for h in hashes]
+        except (TypeError, ValueError):
+            out.append(f"device {handle}: a listed tx hash is not hex")
+            continue
+        every.update(hs)
+        want = kf["devices"].get(handle, {})
+        if len(hs) != want.get("readings_txs") or txs_root(hs).hex() != want.get("readings_txs_root"):
+            out.append(f"device {handle}: the {len(hs)} listed txs do not hash to the stated root")
+    if len(every) != kf.get("readings_txs") or txs_root(list(every)).hex() != kf.get("readings_txs_root"):
+        out.append("the listed readings txs do not hash to the report's readings-txs root")
+    return out
+
+
 def compare(model: dict[str, Any], inv: dict[str, Any]) -> list[str]:
     """Differences between a report's key figures and those of an inventory computed now (empty: they match)."""
     want, got = model["key_figures"], key_figures(inv)
-    out = []
+    out = check_txs(model)
     for k in (
         "energy_wh",
         "heat_wh",
@@ -695,6 +798,8 @@ def compare(model: dict[str, Any], inv: dict[str, Any]) -> list[str]:
         "co2_market_ug",
         "activity_source",
         "aggregates_root",
+        "readings_txs",
+        "readings_txs_root",
         "factor_sets",
     ):
         if want.get(k) != got.get(k):
@@ -731,6 +836,7 @@ def payload_of(model: dict[str, Any]) -> ReportPayload:
         int(kf["co2_location_ug"]) // 10**6,
         int(kf["co2_market_ug"]) // 10**6,
         Hash32(bytes.fromhex(kf["aggregates_root"])),
+        Hash32(bytes.fromhex(kf["readings_txs_root"])),
     )
 
 
@@ -763,6 +869,7 @@ def report_json(r: ReportRecord) -> dict[str, Any]:
         "height": r.height,
         "time_ms": r.time_ms,
         "aggregates_root": r.payload.aggregates_root.hex(),
+        "readings_txs_root": r.payload.readings_txs_root.hex(),
     }
 
 
@@ -820,7 +927,11 @@ class ReportKind:
         return {**admit_plan(plan, env, self.name), schema.report(p.report_sha256): codec.encode(rec)}
 
     def describe(self, p: ReportPayload) -> dict[str, Any]:
-        return {**carbon_value(p, b""), "aggregates_root": p.aggregates_root.hex()}
+        return {
+            **carbon_value(p, b""),
+            "aggregates_root": p.aggregates_root.hex(),
+            "readings_txs_root": p.readings_txs_root.hex(),
+        }
 
 
 def list_reports(view: Any, site_id: str | None, limit: int = 500) -> list[ReportRecord]:

@@ -61,7 +61,7 @@ OPENAPI_PATHS: dict[str, Any] = {
 
 def report_model(snap: Any, head: Head, site_id: str, period: str) -> dict[str, Any]:
     """The report model of a site and period at the committed head (inventory + KPIs -> ``report.build``)."""
-    raw = invm.compute(snap, head, site_id, period)
+    raw = invm.compute(snap, head, site_id, period, txs=True)
     inv = invm.finish(raw)
     kp = kpim.compute_kpis({**raw, "digest": inv["digest"]})
     kp.pop("_baseline", None)

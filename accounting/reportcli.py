@@ -27,12 +27,15 @@ async def _bytes(c: NodeClient, path: str, **params: Any) -> bytes:
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.action:
-        if args.action[0] != "verify" or len(args.action) != 2:
+        if args.action[0] not in ("verify", "txs") or len(args.action) != 2:
             print(
-                "usage: cemp report verify FILE  |  cemp report --site S --period P --format F",
+                "usage: cemp report verify FILE  |  cemp report txs FILE  |  cemp report --site S --period P "
+                "--format F",
                 file=sys.stderr,
             )
             return 2
+        if args.action[0] == "txs":
+            return _txs(Path(args.action[1]))
         return _verify(Path(args.action[1]), args.nodes, args.json)
     if not args.site or not args.period:
         print("cemp report: --site and --period are needed (or: cemp report verify FILE)", file=sys.stderr)
@@ -86,7 +89,7 @@ def _verify(path: Path, nodes: str, as_json: bool) -> int:
         sha = report_sha256(model)
         async with NodeClient(nodes, timeout_s=300) as c:
             inv = await c.get(
-                f"/v1/sites/{model['site']['site_id']}/inventory", period=model["period"]["label"]
+                f"/v1/sites/{model['site']['site_id']}/inventory", period=model["period"]["label"], txs=1
             )
             try:
                 anchored: dict[str, Any] | None = await c.get(f"/v1/reports/{sha}")
@@ -123,6 +126,35 @@ def _verify(path: Path, nodes: str, as_json: bool) -> int:
     return 0 if out["match"] else 1
 
 
+def _txs(path: Path) -> int:
+    """Print the readings txs a report names (offline: from the file), one ``device tx_hash`` line each."""
+    from accounting.report import check_txs
+
+    try:
+        _, model, _ = render.extract(path.read_bytes())
+    except OSError as e:
+        print(f"cemp report txs: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 2
+    except CempError as e:
+        print(f"cemp report txs: {e.message}", file=sys.stderr)
+        return 1
+    problems = check_txs(model)
+    prov = model.get("provenance") or {}
+    for handle, hashes in sorted((prov.get("devices") or {}).items()):
+        for h in hashes:
+            print(f"{handle} {h}")
+    kf = model["key_figures"]
+    if not prov.get("listed", False) and not problems:
+        print(
+            f"cemp report txs: the report states {kf.get('readings_txs')} txs (root {kf.get('readings_txs_root')}) "
+            "but lists none; GET /v1/sites/{id}/inventory/txs?period=&device= lists them",
+            file=sys.stderr,
+        )
+    for p in problems:
+        print(f"cemp report txs: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,9 +183,10 @@ def add_commands(sub: Any) -> None:
     rp = sub.add_parser(
         "report",
         help="a site's inventory report of a period as PDF, XLSX or HTML (--issue anchors it on chain); "
-        "'cemp report verify FILE' re-checks a report against a node's chain",
+        "'cemp report verify FILE' re-checks a report against a node's chain; 'cemp report txs FILE' lists the "
+        "signed readings txs it names (offline)",
     )
-    rp.add_argument("action", nargs="*", help="verify FILE")
+    rp.add_argument("action", nargs="*", help="verify FILE | txs FILE")
     rp.add_argument("--site")
     rp.add_argument("--period", help="2026-01, 2026-Q1, 2026 or 2025/26-season")
     rp.add_argument("--format", choices=render.FORMATS, default="pdf")

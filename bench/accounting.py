@@ -8,14 +8,15 @@ five sub-meters and a heat meter), and the 2025/26 heating season of 1-minute co
 key, 20 txs per block. A second ledger holds 100 sites with one hourly-read main meter each (100 x 4,392 readings).
 
 Measured, in this order, on the committed state: ``inventory_s`` (``inventory.compute`` + ``finish`` of the season,
-best of ``--n``); the readings of the season exported to Parquet (``accounting.export``), then ``pandas_s`` and
+median of ``--n`` runs); the readings of the season exported to Parquet (``accounting.export``), then ``pandas_s`` and
 ``duckdb_s``: each reads that Parquet file and computes the same totals (per device: the use per hour as the last
 counter value of the hour minus the previous hour's last, summed; site CO2 = main meter x the location factor),
-best of ``--n``; the totals are checked equal to the inventory's. ``sites100_inventory_s``: the season inventory
+median of ``--n``; the totals are checked equal to the inventory's. ``sites100_inventory_s``: the season inventory
 of each of the 100 sites. ``pdf_s``: report model + PDF of the season (Chinese).
 
 Last line: one JSON object with ``readings``, ``inventory_s``, ``pandas_s``, ``duckdb_s``,
-``sites100_inventory_s``, ``pdf_s`` (and build figures).
+``sites100_inventory_s``, ``pdf_s`` (medians), the ratios ``pandas_over_inventory`` and ``duckdb_over_inventory``
+of this same run, and every run's time in ``times_s``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import time
 from datetime import date
 from typing import Any
@@ -202,13 +204,18 @@ def build_sites(path: Path, sites: int) -> dict[str, Any]:
     return info
 
 
-def best(fn: Any, n: int) -> tuple[float, Any]:
+TIMES: dict[str, list[float]] = {}
+
+
+def median_of(name: str, fn: Any, n: int) -> tuple[float, Any]:
+    """Median wall time of ``n`` runs of ``fn`` (every run's time is kept in ``TIMES[name]``) and its last result."""
     out, ts = None, []
     for _ in range(n):
         t = time.perf_counter()
         out = fn()
         ts.append(time.perf_counter() - t)
-    return min(ts), out
+    TIMES[name] = [round(x, 4) for x in ts]
+    return statistics.median(ts), out
 
 
 def pandas_totals(path: Path, factor_e6: int) -> dict[str, int]:
@@ -254,7 +261,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT / "bench-data" / "accounting"))
     ap.add_argument("--sites", type=int, default=100)
-    ap.add_argument("--n", type=int, default=3, help="repetitions (best of)")
+    ap.add_argument(
+        "--n", type=int, default=5, help="repetitions; each figure is the median (100 sites: n - 2)"
+    )
     args = ap.parse_args()
     data = Path(args.data)
     season_dir, sites_dir = data / "season", data / f"sites{args.sites}"
@@ -273,7 +282,9 @@ def main() -> None:
     store = LevelDBStore(season_dir / "ledger", create=False)
     snap = store.snapshot()
     head = head_of(snap)
-    inventory_s, inv = best(lambda: invm.finish(invm.compute(snap, head, "bench", PERIOD)), args.n)
+    inventory_s, inv = median_of(
+        "inventory", lambda: invm.finish(invm.compute(snap, head, "bench", PERIOD)), args.n
+    )
     log(f"season inventory: {inventory_s:.3f} s, {inv['data_quality']['readings']:,} readings")
     factor_e6 = next(f for f in inv["factors"] if f.get("set"))["location"]["value_e6"]
 
@@ -287,22 +298,22 @@ def main() -> None:
     log(f"exported readings to {pq_path} in {export_s:.1f} s ({pq_path.stat().st_size:,} bytes)")
     want = {d["handle"]: d["energy_wh"] for d in inv["devices"]}
     want["co2_location_ug"] = inv["site_total"]["co2_location_ug"]
-    pandas_s, got_p = best(lambda: pandas_totals(pq_path, factor_e6), args.n)
-    duckdb_s, got_d = best(lambda: duckdb_totals(pq_path, factor_e6), args.n)
+    pandas_s, got_p = median_of("pandas", lambda: pandas_totals(pq_path, factor_e6), args.n)
+    duckdb_s, got_d = median_of("duckdb", lambda: duckdb_totals(pq_path, factor_e6), args.n)
     for name, got in (("pandas", got_p), ("duckdb", got_d)):
         if got != want:
             raise SystemExit(f"{name} totals differ from the inventory: {got} vs {want}")
     log(f"pandas {pandas_s:.3f} s, duckdb {duckdb_s:.3f} s (totals equal the inventory's)")
 
     def pdf() -> bytes:
-        raw = invm.compute(snap, head, "bench", PERIOD)
+        raw = invm.compute(snap, head, "bench", PERIOD, txs=True)
         fin = invm.finish(raw)
         kp = kpim.compute_kpis({**raw, "digest": fin["digest"]})
         kp.pop("_baseline")
         return render.render(build(fin, kp), "pdf", "zh")
 
     render.render_pdf  # noqa: B018  (the font is registered on first use; measured as part of the first run)
-    pdf_s, pdf_bytes = best(pdf, args.n)
+    pdf_s, pdf_bytes = median_of("pdf", pdf, args.n)
     (data / "season-report-zh.pdf").write_bytes(pdf_bytes)
     log(f"season report PDF (inventory + KPIs + model + render): {pdf_s:.3f} s, {len(pdf_bytes):,} bytes")
     snap.release()
@@ -318,7 +329,7 @@ def main() -> None:
             tot += invm.finish(invm.compute(snap2, head2, f"site-{s:03d}", PERIOD))["site_total"]["energy_wh"]
         return tot
 
-    sites_s, _ = best(all_sites, max(1, args.n - 1))
+    sites_s, _ = median_of("sites100", all_sites, max(1, args.n - 2))
     log(f"{args.sites} site inventories: {sites_s:.3f} s")
     snap2.release()
     store2.close()
@@ -332,6 +343,9 @@ def main() -> None:
                 "sites100_inventory_s": round(sites_s, 3),
                 "pdf_s": round(pdf_s, 3),
                 "pandas_over_inventory": round(pandas_s / inventory_s, 1),
+                "duckdb_over_inventory": round(duckdb_s / inventory_s, 1),
+                "runs": args.n,
+                "times_s": TIMES,
                 "export_readings_s": round(export_s, 1),
                 "load1": round(os.getloadavg()[0], 1),
             }

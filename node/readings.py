@@ -5,7 +5,8 @@ Checks (the same at admission and on apply, so a node never commits what it woul
 - sequence numbers rise strictly within the batch and beyond the device's last committed one;
 - timestamps lie between 2015-01-01 and block time + ``max_future_skew_ms``;
 - quantities and units are short lower-case names; the batch is non-empty and within ``max_batch_readings``.
-Apply writes every reading under (device, time, seq) and folds it into hourly aggregates.
+Apply writes every reading under (device, time, seq), folds it into hourly aggregates, and marks the tx as an origin
+of each (device, quantity, hour) it touched (``schema.hourly_tx``), so reports can name the txs behind a figure.
 """
 
 from __future__ import annotations
@@ -136,15 +137,15 @@ class ReadingsKind:
     def apply(self, state: Writer, env: Env, tx: Tx, batch: ReadingBatch) -> None:
         dev = load_device(state, batch.device)  # type: ignore[arg-type]
         assert dev is not None  # check() ran first
-        self._write(state, dev, batch)
+        self._write(state, env, dev, batch)
 
     def check_and_apply(self, state: Writer, env: Env, tx: Tx, batch: ReadingBatch) -> None:
         """``check`` then ``apply`` with one device lookup (the hot path of every block)."""
         dev = self._device(state, tx, batch)  # type: ignore[arg-type]
         self._check_readings(env, dev, batch)
-        self._write(state, dev, batch)
+        self._write(state, env, dev, batch)
 
-    def _write(self, state: Writer, dev: DeviceRecord, batch: ReadingBatch) -> None:
+    def _write(self, state: Writer, env: Env, dev: DeviceRecord, batch: ReadingBatch) -> None:
         devnum = dev.devnum
         groups: dict[tuple[str, int], list[Reading]] = {}
         for r in batch.readings:
@@ -157,6 +158,8 @@ class ReadingsKind:
             raw = state.get(akey)
             agg = codec.decode(HourlyAggregate, raw) if raw is not None else None
             state.put(akey, codec.encode(fold(agg, rs)))
+            # a tx is applied once, and its groups are distinct (quantity, hour) pairs: this key is new
+            state.put_new(schema.hourly_tx(devnum, quantity, hour, env.tx_hash), b"")
         state.put(schema.device(batch.device), codec.encode(self._advanced(dev, batch)))
 
     def describe(self, batch: ReadingBatch) -> dict[str, Any]:

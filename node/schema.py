@@ -7,7 +7,8 @@ Namespaces (first byte):
 - ``R`` raft hard state and log (consensus driver; not part of the app hash);
 - state namespaces (all part of the app hash): ``t`` tx location by tx hash, ``n`` sender nonce,
   ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
-  ``a`` hourly aggregates by (device number, quantity, hour), ``c`` counters, ``h`` handle records, ``x`` documents,
+  ``a`` hourly aggregates by (device number, quantity, hour), ``o`` the readings txs behind each aggregate
+  (device number, quantity, hour, tx hash), ``c`` counters, ``h`` handle records, ``x`` documents,
   ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry), ``s`` sites,
   their boundaries and ratings (accounting).
 
@@ -16,7 +17,7 @@ Integers in keys are fixed-width big-endian so that byte order equals numeric or
 
 from __future__ import annotations
 
-STATE_PREFIXES = b"tndiracghxfpwgs"
+STATE_PREFIXES = b"tndiracghxfpwgso"
 
 META = b"M"
 BLOCK = b"B"
@@ -171,6 +172,18 @@ def parse_hourly_key(key: bytes) -> tuple[int, str, int]:
     devnum = int.from_bytes(key[1:5], "big")
     q, _, hour = key[5:].partition(b"\x00")
     return devnum, q.decode(), int.from_bytes(hour, "big")
+
+
+def hourly_tx(devnum: int, quantity: str, hour: int, tx_hash: bytes) -> bytes:
+    """Marks that the readings tx ``tx_hash`` holds readings of (device, quantity, hour): the origin of the hour's
+    aggregate, so a figure computed from aggregates can name the signed txs behind it."""
+    return b"o" + _u32(devnum) + quantity.encode() + b"\x00" + _u64(hour) + tx_hash
+
+
+def hourly_tx_range(devnum: int, quantity: str, start_hour: int, stop_hour: int) -> tuple[bytes, bytes]:
+    """[start, stop) key range of the ``hourly_tx`` marks of a device's quantity between two hours."""
+    p = b"o" + _u32(devnum) + quantity.encode() + b"\x00"
+    return p + _u64(start_hour), p + _u64(stop_hour)
 
 
 MEMBER_PREFIX = b"gnode/"

@@ -78,22 +78,20 @@ class ReadSnapshot(Protocol):
     def release(self) -> None: ...
 
 
-def _bounded(it: Any, limit: int | None) -> Iterator[tuple[bytes, bytes]]:
-    """Yield up to ``limit`` pairs from a plyvel iterator and always close it."""
+def _checked(it: Any, limit: int | None, path: Path, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """Yield up to ``limit`` pairs from a plyvel iterator as ``StorageError``s, and always close it."""
     try:
-        for n, kv in enumerate(it):
-            if limit is not None and n >= limit:
-                break
-            yield kv
-    finally:
-        it.close()
-
-
-def _checked(it: Iterator[tuple[bytes, bytes]], path: Path, start: bytes) -> Iterator[tuple[bytes, bytes]]:
-    try:
-        yield from it
+        if limit is None:  # the common whole-range scan: no per-item work in Python
+            yield from it
+        else:
+            for n, kv in enumerate(it):
+                if n >= limit:
+                    break
+                yield kv
     except plyvel.Error as e:
         raise StorageError(path, f"reading {_describe(start)} onwards", _plyvel_detail(e)) from None
+    finally:
+        it.close()
 
 
 class _LevelSnapshot:
@@ -115,7 +113,7 @@ class _LevelSnapshot:
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         it = self.snap.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True)
-        return _checked(_bounded(it, limit), self.path, start)
+        return _checked(it, limit, self.path, start)
 
     def release(self) -> None:
         self.snap.close()
@@ -166,12 +164,12 @@ class LevelDBStore:
         self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         it = self.db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True)
-        return _checked(_bounded(it, limit), self.path, start)
+        return _checked(it, limit, self.path, start)
 
     def scan_all(self) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value, each table block CRC-checked and not cached (``cemp verify`` reads it all)."""
         it = self.db.iterator(verify_checksums=True, fill_cache=False)
-        return _checked(_bounded(it, None), self.path, b"")
+        return _checked(it, None, self.path, b"")
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool) -> None:
         try:

@@ -34,11 +34,12 @@ def month_chain() -> Chain:
     ch.counter(pipe, T0, hours, 5_013)
     ch.counter(main, T0, hours, [16_000 + 41 * h for h in range(hours)])
     ch.counter(heat, T0, hours, 14_777)
+    ch.devs = {CORE: core, PIPE: pipe, MAIN: main, HEAT: heat}  # type: ignore[attr-defined]
     return ch
 
 
 def model_of(ch: Chain, period: str = "2026-01") -> tuple[dict[str, Any], dict[str, Any]]:
-    raw = compute(ch.store, ch.head(), SITE, period)
+    raw = compute(ch.store, ch.head(), SITE, period, txs=True)
     inv = finish(raw)
     kp = kpim.compute_kpis({**raw, "digest": inv["digest"]})
     kp.pop("_baseline")
@@ -149,7 +150,7 @@ def _anchored_fn(ch: Chain) -> Any:
 
 
 def _inventory_fn(ch: Chain) -> Any:
-    return lambda site, period: finish(compute(ch.store, ch.head(), site, period))
+    return lambda site, period: finish(compute(ch.store, ch.head(), site, period, txs=True))
 
 
 def test_issue_verify_and_tamper() -> None:
@@ -216,3 +217,61 @@ def test_reports_index(chain_model: Any) -> None:
     keys = [k for k, _ in ch.store.iterate(p, prefix_stop(p))]
     assert len(keys) == 1 and keys[0].endswith(bytes.fromhex(report_sha256(model)))
     assert re.fullmatch(r"[0-9a-f]{64}", report_sha256(model))
+
+
+def _readings_txs(ch: Chain) -> dict[str, dict[bytes, list[int]]]:
+    """device -> tx hash -> timestamps of its readings, from the committed blocks."""
+    out: dict[str, dict[bytes, list[int]]] = {}
+    for block, _ in ch.blocks:
+        for raw in block.txs:
+            d = ch.led.decode_tx(bytes(raw))
+            if d.tx.kind == "readings":
+                out.setdefault(d.payload.device, {})[d.hash] = [r.ts_ms for r in d.payload.readings]
+    return out
+
+
+def test_report_names_the_readings_txs_behind_its_figures() -> None:
+    from accounting.inventory import device_txs, txs_root
+    from accounting.report import check_txs
+
+    ch = month_chain()
+    core = ch.devs[CORE]  # type: ignore[attr-defined]
+    # a February tx of the core meter is not behind January's figures; one that spans Jan 31 -> Feb 1 is
+    feb = T0 + 31 * 24 * HOUR_MS
+    ch.ok(core.batch(ch.c.chain_id, [(feb + 3 * HOUR_MS, "energy.import", 99_000, "Wh")]))
+    ch.ok(core.batch(ch.c.chain_id, [(feb - HOUR_MS, "energy.import", 99_500, "Wh"), (feb + 5 * HOUR_MS, "energy.import", 99_900, "Wh")]))  # fmt: skip
+    origins = _readings_txs(ch)
+    inv, model = model_of(ch, "2026-01")
+    jan_stop = feb
+    for d in inv["devices"]:
+        want = sorted(h for h, ts in origins[d["handle"]].items() if any(T0 <= t < jan_stop for t in ts))
+        assert d["readings_tx_hashes"] == [h.hex() for h in want]
+        assert d["readings_txs"] == len(want) and d["readings_txs_root"] == txs_root(want).hex()
+        assert model["provenance"]["devices"][d["handle"]] == [h.hex() for h in want]
+        assert device_txs(ch.store, SITE, "2026-01", d["handle"])["tx_hashes"] == [h.hex() for h in want]
+    assert len(origins[CORE]) == 3 and inv["devices"][0]["handle"] == CORE
+    assert inv["devices"][0]["readings_txs"] == 2  # the month's batch and the spanning one, not February's
+    every = {bytes.fromhex(h) for hs in model["provenance"]["devices"].values() for h in hs}
+    assert model["key_figures"]["readings_txs_root"] == txs_root(list(every)).hex()
+    assert check_txs(model) == []
+    # the HTML lists every hash; the PDF prints counts and roots and embeds the list
+    page = render.render(model, "html", "en").decode()
+    assert all(h.hex() in page for h in every)
+    _, back, _ = render.extract(render.render(model, "pdf", "en"))
+    assert back["provenance"] == model["provenance"]
+
+    # a report whose list names another tx (file made consistent otherwise) is refused offline and by verify
+    forged = json.loads(json.dumps(model))
+    forged["provenance"]["devices"][CORE][0] = "ab" * 32
+    assert any("do not hash to the stated root" in p for p in check_txs(forged))
+    out = render.verify(render.render(forged, "html", "en"), _inventory_fn(ch), _anchored_fn(ch))
+    assert not out["match"]
+    # ... and one whose roots were recomputed over the forged list disagrees with the chain's
+    forged_roots = json.loads(json.dumps(forged))
+    hs = [bytes.fromhex(h) for h in forged_roots["provenance"]["devices"][CORE]]
+    forged_roots["key_figures"]["devices"][CORE]["readings_txs_root"] = txs_root(hs).hex()
+    every_f = {bytes.fromhex(h) for v in forged_roots["provenance"]["devices"].values() for h in v}
+    forged_roots["key_figures"]["readings_txs_root"] = txs_root(list(every_f)).hex()
+    assert check_txs(forged_roots) == []
+    out = render.verify(render.render(forged_roots, "xlsx", "en"), _inventory_fn(ch), _anchored_fn(ch))
+    assert not out["match"] and any(p.startswith("readings_txs_root") for p in out["problems"])
