@@ -8,7 +8,6 @@ two at a time; their cost is bounded (a period is at most a year or a season, an
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -18,6 +17,7 @@ from aiohttp import web
 from accounting import factors as fx
 from accounting import inventory as invm
 from accounting import kpi as kpim
+from accounting import params as prm
 from accounting import tariffs as tf
 from accounting.baseline import BoilerParams, baseline, baseline_json, design_heat_gj
 from accounting.inventory import Head
@@ -29,124 +29,84 @@ from accounting.rating import (
     load_rating,
     rating_value,
 )
-from accounting.sites import SITE_ID_RE, boundaries, boundary_json, list_sites, load_site, site_json
-from node import codec, schema
+from accounting.sites import boundaries, boundary_json, list_sites, load_site, site_json
+from node import schema
 from node.errors import CempError, Code
-from node.statehash import StateHash
-from node.types import Block
 
 T = TypeVar("T")
-PERIOD_Q = {
-    "name": "period",
-    "in": "query",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "2026-01-15, 2026-01, 2026-Q1, 2026 or 2025/26-season (site local time)",
-}
-SITE_P = {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}}
-_ERR = {"$ref": "#/components/responses/Error"}
-
-
-def _q(name: str, desc: str, typ: str = "string") -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": desc, "schema": {"type": typ}}
-
-
-def _get(summary: str, params: list[dict[str, Any]], ctype: str = "application/json") -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": params,
-            "responses": {"200": {"description": "ok", "content": {ctype: {}}}, "400": _ERR, "404": _ERR},
-        }
-    }
+PERIOD_Q, SITE_P = prm.PERIOD_Q, prm.SITE_P
 
 
 _BOILER_Q = [
-    _q("coal_efficiency", "coal boiler efficiency (default 0.78)"),
-    _q("gas_efficiency", "gas boiler efficiency (default 0.85)"),
-    _q("electric_efficiency", "electric boiler efficiency or heat-pump COP (default 0.98)"),
+    prm.query("coal_efficiency", "coal boiler efficiency (default 0.78)"),
+    prm.query("gas_efficiency", "gas boiler efficiency (default 0.85)"),
+    prm.query("electric_efficiency", "electric boiler efficiency or heat-pump COP (default 0.98)"),
 ]
 OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/sites": _get("Sites recorded on chain", []),
-    "/v1/sites/{site_id}": _get("A site: current version, history, boundaries and ratings", [SITE_P]),
-    "/v1/sites/{site_id}/inventory": _get(
+    "/v1/sites": prm.get_op("Sites recorded on chain", []),
+    "/v1/sites/{site_id}": prm.get_op("A site: current version, history, boundaries and ratings", [SITE_P]),
+    "/v1/sites/{site_id}/inventory": prm.get_op(
         "Inventory: E = AD x EF per device, subsystem and site, location- and market-based Scope 2, "
         "reconciliation and data quality; every figure names its factor and on-chain data",
         [
             SITE_P,
             PERIOD_Q,
-            _q("grain", "breakdown: hour (periods up to a month), day, month, quarter or year"),
-            _q("txs", "1: also name the signed readings txs behind each device's aggregates (provenance)"),
+            prm.query("grain", "breakdown: hour (periods up to a month), day, month, quarter or year"),
+            prm.query(
+                "txs", "1: also name the signed readings txs behind each device's aggregates (provenance)"
+            ),
         ],
     ),
-    "/v1/sites/{site_id}/inventory/txs": _get(
+    "/v1/sites/{site_id}/inventory/txs": prm.get_op(
         "Every signed readings tx behind one boundary device's aggregates in a period, with their Merkle root",
-        [SITE_P, PERIOD_Q, {**_q("device", "the device's handle"), "required": True}],
+        [SITE_P, PERIOD_Q, {**prm.query("device", "the device's handle"), "required": True}],
     ),
-    "/v1/sites/{site_id}/kpis": _get(
+    "/v1/sites/{site_id}/kpis": prm.get_op(
         "Heating KPIs: W/m2 average and peak vs 50 W/m2, kWh/m2, HDD-normalised intensity, TOU cost per m2 vs "
         "coal and gas, baselines, avoided emissions, unmetered remainder",
         [SITE_P, PERIOD_Q, *_BOILER_Q],
     ),
-    "/v1/sites/{site_id}/baseline": _get(
+    "/v1/sites/{site_id}/baseline": prm.get_op(
         "Coal- and gas-boiler baselines for the site's delivered heat in a period",
         [SITE_P, PERIOD_Q, *_BOILER_Q],
     ),
-    "/v1/sites/{site_id}/rating": _get(
+    "/v1/sites/{site_id}/rating": prm.get_op(
         "Carbon-efficiency grade (碳效码): K computed now (location and market) and the rating recorded on chain",
-        [SITE_P, PERIOD_Q, _q("benchmark", "gas (default), coal, or a fixed kgCO2/m2")],
+        [SITE_P, PERIOD_Q, prm.query("benchmark", "gas (default), coal, or a fixed kgCO2/m2")],
     ),
-    "/v1/sites/{site_id}/rating/label.svg": _get(
+    "/v1/sites/{site_id}/rating/label.svg": prm.get_op(
         "QR label of the recorded rating (resolves to the building handle)",
         [SITE_P, PERIOD_Q],
         "image/svg+xml",
     ),
-    "/v1/sites/{site_id}/rating/label.png": _get("QR label as PNG", [SITE_P, PERIOD_Q], "image/png"),
-    "/v1/baseline": _get(
+    "/v1/sites/{site_id}/rating/label.png": prm.get_op("QR label as PNG", [SITE_P, PERIOD_Q], "image/png"),
+    "/v1/baseline": prm.get_op(
         "Design-load boiler baselines (the case study's assumption): area x load x hours x days",
         [
-            _q("area", "m2"),
-            _q("load", "W/m2"),
-            _q("hours", "hours per day (24)"),
-            _q("days", "heating days"),
+            prm.query("area", "m2"),
+            prm.query("load", "W/m2"),
+            prm.query("hours", "hours per day (24)"),
+            prm.query("days", "heating days"),
             *_BOILER_Q,
-            _q("grid_factor", "tCO2/MWh for the electric side (0)"),
+            prm.query("grid_factor", "tCO2/MWh for the electric side (0)"),
         ],
     ),
-    "/v1/factors": _get("Factor sets recorded on chain, by data year", []),
-    "/v1/factors/{set_id}": _get(
+    "/v1/factors": prm.get_op("Factor sets recorded on chain, by data year", []),
+    "/v1/factors/{set_id}": prm.get_op(
         "One factor set with every factor, its unit, year and source",
         [{"name": "set_id", "in": "path", "required": True, "schema": {"type": "string"}}],
     ),
 }
 
 
-def _frac_param(request: web.Request, name: str, default: Fraction, lo: Fraction, hi: Fraction) -> Fraction:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        if len(raw) > 32:
-            raise ValueError
-        v = Fraction(raw)
-    except (ValueError, ZeroDivisionError):
-        raise CempError(Code.BAD_REQUEST, f"{name}={raw[:40]!r} is not a number") from None
-    if not lo <= v <= hi:
-        raise CempError(Code.BAD_REQUEST, f"{name}={raw} must be between {lo} and {hi}")
-    return v
-
-
 def boiler_params(request: web.Request) -> BoilerParams:
+    def frac(name: str, default: str, lo: str, hi: str) -> Fraction:
+        return prm.number(request, name, Fraction(default), Fraction(lo), Fraction(hi), Fraction)
+
     return BoilerParams(
-        coal_efficiency=_frac_param(
-            request, "coal_efficiency", Fraction("0.78"), Fraction("0.05"), Fraction(1)
-        ),
-        gas_efficiency=_frac_param(
-            request, "gas_efficiency", Fraction("0.85"), Fraction("0.05"), Fraction("1.1")
-        ),
-        electric_efficiency=_frac_param(
-            request, "electric_efficiency", Fraction("0.98"), Fraction("0.05"), Fraction(10)
-        ),
+        coal_efficiency=frac("coal_efficiency", "0.78", "0.05", "1"),
+        gas_efficiency=frac("gas_efficiency", "0.85", "0.05", "1.1"),
+        electric_efficiency=frac("electric_efficiency", "0.98", "0.05", "10"),
     )
 
 
@@ -154,7 +114,7 @@ class AccountingAPI:
     def __init__(self, node: Any, tariffs: list[tf.TariffVersion] | None = None) -> None:
         self.node = node
         self.tariffs = tariffs if tariffs is not None else tf.load()
-        self._slots = asyncio.Semaphore(2)
+        self._reads = prm.SnapshotReads(node)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -172,45 +132,28 @@ class AccountingAPI:
         ]
 
     async def _read(self, fn: Callable[[Any, Head], T]) -> T:
-        """Run ``fn(snapshot, head)`` on one snapshot of committed state, in a worker thread."""
-        store = self.node.ledger.store
+        """Run ``fn(snapshot, head)`` on one snapshot of committed state, in a worker thread (two at a time)."""
+        return await self._reads.read(fn)
 
-        def run() -> T:
-            snap = store.snapshot()
-            try:
-                return fn(snap, head_of(snap))
-            finally:
-                snap.release()
+    _site_id = staticmethod(prm.site_id)
+    _period = staticmethod(prm.period)
 
-        async with self._slots:  # at most two inventories at a time per node: each can take a core for ~1 s
-            return await asyncio.to_thread(run)
+    async def sites_json(self) -> dict[str, Any]:
+        """``GET /v1/sites``."""
 
-    @staticmethod
-    def _site_id(request: web.Request) -> str:
-        sid = request.match_info["site_id"]
-        if not SITE_ID_RE.fullmatch(sid):
-            raise CempError(Code.BAD_REQUEST, f"site id {sid[:80]!r} is not a short lower-case id")
-        return sid
-
-    @staticmethod
-    def _period(request: web.Request) -> str:
-        p = request.query.get("period")
-        if not p:
-            raise CempError(
-                Code.BAD_REQUEST, "period is required: 2026-01-15, 2026-01, 2026-Q1, 2026 or 2025/26-season"
-            )
-        return p
-
-    async def sites(self, request: web.Request) -> web.Response:
         def fn(snap: Any, head: Head) -> dict[str, Any]:
             return {
                 "sites": [
                     {**site_json(r.payload), "org": r.org, "tx": r.tx_hash.hex()} for r in list_sites(snap)
                 ],
                 "height": head.height,
+                "time_ms": head.time_ms,
             }
 
-        return web.json_response(await self._read(fn))
+        return await self._read(fn)
+
+    async def sites(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.sites_json())
 
     async def site(self, request: web.Request) -> web.Response:
         sid = self._site_id(request)
@@ -248,17 +191,51 @@ class AccountingAPI:
 
         return web.json_response(await self._read(fn))
 
+    # The JSON of each route comes from one method taking parsed parameters, so pages for people (``web/``) show
+    # exactly what the route answers without computing it again.
+
+    async def inventory_json(
+        self, sid: str, period: str, grain: str | None = None, txs: bool = False
+    ) -> dict[str, Any]:
+        """``GET /v1/sites/{sid}/inventory?period=&grain=&txs=``."""
+        return await self._read(
+            lambda snap, head: invm.finish(invm.compute(snap, head, sid, period, grain, txs=txs))
+        )
+
+    async def kpis_json(self, sid: str, period: str, params: BoilerParams | None = None) -> dict[str, Any]:
+        """``GET /v1/sites/{sid}/kpis?period=`` (default boiler parameters unless given)."""
+        return kpim.public(await self._read(self._kpis_fn(sid, period, params or BoilerParams())))
+
+    async def rating_json(
+        self, sid: str, period: str, bench: str = "gas", params: BoilerParams | None = None
+    ) -> dict[str, Any]:
+        """``GET /v1/sites/{sid}/rating?period=&benchmark=``: K computed now and the rating on chain."""
+        p = params or BoilerParams()
+
+        def fn(snap: Any, head: Head) -> dict[str, Any]:
+            raw = invm.compute(snap, head, sid, period)
+            inv = invm.finish(raw)
+            k = kpim.compute_kpis({**raw, "digest": inv["digest"]}, p, self.tariffs)
+            computed = compute_rating(inv, k, bench, ZHEJIANG_THRESHOLDS_E3, p)
+            rec = load_rating(snap, sid, period)
+            recorded = None
+            if rec is not None:
+                recorded = {
+                    **rating_value(rec.payload, rec.tx_hash),
+                    "height": rec.height,
+                    "org": rec.org,
+                    "benchmark": rec.payload.benchmark,
+                    "thresholds_e3": list(rec.payload.thresholds_e3),
+                }
+            return {"computed": computed, "recorded": recorded}
+
+        return await self._read(fn)
+
     async def inventory(self, request: web.Request) -> web.Response:
         sid, period = self._site_id(request), self._period(request)
         grain = request.query.get("grain") or None
-        txs = request.query.get("txs", "0")
-        if txs not in ("0", "1"):
-            raise CempError(Code.BAD_REQUEST, f"txs={txs[:20]!r}: use 1 (name the readings txs) or 0")
-
-        def fn(snap: Any, head: Head) -> dict[str, Any]:
-            return invm.finish(invm.compute(snap, head, sid, period, grain, txs=txs == "1"))
-
-        return web.json_response(await self._read(fn))
+        txs = prm.choice(request, "txs", ("0", "1"), "0")
+        return web.json_response(await self.inventory_json(sid, period, grain, txs == "1"))
 
     async def inventory_txs(self, request: web.Request) -> web.Response:
         sid, period = self._site_id(request), self._period(request)
@@ -274,9 +251,9 @@ class AccountingAPI:
         return web.json_response(await self._read(fn))
 
     def _kpis(self, request: web.Request) -> Callable[[Any, Head], dict[str, Any]]:
-        sid, period = self._site_id(request), self._period(request)
-        params = boiler_params(request)
+        return self._kpis_fn(self._site_id(request), self._period(request), boiler_params(request))
 
+    def _kpis_fn(self, sid: str, period: str, params: BoilerParams) -> Callable[[Any, Head], dict[str, Any]]:
         def fn(snap: Any, head: Head) -> dict[str, Any]:
             raw = invm.compute(snap, head, sid, period)
             digest = invm.finish(raw)["digest"]
@@ -306,27 +283,8 @@ class AccountingAPI:
         sid, period = self._site_id(request), self._period(request)
         bench = request.query.get("benchmark") or "gas"
         if bench not in BENCHMARKS:
-            _frac_param(request, "benchmark", Fraction(1), Fraction(1, 10**6), Fraction(10**6))
-        params = boiler_params(request)
-
-        def fn(snap: Any, head: Head) -> dict[str, Any]:
-            raw = invm.compute(snap, head, sid, period)
-            inv = invm.finish(raw)
-            k = kpim.compute_kpis({**raw, "digest": inv["digest"]}, params, self.tariffs)
-            computed = compute_rating(inv, k, bench, ZHEJIANG_THRESHOLDS_E3, params)
-            rec = load_rating(snap, sid, period)
-            recorded = None
-            if rec is not None:
-                recorded = {
-                    **rating_value(rec.payload, rec.tx_hash),
-                    "height": rec.height,
-                    "org": rec.org,
-                    "benchmark": rec.payload.benchmark,
-                    "thresholds_e3": list(rec.payload.thresholds_e3),
-                }
-            return {"computed": computed, "recorded": recorded}
-
-        return web.json_response(await self._read(fn))
+            prm.number(request, "benchmark", Fraction(1), Fraction(1, 10**6), Fraction(10**6), Fraction)
+        return web.json_response(await self.rating_json(sid, period, bench, boiler_params(request)))
 
     async def rating_label(self, request: web.Request) -> web.Response:
         sid, period = self._site_id(request), self._period(request)
@@ -352,14 +310,14 @@ class AccountingAPI:
         return web.Response(body=body, content_type="image/svg+xml" if fmt == "svg" else "image/png")
 
     async def design_baseline(self, request: web.Request) -> web.Response:
-        area = _frac_param(request, "area", Fraction(-1), Fraction(1), Fraction(10**9))
-        load = _frac_param(request, "load", Fraction(-1), Fraction(1), Fraction(1000))
-        days = _frac_param(request, "days", Fraction(-1), Fraction(1), Fraction(366))
+        area = prm.number(request, "area", Fraction(-1), Fraction(1), Fraction(10**9), Fraction)
+        load = prm.number(request, "load", Fraction(-1), Fraction(1), Fraction(1000), Fraction)
+        days = prm.number(request, "days", Fraction(-1), Fraction(1), Fraction(366), Fraction)
         if min(area, load, days) < 0:
             raise CempError(Code.BAD_REQUEST, "area (m2), load (W/m2) and days are required")
-        hours = _frac_param(request, "hours", Fraction(24), Fraction(1, 60), Fraction(24))
+        hours = prm.number(request, "hours", Fraction(24), Fraction(1, 60), Fraction(24), Fraction)
         p = boiler_params(request)
-        grid = _frac_param(request, "grid_factor", Fraction(0), Fraction(0), Fraction(2))
+        grid = prm.number(request, "grid_factor", Fraction(0), Fraction(0), Fraction(2), Fraction)
         p = BoilerParams(
             p.coal_efficiency,
             p.gas_efficiency,
@@ -392,21 +350,6 @@ class AccountingAPI:
             return fx.set_json(rec)
 
         return web.json_response(await self._read(fn))
-
-
-def head_of(snap: Any) -> Head:
-    """The committed head recorded inside a snapshot (height, block hash, app hash, block time)."""
-    raw_h = snap.get(schema.META_HEIGHT)
-    height = int.from_bytes(raw_h, "big") if raw_h else 0
-    last = snap.get(schema.META_LAST_HASH) or b""
-    acc = snap.get(schema.META_STATE_ACC)
-    app = StateHash.from_bytes(acc).digest() if acc else b""
-    time_ms = 0
-    if height:
-        raw = snap.get(schema.block(height))
-        if raw is not None:
-            time_ms = codec.decode(Block, raw).header.time_ms
-    return Head(height, last, app, time_ms)
 
 
 def routes(node: Any) -> list[web.RouteDef]:

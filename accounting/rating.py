@@ -22,16 +22,14 @@ from typing import Any
 
 from accounting.baseline import BoilerParams
 from accounting.model import RatingPayload, RatingRecord
-from accounting.periods import parse_period
-from accounting.sites import Reader, load_site, mmdd
+from accounting.siterecord import SiteRecordKind
+from accounting.sites import Reader
 from node import codec, schema
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer
+from node.txkinds import Env
 from node.types import Hash32, ShortStr, Text, Tx
 from resolver import idis
-from resolver.kinds import admit_plan, apply_plan, plan_values
 
 SCHEME = "cemp-k5-v1"
 ZHEJIANG_THRESHOLDS_E3 = (600, 800, 1200, 2000)
@@ -141,25 +139,14 @@ def rating_value(p: RatingPayload, tx_hash: bytes) -> dict[str, Any]:
     }
 
 
-class RatingKind:
+class RatingKind(SiteRecordKind):
+    """``rating``: records a site's grade for a period; sets CEMP.RATING on the building handle."""
+
     name = "rating"
+    what = "a rating"
     payload_type = RatingPayload
 
-    def _check(self, view: StateView, env: Env, tx: Tx, p: RatingPayload) -> tuple[str, Any]:
-        org = org_of_admin(env.genesis, tx.sender)
-        site = load_site(view, p.site_id)
-        if site is None:
-            raise CempError(Code.NOT_FOUND, f"no site {p.site_id!r} on this chain")
-        if org is None or (org.name != site.org and org.role != "regulator"):
-            raise CempError(
-                Code.NOT_AUTHORIZED,
-                f"a rating of {p.site_id} is signed by {site.org}'s admin or the regulator's",
-            )
-        sp = site.payload
-        try:
-            parse_period(p.period, sp.utc_offset_min, (mmdd(sp.season_start, "s"), mmdd(sp.season_end, "e")))
-        except CempError as e:
-            raise CempError(Code.INVALID_PAYLOAD, e.message) from None
+    def check_payload(self, view: StateView, env: Env, tx: Tx, p: RatingPayload) -> None:
         if not idis._NAME_RE.match(p.scheme):
             raise CempError(Code.INVALID_PAYLOAD, f"scheme {p.scheme!r} must be a short lower-case name")
         check_thresholds(p.thresholds_e3)
@@ -174,24 +161,15 @@ class RatingKind:
                     Code.INVALID_PAYLOAD,
                     f"grade_{what} {g} does not follow from K = {k / 10**6:.6f} under thresholds {p.thresholds_e3}",
                 )
-        value = idis.string_value(
+
+    def handle_value(self, p: RatingPayload, env: Env) -> Any:
+        return idis.string_value(
             idis.RATING_INDEX, idis.RATING, json.dumps(rating_value(p, env.tx_hash), sort_keys=True)
         )
-        plan = plan_values(view, env, sp.building, (value,), f"{org.name} admin key (rating)")
-        return org.name, plan
 
-    def check(self, view: StateView, env: Env, tx: Tx, p: RatingPayload) -> None:
-        self._check(view, env, tx, p)
-
-    def apply(self, state: Writer, env: Env, tx: Tx, p: RatingPayload) -> None:
-        org, plan = self._check(state, env, tx, p)  # type: ignore[arg-type]
+    def records(self, p: RatingPayload, org: str, env: Env) -> dict[bytes, bytes]:
         rec = RatingRecord(p, ShortStr(org), env.tx_hash, env.height, env.time_ms)
-        state.put(schema.rating(p.site_id, p.period), codec.encode(rec))
-        apply_plan(state, plan, env, self.name)
-
-    def admit(self, view: StateView, env: Env, tx: Tx, p: RatingPayload) -> dict[bytes, bytes]:
-        _, plan = self._check(view, env, tx, p)
-        return admit_plan(plan, env, self.name)
+        return {schema.rating(p.site_id, p.period): codec.encode(rec)}
 
     def describe(self, p: RatingPayload) -> dict[str, Any]:
         return {**rating_value(p, b""), "thresholds_e3": list(p.thresholds_e3), "benchmark": p.benchmark}

@@ -388,7 +388,19 @@ def _model_json(raw: str) -> dict[str, Any]:
 
 
 def extract(data: bytes) -> tuple[str, dict[str, Any], dict[str, str]]:
-    """(format, embedded model, printed key figures without thousands separators) of a rendered report."""
+    """(format, embedded model, printed key figures without thousands separators) of a rendered report; a file
+    that is not one, or is damaged, is a ``CempError`` (400), never a parser's own exception."""
+    try:
+        return _extract(data)
+    except CempError:
+        raise
+    except Exception as e:  # pypdf, openpyxl and zipfile raise many kinds on damaged files
+        raise CempError(
+            Code.BAD_REQUEST, f"not a readable CEMP report file ({type(e).__name__}: {str(e)[:120]})"
+        ) from None
+
+
+def _extract(data: bytes) -> tuple[str, dict[str, Any], dict[str, str]]:
     fmt = detect(data)
     printed: dict[str, str] = {}
     if fmt == "html":

@@ -28,16 +28,14 @@ from typing import Any
 
 from accounting.inventory import canonical, fmt_t, merkle_root, txs_root
 from accounting.model import ReportPayload, ReportRecord
-from accounting.periods import parse_period
-from accounting.sites import Reader, load_site, mmdd
+from accounting.siterecord import SiteRecordKind
+from accounting.sites import Reader
 from node import codec, schema
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer
+from node.txkinds import Env
 from node.types import Hash32, Height, ShortStr, Tx
 from resolver import idis
-from resolver.kinds import admit_plan, apply_plan, plan_values
 
 SCHEMA = "cemp.report/1"
 MAX_ROWS = 400
@@ -873,27 +871,15 @@ def report_json(r: ReportRecord) -> dict[str, Any]:
     }
 
 
-class ReportKind:
+class ReportKind(SiteRecordKind):
     """``report``: anchors an issued report's hash and key figures; sets CEMP.CARBON on the building handle."""
 
     name = "report"
+    what = "a report"
     payload_type = ReportPayload
+    records_in_admit = True  # a second tx issuing the same report is refused from the mempool on
 
-    def _check(self, view: StateView, env: Env, tx: Tx, p: ReportPayload) -> tuple[str, Any]:
-        org = org_of_admin(env.genesis, tx.sender)
-        site = load_site(view, p.site_id)
-        if site is None:
-            raise CempError(Code.NOT_FOUND, f"no site {p.site_id!r} on this chain")
-        if org is None or (org.name != site.org and org.role != "regulator"):
-            raise CempError(
-                Code.NOT_AUTHORIZED,
-                f"a report of {p.site_id} is signed by {site.org}'s admin or the regulator's",
-            )
-        sp = site.payload
-        try:
-            parse_period(p.period, sp.utc_offset_min, (mmdd(sp.season_start, "s"), mmdd(sp.season_end, "e")))
-        except CempError as e:
-            raise CempError(Code.INVALID_PAYLOAD, e.message) from None
+    def check_payload(self, view: StateView, env: Env, tx: Tx, p: ReportPayload) -> None:
         if not 0 < p.as_of_height < env.height:
             raise CempError(
                 Code.INVALID_PAYLOAD,
@@ -904,27 +890,18 @@ class ReportKind:
                 raise CempError(Code.INVALID_PAYLOAD, f"{name} must be a non-negative integer below 2^62")
         if view.get(schema.report(p.report_sha256)) is not None:
             raise CempError(Code.ALREADY_EXISTS, f"report {p.report_sha256.hex()} is already issued")
-        value = idis.string_value(
+
+    def handle_value(self, p: ReportPayload, env: Env) -> Any:
+        return idis.string_value(
             idis.CARBON_INDEX, idis.CARBON, json.dumps(carbon_value(p, env.tx_hash), sort_keys=True)
         )
-        plan = plan_values(view, env, sp.building, (value,), f"{org.name} admin key (report)")
-        return org.name, plan
 
-    def check(self, view: StateView, env: Env, tx: Tx, p: ReportPayload) -> None:
-        self._check(view, env, tx, p)
-
-    def apply(self, state: Writer, env: Env, tx: Tx, p: ReportPayload) -> None:
-        org, plan = self._check(state, env, tx, p)  # type: ignore[arg-type]
+    def records(self, p: ReportPayload, org: str, env: Env) -> dict[bytes, bytes]:
         rec = ReportRecord(p, ShortStr(org), env.tx_hash, env.height, env.time_ms)
-        raw = codec.encode(rec)
-        state.put(schema.report(p.report_sha256), raw)
-        state.put(schema.site_report(p.site_id, p.period, p.report_sha256), b"")
-        apply_plan(state, plan, env, self.name)
-
-    def admit(self, view: StateView, env: Env, tx: Tx, p: ReportPayload) -> dict[bytes, bytes]:
-        org, plan = self._check(view, env, tx, p)
-        rec = ReportRecord(p, ShortStr(org), env.tx_hash, env.height, env.time_ms)
-        return {**admit_plan(plan, env, self.name), schema.report(p.report_sha256): codec.encode(rec)}
+        return {
+            schema.report(p.report_sha256): codec.encode(rec),
+            schema.site_report(p.site_id, p.period, p.report_sha256): b"",
+        }
 
     def describe(self, p: ReportPayload) -> dict[str, Any]:
         return {

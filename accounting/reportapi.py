@@ -7,7 +7,6 @@ languages and tables are 4xx JSON errors.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,11 +16,11 @@ from aiohttp import web
 from accounting import export as exportm
 from accounting import inventory as invm
 from accounting import kpi as kpim
+from accounting import params as prm
 from accounting import render
-from accounting.api import PERIOD_Q, SITE_P, AccountingAPI, _get, _q, head_of
 from accounting.inventory import Head
+from accounting.params import PERIOD_Q, SITE_P
 from accounting.report import build, list_reports, load_report, report_json
-from accounting.sites import SITE_ID_RE
 from node.errors import CempError, Code
 
 T = TypeVar("T")
@@ -34,24 +33,24 @@ CTYPES = {
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 OPENAPI_PATHS: dict[str, Any] = {
-    "/v1/reports": _get(
-        "Issued reports (report txs), newest first", [_q("site", "only this site's reports")]
+    "/v1/reports": prm.get_op(
+        "Issued reports (report txs), newest first", [prm.query("site", "only this site's reports")]
     ),
-    "/v1/reports/{report_sha256}": _get(
+    "/v1/reports/{report_sha256}": prm.get_op(
         "One issued report: its anchored key figures, tx and height",
         [{"name": "report_sha256", "in": "path", "required": True, "schema": {"type": "string"}}],
     ),
-    "/v1/sites/{site_id}/report": _get(
+    "/v1/sites/{site_id}/report": prm.get_op(
         "Inventory report of a period (ISO 14064-1 9.3.1, GHG Protocol dual Scope 2, public-building annex "
         "tables 1-3, verification tables): the model as JSON, or rendered as HTML, PDF or XLSX (download)",
         [
             SITE_P,
             PERIOD_Q,
-            _q("format", "json (default), html, pdf or xlsx"),
-            _q("lang", "zh (default) or en"),
+            prm.query("format", "json (default), html, pdf or xlsx"),
+            prm.query("lang", "zh (default) or en"),
         ],
     ),
-    "/v1/sites/{site_id}/export/{table}.parquet": _get(
+    "/v1/sites/{site_id}/export/{table}.parquet": prm.get_op(
         "Open data: readings, hourly aggregates or inventory of a site and period as Parquet",
         [SITE_P, PERIOD_Q, {"name": "table", "in": "path", "required": True, "schema": {"type": "string"}}],
         "application/vnd.apache.parquet",
@@ -71,6 +70,7 @@ def report_model(snap: Any, head: Head, site_id: str, period: str) -> dict[str, 
 class ReportAPI:
     def __init__(self, node: Any) -> None:
         self.node = node
+        self._reads = prm.SnapshotReads(node)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -81,29 +81,18 @@ class ReportAPI:
         ]
 
     async def _read(self, fn: Callable[[Any, Head], T]) -> T:
-        store = self.node.ledger.store
+        return await self._reads.read(fn)
 
-        def run() -> T:
-            snap = store.snapshot()
-            try:
-                return fn(snap, head_of(snap))
-            finally:
-                snap.release()
-
-        return await asyncio.to_thread(run)
-
-    async def reports(self, request: web.Request) -> web.Response:
-        site = request.query.get("site") or None
-        if site is not None and not SITE_ID_RE.fullmatch(site):
-            raise CempError(Code.BAD_REQUEST, f"site id {site[:80]!r} is not a short lower-case id")
+    async def reports_json(self, site: str | None) -> dict[str, Any]:
+        """``GET /v1/reports[?site=]``: issued reports, newest first."""
 
         def fn(snap: Any, head: Head) -> dict[str, Any]:
-            return {"reports": [report_json(r) for r in list_reports(snap, site)]}
+            return {"reports": [report_json(r) for r in list_reports(snap, site)], "height": head.height}
 
-        return web.json_response(await self._read(fn))
+        return await self._read(fn)
 
-    async def report(self, request: web.Request) -> web.Response:
-        sha = request.match_info["sha"]
+    async def report_record_json(self, sha: str) -> dict[str, Any]:
+        """``GET /v1/reports/{sha}``: one issued report's anchored figures, tx and height."""
         if not _SHA.fullmatch(sha):
             raise CempError(
                 Code.BAD_REQUEST, "a report is named by its SHA-256 in lower-case hex (64 digits)"
@@ -115,22 +104,29 @@ class ReportAPI:
                 raise CempError(Code.NOT_FOUND, f"no report {sha} was issued on this chain")
             return report_json(r)
 
-        return web.json_response(await self._read(fn))
+        return await self._read(fn)
 
-    async def site_report(self, request: web.Request) -> web.Response:
-        sid, period = AccountingAPI._site_id(request), AccountingAPI._period(request)
-        fmt = request.query.get("format", "json")
-        lang = request.query.get("lang", "zh")
-        if fmt not in CTYPES:
-            raise CempError(Code.BAD_REQUEST, f"format {fmt[:20]!r}: use json, html, pdf or xlsx")
-        if lang not in render.LANGS:
-            raise CempError(Code.BAD_REQUEST, f"lang {lang[:20]!r}: use zh or en")
+    async def site_report_out(self, sid: str, period: str, fmt: str = "json", lang: str = "zh") -> Any:
+        """``GET /v1/sites/{sid}/report?period=&format=&lang=``: the model (json) or the rendered bytes."""
 
         def fn(snap: Any, head: Head) -> Any:
             model = report_model(snap, head, sid, period)
             return model if fmt == "json" else render.render(model, fmt, lang)
 
-        out = await self._read(fn)
+        return await self._read(fn)
+
+    async def reports(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.reports_json(prm.site_query(request)))
+
+    async def report(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.report_record_json(request.match_info["sha"]))
+
+    async def site_report(self, request: web.Request) -> web.Response:
+        sid, period = prm.site_id(request), prm.period(request)
+        fmt = prm.choice(request, "format", tuple(CTYPES), "json")
+        lang = prm.choice(request, "lang", render.LANGS, "zh")
+
+        out = await self.site_report_out(sid, period, fmt, lang)
         if fmt == "json":
             return web.json_response(out)
         name = f"{sid}-{period.replace('/', '-')}-{lang}.{fmt}"
@@ -142,7 +138,7 @@ class ReportAPI:
         )
 
     async def export(self, request: web.Request) -> web.Response:
-        sid, period = AccountingAPI._site_id(request), AccountingAPI._period(request)
+        sid, period = prm.site_id(request), prm.period(request)
         table = request.match_info["table"]
         if table not in exportm.TABLES:
             raise CempError(Code.BAD_REQUEST, f"table {table[:20]!r}: use readings, hourly or inventory")

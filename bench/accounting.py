@@ -42,9 +42,9 @@ from accounting import export as exportm
 from accounting import inventory as invm
 from accounting import kpi as kpim
 from accounting import render
-from accounting.api import head_of
 from accounting.factors import shipped_sets
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
+from accounting.params import head_of
 from accounting.periods import day_start_ms
 from accounting.report import build
 from cemp import wiring

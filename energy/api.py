@@ -33,10 +33,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from accounting import inventory as invm
+from accounting import params as prm
 from accounting import tariffs as tf
-from accounting.api import head_of
+from accounting.params import head_of
 from accounting.periods import HOUR_MS
-from accounting.sites import SITE_ID_RE, load_site
+from accounting.sites import load_site
 from energy import forecast as fc
 from energy import health as hl
 from energy import models, weather
@@ -49,17 +50,11 @@ MAX_MODEL_HOURS = 6600
 MAX_FORECAST_HOURS = 24 * 31
 MAX_BODY_BYTES = 2_000_000
 HISTORY_DAYS = 7
-_ERR = {"$ref": "#/components/responses/Error"}
+_ERR = prm.ERROR_RESPONSE
 
 
 def _q(name: str, desc: str, required: bool = False) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": desc,
-        "schema": {"type": "string"},
-    }
+    return prm.query(name, desc, required=required)
 
 
 _TANK_Q = [
@@ -175,18 +170,7 @@ OPENAPI_PATHS: dict[str, Any] = {
 
 
 def _num(request: web.Request, name: str, default: float, lo: float, hi: float) -> float:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        if len(raw) > 32:
-            raise ValueError
-        v = float(raw)
-    except ValueError:
-        raise CempError(Code.BAD_REQUEST, f"{name}={raw[:40]!r} is not a number") from None
-    if not (math.isfinite(v) and lo <= v <= hi):
-        raise CempError(Code.BAD_REQUEST, f"{name}={raw} must be between {lo:g} and {hi:g}")
-    return v
+    return prm.number(request, name, float(default), float(lo), float(hi), float)
 
 
 def _list24(request: web.Request, name: str) -> list[float] | None:
@@ -458,9 +442,7 @@ class EnergyAPI:
         return web.json_response({**out, "demand_source": "given"})
 
     async def site_plan(self, request: web.Request) -> web.Response:
-        sid = request.match_info["site_id"]
-        if not SITE_ID_RE.fullmatch(sid):
-            raise CempError(Code.BAD_REQUEST, f"site id {sid[:80]!r} is not a short lower-case id")
+        sid = prm.site_id(request)
         day = _date(request)
         tank, grid = tank_of(request)
         store = self.node.ledger.store

@@ -45,7 +45,8 @@ async def submit(client: TestClient, raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def setup_site(c: TestConsortium, client: TestClient) -> None:
+async def setup_site(c: TestConsortium, client: TestClient) -> Any:
+    """Factor sets, the site with a one-meter boundary and 24 hours of its readings; returns the meter."""
     for s in shipped_sets():
         await submit(client, c.admin_tx("regulator", "factors", s))
     await submit(client, c.admin_tx("owner", "site", site_payload(area=1_000)))
@@ -56,6 +57,7 @@ async def setup_site(c: TestConsortium, client: TestClient) -> None:
     vals = [(T0 - 1, "energy.import", 1000, "Wh")]
     vals += [(T0 + h * HOUR_MS + 1800_000, "energy.import", 1000 + 10_000 * (h + 1), "Wh") for h in range(24)]
     await submit(client, dev.batch(c.chain, vals))
+    return dev
 
 
 async def test_routes(acc: tuple[TestConsortium, TestClient]) -> None:
