@@ -158,8 +158,9 @@ class ReadingsKind:
             raw = state.get(akey)
             agg = codec.decode(HourlyAggregate, raw) if raw is not None else None
             state.put(akey, codec.encode(fold(agg, rs)))
-            # a tx is applied once, and its groups are distinct (quantity, hour) pairs: this key is new
-            state.put_new(schema.hourly_tx(devnum, quantity, hour, env.tx_hash), b"")
+            # a tx is applied once, and its groups are distinct (quantity, hour) pairs: this key is new; its value
+            # is how many of the tx's readings landed in the hour
+            state.put_new(schema.hourly_tx(devnum, quantity, hour, env.tx_hash), _pack(len(rs)))
         state.put(schema.device(batch.device), codec.encode(self._advanced(dev, batch)))
 
     def describe(self, batch: ReadingBatch) -> dict[str, Any]:

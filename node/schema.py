@@ -8,8 +8,8 @@ Namespaces (first byte):
 - state namespaces (all part of the app hash): ``t`` tx location by tx hash, ``n`` sender nonce,
   ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
   ``a`` hourly aggregates by (device number, quantity, hour), ``o`` the readings txs behind each aggregate
-  (device number, quantity, hour, tx hash), ``c`` counters, ``h`` handle records, ``x`` documents,
-  ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry), ``s`` sites,
+  (device number, quantity, hour, tx hash -> readings of the tx in the hour), ``c`` counters, ``h`` handle
+  records, ``x`` documents, ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry), ``s`` sites,
   their boundaries and ratings (accounting).
 
 Integers in keys are fixed-width big-endian so that byte order equals numeric order.
@@ -176,7 +176,8 @@ def parse_hourly_key(key: bytes) -> tuple[int, str, int]:
 
 def hourly_tx(devnum: int, quantity: str, hour: int, tx_hash: bytes) -> bytes:
     """Marks that the readings tx ``tx_hash`` holds readings of (device, quantity, hour): the origin of the hour's
-    aggregate, so a figure computed from aggregates can name the signed txs behind it."""
+    aggregate, so a figure computed from aggregates can name the signed txs behind it. Value: how many (msgpack
+    int)."""
     return b"o" + _u32(devnum) + quantity.encode() + b"\x00" + _u64(hour) + tx_hash
 
 
