@@ -48,7 +48,7 @@ async def _populate(c: TestConsortium, url: str) -> dict[str, list[str]]:
                 v += 250 + 40 * i + (q % 7)
                 vals.append((T0 + q * 900_000 + 60_000, "energy.import", v, "Wh"))
             for k in range(0, len(vals), 50):
-                res = await ok(dev.batch(c.chain_id, vals[k : k + 50]))
+                res = await ok(dev.batch(c.chain, vals[k : k + 50]))
                 txs.setdefault(h, []).append(str(res["tx"]))
     return txs
 

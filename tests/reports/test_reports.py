@@ -238,8 +238,8 @@ def test_report_names_the_readings_txs_behind_its_figures() -> None:
     core = ch.devs[CORE]  # type: ignore[attr-defined]
     # a February tx of the core meter is not behind January's figures; one that spans Jan 31 -> Feb 1 is
     feb = T0 + 31 * 24 * HOUR_MS
-    ch.ok(core.batch(ch.c.chain_id, [(feb + 3 * HOUR_MS, "energy.import", 99_000, "Wh")]))
-    ch.ok(core.batch(ch.c.chain_id, [(feb - HOUR_MS, "energy.import", 99_500, "Wh"), (feb + 5 * HOUR_MS, "energy.import", 99_900, "Wh")]))  # fmt: skip
+    ch.ok(core.batch(ch.c.chain, [(feb + 3 * HOUR_MS, "energy.import", 99_000, "Wh")]))
+    ch.ok(core.batch(ch.c.chain, [(feb - HOUR_MS, "energy.import", 99_500, "Wh"), (feb + 5 * HOUR_MS, "energy.import", 99_900, "Wh")]))  # fmt: skip
     origins = _readings_txs(ch)
     inv, model = model_of(ch, "2026-01")
     jan_stop = feb
