@@ -9,7 +9,8 @@
 - the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health)
   and the device page's ``health`` panel (``web.slots``): no kinds.
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
-  KPIs, baselines, ratings, factor sets; reports and the Parquet export).
+  KPIs, baselines, ratings, factor sets; reports and the Parquet export), and its pages for people (``web.carbon``:
+  the carbon portrait and the reports pages, with their menu entries ``NAV_LINKS``).
 
 ``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else (the web
 UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at run time.
@@ -29,7 +30,9 @@ from node.txkinds import KindRegistry
 from resolver.api import routes as resolver_routes
 from resolver.kinds import REGISTER_HOOKS as RESOLVER_REGISTER_HOOKS
 from resolver.kinds import handle_kinds
+from web import slots
 from web.app import routes as web_routes
+from web.carbon import routes as carbon_routes
 from web.slots import DEVICE_PANELS, DevicePanel, add_device_panel
 
 
@@ -44,9 +47,19 @@ ROUTES: tuple[RouteProvider, ...] = (
     accounting_routes,
     energy_routes,
     report_routes,
+    carbon_routes,
     web_routes,
 )
 """Extra read routes of every node, matched before the core API's."""
 
 if not any(p.key == "health" for p in DEVICE_PANELS):  # importing twice (tests reload) adds it once
     add_device_panel(DevicePanel("health", "Device health", "设备健康", render_health))
+
+NAV_LINKS = (
+    slots.NavLink("carbon", "/carbon", "Carbon", "碳画像"),
+    slots.NavLink("reports", "/reports", "Reports", "报告"),
+)
+"""Menu entries of the web UI beyond the explorer's (the accounting's pages)."""
+for _link in NAV_LINKS:
+    if _link not in slots.NAV:
+        slots.add_nav(_link)

@@ -289,3 +289,158 @@ async def test_keyboard_reaches_the_content_and_the_search(live: Live, browser: 
     await page.keyboard.type("1")  # type: ignore[attr-defined]
     await page.keyboard.press("Enter")  # type: ignore[attr-defined]
     await page.wait_for_url("**/block/1")  # type: ignore[attr-defined]
+
+
+# --- carbon portrait and reports (web/carbon.py) ------------------------------------------------------------------
+
+SITE_ID = "bw-site"
+SITE_MAIN, SITE_SUB, SITE_HEAT = "88.123.45/301.2.1", "88.123.45/301.1.1", "88.123.45/302.2.1"
+
+
+@dataclass
+class CarbonSite:
+    live: Live
+    period: str
+    report_sha: str
+    report_tx: str
+
+
+@pytest.fixture(scope="module")
+def carbon_site(live: Live) -> CarbonSite:
+    """On the live cluster: the factor sets, a site with a main meter, a sub-meter and a heat meter, 20 days of
+    hourly counter readings ending now, a recorded rating and an issued report of this month."""
+    from accounting.factors import shipped_sets
+    from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
+    from accounting.rating import payload_of as rating_payload
+    from accounting.report import payload_of as report_payload
+    from accounting.report import report_sha256
+    from node.types import Handle, ShortStr, Text, TimestampMs
+
+    c = live.cluster.consortium
+
+    async def setup() -> CarbonSite:
+        async with NodeClient(live.url) as nc:
+
+            async def ok(raw: bytes) -> dict[str, object]:
+                res = await nc.submit(raw, wait=True, timeout_ms=20_000)
+                assert res["result"]["ok"], res  # type: ignore[index]
+                return res
+
+            for s in shipped_sets():
+                await ok(c.admin_tx("regulator", "factors", s))
+            site = SitePayload(
+                ShortStr(SITE_ID), 1, Text("Hohhot test complex 呼和浩特"), 100_000, Text("Hohhot, Inner Mongolia"),
+                ShortStr("Inner Mongolia"), ShortStr("North China"), ShortStr("10-15"), ShortStr("04-15"), 480,
+                Handle("88.123.45/site.bw"), (), 4186,
+            )  # fmt: skip
+            await ok(c.admin_tx("owner", "site", site))
+            devs = {}
+            for h, sub in (
+                (SITE_MAIN, "incoming"),
+                (SITE_SUB, "core-heating"),
+                (SITE_HEAT, "plate-heat-exchanger"),
+            ):
+                devs[h], reg = c.register_device(h, subsystem=sub)
+                await ok(reg)
+            hour = 3_600_000
+            now = int(time.time() * 1000)
+            start = (now // hour - 20 * 24) * hour
+            bdevs = tuple(
+                BoundaryDevice(Handle(h), ShortStr(s), ShortStr(car), ShortStr("energy.import"))
+                for h, s, car in sorted(
+                    (
+                        (SITE_MAIN, "incoming", "electricity"),
+                        (SITE_SUB, "core-heating", "electricity"),
+                        (SITE_HEAT, "plate-heat-exchanger", "heat"),
+                    )
+                )
+            )
+            b = BoundaryPayload(ShortStr(SITE_ID), 1, TimestampMs(start), bdevs, Handle(SITE_MAIN), Text(""))
+            await ok(c.admin_tx("owner", "boundary", b))
+            per_hour = {SITE_MAIN: 2_100_000, SITE_SUB: 1_500_000, SITE_HEAT: 1_900_000}
+            for h, dev in devs.items():
+                v = 5_000_000
+                vals = [(start - 60_000, "energy.import", v, "Wh")]
+                for k in range(20 * 24):
+                    ts = start + k * hour + 1_800_000
+                    if ts > now:
+                        break
+                    # a daily shape: more at night, when the tank charges on the cheap tariff
+                    v += per_hour[h] * (13 if (k % 24) < 7 else 9) // 10
+                    vals.append((ts, "energy.import", v, "Wh"))
+                await ok(dev.batch(c.chain, vals))
+            local = time.gmtime(now / 1000 + 8 * 3600)
+            period = f"{local.tm_year}-{local.tm_mon:02d}"
+            rating = await nc.get(f"/v1/sites/{SITE_ID}/rating", period=period)
+            await ok(c.admin_tx("owner", "rating", rating_payload(rating["computed"])))
+            model = await nc.get(f"/v1/sites/{SITE_ID}/report", period=period)
+            res = await ok(c.admin_tx("owner", "report", report_payload(model)))
+            return CarbonSite(live, period, report_sha256(model), str(res["tx"]))
+
+    return asyncio.run(setup())
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("zh", PHONE), ("en", DESKTOP)])
+async def test_carbon_portrait(
+    carbon_site: CarbonSite, browser: object, lang: str, viewport: dict[str, int]
+) -> None:
+    live = carbon_site.live
+    page = await page_for(browser, viewport, lang)
+    await page.goto(live.url + "/")  # type: ignore[attr-defined]
+    await page.click("nav.menu a[href='/carbon']")  # type: ignore[attr-defined]
+    await page.wait_for_url("**/carbon")  # type: ignore[attr-defined]
+    await page.click(f"a[href='/carbon/{SITE_ID}']")  # type: ignore[attr-defined]
+    await page.wait_for_url(f"**/carbon/{SITE_ID}")  # type: ignore[attr-defined]
+    # this month by day, through the form
+    await page.fill("#c-period", carbon_site.period)  # type: ignore[attr-defined]
+    await page.select_option("#c-grain", "day")  # type: ignore[attr-defined]
+    await page.click("form.range button[type=submit]")  # type: ignore[attr-defined]
+    await page.wait_for_url("**grain=day**")  # type: ignore[attr-defined]
+    await page.wait_for_selector("#carbon-chart[data-rendered='1'] canvas")  # type: ignore[attr-defined]
+    async with NodeClient(live.url) as nc:
+        inv = await nc.get(f"/v1/sites/{SITE_ID}/inventory", period=carbon_site.period, grain="day")
+    shown = (await page.inner_text("[data-key=co2_location_t]")).replace(",", "")  # type: ignore[attr-defined]
+    assert shown == inv["site_total"]["co2_location_t"]
+    assert await page.locator("figure.qr img").count() == 1  # type: ignore[attr-defined]
+    loaded = await page.evaluate("document.querySelector('figure.qr img').naturalWidth")  # type: ignore[attr-defined]
+    assert loaded > 0  # the QR label (SVG from the rating route) loaded
+    await no_overflow(page)
+    name = "desktop" if viewport is DESKTOP else "phone"
+    await page.screenshot(path=str(live.shots / f"carbon-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    assert not page.js_errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("en", PHONE), ("zh", DESKTOP)])
+async def test_reports_preview_download_and_verify(
+    carbon_site: CarbonSite, browser: object, lang: str, viewport: dict[str, int]
+) -> None:
+    live = carbon_site.live
+    page = await page_for(browser, viewport, lang)
+    await page.goto(live.url + "/reports")  # type: ignore[attr-defined]
+    row = page.locator(f"li[data-report='{carbon_site.report_sha}']")  # type: ignore[attr-defined]
+    assert await row.locator(f"a[href='/tx/{carbon_site.report_tx}']").count() == 1
+    await no_overflow(page)
+    name = "desktop" if viewport is DESKTOP else "phone"
+    await page.screenshot(path=str(live.shots / f"reports-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    # download the PDF: it is the report of the period, whose figures the chain gives
+    async with page.expect_download() as dl_info:  # type: ignore[attr-defined]
+        await row.locator("a[download]", has_text="PDF").click()
+    dl = await dl_info.value
+    from accounting import render
+
+    _, model, _ = render.extract(Path(await dl.path()).read_bytes())
+    assert model["site"]["site_id"] == SITE_ID and model["period"]["label"] == carbon_site.period
+    # verify against the chain: the anchored figures match what the chain gives now
+    await row.locator("button[type=submit]").click()
+    await page.wait_for_url("**/reports/verify?sha=**")  # type: ignore[attr-defined]
+    verdict = page.locator("p.verdict")  # type: ignore[attr-defined]
+    assert "good" in (await verdict.get_attribute("class") or "")
+    assert await page.locator("li.bad-row").count() == 0  # type: ignore[attr-defined]
+    assert await page.locator("li.good-row").count() == 6  # type: ignore[attr-defined]
+    await page.screenshot(path=str(live.shots / f"report-verify-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    # the preview (HTML, in the page) names the readings txs behind its figures
+    await page.goto(f"{live.url}/reports/{SITE_ID}/preview?period={carbon_site.period}")  # type: ignore[attr-defined]
+    await page.wait_for_selector("#txs")  # type: ignore[attr-defined]
+    await no_overflow(page)
+    await page.screenshot(path=str(live.shots / f"report-preview-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    assert not page.js_errors  # type: ignore[attr-defined]

@@ -238,11 +238,48 @@
     window.addEventListener("resize", function () { u.setSize({ width: width(holder), height: 300 }); });
   }
 
+  /* carbon portrait: emissions per breakdown bucket (location- and market-based bars, electricity line) */
+  function setupCarbonChart() {
+    var fig = document.getElementById("carbon-chart");
+    var data = document.getElementById("carbon-data");
+    if (!fig || !data || !window.uPlot) return;
+    var d = JSON.parse(data.textContent);
+    if (!d.labels.length) return;
+    var names = JSON.parse(fig.dataset.labels);
+    var fmt = new Intl.NumberFormat(lang, { maximumFractionDigits: 3 });
+    var xs = d.labels.map(function (_, i) { return i; });
+    var holder = fig.querySelector(".plot-box");
+    function val(u, v) { return v == null ? "–" : fmt.format(v); }
+    var bars = uPlot.paths.bars({ size: [0.4, 28], align: -1 }), bars2 = uPlot.paths.bars({ size: [0.4, 28], align: 1 });
+    var u = new uPlot({
+      width: width(holder), height: 280,
+      scales: { x: { time: false, range: function () { return [-0.6, xs.length - 0.4]; } },
+                t: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.1, 1e-6)]; } },
+                e: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.1, 1e-6)]; } } },
+      series: [
+        { label: fig.dataset.xLabel || "", value: function (u, i) { return i == null ? "–" : d.labels[i]; } },
+        { label: names.loc, scale: "t", stroke: "#0b6e4f", fill: "#0b6e4fcc", width: 1, paths: bars, value: val },
+        { label: names.mkt, scale: "t", stroke: "#3f8f6b", fill: "#3f8f6b88", width: 1, paths: bars2, value: val },
+        { label: names.energy, scale: "e", stroke: "#1f5fa8", width: 2, value: val, points: { show: xs.length < 40 } }
+      ],
+      axes: [
+        { values: function (u, splits) { return splits.map(function (i) { return Number.isInteger(i) && d.labels[i] ? d.labels[i] : ""; }); },
+          space: 60, incrs: [1, 2, 5, 7, 10, 14, 30, 60, 90] },
+        { scale: "t", size: 56, values: function (u, v) { return v.map(function (x) { return fmt.format(x); }); } },
+        { scale: "e", side: 1, size: 56, grid: { show: false }, values: function (u, v) { return v.map(function (x) { return fmt.format(x); }); } }
+      ],
+      cursor: { drag: { x: false, y: false } }
+    }, [xs, d.co2_location_t, d.co2_market_t, d.energy_mwh], holder);
+    fig.dataset.rendered = "1";
+    window.addEventListener("resize", function () { u.setSize({ width: width(holder), height: 280 }); });
+  }
+
   function ready() {
     setupVerify();
     setupLive();
     setupActivity();
     setupDeviceChart();
+    setupCarbonChart();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready); else ready();
 })();
