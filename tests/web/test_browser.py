@@ -322,7 +322,27 @@ def carbon_site(live: Live) -> CarbonSite:
         async with NodeClient(live.url) as nc:
 
             async def ok(raw: bytes) -> dict[str, object]:
-                res = await nc.submit(raw, wait=True, timeout_ms=20_000)
+                """Submit and wait for the commit: a loaded machine can take longer than one wait, so a tx
+                still pending is polled until it has a result (deadline 180 s)."""
+                from node.errors import CempError
+
+                try:
+                    res = await nc.submit(raw, wait=True, timeout_ms=30_000)
+                except CempError as e:
+                    if "still pending" not in e.message:
+                        raise
+                    tx_hash = e.message.split()[1]
+                    deadline = time.monotonic() + 180
+                    while True:
+                        try:
+                            res = await nc.get(f"/v1/txs/{tx_hash}")
+                            if res.get("result") is not None:
+                                res = {**res, "tx": tx_hash}
+                                break
+                        except CempError:
+                            pass
+                        assert time.monotonic() < deadline, f"tx {tx_hash} not committed within 210 s"
+                        await asyncio.sleep(0.5)
                 assert res["result"]["ok"], res  # type: ignore[index]
                 return res
 
