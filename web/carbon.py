@@ -124,7 +124,8 @@ class CarbonPages:
         subs = inv["subsystems"]
         elec_devices = [d for d in inv["devices"] if d["carrier"] == "electricity"]
         power = kp["power"]
-        wm2_max = max(
+        # the bars' scale leaves room beyond the larger of the figures and the 50 W/m² reference line
+        wm2_max = 1.15 * max(
             [
                 50.0,
                 *(
