@@ -1,6 +1,7 @@
 """Writing the accounting's records through a node's API: factor sets, a site with its boundary, a rating.
 
-Each function signs with an org admin key (the node's own ``sign_tx``), submits, waits for the commit and raises
+Each function signs with an org admin key (the node's own ``sign_tx``), submits through the one submission client
+(``node.submit``), waits for the commit and raises
 ``CempError`` with the chain's reason if the tx was refused. Used by ``cemp factors``, ``cemp site``, ``cemp rating``
 and the demo.
 """
@@ -16,18 +17,21 @@ from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
+from node.submit import SubmitClient
 
 
 async def submit_signed(
-    client: NodeClient, key: KeyPair, chain: ChainRef, kind: str, payload: object
+    client: NodeClient | SubmitClient, key: KeyPair, chain: ChainRef, kind: str, payload: object
 ) -> dict[str, Any]:
-    nonce = int((await client.get(f"/v1/nonces/{key.public.hex()}"))["next"])  # counts txs still pending
+    """Sign ``payload`` with the sender's next nonce (pending txs counted), submit through the submission
+    client until it commits, and return the node's answer; ``CempError`` if it was refused or marked invalid."""
+    sc = SubmitClient.of(client)
+    nonce = await sc.next_nonce(key.public)
     raw, _ = sign_tx(key, chain, kind, nonce, payload)
-    res = await client.submit(raw, wait=True)
-    result = res.get("result") or {}
-    if not result.get("ok"):
-        raise CempError(Code.INVALID_PAYLOAD, f"{kind} tx refused: {result.get('reason', res)}")
-    return res
+    out = await sc.submit_signed(raw)
+    if not out.ok:
+        raise CempError(Code.INVALID_PAYLOAD, f"{kind} tx refused: {out.reason}")
+    return out.body
 
 
 async def publish_factor_sets(client: NodeClient, key: KeyPair, chain: ChainRef) -> list[str]:

@@ -198,8 +198,8 @@ def cmd_membership(args: argparse.Namespace) -> int:
     from node.chain import ChainRef, sign_tx
     from node.client import NodeClient
     from node.crypto import public_key_of_file
-    from node.errors import CempError
     from node.membership import DOMAIN_MEMBERSHIP, Approval, MembershipChange, MembershipTx, approval_message
+    from node.submit import Status, SubmitClient
     from node.types import PublicKey, ShortStr
 
     async def run() -> int:
@@ -242,13 +242,14 @@ def cmd_membership(args: argparse.Namespace) -> int:
                 nonce + 1,
                 MembershipTx(change, tuple(approvals)),
             )
-            try:
-                res = await nc.submit(raw, wait=True)
-            except CempError as e:
-                print(json.dumps(e.to_json()), file=sys.stderr)
+            out = await SubmitClient.of(nc).submit(raw)
+            if out.status != Status.COMMITTED:
+                err = out.error
+                assert err is not None
+                print(json.dumps({**err.to_json(), "outcome": str(out.status)}), file=sys.stderr)
                 return 1
-            print(json.dumps(res))
-            return 0 if res["result"]["ok"] else 1
+            print(json.dumps(out.body))
+            return 0 if out.ok else 1
 
     return asyncio.run(run())
 

@@ -43,6 +43,7 @@ from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file, write_private_file
 from node.errors import CempError
 from node.genesis import genesis_from_toml, read_genesis, write_genesis
+from node.submit import Status, SubmitClient
 from node.types import (
     DeviceRegistration,
     Handle,
@@ -284,9 +285,9 @@ async def register_devices(client: NodeClient, base: Path, chain: ChainRef) -> N
                 Handle(d.handle), PublicKey(key.public), ShortStr(d.kind), ShortStr(d.subsystem)
             ),
         )
-        res = await client.submit(raw, wait=True)
-        if not res["result"]["ok"]:
-            raise RuntimeError(f"registering {d.handle} failed: {res['result']['reason']}")
+        out = await SubmitClient.of(client).submit_signed(raw)
+        if not out.ok:
+            raise RuntimeError(f"registering {d.handle} failed: {out.reason}")
         _log(f"registered {d.handle}: {d.name}")
 
 
@@ -413,10 +414,13 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
 async def _submit_all(client: NodeClient, raws: list[bytes]) -> None:
     if not raws:
         return
-    res = await client.submit_batch(raws, wait=True, timeout_ms=120_000)
-    bad = [x for x in res if not (x.get("result") or {}).get("ok")]
+    outs = await SubmitClient.of(client).submit_batch(raws, timeout_ms=120_000)
+    bad = [o for o in outs if not (o.status == Status.COMMITTED and o.ok)]
     if bad:
-        raise RuntimeError(f"fast-forward: {len(bad)} readings txs refused, e.g. {bad[0]}")
+        b = bad[0]
+        raise RuntimeError(
+            f"fast-forward: {len(bad)} readings txs not applied, e.g. {b.status} {b.code} {b.reason}"
+        )
 
 
 def today_cst() -> str:
@@ -464,9 +468,9 @@ async def setup_handle_admins(client: NodeClient, base: Path, chain: ChainRef) -
         for put in bootstrap_puts(prefix, admin.public, secret.encode()):
             nonce += 1
             raw, _ = sign_tx(admin, chain, "handle.put", nonce, put)
-            res = await client.submit(raw, wait=True)
-            if not res["result"]["ok"]:
-                raise RuntimeError(f"setting up {put.handle} failed: {res['result']['reason']}")
+            res = await SubmitClient.of(client).submit_signed(raw)
+            if not res.ok:
+                raise RuntimeError(f"setting up {put.handle} failed: {res.reason}")
         _log(f"{org}: Handle REST admin {identity} set up; its secret is in {secret_file}")
     return out
 

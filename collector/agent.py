@@ -58,10 +58,10 @@ from collector.quality import Alarm, AlarmSink, QualityChecker, QualityConfig, S
 from collector.sources import Sample, Source, SourceError
 from node import codec
 from node.chain import ChainRef, sign_tx
-from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
 from node.readings import EARLIEST_TS_MS, QUANTITY_RE, UNIT_RE
+from node.submit import Backoff, Outcome, Status, SubmitClient, code_name
 from node.types import Handle, Nonce, Reading, ReadingBatch, ShortStr, SignedInt, TimestampMs, Tx
 
 log = logging.getLogger("cemp.collector")
@@ -259,13 +259,6 @@ class DeviceAgent:
                 await src.close()
 
 
-@dataclass(slots=True)
-class _Node:
-    url: str
-    client: NodeClient
-    checked: bool = False
-
-
 class SiteAgent:
     """Many ``DeviceAgent``s, one outbox, a list of nodes. ``run()`` until ``stop`` is set."""
 
@@ -297,9 +290,10 @@ class SiteAgent:
         self._ready: set[str] = set()
         self._resync_needed: dict[str, bool] = {}  # device -> may fall back to local counters
         self._session: aiohttp.ClientSession | None = None
-        self._nodes: list[_Node] = []
-        self._cur = 0
+        self._client: SubmitClient | None = None
+        self._chain_checked = False
         self._fails = 0
+        """Submit rounds in a row that failed (no node answered, or an answer of an unexpected shape)."""
         self._gap_streak: dict[str, int] = {}
         self._held: dict[str, str] = {}  # device -> why the node refuses its txs for now
         self._wake = asyncio.Event()
@@ -365,7 +359,15 @@ class SiteAgent:
             await self._io(self.outbox.set_counters, c)
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s, connect=5)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=32))
-        self._nodes = [_Node(u, NodeClient(u, self._session)) for u in self.settings.nodes]
+        self._client = SubmitClient.over_http(
+            self.settings.nodes,
+            self._session,
+            chain_id=self.chain_id,
+            genesis_hash=self.genesis_hash,
+            rng=self.rng,
+            backoff_base_s=self.settings.retry_base_s,
+            backoff_cap_s=self.settings.retry_max_s,
+        )
         st = self.outbox.stats()
         log.info(
             "collect: %d devices, outbox %s holds %d txs / %d readings, nodes %s",
@@ -525,7 +527,11 @@ class SiteAgent:
                 next_t = now  # fell behind (a slow disk): do not try to catch up in a burst
             # While the nodes are away or behind, sign less often so the backlog is fewer, fuller txs
             # (fewer signature checks when a node is back); a full batch is signed at once anyway.
-            backlog = self._fails > 0 or self.outbox.pending_txs > 4 * len(self.devices)
+            backlog = (
+                self._fails > 0
+                or (self._client is not None and self._client.failures > 0)
+                or self.outbox.pending_txs > 4 * len(self.devices)
+            )
             if backlog and now - last < self.settings.backlog_flush_interval_s:
                 full = any(len(d.buffer) >= self.settings.batch_max_readings for d in self.devices.values())
                 if not full:
@@ -564,18 +570,18 @@ class SiteAgent:
     async def resync(self, handle: str) -> None:
         """Move the device's counters up to what the chain has; the device may sign afterwards."""
         dev = self.devices[handle]
-        node = await self._node()
+        client = await self._nodes()
         try:
-            nonce_doc = await node.client.get(f"/v1/nonces/{dev.key.public.hex()}")
+            nonce_doc = await client.get(f"/v1/nonces/{dev.key.public.hex()}")
             try:
-                last_seq = int((await node.client.get(f"/v1/devices/{handle}"))["last_seq"])
+                last_seq = int((await client.get(f"/v1/devices/{handle}"))["last_seq"])
             except CempError as e:
                 if e.code != Code.UNKNOWN_DEVICE:
                     raise
                 last_seq = 0
                 log.warning("%s is not registered on chain yet; its readings will wait in the outbox", handle)
-        except (aiohttp.ClientError, TimeoutError, OSError, CempError) as e:
-            self._node_failed(node, e)
+        except CempError as e:  # ``Unreachable`` included
+            self.stats.submit_errors += 1
             raise _NodeDown(str(e)) from None
         chain_nonce = max(int(nonce_doc["nonce"]), int(nonce_doc.get("next", 1)) - 1)
 
@@ -650,39 +656,41 @@ class SiteAgent:
             if total > s.submit_max_bytes and i > 0:
                 entries = entries[:i]
                 break
-        node = await self._node()
+        client = await self._nodes()
         self.stats.submit_rounds += 1
         try:
-            results = await node.client.submit_batch(
-                [e.raw for e in entries], wait=True, timeout_ms=int(s.commit_timeout_s * 1000)
+            results = await client.submit_batch(
+                [e.raw for e in entries], timeout_ms=int(s.commit_timeout_s * 1000)
             )
-        except (aiohttp.ClientError, TimeoutError, OSError, CempError) as e:
-            self._node_failed(node, e)
+        except CempError as e:  # ``Unreachable``: no node took the request (the client failed over)
+            self._fails += 1
+            self.stats.submit_errors += 1
+            self.stats.failovers = client.failovers
             raise _NodeDown(str(e)) from None
         self._fails = 0
+        self.stats.failovers = client.failovers
         # Shielded: once the node has answered, the outbox and the counters must learn it even if the
         # caller is being cancelled (a stop); the outbox thread finishes its transaction either way.
-        task = asyncio.ensure_future(self._handle_results(node, entries, results))
+        task = asyncio.ensure_future(self._handle_results(client, entries, results))
         self._handling.add(task)
         task.add_done_callback(self._handling.discard)
         return await asyncio.shield(task), len(entries)
 
-    async def _handle_results(self, node: _Node, entries: list[Entry], results: list[dict[str, Any]]) -> int:
+    async def _handle_results(self, node: SubmitClient, entries: list[Entry], results: list[Outcome]) -> int:
         ok: list[Entry] = []
         invalid: list[tuple[Entry, str, str]] = []
         refusals: dict[str, tuple[Entry, str, str]] = {}  # first refusal per device, in nonce order
         heads: dict[str, Entry] = {}
         for e, r in zip(entries, results, strict=True):
             heads.setdefault(e.device, e)
-            status = r.get("status")
-            if status == "committed":
-                res = r.get("result", {})
-                if res.get("ok"):
+            if r.status == Status.COMMITTED:
+                if r.ok:
                     ok.append(e)
                 else:
-                    invalid.append((e, _code_name(res.get("code")), str(res.get("reason", ""))))
-            elif status in ("rejected", "dropped"):
-                refusals.setdefault(e.device, (e, str(r.get("code", "unknown")), str(r.get("message", ""))))
+                    invalid.append((e, code_name(r.result_code), r.reason))
+            elif r.status in (Status.REFUSED, Status.RETRY_AFTER):
+                refusals.setdefault(e.device, (e, r.code, r.message))
+            # TIMEOUT / LEADER_UNKNOWN: admitted, not committed within the wait; sent again next round
         if ok:
             await self._io(self.outbox.remove_committed, [e.tx_hash for e in ok])
             self.stats.committed_txs += len(ok)
@@ -728,7 +736,7 @@ class SiteAgent:
         return len(ok) + len(invalid)
 
     async def _rebase(
-        self, node: _Node, e: Entry, dead: tuple[str, str] | None, *, allow_lower: bool
+        self, node: SubmitClient, e: Entry, dead: tuple[str, str] | None, *, allow_lower: bool
     ) -> None:
         """Re-sign the device's txs from ``e`` on (without ``e`` if it is dead) from the node's next nonce."""
         dev = self.devices.get(e.device)
@@ -736,8 +744,8 @@ class SiteAgent:
             log.error("%s: outbox entries for a device not in the config; cannot re-sign them", e.device)
             return
         try:
-            doc = await node.client.get(f"/v1/nonces/{dev.key.public.hex()}")
-        except (aiohttp.ClientError, TimeoutError, OSError, CempError) as err:
+            doc = await node.get(f"/v1/nonces/{dev.key.public.hex()}")
+        except CempError as err:
             log.warning("%s: cannot ask for the next nonce (%s); retrying later", e.device, err)
             return
         node_next = int(doc["next"])
@@ -817,64 +825,38 @@ class SiteAgent:
         return self.outbox.stats().entries == 0
 
     # --- nodes -----------------------------------------------------------------------------------
-    async def _node(self) -> _Node:
-        """The current node, checked once for the chain id (learned here if not configured)."""
-        node = self._nodes[self._cur]
-        if node.checked:
-            return node
-        try:
-            st = await node.client.status()
-        except (aiohttp.ClientError, TimeoutError, OSError, CempError) as e:
-            self._node_failed(node, e)
-            raise _NodeDown(str(e)) from None
-        chain = str(st.get("chain_id"))
-        gh = str(st.get("genesis_hash"))
-        if self.genesis_hash is None and (self.chain_id is None or chain == self.chain_id):
-            self.genesis_hash = gh
-            await self._io(self.outbox.set_meta, "genesis_hash", gh)
-        if gh != self.genesis_hash:
-            err = f"{node.url} serves genesis {gh[:16]}..., not {str(self.genesis_hash)[:16]}..."
-            log.error("collect: %s; skipping it", err)
-            self._node_failed(node, None)
-            raise _NodeDown(err)
-        if self.chain_id is None:
-            self.chain_id = chain
-            await self._io(self.outbox.set_meta, "chain_id", chain)
-            log.info("collect: chain id %s learned from %s", chain, node.url)
-        elif chain != self.chain_id:
-            err = f"{node.url} serves chain {chain}, not {self.chain_id}"
-            log.error("collect: %s; skipping it", err)
-            self._node_failed(node, None)
-            raise _NodeDown(err)
-        node.checked = True
-        return node
-
-    def _node_failed(self, node: _Node, err: BaseException | None) -> None:
-        self._fails += 1
-        self.stats.submit_errors += 1
-        node.checked = False
-        if len(self._nodes) > 1:
-            self._cur = (self._nodes.index(node) + 1) % len(self._nodes)
-            self.stats.failovers += 1
-        if self._fails == 1 or self._fails % 10 == 0:
-            log.warning(
-                "collect: node %s failed (%s); %d failures in a row, next %s",
-                node.url,
-                err if err is not None else "wrong chain",
-                self._fails,
-                self._nodes[self._cur].url,
-            )
+    async def _nodes(self) -> SubmitClient:
+        """The submission client, its chain id and genesis hash checked once (learned here and kept in the outbox
+        if not configured)."""
+        client = self._client
+        assert client is not None, "open() first"
+        if not self._chain_checked:
+            try:
+                chain = await client.chain()
+            except CempError as e:
+                self._fails += 1
+                self.stats.submit_errors += 1
+                raise _NodeDown(str(e)) from None
+            if self.genesis_hash is None:
+                self.genesis_hash = chain.genesis_hash.hex()
+                await self._io(self.outbox.set_meta, "genesis_hash", self.genesis_hash)
+            if self.chain_id is None:
+                self.chain_id = chain.chain_id
+                await self._io(self.outbox.set_meta, "chain_id", chain.chain_id)
+                log.info("collect: chain id %s learned from %s", chain.chain_id, client.endpoint.base)
+            self._chain_checked = True
+        return client
 
     def _retry_delay(self) -> float:
-        """Immediate failover while untried nodes remain; then exponential backoff with full jitter."""
-        n = len(self._nodes)
-        if self._fails % n != 0:
-            return 0.0
-        return self._backoff(self._fails // n)
+        """Immediate failover while untried nodes remain; then backoff by rounds (the client's policy)."""
+        if self._client is None:
+            return self._backoff(self._fails)
+        return self._client.retry_delay()
 
     def _backoff(self, attempt: int) -> float:
-        cap = min(self.settings.retry_max_s, self.settings.retry_base_s * 2 ** min(attempt, 30))
-        return self.rng.uniform(cap / 2, cap)
+        if self._client is None:
+            return Backoff(self.settings.retry_base_s, self.settings.retry_max_s, self.rng).delay(attempt)
+        return self._client.backoff.delay(attempt)
 
     # --- operators -------------------------------------------------------------------------------
     async def _progress_loop(self, stop: asyncio.Event) -> None:
@@ -904,7 +886,7 @@ class SiteAgent:
             st.raw_bytes / 1024,
             st.bytes_per_reading,
             st.dead,
-            self._nodes[self._cur].url if self._nodes else "-",
+            self._client.endpoint.base if self._client is not None else "-",
             self.alarm_count(),
         )
 
@@ -924,15 +906,6 @@ class _NodeDown(Exception):
 
 class _Stopped(Exception):
     pass
-
-
-def _code_name(code: object) -> str:
-    if isinstance(code, int):
-        try:
-            return Code(code).name.lower()
-        except ValueError:
-            return str(code)
-    return str(code)
 
 
 async def _sleep_until(t: float, stop: asyncio.Event, loop: asyncio.AbstractEventLoop | None = None) -> bool:

@@ -49,13 +49,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from node import codec
 from node.chain import ChainRef, sign_tx
-from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file
 from node.documents import (
     DOC_TYPES,
@@ -69,6 +68,7 @@ from node.documents import (
     payload_id,
 )
 from node.errors import CempError, Code
+from node.submit import Status, SubmitClient
 from node.types import Handle, Hash32, ShortStr, Text, Tx
 
 if TYPE_CHECKING:
@@ -85,20 +85,12 @@ REJECTED_DIR = "rejected"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 # Refusals that may pass later (node busy or away, device registration or key change still pending, a lagging
-# node): keep the signed tx and retry with backoff. ``bad_request``/``not_found`` also cover a node that answers
-# without JSON or without the endpoint (NodeClient maps those so).
+# node): keep the signed tx and retry with backoff. The submission client (node/submit.py) classifies busy
+# nodes, timeouts and unknown leaders itself; these are the refusals the scanner also waits out.
 RETRY_CODES = frozenset(
-    {
-        Code.UNAVAILABLE,
-        Code.TIMEOUT,
-        Code.MEMPOOL_FULL,
-        Code.UNKNOWN_DEVICE,
-        Code.WRONG_DEVICE_KEY,
-        Code.BAD_REQUEST,
-        Code.NOT_FOUND,
-    }
+    {Code.UNAVAILABLE, Code.TIMEOUT, Code.MEMPOOL_FULL, Code.UNKNOWN_DEVICE, Code.WRONG_DEVICE_KEY}
 )
-NET_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+WAIT_REFUSALS = frozenset({"unknown_device", "wrong_device_key"})
 
 Extractor = Callable[[bytes], Mapping[str, int | str]]
 """Image bytes -> flat document fields (``BillExtraction.to_document_fields``)."""
@@ -183,74 +175,6 @@ def _unique(directory: Path, name: str) -> Path:
     return dest
 
 
-def _backoff(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter."""
-    return float(random.uniform(0, min(cap, base * (2 ** min(attempt, 20)))))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Submitting to any of several nodes
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    status: Literal["committed", "refused", "unreachable"]
-    body: dict[str, Any] = field(default_factory=dict)
-    """The node's answer when committed."""
-    error: CempError | None = None
-    """Why it was refused, or the last error when no node took it."""
-
-
-class Nodes:
-    """Node API clients in order of preference; sticks to the one that last answered, fails over in order."""
-
-    def __init__(self, urls: Sequence[str], session: aiohttp.ClientSession) -> None:
-        if not urls:
-            raise ValueError("at least one node URL is needed")
-        self.clients = [NodeClient(u, session) for u in urls]
-        self.current = 0
-
-    @property
-    def client(self) -> NodeClient:
-        return self.clients[self.current]
-
-    async def call(self, fn: Callable[[NodeClient], Any]) -> Any:
-        """``await fn(client)`` on the current node, failing over on network errors and retryable refusals."""
-        last: BaseException | None = None
-        for _ in range(len(self.clients)):
-            try:
-                return await fn(self.client)
-            except NET_ERRORS as e:
-                last = e
-            except CempError as e:
-                if e.code not in RETRY_CODES:
-                    raise
-                last = e
-            log.debug("node %s: %s; trying the next", self.client.base, last)
-            self.current = (self.current + 1) % len(self.clients)
-        if isinstance(last, CempError):
-            raise last
-        raise CempError(Code.UNAVAILABLE, f"no node answered: {last}")
-
-    async def submit(self, raw: bytes, timeout_ms: int) -> Outcome:
-        try:
-            body = await self.call(lambda c: c.submit(raw, wait=True, timeout_ms=timeout_ms))
-        except CempError as e:
-            if e.code in RETRY_CODES:
-                return Outcome("unreachable", error=e)
-            return Outcome("refused", error=e)
-        return Outcome("committed", body=body)
-
-    async def next_nonce(self, pubkey: bytes) -> int:
-        """The next nonce the node accepts from ``pubkey`` (its pending txs included)."""
-        body = await self.call(lambda c: c.get(f"/v1/nonces/{pubkey.hex()}"))
-        return int(body["next"])
-
-    async def chain(self) -> ChainRef:
-        """Chain id and genesis hash of the nodes (what a tx signature is bound to)."""
-        return ChainRef.from_status(await self.call(lambda c: c.status()))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The scanner
 
@@ -310,6 +234,7 @@ class BillScanner:
         extract: Extractor = ocr_bill_fields,
         chain: ChainRef | None = None,
         clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self.inbox = Path(inbox)
         self.done = self.inbox / DONE_DIR
@@ -320,24 +245,33 @@ class BillScanner:
         self.extract = extract
         self.chain = chain
         self.clock = clock
+        self.rng = rng or random.Random()
         self.next_nonce: int | None = None
         self.stats = ScanStats()
         self._gaps = 0
         self._last_pass_blocked = False
         self._session: aiohttp.ClientSession | None = None
-        self._nodes: Nodes | None = None
+        self._nodes: SubmitClient | None = None
         for d in (self.inbox, self.done, self.rejected):
             d.mkdir(parents=True, exist_ok=True)
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     @property
-    def nodes(self) -> Nodes:
+    def nodes(self) -> SubmitClient:
         if self._nodes is None:
             timeout = aiohttp.ClientTimeout(
                 total=self.settings.request_timeout_s + self.settings.commit_timeout_ms / 1000, connect=5
             )
             self._session = aiohttp.ClientSession(timeout=timeout)
-            self._nodes = Nodes(self.settings.nodes, self._session)
+            self._nodes = SubmitClient.over_http(
+                self.settings.nodes,
+                self._session,
+                chain_id=self.chain.chain_id if self.chain else None,
+                genesis_hash=self.chain.genesis_hash.hex() if self.chain else None,
+                rng=self.rng,
+                backoff_base_s=self.settings.retry_base_s,
+                backoff_cap_s=self.settings.retry_max_s,
+            )
         return self._nodes
 
     async def aclose(self) -> None:
@@ -353,7 +287,7 @@ class BillScanner:
                 waiting = await self.scan_once()
                 if waiting and self._last_pass_blocked:
                     fails += 1
-                    delay = _backoff(fails, self.settings.retry_base_s, self.settings.retry_max_s)
+                    delay = self.nodes.backoff.delay(fails)
                 else:
                     fails = 0
                     delay = self.settings.poll_interval_s
@@ -397,9 +331,7 @@ class BillScanner:
                 finished = await self._handle(image)
             except FileNotFoundError:
                 continue  # taken out of the inbox by someone else since the listing
-            except (
-                CempError
-            ) as e:  # no node for the chain id or nonce look-up (``Nodes`` wraps network errors)
+            except CempError as e:  # no node for the chain id or nonce look-up (``Unreachable``)
                 if e.code not in RETRY_CODES:
                     raise
                 log.warning("no node took %s (%s); it waits in %s", image.name, e.message, self.inbox)
@@ -471,19 +403,20 @@ class BillScanner:
     async def deliver(self, signed: Signed) -> bool:
         """Submit until committed or refused for good; False when no node takes it now (try again later)."""
         for _ in range(4):  # re-signing after a taken nonce is bounded; the next pass tries again
-            outcome = await self.nodes.submit(signed.raw, self.settings.commit_timeout_ms)
-            if outcome.status == "unreachable":
-                log.info("%s: %s; will resend the same tx", signed.image.name, outcome.error)
+            outcome = await self.nodes.submit_once(signed.raw, timeout_ms=self.settings.commit_timeout_ms)
+            if not outcome.final or outcome.code in WAIT_REFUSALS:
+                log.info(
+                    "%s: %s (%s); will resend the same tx", signed.image.name, outcome.status, outcome.message
+                )
                 return False
-            if outcome.status == "committed":
+            if outcome.status == Status.COMMITTED:
                 self._gaps = 0
                 self.next_nonce = max(self.next_nonce or 0, signed.tx.nonce + 1)
-                result = outcome.body["result"]
-                if result["ok"]:
+                if outcome.ok:
                     self._finish(signed, outcome.body)
                 else:
-                    code = str(Code(int(result["code"])).name.lower())
-                    self._reject(signed.image, signed, code, f"committed invalid: {result['reason']}", None)
+                    code = str(Code(outcome.result_code).name.lower())
+                    self._reject(signed.image, signed, code, f"committed invalid: {outcome.reason}", None)
                 return True
             err = outcome.error
             assert err is not None
@@ -635,9 +568,9 @@ def ledger_row_payload(
     )
 
 
-async def _exists(nodes: Nodes, doc_id: bytes) -> bool:
+async def _exists(nodes: SubmitClient, doc_id: bytes) -> bool:
     try:
-        await nodes.call(lambda c: c.get(f"/v1/documents/{doc_id.hex()}"))
+        await nodes.get(f"/v1/documents/{doc_id.hex()}")
     except CempError as e:
         if e.code == Code.NOT_FOUND:
             return False
@@ -677,7 +610,7 @@ def _read_rows(path: Path, doc_type: str, sheet: str | None, report: ImportRepor
 
 
 async def _submit_chunk(
-    nodes: Nodes,
+    nodes: SubmitClient,
     key: KeyPair,
     chain: ChainRef,
     part: Pending,
@@ -694,27 +627,27 @@ async def _submit_chunk(
             nonce += 1
         raws.append(raw)
     try:
-        results = await nodes.call(lambda c: c.submit_batch(raws, wait=True))
+        results = await nodes.submit_batch(raws)
     except CempError as e:
         if e.code not in RETRY_CODES:
             raise
         return [(p, None) for p, _ in part]
     retry: Pending = []
-    for (p, _), raw, res in zip(part, raws, results, strict=True):
-        status, code = res["status"], res.get("code")
-        if status == "pending":
-            retry.append((p, raw))  # not committed within the wait
+    for (p, _), raw, out in zip(part, raws, results, strict=True):
+        if out.status in (Status.TIMEOUT, Status.LEADER_UNKNOWN):
+            retry.append((p, raw))  # admitted, not committed within the wait: resend the same bytes
             continue
-        if status == "dropped" or (status == "rejected" and code in _RESIGN_CODES):
+        if out.status == Status.RETRY_AFTER or (out.status == Status.REFUSED and out.code in _RESIGN_CODES):
             retry.append((p, None))
             continue
-        if status == "committed":
-            code = Code(int(res["result"]["code"])).name.lower()
+        if out.status == Status.COMMITTED:
+            code, message = Code(out.result_code).name.lower(), out.reason
+        else:
+            code, message = out.code, out.message
         if code in ("ok", "already_exists"):
             report.committed += code == "ok"
             report.already += code == "already_exists"
         else:
-            message = res["result"]["reason"] if status == "committed" else res.get("message", "")
             report.refused.append({"row": p.row, "code": code, "message": message})
         done()
     return retry
@@ -731,6 +664,7 @@ async def import_ledger_file(
     max_rounds: int = 6,
     progress: bool | None = None,
     session: aiohttp.ClientSession | None = None,
+    rng: random.Random | None = None,
 ) -> ImportReport:
     """Import one ledger file: every good row becomes one admin-signed document; see the module docstring.
 
@@ -750,7 +684,7 @@ async def import_ledger_file(
         total=len(todo), unit="row", desc=path.name, disable=None if progress is None else not progress
     )
     try:
-        nodes = Nodes(urls, sess)
+        nodes = SubmitClient.over_http(urls, sess, rng=rng, backoff_base_s=0.2, backoff_cap_s=5.0)
         chain = await nodes.chain()
         pending: Pending = []
         for p in todo:
@@ -763,7 +697,7 @@ async def import_ledger_file(
             if not pending:
                 break
             if attempt:
-                await asyncio.sleep(_backoff(attempt, 0.2, 5.0))
+                await nodes.clock.sleep(nodes.backoff.delay(attempt))
             retry: Pending = []
             for start in range(0, len(pending), chunk):
                 part = pending[start : start + chunk]
@@ -874,8 +808,8 @@ async def confirm_document(
     own = session is None
     sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=5))
     try:
-        nodes = Nodes(urls, sess)
-        doc = await nodes.call(lambda c: c.get(f"/v1/documents/{doc_id}"))
+        nodes = SubmitClient.over_http(urls, sess)
+        doc = await nodes.get(f"/v1/documents/{doc_id}")
         values = apply_corrections(doc["fields"], sets, set_texts, unsets)
         failed: list[str] = []
         if doc["doc_type"] in ("electricity_bill", "payment_receipt"):
@@ -898,7 +832,7 @@ async def confirm_document(
         chain = await nodes.chain()
         nonce = await nodes.next_nonce(key.public)
         raw, _ = sign_tx(key, chain, KIND, nonce, payload)
-        res = await nodes.call(lambda c: c.submit(raw, wait=True))
+        res = (await nodes.submit_signed(raw)).body
         return {"document": doc_id, "version": doc["version"] + 1, "checks_failed": failed, "result": res}
     finally:
         if own:

@@ -243,12 +243,22 @@ class NodeAPI:
         if wait not in ("", "commit", "none"):
             raise CempError(Code.BAD_REQUEST, "wait must be 'commit' or omitted")
         timeout = parse_int(request, "timeout_ms", 30_000, 1, 600_000) / 1000
-        d, known = await self.admit_one(body)
-        if known is not None and (known["status"] == "committed" or wait != "commit"):
-            return web.json_response(known, status=200)
-        if wait != "commit":
-            return web.json_response({"tx": d.hash.hex(), "status": "pending"}, status=202)
-        return await self._wait_commit(d.hash, timeout)
+        out = await self.submit_raw(body, wait=wait == "commit", timeout_s=timeout)
+        accepted = bool(out.pop("accepted", False))
+        return web.json_response(out, status=202 if accepted else 200)
+
+    async def submit_raw(self, raw: bytes, *, wait: bool, timeout_s: float) -> dict[str, Any]:
+        """What ``POST /v1/txs`` does with one encoded tx, for HTTP and for in-process writers (the resolver,
+        through ``node.submit.LocalEndpoint``): admission in arrival order, then (``wait``) the commit.
+
+        Returns the outcome (``"accepted": True`` marks a new pending tx answered without waiting, HTTP 202);
+        raises ``CempError`` on a refusal, or ``Code.TIMEOUT`` when the commit did not come in ``timeout_s``."""
+        d, known = await self.admit_one(raw)
+        if known is not None and (known["status"] == "committed" or not wait):
+            return known
+        if not wait:
+            return {"tx": d.hash.hex(), "status": "pending", "accepted": True}
+        return self._committed_json(d.hash, await self.wait_commit(d.hash, timeout_s))
 
     async def admit_one(self, raw: bytes) -> tuple[DecodedTx, dict[str, Any] | None]:
         """Check and admit one encoded tx, in arrival order. Returns the decoded tx and, if it was already known
@@ -283,19 +293,18 @@ class NodeAPI:
         self.submitted += 1
         return d, known
 
-    async def _wait_commit(self, h: bytes, timeout: float) -> web.Response:
+    async def wait_commit(self, h: bytes, timeout: float) -> TxLocation:
         fut = self.mempool.wait(h)  # type: ignore[arg-type]
         loc = self.ledger.tx_location(h)  # committed between admission and now?
         if loc is not None:
             fut.cancel()
-            return web.json_response(self._committed_json(h, loc))
+            return loc
         try:
-            loc = await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise CempError(
                 Code.TIMEOUT, f"tx {h.hex()} not committed within {timeout:.1f} s; it is still pending"
             ) from None
-        return web.json_response(self._committed_json(h, loc))
 
     async def submit_batch(self, request: web.Request) -> web.Response:
         """Body: msgpack array of encoded txs. Answer: one outcome per tx, in order."""
@@ -384,6 +393,9 @@ class NodeAPI:
 
     # --- reads -------------------------------------------------------------------------------
     async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status_json())
+
+    def status_json(self) -> dict[str, Any]:
         led = self.ledger
         body = {
             "node_id": self.node_id,
@@ -398,7 +410,7 @@ class NodeAPI:
             "uptime_s": round(time.time() - self.started, 1),
         }
         body.update(self.status_extra())
-        return web.json_response(body)
+        return body
 
     async def nonce(self, request: web.Request) -> web.Response:
         """Last committed nonce of a sender, and the next one the mempool will accept."""

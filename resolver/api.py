@@ -45,6 +45,7 @@ from node.errors import CempError
 from node.mempool import PendingView
 from node.state import StateView
 from node.store import prefix_stop
+from node.submit import LocalEndpoint, Status, SubmitClient
 from node.txkinds import Env
 from node.types import (
     Handle,
@@ -54,6 +55,7 @@ from node.types import (
     PublicKey,
     ShortStr,
     Signature,
+    Text,
     TimestampMs,
     Tx,
     TxLocation,
@@ -972,36 +974,24 @@ def _fields(v: HandleValue) -> dict[str, Any]:
 
 
 async def submit_and_wait(node: Any, raw: bytes, tx_hash: bytes, timeout_s: float) -> TxLocation:
-    """Admit ``raw`` into this node's mempool (a follower then forwards it to the leader) and wait for commit.
-
-    Uses ``node.api.submit_and_wait(raw, timeout_s=...)`` when the node offers it; otherwise does what
-    ``NodeAPI.submit(?wait=commit)`` does, through the same mempool and forwarding hook.
-    """
-    api = node.api
-    fn = getattr(api, "submit_and_wait", None)
-    if fn is not None:
-        result: TxLocation = await fn(raw, timeout_s=timeout_s)
-        return result
-    ledger, mp = node.ledger, node.mempool
-    d = ledger.decode_tx(raw)
-    ledger.check_signature(d)
-    mp.admit(d, int(time.time() * 1000))
-    ledger.mark_verified(d.hash)
-    after = getattr(api, "after_admit", None)
-    if after is not None:
-        after([d])
-    fut = mp.wait(d.hash)
-    loc = ledger.tx_location(d.hash)
-    if loc is not None:
-        fut.cancel()
-        return loc  # type: ignore[no-any-return]
-    try:
-        return await asyncio.wait_for(fut, timeout_s)
-    except TimeoutError:
+    """Submit ``raw`` through this node's own admission path (``node.submit.LocalEndpoint``: the same arrival
+    order, nonce-gap hold, mempool and forwarding to the leader as ``POST /v1/txs?wait=commit``) with the one
+    submission client, and wait for the commit. Raises ``CempError`` on a refusal and ``HandleError`` when it
+    did not commit in time (it may still commit)."""
+    client = SubmitClient([LocalEndpoint(node.api)], check_chain=False)
+    out = await client.submit_once(raw, timeout_ms=max(1, int(timeout_s * 1000)))
+    if out.status == Status.COMMITTED:
+        assert out.height is not None and out.index is not None
+        return TxLocation(Height(out.height), out.index, out.result_code, Text(out.reason))
+    if out.status in (Status.TIMEOUT, Status.LEADER_UNKNOWN):
         raise HandleError(
             RC_ERROR,
-            f"the write was not committed within {timeout_s:.0f} s; it may still commit (tx {tx_hash.hex()})",
-        ) from None
+            f"the write was not committed within {timeout_s:.0f} s ({out.message}); it may still commit"
+            f" (tx {tx_hash.hex()})",
+        )
+    err = out.error
+    assert err is not None
+    raise err
 
 
 class _Metrics:

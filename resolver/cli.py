@@ -47,7 +47,8 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
 async def _bootstrap(args: argparse.Namespace) -> int:
     from node.chain import ChainRef, sign_tx
     from node.client import NodeClient
-    from node.crypto import KeyFileError, read_key_file, write_private_file
+    from node.crypto import KeyFileError
+    from node.submit import Status, SubmitClient, read_key_file, write_private_file
     from resolver.bootstrap import bootstrap_puts
     from resolver.credentials import new_secret
 
@@ -68,11 +69,12 @@ async def _bootstrap(args: argparse.Namespace) -> int:
         for p in bootstrap_puts(args.prefix, key.public, secret.encode()):
             nonce += 1
             raw, _ = sign_tx(key, ChainRef.from_status(st), "handle.put", nonce, p)
-            res = await client.submit(raw, wait=True)
-            if not res["result"]["ok"]:
-                print(json.dumps({"ok": False, "handle": p.handle, "problem": res["result"]["reason"]}))
+            out = await SubmitClient.of(client).submit(raw)
+            if out.status != Status.COMMITTED or not out.ok:
+                problem = out.reason if out.status == Status.COMMITTED else f"{out.status}: {out.message}"
+                print(json.dumps({"ok": False, "handle": p.handle, "problem": problem}))
                 return 1
-            print(json.dumps({"ok": True, "handle": p.handle, "height": res["height"]}))
+            print(json.dumps({"ok": True, "handle": p.handle, "height": out.height}))
     if args.secret_out:
         print(json.dumps({"identity": identity, "secret_file": str(args.secret_out)}))
     else:

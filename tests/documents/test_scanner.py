@@ -128,7 +128,7 @@ async def test_restart_resends_the_signed_bytes_instead_of_signing_again(
     third = scanner(tmp_path, dev, url(client))
     signed2 = await third.prepare(img2)
     assert signed2 is not None
-    assert (await third.nodes.submit(signed2.raw, 5000)).status == "committed"
+    assert (await third.nodes.submit(signed2.raw, timeout_ms=5000)).status == "committed"
     await third.aclose()
     fourth = scanner(tmp_path, dev, url(client))
     assert await fourth.scan_once() == 0
