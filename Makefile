@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench clean sysdeps
+.PHONY: venv demo test lint typecheck unit bench benchdeps clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -45,8 +45,34 @@ unit: $(STAMP) sysdeps
 
 test: lint typecheck unit
 
-bench: $(STAMP)
-	$(BIN)/python bench/ledger.py
+# Every benchmark from a fresh clone: the `bench` extra (pysyncobj, pandas, duckdb) into .venv, Debian's wrk and
+# nginx (the resolver benchmark's load generator and reference server). Each script prints one JSON line last;
+# those lines are collected, with the 1-minute load average before each, in bench-data/results.jsonl.
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCHES ?= ledger cluster verify storage disk collector resolver web accounting intelligence
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+benchdeps:
+	@missing=""; \
+	for t in wrk nginx; do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	command -v taskset >/dev/null || missing="$$missing util-linux"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "install these Debian packages first:$$missing"; exit 1; fi; \
+	fi
+
+bench: $(BENCH_STAMP) benchdeps
+	@mkdir -p bench-data
+	@set -e; for b in $(BENCHES); do \
+	  load=$$(cut -d' ' -f1 /proc/loadavg); echo "== bench/$$b.py (load $$load)"; \
+	  $(BIN)/python bench/$$b.py | tee bench-data/$$b.out; \
+	  printf '{"bench": "%s", "load_avg_1m_before": %s, "result": %s}\n' "$$b" "$$load" "$$(tail -n1 bench-data/$$b.out)" \
+	    >> bench-data/results.jsonl; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -67,11 +67,12 @@ def meters(handles: list[str]) -> tuple[list[Source], Callable[[], Awaitable[Non
     return list(sources), close, "modbus_sim"
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float) -> float:
+async def wait_for(cond: Callable[[], bool], timeout: float) -> tuple[float, bool]:
+    """(seconds waited, whether ``cond`` held): a condition that never held is not a time."""
     t = time.monotonic()
     while not cond() and time.monotonic() - t < timeout:
         await asyncio.sleep(0.05)
-    return time.monotonic() - t
+    return time.monotonic() - t, cond()
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,7 +102,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         agent = SiteAgent(agents, Outbox(work / "agent" / "outbox.sqlite"), settings)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
-        await wait_for(lambda: agent.stats.committed_readings > 0, 30)
+        _, started = await wait_for(lambda: agent.stats.committed_readings > 0, 30)
+        if not started:
+            raise SystemExit("nothing committed within 30 s of starting the agent; see the node log")
         log(f"{kind} meters: {args.devices}, polled every {args.interval} s; steady state {args.duration} s")
         c0, t0, cpu0 = agent.stats.committed_readings, time.monotonic(), time.process_time()
         await asyncio.sleep(args.duration)
@@ -123,7 +126,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         t1 = time.monotonic()
         node = await asyncio.to_thread(start_node_process, cfg, work / "node.log", port)
         node_start = time.monotonic() - t1
-        drain = await wait_for(lambda: agent.stats.committed_readings - committed_before >= backlog, 600)
+        drain, drained = await wait_for(
+            lambda: agent.stats.committed_readings - committed_before >= backlog, 600
+        )
         committed_during = agent.stats.committed_readings - committed_before
         stop.set()
         await task
@@ -152,7 +157,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             "outbox_files_bytes": held.file_bytes,
             "outage_readings_in_memory": buffered,
             "node_restart_s": round(node_start, 2),
-            "drain_s": round(drain, 2),
+            "drain_s": round(drain, 2) if drained else None,
+            "drained": drained,
             "drain_commit_readings_per_s": round(committed_during / max(drain, 1e-9), 1),
             "left_in_outbox": final.readings,
             "dead_letters": final.dead,

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: signed workloads, open-loop latency, throughput over HTTP."""
+"""Shared pieces of the benchmarks: signed workloads, throughput over HTTP (open-loop steps: bench/offered.py)."""
 
 from __future__ import annotations
 
@@ -110,49 +110,6 @@ async def throughput(urls: list[str], per_conn: list[list[bytes]], chunk: int) -
     if sum(bads):
         log(f"warning: {sum(bads)} txs not accepted/committed")
     return dt, sum(bads)
-
-
-async def open_loop_latency(
-    c: TestConsortium, devs: list[TestDevice], url: str, rate: float, seconds: float, t0_ms: int
-) -> list[float]:
-    """Submit single-reading txs at ``rate``/s as a batch every 20 ms (open loop); per-tx submit->commit ms."""
-    tick = 0.02
-    per_tick = max(1, round(rate * tick))
-    n_ticks = int(seconds / tick)
-    ticks: list[list[bytes]] = []
-    k = 0
-    for _ in range(n_ticks):
-        batch = []
-        for _ in range(per_tick):
-            d = devs[k % len(devs)]
-            k += 1
-            batch.append(d.batch(c.chain, [(t0_ms + k, "power", k, "W")]))
-        ticks.append(batch)
-    lat: list[float] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s:
-        start = time.perf_counter() + 0.05
-
-        async def send(at: float, batch: list[bytes]) -> None:
-            delay = at - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            res = await post_batch(s, url, batch, wait=True)
-            done = time.perf_counter()
-            lat.extend((done - at) * 1000 for r in res if r["status"] == "committed")
-
-        tasks = []
-        for i, batch in enumerate(ticks):
-            tasks.append(asyncio.create_task(send(start + i * tick, batch)))
-            await asyncio.sleep(0)
-        await asyncio.gather(*tasks)
-    lat.sort()
-    return lat
-
-
-def pct(xs: list[float], p: float) -> float:
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, max(0, round(len(xs) * p) - 1))]
 
 
 def median(xs: list[float]) -> float:

@@ -2,14 +2,17 @@
 
 Phases (one invocation, so ratios are against a baseline measured on the same machine at the same moment):
 1. bare Ed25519 ``verify`` loop (baseline, one core);
-2. readings committed per second in 60-reading signed batches;
-3. single-reading txs committed per second;
-4. submit->commit latency at half the single-tx peak rate (open loop, a batch every 20 ms);
+2. readings committed per second in 60-reading signed batches (counted from the txs in the node's blocks);
+3. the offered-rate curve of single-reading txs (bench/offered.py: open loop, each step offered, committed,
+   refused, timed out, p50/p99 over every offered tx); ``tx_per_s`` is the committed rate at the highest offered
+   rate with every tx committed and p99 < 500 ms, ``p50_ms``/``p99_ms`` are that step's;
+4. (the curve's latencies replace the old half-peak point);
 5. latency of a lone tx on an idle node;
 6. ``cemp verify`` throughput over the whole data directory, and bytes on disk per stored reading.
 
 Txs are signed before the clock starts so the load generator spends its CPU on HTTP only.
-Usage: python bench/ledger.py [--quick] [--keep]
+The data directory's filesystem type is in the JSON (``fs_type``); a memory filesystem is refused.
+Usage: python bench/ledger.py [--quick] [--keep] [--dir DIR] [--rates 200,400,...]
 """
 
 from __future__ import annotations
@@ -29,16 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import (
-    log,
-    median,
-    open_loop_latency,
-    pct,
-    register_devices,
-    sign_streams,
-    throughput,
-    verify_baseline,
-)
+from common import log, median, register_devices, sign_streams, throughput, verify_baseline
+from offered import MEMORY_FS, cemp_curve, chain_txs, curve_summary, fs_type
 
 from cemp import wiring
 from node.client import NodeClient
@@ -49,13 +44,19 @@ from tests.support.testing import TestConsortium, free_port, start_node_process
 
 async def main_async(args: argparse.Namespace) -> dict:
     quick = args.quick
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="cemp-bench-", dir=args.dir))
+    fs = fs_type(work)
+    if fs in MEMORY_FS:
+        shutil.rmtree(work, ignore_errors=True)
+        raise SystemExit(f"{work} is on {fs}: fsync costs nothing there; pass --dir on a real disk")
     port = free_port()
     c = TestConsortium.create(ports=[port], block_max_txs=4000, block_interval_ms=20, max_batch_readings=1000)
     nid = c.genesis.nodes[0].node_id
     cfg = c.write_files(work, nid, port)
     url = f"http://127.0.0.1:{port}"
-    out: dict = {}
+    out: dict = {"fs_type": fs, "load_avg_1m_start": round(os.getloadavg()[0], 2)}
     log("baseline: bare Ed25519 verify loop")
     base = verify_baseline(1.0 if quick else 2.0)
     out["verify_baseline_per_s"] = round(base)
@@ -68,31 +69,36 @@ async def main_async(args: argparse.Namespace) -> dict:
         per_dev = 4 if quick else 12
         log(f"signing {n_dev * per_dev} batches of 60 readings")
         streams = sign_streams(c, devs, per_dev, 60, now, 8)
-        dt, _ = await throughput([url], streams, 50)
-        out["readings_per_s"] = round(n_dev * per_dev * 60 / dt)
-        log(f"readings/s {out['readings_per_s']}")
+        h0, _ = await chain_txs(url, 1 << 62)
+        dt, bad = await throughput([url], streams, 50)
+        _, on_chain = await chain_txs(url, h0)
+        out["readings_per_s"] = round(on_chain * 60 / dt)
+        out["readings_phase"] = {"txs_sent": n_dev * per_dev, "txs_in_blocks": on_chain, "not_committed": bad}
+        log(f"readings/s {out['readings_per_s']} ({on_chain} txs of 60 in blocks, {bad} not committed)")
 
-        per_dev1 = 40 if quick else 120
-        log(f"signing {n_dev * per_dev1} single-reading txs")
-        streams = sign_streams(c, devs, per_dev1, 1, now + 10_000_000, 8)
-        dt, _ = await throughput([url], streams, 250)
-        out["tx_per_s"] = round(n_dev * per_dev1 / dt)
+        rates = (
+            [float(x) for x in args.rates.split(",")]
+            if args.rates
+            else ([400, 1600] if quick else [250, 500, 1000, 1500, 2000, 3000, 4000])
+        )
+        steps = await cemp_curve(c, [url], url, devs, rates, 3.0 if quick else 8.0, now + 100_000_000)
+        summary = curve_summary(steps)
+        out.update(summary)
+        out["tx_per_s"] = summary["sustained_committed_per_s"]
+        out["offered_per_s"] = summary["sustained_offered_per_s"]
+        out["p50_ms"] = summary["sustained_p50_ms"]
+        out["p99_ms"] = summary["sustained_p99_ms"]
+        out["timeouts"] = sum(s.timeouts for s in steps)
+        out["refused"] = sum(s.refused for s in steps)
         out["tx_per_s_vs_verify"] = round(out["tx_per_s"] / base, 3)
-        log(f"single-reading tx/s {out['tx_per_s']}")
-
-        rate = out["tx_per_s"] / 2
-        log(f"latency at {rate:.0f} tx/s")
-        lat = await open_loop_latency(c, devs, url, rate, 3.0 if quick else 8.0, now + 20_000_000)
-        out["p50_ms"] = round(median(lat), 2)
-        out["p99_ms"] = round(pct(lat, 0.99), 2)
-        out["latency_rate_tx_per_s"] = round(rate)
+        log(f"single-reading tx/s sustained {out['tx_per_s']}")
 
         await asyncio.sleep(0.5)
         idle: list[float] = []
         async with NodeClient(url) as cl:
             d = devs[0]
             for i in range(30 if quick else 60):
-                raw = d.batch(c.chain, [(now + 30_000_000 + i, "power", i, "W")])
+                raw = d.batch(c.chain, [(now + 900_000_000 + i, "power", i, "W")])
                 await asyncio.sleep(0.05)
                 t = time.perf_counter()
                 r = await cl.submit(raw, wait=True)
@@ -121,6 +127,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     out["bytes_per_reading"] = round(size / stored_readings, 1)
     out["stored_readings"] = stored_readings
     out["height"] = st["height"]
+    out["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -129,7 +136,8 @@ async def main_async(args: argparse.Namespace) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller run (about 30 s)")
-    ap.add_argument("--dir", default=None, help="where to put the temporary data directory")
+    ap.add_argument("--dir", default=None, help="where to put the temporary data directory (a real disk)")
+    ap.add_argument("--rates", default="", help="offered rates, tx/s, comma-separated")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     args = ap.parse_args()
     print(json.dumps(asyncio.run(main_async(args))))
