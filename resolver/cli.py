@@ -47,8 +47,8 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
 async def _bootstrap(args: argparse.Namespace) -> int:
     from node.chain import ChainRef, sign_tx
     from node.client import NodeClient
-    from node.crypto import KeyFileError
-    from node.submit import Status, SubmitClient, read_key_file, write_private_file
+    from node.crypto import KeyFileError, read_key_file, write_private_file
+    from node.submit import Status, SubmitClient
     from resolver.bootstrap import bootstrap_puts
     from resolver.credentials import new_secret
 

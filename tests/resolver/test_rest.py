@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -9,6 +11,7 @@ from cemp.demo import DEVICES
 from node.server import Node
 from tests.resolver.conftest import ADMIN, basic, submit
 from tests.support.testing import TestConsortium
+from tests.support.wait import wait_until
 
 H = "88.123.45/rest-1"
 RECORD = {
@@ -259,3 +262,38 @@ async def test_only_the_canonical_spelling_is_cached_and_metrics_show_it(resolve
     text = await (await client.get("/metrics")).text()
     assert 'cemp_resolver_resolutions_total{cache="hit"} 1.0' in text
     assert "cemp_resolver_cache_entries 1.0" in text
+
+
+async def test_rest_write_goes_through_the_nodes_admission_in_arrival_order(resolver_node: Fixture) -> None:
+    """A REST write is admitted by ``NodeAPI.admit_one`` like ``POST /v1/txs``: it is counted with every other
+    admitted tx, and it waits behind a submitter that arrived first (the arrival-order queue)."""
+    node, client, _ = resolver_node
+    api = node.api
+    before = api.submitted
+    await _create(client)
+    assert api.submitted == before + 1
+    # Hold the admission queue as an earlier request would; the REST write must wait its turn.
+    gate = asyncio.Event()
+
+    async def earlier() -> None:
+        async with api._in_arrival_order():
+            await gate.wait()
+
+    holder = asyncio.create_task(earlier())
+    tail = lambda: api._admission_tail  # noqa: E731 - a future: wait_until would await it, so compare instead
+    await wait_until(lambda: tail() is not None and not tail().done(), 5, "the earlier request in the queue")
+    first = tail()
+    put = asyncio.create_task(
+        client.put(
+            f"/api/handles/{H}?index=5", json={"index": 5, "type": "NOTE", "data": "x"}, headers=basic()
+        )
+    )
+    # The write has signed its tx and joined the queue behind the earlier request ...
+    await wait_until(lambda: tail() is not first, 20, "the REST write in the admission queue")
+    await asyncio.sleep(0.05)
+    # ... and is not admitted while that request holds it.
+    assert not put.done() and api.submitted == before + 1
+    gate.set()
+    r = await put
+    await holder
+    assert r.status == 200 and api.submitted == before + 2
