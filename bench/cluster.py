@@ -43,7 +43,7 @@ from typing import Any
 import aiohttp
 import msgpack
 from common import ROOT, log, median, register_devices, sign_streams, throughput
-from offered import MEMORY_FS, TICK_S, Step, cemp_curve, chain_txs, curve_summary, fs_type, offer
+from offered import MEMORY_FS, TICK_S, Step, cemp_curve, chain_txs, curve_summary, fs_type, headline, offer
 
 from node.client import NodeClient
 from tests.cluster.harness import Cluster
@@ -198,14 +198,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
         urls = [cl.url(n) for n in cl.ids]
         steps = await cemp_curve(c, urls, cl.url(follower), devs, rates, seconds, now + 100_000_000)
-        summary = curve_summary(steps)
-        out.update(summary)
-        out["tx_per_s"] = summary["sustained_committed_per_s"]
-        out["p50_ms"] = summary["sustained_p50_ms"]
-        out["p99_ms"] = summary["sustained_p99_ms"]
-        out["offered_per_s"] = summary["sustained_offered_per_s"]
-        out["timeouts"] = sum(s.timeouts for s in steps)
-        out["refused"] = sum(s.refused for s in steps)
+        out.update(headline(steps))
         out["per_op"] = (
             "one signed single-reading readings tx (Ed25519 checked at admission on the node it is sent to and "
             "on every node when the block applies; nonce, schema, LevelDB batch with sync=True per block; Raft "

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from common import log, median, register_devices, sign_streams, throughput, verify_baseline
-from offered import MEMORY_FS, cemp_curve, chain_txs, curve_summary, fs_type
+from offered import MEMORY_FS, cemp_curve, chain_txs, fs_type, headline
 
 from cemp import wiring
 from node.client import NodeClient
@@ -82,14 +82,7 @@ async def main_async(args: argparse.Namespace) -> dict:
             else ([400, 1600] if quick else [250, 500, 1000, 1500, 2000, 3000, 4000])
         )
         steps = await cemp_curve(c, [url], url, devs, rates, 3.0 if quick else 8.0, now + 100_000_000)
-        summary = curve_summary(steps)
-        out.update(summary)
-        out["tx_per_s"] = summary["sustained_committed_per_s"]
-        out["offered_per_s"] = summary["sustained_offered_per_s"]
-        out["p50_ms"] = summary["sustained_p50_ms"]
-        out["p99_ms"] = summary["sustained_p99_ms"]
-        out["timeouts"] = sum(s.timeouts for s in steps)
-        out["refused"] = sum(s.refused for s in steps)
+        out.update(headline(steps))
         out["tx_per_s_vs_verify"] = round(out["tx_per_s"] / base, 3)
         log(f"single-reading tx/s sustained {out['tx_per_s']}")
 

@@ -133,6 +133,21 @@ def curve_summary(steps: list[Step]) -> dict[str, object]:
     }
 
 
+def headline(steps: list[Step]) -> dict[str, object]:
+    """``curve_summary`` plus the keys issues 2-5 named: ``tx_per_s``, ``p50_ms``, ``p99_ms`` (at the highest rate
+    sustained), ``offered_per_s``, and every step's ``timeouts`` and ``refused`` added up."""
+    summary = curve_summary(steps)
+    return {
+        **summary,
+        "tx_per_s": summary["sustained_committed_per_s"],
+        "offered_per_s": summary["sustained_offered_per_s"],
+        "p50_ms": summary["sustained_p50_ms"],
+        "p99_ms": summary["sustained_p99_ms"],
+        "timeouts": sum(s.timeouts for s in steps),
+        "refused": sum(s.refused for s in steps),
+    }
+
+
 def fs_type(path: Path) -> str:
     """The filesystem type of the mount holding ``path`` (from /proc/mounts)."""
     p = str(path.resolve())

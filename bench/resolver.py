@@ -253,6 +253,14 @@ def series(
     return out
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def fetch_all(url: str, paths: list[str], root: Path) -> int:
     total = 0
     for p in paths:
@@ -338,11 +346,7 @@ def main() -> None:
             f"{h1 - h0} blocks, {done['txs']} handle.put txs committed"
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     # Cold: a fresh process, nothing cached; one short run so no path is asked twice.
     proc = start_node_process(cfg, work / "node-cold.log", port)
     try:
@@ -350,11 +354,7 @@ def main() -> None:
         cold = run_wrk(url, script, 16, args.cold_s, [proc.pid])
         log(f"cold: {cold['rps']:.0f} req/s p99 {cold['p99_ms']} ms over {cold['requests']:.0f} requests")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     for p in [work, *work.rglob("*")]:
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
     user = "user root;" if os.geteuid() == 0 else ""
