@@ -385,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
     from energy.cli import add_commands as add_energy_commands
+    from maintenance.cli import add_commands as add_maintenance_commands
     from resolver.cli import add_commands as add_resolver_commands
 
     add_ops_commands(sub)
@@ -396,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_accounting_commands(sub)
     add_energy_commands(sub)
     add_report_commands(sub)
+    add_maintenance_commands(sub)
     return p
 
 

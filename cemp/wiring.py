@@ -8,6 +8,7 @@
   web UI for people: explorer, device and handle pages, consortium status).
 - the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health)
   and the device page's ``health`` panel (``web.slots``): no kinds.
+- the maintenance kinds (``alarm``, ``workorder``: anomaly alarms and inspection work orders, each step signed).
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
   KPIs, baselines, ratings, factor sets; reports and the Parquet export), and its pages for people (``web.carbon``:
   the carbon portrait and the reports pages, with their menu entries ``NAV_LINKS``).
@@ -23,6 +24,8 @@ from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
 from energy.api import routes as energy_routes
 from energy.webpanel import render_health
+from maintenance import maintenance_kinds
+from maintenance.api import routes as maintenance_routes
 from node.corekinds import core_registry
 from node.documents import documents_routes
 from node.server import RouteProvider
@@ -38,7 +41,10 @@ from web.slots import DEVICE_PANELS, DevicePanel, add_device_panel
 
 def kinds() -> KindRegistry:
     """A fresh registry of every tx kind of a CEMP chain (the same content on every call)."""
-    return core_registry(register_hooks=RESOLVER_REGISTER_HOOKS, extra=[*handle_kinds(), *accounting_kinds()])
+    return core_registry(
+        register_hooks=RESOLVER_REGISTER_HOOKS,
+        extra=[*handle_kinds(), *accounting_kinds(), *maintenance_kinds()],
+    )
 
 
 ROUTES: tuple[RouteProvider, ...] = (
@@ -48,6 +54,7 @@ ROUTES: tuple[RouteProvider, ...] = (
     energy_routes,
     report_routes,
     carbon_routes,
+    maintenance_routes,
     web_routes,
 )
 """Extra read routes of every node, matched before the core API's."""

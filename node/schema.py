@@ -321,3 +321,59 @@ FACTOR_YEAR_PREFIX = b"fy"
 def factor_year(data_year: int) -> bytes:
     """Data year -> id of the factor set for that year; key order is year order."""
     return FACTOR_YEAR_PREFIX + data_year.to_bytes(2, "big")
+
+
+# maintenance (``maintenance.alarms``, ``maintenance.workorders``): alarms and inspection work orders under ``w``.
+# Numbers are assigned in commit order (1, 2, ...); a step's index counts the steps before it (raise/open is 0).
+ALARM_PREFIX = b"wa"
+WORKORDER_PREFIX = b"wo"
+
+
+def maint_counter(what: bytes) -> bytes:
+    """Last number given to an alarm (``a``) or a work order (``o``): a u32."""
+    return b"wn" + what
+
+
+def alarm(number: int) -> bytes:
+    """Current state of alarm ``number`` (``maintenance.model.AlarmRecord``); key order is number order."""
+    return ALARM_PREFIX + _u32(number)
+
+
+def alarm_step(number: int, step: int) -> bytes:
+    """Step ``step`` of alarm ``number``'s history (``maintenance.model.Step``)."""
+    return b"ws" + _u32(number) + _u32(step)
+
+
+def alarm_steps_prefix(number: int) -> bytes:
+    return b"ws" + _u32(number)
+
+
+def alarm_episode(episode: bytes) -> bytes:
+    """The alarm that recorded an episode (sha256 of device, rule, quantity, start): kept for ever."""
+    return b"we" + episode
+
+
+def alarm_open_slot(slot: bytes) -> bytes:
+    """The not-yet-closed alarm of a (device, rule, quantity) slot (sha256 of them), if any."""
+    return b"wl" + slot
+
+
+def workorder(number: int) -> bytes:
+    """Current state of work order ``number`` (``maintenance.model.WorkOrderRecord``)."""
+    return WORKORDER_PREFIX + _u32(number)
+
+
+def workorder_step(number: int, step: int) -> bytes:
+    return b"wt" + _u32(number) + _u32(step)
+
+
+def workorder_steps_prefix(number: int) -> bytes:
+    return b"wt" + _u32(number)
+
+
+CALIBRATION_PREFIX = b"wc"
+
+
+def calibration(handle: str) -> bytes:
+    """A meter's latest calibration (``maintenance.model.CalibrationRecord``); iterating ``wc`` lists meters."""
+    return CALIBRATION_PREFIX + handle.encode()

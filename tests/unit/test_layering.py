@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPLICATIONS = ("resolver", "collector", "accounting", "energy", "web", "cemp", "tests", "bench")
+APPLICATIONS = (
+    "resolver",
+    "collector",
+    "accounting",
+    "energy",
+    "maintenance",
+    "web",
+    "cemp",
+    "tests",
+    "bench",
+)
 CONSENSUS_NO_IO = ("asyncio", "time", "plyvel", "aiohttp", "socket", "subprocess", "threading", "node")
 
 

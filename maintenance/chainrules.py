@@ -1,0 +1,117 @@
+"""What the maintenance kinds share: who signed a step (the actor), text checks, numbering and history records.
+
+Every function here is a deterministic function of the state view, the block environment and the tx, so the
+mempool (admission) and every node (apply) reach the same decision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from maintenance import workflow as wf
+from node import codec, schema
+from node.devices import org_of_admin
+from node.errors import CempError, Code
+from node.store import prefix_stop
+from node.txkinds import Env
+from node.types import Org, Tx
+
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters other than tab and newline (notes may have several lines)."""
+NAME_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
+
+
+class Reader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+
+class Iterable(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, start: bytes, stop: bytes, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who signed a step: the org (by its admin key) and the role it acts in."""
+
+    org: Org
+
+    @property
+    def role(self) -> str:
+        return str(self.org.role)
+
+    @property
+    def name(self) -> str:
+        return str(self.org.name)
+
+
+def actor_of(env: Env, tx: Tx) -> Actor:
+    """The org whose admin key signed ``tx``; any other key is refused."""
+    org = org_of_admin(env.genesis, tx.sender)
+    if org is None:
+        raise CempError(
+            Code.NOT_AUTHORIZED,
+            "alarm and work-order steps are signed by a member org's admin key; this key is no org's",
+        )
+    return Actor(org)
+
+
+def allow(actor: Actor, t: wf.Transition, what: str) -> None:
+    if actor.role not in t.roles:
+        raise CempError(
+            Code.NOT_AUTHORIZED,
+            f"{t.action} of {what} is done by {wf.who(t.roles)}; {actor.name} ({actor.role}) may not",
+        )
+
+
+def move(flow: dict[str, wf.Transition], what: str, action: str, state: str) -> str:
+    try:
+        return wf.next_state(flow, what, action, state)
+    except ValueError as e:
+        # a state conflict: the step may be right later (or was right earlier); 409
+        raise CempError(Code.ALREADY_EXISTS, str(e)) from None
+
+
+def bad(msg: str) -> CempError:
+    return CempError(Code.INVALID_PAYLOAD, msg)
+
+
+def text(value: str, what: str, required: bool) -> None:
+    if required and not value.strip():
+        raise bad(f"{what} must not be empty")
+    if _CONTROL_RE.search(value):
+        raise bad(f"{what} holds control characters")
+
+
+def unused(what: str, action: str, filled: bool) -> None:
+    if filled:
+        raise bad(f"{action} does not take {what}; leave it empty")
+
+
+def stale(kind: str, number: int, have: int, given: int) -> None:
+    if given != have:
+        raise CempError(
+            Code.ALREADY_EXISTS,
+            f"{kind} {number} has had {have} steps, the step was made on a view with {given}: someone acted "
+            "meanwhile; reload it and act again",
+        )
+
+
+def next_number(view: Reader, what: bytes) -> int:
+    raw = view.get(schema.maint_counter(what))
+    return (int.from_bytes(raw, "big") if raw else 0) + 1
+
+
+def number_bytes(n: int) -> bytes:
+    return n.to_bytes(4, "big")
+
+
+def steps(view: Iterable, prefix: bytes, cls: type[Any], limit: int = 10_000) -> list[Any]:
+    """The decoded history records under ``prefix``, in step order."""
+    return [codec.decode(cls, raw) for _, raw in view.iterate(prefix, prefix_stop(prefix), limit=limit)]
