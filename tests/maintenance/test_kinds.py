@@ -396,3 +396,28 @@ def test_honest_nodes_refuse_a_block_whose_proposer_let_a_forbidden_step_pass() 
             with pytest.raises(ChainError, match="results differ"):
                 g.apply_block(block, cert)
             assert g.height == 1 and load_alarm(g.store, 1) is None
+
+
+def test_a_detector_finding_becomes_an_alarm_with_its_evidence() -> None:
+    from energy.detect import Obs, check_counter
+    from maintenance.findings import raise_from_finding
+
+    c, dev = setup_chain()
+    c.counter(dev, SINCE, 1, 1000, start_wh=90_000)
+    hashes = _readings_tx_hashes(c)
+    assert len(hashes) == 2
+    obs = [
+        Obs(SINCE, 1, 5000, ref=hashes[0].hex()),
+        Obs(SINCE + 60_000, 2, 4000, ref=hashes[1].hex()),
+        Obs(SINCE + 120_000, 3, 4100, ref=""),
+    ]
+    [f] = check_counter(DEV, obs, rated_power_w=None)
+    p = raise_from_finding(f)
+    assert p.raised is not None and p.raised.rule == "negative_delta" and p.raised.since_ms == f.since_ms
+    assert set(p.raised.evidence) <= set(hashes[:2]) and p.raised.evidence
+    res_ok(c, c.admin("equipment", "alarm", p))
+    a = load_alarm(c.store, 1)
+    assert a is not None and a.raised.message == f.message and a.raised.message_zh == f.message_zh
+    assert "5,000.0 Wh" in a.raised.expected and "4,000.0 Wh" in a.raised.observed
+    # The evaluator runs again an hour later and finds the same episode: refused, once is enough.
+    refused(c, c.admin("owner", "alarm", raise_from_finding(f)), Code.ALREADY_EXISTS, "already records")
