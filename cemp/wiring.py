@@ -6,8 +6,9 @@
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
 - ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
   web UI for people: explorer, device and handle pages, consortium status).
-- the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health)
-  and the device page's ``health`` panel (``web.slots``): no kinds.
+- the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health,
+  a site's outdoor temperature from its on-chain sensor) and the device page's ``health`` panel (``web.slots``): no
+  kinds.
 - the maintenance kinds (``alarm``, ``workorder``: anomaly alarms and inspection work orders, each step signed).
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
   KPIs, baselines, ratings, factor sets; reports and the Parquet export), and its pages for people (``web.carbon``:
@@ -24,6 +25,7 @@ from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
 from energy.api import routes as energy_routes
 from energy.webpanel import render_health
+from energy.outdoor import routes as weather_routes
 from maintenance import maintenance_kinds
 from maintenance.api import routes as maintenance_routes
 from node.corekinds import core_registry
@@ -52,6 +54,7 @@ ROUTES: tuple[RouteProvider, ...] = (
     resolver_routes,
     accounting_routes,
     energy_routes,
+    weather_routes,
     report_routes,
     carbon_routes,
     maintenance_routes,

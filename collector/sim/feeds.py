@@ -94,6 +94,17 @@ class HeatExchangerFeed:
         return dict(self.model.state(ts_ms).temps_mdegc)
 
 
+class OutdoorTempFeed:
+    """The outdoor air temperature of the load model (the Hohhot heating season's climate), in mdegC: the same
+    temperature the model's heat demand follows, so the energy models can recover the heating response from it."""
+
+    def __init__(self, model: HeatingSiteModel) -> None:
+        self.model = model
+
+    def values(self, ts_ms: int) -> dict[str, int]:
+        return {"temp.outdoor": round(self.model.outdoor_c(ts_ms) * 1000)}
+
+
 class HeatMeterFeed:
     """The plate heat exchanger's heat meter: heat delivered to the building (the load model's heat demand), its
     integral in Wh, secondary-side supply and return temperatures and the flow that carries the heat.

@@ -11,6 +11,7 @@ key                     protocol  profile / meter      unit/addr what it measure
 ``pump_room``           modbus    eastron_sdm630       4         circulation pumps
 ``hx_temps``            modbus    hx_temp_4ch          10        plate heat exchanger, 4 × PT100
 ``heat_meter``          modbus    heat_meter_modbus    11        plate heat exchanger's heat meter (secondary)
+``outdoor``             modbus    outdoor_temp_1ch     12        outdoor air temperature (the model's climate)
 ``controls``            dlt645    DL/T 645-2007        nameplate electrical control cabinet
 ======================  ========  ===================  ========  =========================================
 
@@ -30,7 +31,7 @@ from collector.dlt645 import Dlt645Source
 from collector.loadmodel import HeatingSiteModel, ModelClock, local_ms
 from collector.modbus import ModbusLink, ModbusSource
 from collector.sim.dlt645_sim import Dlt645GatewaySim, SimDltMeter
-from collector.sim.feeds import Clock, HeatExchangerFeed, HeatMeterFeed, SubsystemMeterFeed
+from collector.sim.feeds import Clock, HeatExchangerFeed, HeatMeterFeed, OutdoorTempFeed, SubsystemMeterFeed
 from collector.sim.modbus_sim import ModbusMeterSim, meter
 from collector.sources import Source
 
@@ -42,6 +43,7 @@ DEFAULT_HANDLES: dict[str, str] = {
     "controls": "88.123.45/105.1.1",
     "hx_temps": "88.123.45/106.1.1",
     "heat_meter": "88.123.45/106.2.1",
+    "outdoor": "88.123.45/107.1.1",
 }
 """A suggestion only: the agent's configuration decides the real handles."""
 
@@ -170,6 +172,7 @@ async def run_site_sims(
     meters = [meter(uid, prof, feed(key, uid), **ratios) for key, uid, prof, ratios in modbus_plan]
     meters.append(meter(10, "hx_temp_4ch", HeatExchangerFeed(model)))
     meters.append(meter(11, "heat_meter_modbus", HeatMeterFeed(model, since, HEAT_START_WH)))
+    meters.append(meter(12, "outdoor_temp_1ch", OutdoorTempFeed(model)))
     msim = ModbusMeterSim(meters, host=host, port=modbus_port, clock=clk)
     dsim = Dlt645GatewaySim(
         [SimDltMeter(CONTROLS_NAMEPLATE, feed("controls", 5))], host=host, port=dlt645_port, clock=clk
@@ -204,6 +207,16 @@ async def run_site_sims(
         unit_id=11,
         nameplate=None,
         profile="heat_meter_modbus",
+        subsystem=None,
+    )
+    eps["outdoor"] = SimEndpoint(
+        "outdoor",
+        "modbus",
+        host,
+        msim.port,
+        unit_id=12,
+        nameplate=None,
+        profile="outdoor_temp_1ch",
         subsystem=None,
     )
     eps["controls"] = SimEndpoint(

@@ -30,6 +30,7 @@ REQUIRED = {
     "schneider_pm5xxx",
     "hx_temp_4ch",
     "heat_meter_modbus",
+    "outdoor_temp_1ch",
 }
 
 

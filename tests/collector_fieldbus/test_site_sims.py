@@ -21,6 +21,7 @@ async def test_site_devices_agree_with_the_model_and_count_up() -> None:
             "pump_room",
             "hx_temps",
             "heat_meter",
+            "outdoor",
             "controls",
         }
         sources = site.sources()
@@ -34,6 +35,9 @@ async def test_site_devices_agree_with_the_model_and_count_up() -> None:
         state = site.model.state(T0)
         for q, v in state.temps_mdegc.items():
             assert abs(first["hx_temps"][q] - v) <= 50  # the module resolves 0.1 degC
+        # the outdoor sensor reads the model's climate (a January night in Hohhot: well below zero)
+        assert abs(first["outdoor"]["temp.outdoor"] - site.model.outdoor_c(T0) * 1000) <= 50
+        assert first["outdoor"]["temp.outdoor"] < -5_000
         for sub in ("core_unit", "storage_tank", "pump_room", "controls"):
             assert abs(first[sub]["power"] - state.power_w[sub]) <= max(2, state.power_w[sub] // 10_000), sub
         assert first["storage_tank"]["power"] > 1_000_000  # night charging on the valley tariff
