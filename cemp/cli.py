@@ -27,9 +27,17 @@ EPILOG = """examples:
 
 DEMO_DESCRIPTION = """\
 Runs, on this machine, the owner's, the equipment firm's and the regulator's nodes (three processes), simulators
-of the Hohhot site's meters, temperature module, control-system API and bill photos, and the collector agent that
-signs every reading with its device's own key and submits it. It prints where to look, then a status line every
-10 s; Ctrl-C (or --duration) stops everything.
+of the Hohhot site's meters, temperature module, outdoor temperature sensor, control-system API and bill photos,
+and the collector agent that signs every reading with its device's own key and submits it. It prints where to
+look, then a status line every 10 s; Ctrl-C (or --duration) stops everything.
+
+maintenance:
+  On a new chain the simulator cuts the storage tank meter's RS-485 line shortly after it first reports. The
+  equipment firm's watcher (energy.detect on the chain's readings) finds the meter silent after 30 s and raises
+  an alarm on chain; the demo then walks one inspection work order from open to closed (owner acknowledges,
+  equipment firm assigns, diagnoses, repairs -- the fault is cleared --, the regulator comments, the owner
+  verifies once readings are back and closes), printing each step with its tx hash. A stopped walk continues
+  on the next run. See cemp alarm show 1, cemp workorder show 1.
 
 ports:
   --port P      the three nodes' HTTP APIs (and their peer links) on 127.0.0.1:P, P+1 and P+2 (owner-1,

@@ -20,13 +20,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from aiohttp import web
 
-from accounting.client import ensure_site, issue_rating, publish_factor_sets
+from accounting.client import ensure_site, issue_rating, publish_factor_sets, submit_signed
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
+from cemp.demowalk import GATEWAY_TARGET_FAILED, MaintenanceWalk
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.httpsource import FieldMap, HttpSource
 from collector.loadmodel import EnergyCounter, HeatingSiteModel, local_ms
@@ -35,9 +36,11 @@ from collector.outbox import Outbox
 from collector.quality import AlarmSink, QualityConfig, QuantityRules
 from collector.scanner import BillScanner, ScannerSettings
 from collector.sim.control_api import ControlApiSim
-from collector.sim.feeds import HeatMeterFeed
+from collector.sim.feeds import HeatMeterFeed, OutdoorTempFeed
+from collector.sim.modbus_sim import Fault
 from collector.sim.site import SiteSims, run_site_sims
 from collector.sources import Source
+from maintenance.watch import Watched
 from node.chain import ChainRef, genesis_hash, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file, write_key_file, write_private_file
@@ -77,7 +80,7 @@ class DemoDevice:
 
 
 # The case study's seven sources (table 1 of its source document), each with its own key and handle, plus the
-# building's main incoming meter read over DL/T 645.
+# building's main incoming meter read over DL/T 645 and the outdoor air temperature sensor the energy models use.
 DEVICES = [
     DemoDevice(
         "88.123.45/101.1.1",
@@ -136,6 +139,13 @@ DEVICES = [
         "dlt645:controls",
     ),
     DemoDevice(
+        "88.123.45/107.1.1",
+        "outdoor air temperature sensor (Modbus PT100 transmitter, north wall)",
+        "sensor.temperature",
+        "weather",
+        "modbus:outdoor",
+    ),
+    DemoDevice(
         "88.123.45/104.1.1",
         "electricity bill scanner (offline OCR)",
         "scanner.bill",
@@ -158,7 +168,10 @@ BOUNDARY = {
     "88.123.45/102.2.1": ("heat-exchanger", "heat", "heat.energy"),
     "88.123.45/103.1.1": ("pump-room", "none", ""),
     "88.123.45/103.1.2": ("electrical", "none", ""),
+    "88.123.45/107.1.1": ("weather", "none", ""),
 }
+OUTDOOR = "88.123.45/107.1.1"
+"""The site's outdoor air sensor (its boundary's ``weather`` device): the energy models read its hourly means."""
 BILL_EVERY_S = 45.0
 LEADER_WAIT_S = 90.0
 """How often the demo's "utility" drops a new bill photo into the scanner's inbox."""
@@ -329,6 +342,20 @@ async def register_site(client: NodeClient, base: Path, chain: ChainRef) -> None
         _log(
             f"owner recorded site {SITE_ID} ({site.floor_area_m2:,} m²) and its boundary over {len(BOUNDARY)} devices"
         )
+        return
+    # A chain from an earlier demo whose boundary lacks a device added since (the outdoor sensor): a new boundary
+    # version from the next hour on (earlier hours keep the old one).
+    current = (await client.get(f"/v1/sites/{SITE_ID}"))["boundaries"][-1]
+    if {d["handle"] for d in current["devices"]} != set(BOUNDARY):
+        nxt = (int(time.time() * 1000) // 3_600_000 + 1) * 3_600_000
+        _, b = hohhot_site(nxt)
+        b = BoundaryPayload(
+            b.site_id, int(current["version"]) + 1, b.effective_from_ms, b.devices, None, b.note
+        )
+        await submit_signed(client, owner, chain_id, "boundary", b)
+        _log(
+            f"owner recorded boundary version {b.version} of {SITE_ID} (now {len(BOUNDARY)} devices) from the next hour"
+        )
 
 
 FAST_FORWARD = {
@@ -337,8 +364,10 @@ FAST_FORWARD = {
     "88.123.45/101.1.3": "storage_tank",
     "88.123.45/101.2.1": "controls",
     "88.123.45/102.2.1": "heat",
+    OUTDOOR: "outdoor",
 }
-"""Devices a fast-forwarded season fills from the load model (subsystem, or the heat meter's delivered heat)."""
+"""Devices a fast-forwarded season fills from the load model (subsystem, the heat meter's delivered heat, or the
+outdoor air temperature)."""
 FAST_FORWARD_STEP_MS = 900_000
 
 
@@ -356,8 +385,12 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
             )
             return False
     model = HeatingSiteModel(seed=1)
-    counters: dict[str, EnergyCounter | HeatMeterFeed] = {
-        h: HeatMeterFeed(model, t0, 0) if sub == "heat" else EnergyCounter(model, sub, t0, 0)
+    counters: dict[str, EnergyCounter | HeatMeterFeed | OutdoorTempFeed] = {
+        h: HeatMeterFeed(model, t0, 0)
+        if sub == "heat"
+        else OutdoorTempFeed(model)
+        if sub == "outdoor"
+        else EnergyCounter(model, sub, t0, 0)
         for h, sub in FAST_FORWARD.items()
     }
     keys = {h: read_key_file(device_key_path(base, h)) for h in FAST_FORWARD}
@@ -377,13 +410,16 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
     _log(f"fast-forwarding heating season {season} from the load model (readings every 15 min) ...")
     for ts in range(t0, t1 + 1, FAST_FORWARD_STEP_MS):
         for h, c in counters.items():
+            unit = "Wh"
             if isinstance(c, HeatMeterFeed):
                 q, v = "heat.energy", c.values(ts)["heat.energy"]
+            elif isinstance(c, OutdoorTempFeed):
+                q, v, unit = "temp.outdoor", c.values(ts)["temp.outdoor"], "mdegC"
             else:
                 q, v = "energy.import", c.at(ts)
             seqs[h] += 1
             pending[h].append(
-                Reading(Nonce(seqs[h]), TimestampMs(ts), ShortStr(q), SignedInt(v), ShortStr("Wh"), 0)
+                Reading(Nonce(seqs[h]), TimestampMs(ts), ShortStr(q), SignedInt(v), ShortStr(unit), 0)
             )
             if len(pending[h]) == 1000:
                 seal(h)
@@ -408,7 +444,40 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
         f"heat {k['power']['heat_avg_w_per_m2']} W/m2 average vs 50; avoided vs gas {k['avoided_tco2']['vs_gas_location']} t "
         f"(location); grade {r['grade_location']} (K {r['k_location']}) recorded on chain"
     )
+    _log(await season_model_line(client, t0, t1))
     return True
+
+
+async def season_model_line(client: NodeClient, t0: int, t1: int) -> str:
+    """Fit the site's expected-consumption models on the season's signed readings: hourly electricity of the
+    boundary's meters against the outdoor sensor's hourly mean temperature (both from the chain)."""
+    first = time.strftime("%Y-%m-%d", time.gmtime(t0 / 1000 + 8 * 3600))
+    last = time.strftime("%Y-%m-%d", time.gmtime((t1 - 1) / 1000 + 8 * 3600))
+    w = await client.get(f"/v1/sites/{SITE_ID}/weather", **{"from": first, "to": last})
+    temps = dict((t, c) for t, c in w["hours"])
+    kwh: dict[str, float] = {}
+    for h, (_sub, carrier, q) in BOUNDARY.items():
+        if carrier != "electricity":
+            continue
+        items = (await client.get(f"/v1/devices/{h}/hourly", quantity=q, **{"from": t0, "to": t1}))["hours"]
+        prev: dict[str, Any] | None = None
+        for it in sorted(items, key=lambda x: x["hour_start_ms"]):
+            if prev is not None and it["hour_start_ms"] - prev["hour_start_ms"] == 3_600_000:
+                local = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(it["hour_start_ms"] / 1000 + 8 * 3600))
+                kwh[local] = kwh.get(local, 0.0) + (it["last_value"] - prev["last_value"]) / 1000
+            prev = it
+    rows = [[t, temps[t], round(e, 3)] for t, e in sorted(kwh.items()) if t in temps]
+    async with client.session.post(f"{client.base}/v1/energy/model", json={"hours": rows[-6600:]}) as r:
+        m = await r.json()
+    if r.status != 200:
+        return f"season model: not fitted ({m.get('message', r.status)})"
+    ch = m["chosen"]
+    ho = m[ch]["held_out"]
+    return (
+        f"season model on chain data: {len(rows):,} hours of site electricity against the outdoor sensor {w['device']} "
+        f"(HDD18 {w['hdd_total']:,.0f} K·d): {ch} chosen, held-out CV(RMSE) {ho['cv_rmse_pct']:.1f} %, "
+        f"NMBE {ho['nmbe_pct']:+.1f} % (n {ho['n']}; ASHRAE G14 hourly bounds 30 % / ±10 %)"
+    )
 
 
 async def _submit_all(client: NodeClient, raws: list[bytes]) -> None:
@@ -579,6 +648,21 @@ class Site:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), BILL_EVERY_S)
 
+    def _tank_unit(self) -> int:
+        assert self.sims is not None
+        unit = self.sims.endpoints["storage_tank"].unit_id
+        assert unit is not None
+        return unit
+
+    def inject_tank_fault(self) -> None:
+        """The storage tank meter's RS-485 line is cut: the gateway answers 0x0B (target failed) for its unit."""
+        assert self.sims is not None
+        self.sims.modbus.inject(self._tank_unit(), Fault.EXCEPTION, exception_code=GATEWAY_TARGET_FAILED)
+
+    def clear_tank_fault(self) -> None:
+        if self.sims is not None:
+            self.sims.modbus.clear_faults(self._tank_unit())
+
     async def stop(self) -> None:
         if self.control is not None:
             await self.control.stop()
@@ -642,9 +726,23 @@ async def run_demo(
             stop = asyncio.Event()
             agent_task = asyncio.create_task(agent.run(stop), name="collector")
             metrics_runner, metrics_url = await serve_collector_metrics(agent)
+            walk = MaintenanceWalk(
+                base,
+                urls,
+                chain_id,
+                [
+                    Watched(d.handle, 5_000, "energy.import" if d.kind == "meter.energy" else None)
+                    for d in DEVICES
+                    if not d.source.startswith("bills:")
+                ],
+                _log,
+                site.inject_tank_fault,
+                site.clear_tank_fault,
+            )
             side_tasks = [
                 asyncio.create_task(site.scanner.run(stop), name="bill-scanner"),
                 asyncio.create_task(site.bill_feed(stop), name="bill-feed"),
+                asyncio.create_task(walk.run(stop), name="maintenance"),
             ]
             lines = [
                 "",
@@ -669,7 +767,12 @@ async def run_demo(
                 f"  collector    {metrics_url}   (outbox depth, dead letters, open quality alarms)",
                 f"  backup       cemp backup --data-dir {(base / 'data' / nodes[0][0]).resolve()} --out owner-1.cempbak"
                 "   (online; cemp verify --online checks a running node the same way)",
-                f"  alarms       cemp alarms --dir {base.resolve()}   (what each one means: cemp alarms --rules)",
+                f"  alarms       {u}/v1/alarms   (on chain, raised by the detectors; cemp alarm list / show N)",
+                f"  work orders  {u}/v1/workorders   (cemp workorder show N; who may do what: cemp workorder flow)",
+                f"  quality      cemp alarms --dir {base.resolve()}   (the collector's local data-quality alarms; "
+                "cemp alarms --rules)",
+                f"  weather      {u}/v1/sites/{SITE_ID}/weather?from={today_cst()}&to={today_cst()}   "
+                f"(outdoor sensor {OUTDOOR}, signed like every device)",
                 f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
                 f"  site         {u}/v1/sites/{SITE_ID}   (building handle {u}/api/handles/{SITE_BUILDING})",
                 f"  carbon       {u}/v1/sites/{SITE_ID}/inventory?period={today_cst()}   "
@@ -682,7 +785,8 @@ async def run_demo(
                 f'    e.g. curl -u "{quote(rest_admins[0].username, safe="")}:$(cat {rest_admins[0].secret_file.resolve()})" '
                 f"-X PUT -H 'Content-Type: application/json' {u}/api/handles/{rest_admins[0].prefix}/my-test "
                 """-d '{"values":[{"index":1,"type":"URL","data":{"format":"string","value":"https://example.org"}}]}'""",
-                "The agent submits to any node; followers forward to the leader. Press Ctrl-C to stop.",
+                "The agent submits to any node; followers forward to the leader. A fault is injected in the storage tank's "
+                "meter on a new chain: watch the alarm and its work order below. Press Ctrl-C to stop.",
                 "",
             ]
             print("\n".join(lines), flush=True)

@@ -14,8 +14,11 @@
   KPIs, baselines, ratings, factor sets; reports and the Parquet export), and its pages for people (``web.carbon``:
   the carbon portrait and the reports pages, with their menu entries ``NAV_LINKS``).
 
-``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else (the web
-UI's menu entries and device-page panels too: ``web.slots``). Nothing is found by name at run time.
+- the web UI's alarm inbox and work-order board (``web.maint``), its menu entries and the device page's alarms
+  panel (``web.slots``).
+
+``collector`` adds no kinds, hooks or routes today; when it does, they are listed here and nowhere else. Nothing is
+found by name at run time.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from resolver.kinds import handle_kinds
 from web import slots
 from web.app import routes as web_routes
 from web.carbon import routes as carbon_routes
-from web.slots import DEVICE_PANELS, DevicePanel, add_device_panel
+from web.maint import device_alarms_panel
+from web.maint import routes as web_maint_routes
 
 
 def kinds() -> KindRegistry:
@@ -58,18 +62,26 @@ ROUTES: tuple[RouteProvider, ...] = (
     report_routes,
     carbon_routes,
     maintenance_routes,
+    web_maint_routes,
     web_routes,
 )
 """Extra read routes of every node, matched before the core API's."""
 
-if not any(p.key == "health" for p in DEVICE_PANELS):  # importing twice (tests reload) adds it once
-    add_device_panel(DevicePanel("health", "Device health", "设备健康", render_health))
-
 NAV_LINKS = (
     slots.NavLink("carbon", "/carbon", "Carbon", "碳画像"),
     slots.NavLink("reports", "/reports", "Reports", "报告"),
+    slots.NavLink("alarms", "/alarms", "Alarms", "告警"),
+    slots.NavLink("workorders", "/workorders", "Work orders", "工单"),
 )
-"""Menu entries of the web UI beyond the explorer's (the accounting's pages)."""
+"""Menu entries of the web UI beyond the explorer's (the accounting's pages, the alarm inbox and work-order board)."""
+DEVICE_PANELS = (
+    slots.DevicePanel("alarms", "Alarms", "告警", device_alarms_panel),
+    slots.DevicePanel("health", "Device health", "设备健康", render_health),
+)
+"""Sections of the device page besides its own."""
 for _link in NAV_LINKS:
-    if _link not in slots.NAV:
+    if not any(x.key == _link.key for x in slots.NAV):  # importing twice (tests reload) adds it once
         slots.add_nav(_link)
+for _panel in DEVICE_PANELS:
+    if not any(x.key == _panel.key for x in slots.DEVICE_PANELS):
+        slots.add_device_panel(_panel)

@@ -116,7 +116,7 @@ def site_weather(snap: Any, site_id: str, first: date, last: date, base_c: float
         "base_c": base_c,
         "hours": [[t.strftime("%Y-%m-%dT%H:%M"), round(c, 2)] for t, c in hours],
         "days": days,
-        "hdd_total": round(sum(d["hdd"] for d in days), 2),
+        "hdd_total": round(sum(weather.hdd(m, base_c) for m in means.values()), 2),
     }
 
 

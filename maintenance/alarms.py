@@ -198,8 +198,8 @@ class AlarmKind:
             raise CempError(Code.NOT_FOUND, f"no alarm {p.alarm} on this chain")
         what = f"alarm {p.alarm}"
         allow(actor, t, what)
-        state = move(wf.ALARM_FLOW, what, p.action, cur.state)
         stale("alarm", p.alarm, cur.steps, p.step)
+        state = move(wf.ALARM_FLOW, what, p.action, cur.state)
         assignee = cur.assignee
         if p.action == "assign":
             text(p.assignee, "assignee", True)

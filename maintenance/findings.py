@@ -23,6 +23,8 @@ def _num(v: float) -> str:
 
 def expected_text(f: Finding) -> str:
     e = f.expected
+    if e is not None and f.kind.value in ("silent", "gap") and e.unit == "s":
+        return f"a reading every {e.value:g} s, never more than {e.high:g} s apart"
     if e is None:
         return f"normal behaviour: {f.message.split(':', 1)[0]} reporting within the expected interval"
     if e.high == float("inf"):
@@ -34,7 +36,10 @@ def expected_text(f: Finding) -> str:
 
 def observed_text(f: Finding, dropped: int) -> str:
     obs = "no readings" if f.observed is None else f"{_num(f.observed)} {f.unit}"
-    more = [f"{f.evidence_count} readings show it"]
+    if f.kind.value in ("silent", "gap") and f.observed is not None and f.unit == "s":
+        obs = f"no reading for {_num(f.observed)} s"
+    n = f.evidence_count
+    more = [f"{n} reading{'s' if n != 1 else ''} show{'' if n != 1 else 's'} it"]
     if dropped:
         more.append(f"{dropped} of the listed ones are not yet matched to txs")
     if f.ongoing:

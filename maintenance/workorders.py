@@ -187,8 +187,8 @@ class WorkOrderKind:
             raise CempError(Code.NOT_FOUND, f"no work order {p.order} on this chain")
         what = f"work order {p.order}"
         allow(actor, t, what)
-        state = move(wf.WORKORDER_FLOW, what, p.action, cur.state)
         stale("work order", p.order, cur.steps, p.step)
+        state = move(wf.WORKORDER_FLOW, what, p.action, cur.state)
         assignee, due, calibrated, detail = cur.assignee, cur.calibration_due_ms, cur.calibrated_ms, ""
         out = {}
         if p.action == "assign":

@@ -1,7 +1,9 @@
 """``cemp demo`` end to end: three node processes, the simulators and the collector agent; every source's
 readings reach the chain, signed by the device's own key, and every node's data directory verifies. The demo
 is run twice on one directory: the second run resumes the chain, the meters' counters continue (no reading
-goes back), each org's Handle REST admin identity and its secret file are there, and the alarms can be listed."""
+goes back), each org's Handle REST admin identity and its secret file are there, and the alarms can be listed.
+The first run also shows the maintenance story: the injected fault (the storage tank meter goes silent), the
+alarm the detectors raise on chain, and one work order walked from open to closed, each step with its tx hash."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def _run_demo(base: Path, port: int, duration_s: int) -> subprocess.CompletedPro
         ],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=480,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     return out
@@ -76,7 +78,8 @@ def test_demo_help_explains_ports_data_and_resuming() -> None:
 
 def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     port = _demo_port()
-    first = _run_demo(tmp_path / "d", port, 25)
+    first = _run_demo(tmp_path / "d", port, 100)
+    _check_maintenance_walk(first.stdout)
     # Each org's REST admin: the username and the secret's file are printed; the file is private and its
     # secret is the one whose hash is on chain.
     secrets: dict[str, bytes] = {}
@@ -96,6 +99,7 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     )  # the genesis names the ports
     out = _run_demo(tmp_path / "d", port, 20)  # resumes the same chain
     assert "Handle REST admin" in out.stdout and "set up" not in out.stdout, "set up once, not on every run"
+    assert "work order 1 is closed" in out.stdout and "fault injected:" not in out.stdout, "one walk per chain"
     first_counts = [int(x) for x in re.findall(r"readings on chain (\d+)", first.stdout)]
     counts = [int(x) for x in re.findall(r"readings on chain (\d+)", out.stdout)]
     assert first_counts and counts and counts[-1] > first_counts[-1] > 0, out.stdout[-2000:]
@@ -155,6 +159,33 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     finally:
         store.close()
     assert counters > 0
+    # The walk is on every node's chain: alarm 1 and work order 1 closed, each step a committed tx.
+    from maintenance.alarms import alarm_history, load_alarm
+    from maintenance.workorders import load_order, order_history
+
+    for nid in ("owner-1", "equipment-1", "regulator-1"):
+        st = LevelDBStore(tmp_path / "d" / "data" / nid / "ledger", create=False)
+        try:
+            a, w = load_alarm(st, 1), load_order(st, 1)
+            assert a is not None and a.state == "closed" and a.raised.rule == "silent"
+            assert a.raised.device == "88.123.45/101.1.3" and a.raised.evidence and a.workorders == (1,)
+            assert w is not None and w.state == "closed"
+            steps = [(x.action, x.org) for x in order_history(st, 1)]
+            assert steps == [
+                ("open", "owner"),
+                ("assign", "equipment"),
+                ("diagnose", "equipment"),
+                ("repair", "equipment"),
+                ("comment", "regulator"),
+                ("verify", "owner"),
+                ("close", "owner"),
+            ], steps
+            hist = alarm_history(st, 1)
+            assert [x.action for x in hist] == ["raise", "acknowledge", "assign", "close"]
+            for x in [*hist, *order_history(st, 1)]:
+                assert st.get(schema.tx(x.tx_hash)) is not None
+        finally:
+            st.close()
     # The demo's alarms can be listed, each with what it means.
     alarms = subprocess.run(
         [sys.executable, "-m", "cemp.cli", "alarms", "--dir", str(tmp_path / "d")],
@@ -162,6 +193,32 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
         text=True,
     )
     assert alarms.returncode == 0 and "what they mean:" in alarms.stdout, alarms.stdout + alarms.stderr
+
+
+def _check_maintenance_walk(stdout: str) -> None:
+    assert "fault injected: the storage tank meter 88.123.45/101.1.3 stops answering" in stdout, stdout[
+        -3000:
+    ]
+    raised = re.search(
+        r"alarm (\d+) raised by equipment \(silent, \w+\): 88\.123\.45/101\.1\.3: .* tx ([0-9a-f]{64})",
+        stdout,
+    )
+    assert raised, stdout[-3000:]
+    assert re.search(r"  expected: a reading every 5 s", stdout) and "  observed: no reading for" in stdout
+    steps = re.findall(r"(alarm|work order) (\d+): (\w+) +by (\w+) +-> (\w+) +tx ([0-9a-f]{64})", stdout)
+    assert [(w, act, org, state) for w, _n, act, org, state, _tx in steps] == [
+        ("alarm", "acknowledge", "owner", "acknowledged"),
+        ("alarm", "assign", "equipment", "assigned"),
+        ("work order", "open", "owner", "open"),
+        ("work order", "assign", "equipment", "assigned"),
+        ("work order", "diagnose", "equipment", "diagnosed"),
+        ("work order", "repair", "equipment", "repaired"),
+        ("work order", "comment", "regulator", "repaired"),
+        ("work order", "verify", "owner", "verified"),
+        ("work order", "close", "owner", "closed"),
+        ("alarm", "close", "owner", "closed"),
+    ], stdout[-4000:]
+    assert len({tx for *_x, tx in steps}) == len(steps)
 
 
 def _busy(port: int) -> bool:

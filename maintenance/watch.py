@@ -1,0 +1,135 @@
+"""A watcher that follows the chain, runs the detectors of ``energy.detect`` on the signed readings it sees, and
+raises each new finding as an alarm (signed by the monitoring org's key), once per episode.
+
+It reads committed blocks (``/v1/blocks/{h}?format=msgpack``) from the height it started at, so every reading it
+judges carries the hash of the tx that put it on chain, and that hash is the alarm's evidence. Detectors run:
+- ``check_silent`` per watched device: no reading for ``silent_factor`` × the device's interval (at least
+  ``rules.silent_min_ms``). A device is judged only after the watcher has seen one reading of it, so a restart
+  of the watcher (or of the whole site) is not mistaken for silence;
+- ``check_counter`` on each watched energy counter's recent readings: negative deltas (and rises beyond rated
+  power when the device's rating is given).
+
+Raising is idempotent: the chain refuses a second raise of an episode (409), which the watcher counts as known.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from hashlib import sha256
+
+from energy.detect import Finding, Obs, Rules, check_counter, check_silent
+from maintenance import client as mc
+from maintenance.findings import raise_from_finding
+from node import codec
+from node.client import NodeClient
+from node.crypto import KeyPair
+from node.errors import CempError, Code
+from node.types import Block, ReadingBatch, Tx
+
+MAX_BLOCKS_PER_TICK = 200
+RECENT = 240
+"""Readings of a counter kept for ``check_counter`` (20 minutes at one every 5 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    handle: str
+    interval_ms: int
+    """How often the device reports (its agent's poll interval)."""
+    counter: str | None = None
+    """The energy counter quantity to check, if it has one."""
+    rated_power_w: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Raised:
+    finding: Finding
+    done: mc.Done
+
+
+class Watcher:
+    def __init__(
+        self,
+        client: NodeClient,
+        key: KeyPair,
+        chain_id: str,
+        devices: list[Watched],
+        rules: Rules,
+        start_height: int,
+        log: Callable[[str], None] = lambda _m: None,
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.chain_id = chain_id
+        self.devices = {d.handle: d for d in devices}
+        self.rules = rules
+        self.height = start_height
+        self.log = log
+        self.last: dict[str, Obs] = {}
+        self.recent: dict[str, collections.deque[Obs]] = {
+            h: collections.deque(maxlen=RECENT) for h in self.devices
+        }
+        self.known: set[tuple[str, str, int]] = set()
+
+    async def follow(self) -> int:
+        """Read the blocks committed since the last call (at most ``MAX_BLOCKS_PER_TICK``); returns how many."""
+        head = int((await self.client.status())["height"])
+        n = 0
+        while self.height < head and n < MAX_BLOCKS_PER_TICK:
+            h = self.height + 1
+            async with self.client.session.get(
+                f"{self.client.base}/v1/blocks/{h}", params={"format": "msgpack"}
+            ) as r:
+                if r.status != 200:
+                    raise CempError(Code.UNAVAILABLE, f"block {h}: node answered {r.status}")
+                block = codec.decode(Block, await r.read())
+            for raw in block.txs:
+                tx = codec.decode(Tx, bytes(raw))
+                if tx.kind != "readings":
+                    continue
+                batch = codec.decode(ReadingBatch, tx.payload)
+                w = self.devices.get(batch.device)
+                if w is None:
+                    continue
+                ref = sha256(bytes(raw)).hexdigest()
+                for rd in batch.readings:
+                    o = Obs(rd.ts_ms, rd.seq, rd.value, rd.flags, ref)
+                    if batch.device not in self.last or rd.ts_ms >= self.last[batch.device].ts_ms:
+                        self.last[batch.device] = o
+                    if w.counter is not None and rd.quantity == w.counter:
+                        self.recent[batch.device].append(o)
+            self.height = h
+            n += 1
+        return n
+
+    def findings(self, now_ms: int) -> list[Finding]:
+        out: list[Finding] = []
+        for h, w in self.devices.items():
+            last = self.last.get(h)
+            if last is not None:
+                out += check_silent(h, last, now_ms, w.interval_ms, self.rules)
+            if w.counter is not None and len(self.recent[h]) > 1:
+                obs = sorted(self.recent[h], key=lambda o: (o.ts_ms, o.seq))
+                out += check_counter(h, obs, w.rated_power_w, self.rules)
+        return [f for f in out if f.key not in self.known]
+
+    async def raise_new(self, now_ms: int) -> list[Raised]:
+        """Raise every finding not raised yet; returns the alarms this call raised."""
+        out = []
+        for f in self.findings(now_ms):
+            w = self.devices[f.device]
+            quantity = w.counter if f.kind.value in ("negative_delta", "over_rated") and w.counter else ""
+            try:
+                done = await mc.raise_alarm(
+                    self.client, self.key, self.chain_id, raise_from_finding(f, quantity)
+                )
+            except CempError as e:
+                if e.code == Code.ALREADY_EXISTS:
+                    self.known.add(f.key)  # raised before (this episode, or the slot's open alarm)
+                    continue
+                raise
+            self.known.add(f.key)
+            out.append(Raised(f, done))
+        return out
