@@ -99,7 +99,9 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     )  # the genesis names the ports
     out = _run_demo(tmp_path / "d", port, 20)  # resumes the same chain
     assert "Handle REST admin" in out.stdout and "set up" not in out.stdout, "set up once, not on every run"
-    assert "work order 1 is closed" in out.stdout and "fault injected:" not in out.stdout, "one walk per chain"
+    assert "work order 1 is closed" in out.stdout and "fault injected:" not in out.stdout, (
+        "one walk per chain"
+    )
     first_counts = [int(x) for x in re.findall(r"readings on chain (\d+)", first.stdout)]
     counts = [int(x) for x in re.findall(r"readings on chain (\d+)", out.stdout)]
     assert first_counts and counts and counts[-1] > first_counts[-1] > 0, out.stdout[-2000:]
