@@ -113,6 +113,25 @@ STATE_TEXT: dict[str, tuple[str, str]] = {
     "verified": ("verified", "已验收"),
     "closed": ("closed", "已关闭"),
 }
+RULE_TEXT: dict[str, tuple[str, str]] = {
+    "out_of_band": ("outside the model's band", "超出模型区间"),
+    "step": ("step change", "阶跃变化"),
+    "silent": ("silent (offline)", "无数据（离线）"),
+    "gap": ("data gap", "数据缺失"),
+    "negative_delta": ("counter went back", "计数器倒退"),
+    "over_rated": ("beyond rated power", "超过额定功率"),
+    "submeter_drift": ("sub-meters drift from the main meter", "分表偏离总表"),
+    "stale": ("value stuck", "数值不变"),
+    "spike": ("spike", "尖峰"),
+    "meter_replaced": ("meter replaced", "更换表计"),
+    "clock_drift": ("clock drift", "时钟漂移"),
+    "source_error": ("device not answering", "设备无响应"),
+}
+SEVERITY_TEXT: dict[str, tuple[str, str]] = {
+    "info": ("info", "提示"),
+    "warning": ("warning", "警告"),
+    "critical": ("critical", "严重"),
+}
 ACTION_TEXT: dict[str, tuple[str, str]] = {
     "raise": ("raise", "发起"),
     "acknowledge": ("acknowledge", "确认"),
@@ -136,6 +155,8 @@ def mtexts(lang: str) -> _T:
     out = _T({k: v[i] for k, v in MTEXT.items()})
     out.update({f"state_{k}": v[i] for k, v in STATE_TEXT.items()})
     out.update({f"act_{k}": v[i] for k, v in ACTION_TEXT.items()})
+    out.update({f"rule_{k}": v[i] for k, v in RULE_TEXT.items()})
+    out.update({f"sev_{k}": v[i] for k, v in SEVERITY_TEXT.items()})
     return out
 
 
@@ -345,7 +366,7 @@ def device_alarms_panel(node: Any, dev: Any, lang: str) -> Markup | None:
         )
     rows = "".join(
         f'<li><a href="/alarms/{a["number"]}">{escape(m["alarm"])} {a["number"]}</a> · '
-        f"{escape(m['state_' + a['state']])} · {escape(a['rule'])} · "
+        f"{escape(m['state_' + a['state']])} · {escape(m['rule_' + a['rule']])} · "
         f"{escape(a['message_zh'] if lang == 'zh' and a['message_zh'] else a['message'])}</li>"
         for a in items
     )
