@@ -155,6 +155,8 @@ def _step(
 class AlarmKind:
     name = "alarm"
     payload_type = AlarmPayload
+    person_roles = wf.PEOPLE_WHO_WRITE
+    """Person roles the chain's authorizer lets send an ``alarm`` tx at all; each step narrows it (``workflow``)."""
 
     def effects(self, view: StateView, env: Env, tx: Tx, p: AlarmPayload) -> dict[bytes, bytes]:
         """Every state write of the step (the same dict for admission and apply), after checking it."""

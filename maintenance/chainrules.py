@@ -38,9 +38,11 @@ class Iterable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who signed a step: the org (by its admin key) and the role it acts in."""
+    """Who signed a step: the org it acts for and, when a person's own key signed it, the person's roles."""
 
     org: Org
+    person_roles: frozenset[str] | None = None
+    """None: the org's admin key (it holds every person role)."""
 
     @property
     def role(self) -> str:
@@ -52,12 +54,17 @@ class Actor:
 
 
 def actor_of(env: Env, tx: Tx) -> Actor:
-    """The org whose admin key signed ``tx``; any other key is refused."""
+    """The org a step acts for: the chain's authorizer's decision (``env.actor``, per-person accounts) when the
+    chain has one, else the org whose admin key signed it; any other key is refused."""
+    decided = getattr(env, "actor", None)
+    if decided is not None:
+        return Actor(decided.org, frozenset(decided.roles) if decided.person else None)
     org = org_of_admin(env.genesis, tx.sender)
     if org is None:
         raise CempError(
             Code.NOT_AUTHORIZED,
-            "alarm and work-order steps are signed by a member org's admin key; this key is no org's",
+            "alarm and work-order steps are signed by a member org's admin key or by a person of a member org; "
+            "this key is neither",
         )
     return Actor(org)
 
@@ -67,6 +74,13 @@ def allow(actor: Actor, t: wf.Transition, what: str) -> None:
         raise CempError(
             Code.NOT_AUTHORIZED,
             f"{t.action} of {what} is done by {wf.who(t.roles)}; {actor.name} ({actor.role}) may not",
+        )
+    if actor.person_roles is not None and not actor.person_roles & t.people:
+        held = ", ".join(sorted(actor.person_roles)) or "no role"
+        raise CempError(
+            Code.NOT_AUTHORIZED,
+            f"{t.action} of {what} is done by {wf.who_person(t.people)} of {wf.who(t.roles)}; this person of "
+            f"{actor.name} holds {held}",
         )
 
 

@@ -112,6 +112,8 @@ def _check_open(view: StateView, env: Env, o: WorkOrderOpen) -> AlarmRecord | No
 class WorkOrderKind:
     name = "workorder"
     payload_type = WorkOrderPayload
+    person_roles = wf.PEOPLE_WHO_WRITE
+    """Person roles the chain's authorizer lets send a ``workorder`` tx at all; each step narrows it."""
 
     def effects(self, view: StateView, env: Env, tx: Tx, p: WorkOrderPayload) -> dict[bytes, bytes]:
         """Every state write of the step (the same dict for admission and apply), after checking it."""

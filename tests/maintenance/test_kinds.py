@@ -160,7 +160,7 @@ def test_raise_by_regulator_or_a_device_key_is_refused() -> None:
     p = al.make_raise(DEV, "step", SINCE, "e", "o", "m")
     dev.nonce += 1
     raw, _ = sign_tx(dev.key, c.c.chain_id, "alarm", dev.nonce, p)
-    refused(c, raw, Code.NOT_AUTHORIZED, "no org's")
+    refused(c, raw, Code.NOT_AUTHORIZED, "this key is neither")
 
 
 @pytest.mark.parametrize(
@@ -421,3 +421,27 @@ def test_a_detector_finding_becomes_an_alarm_with_its_evidence() -> None:
     assert "5,000.0 Wh" in a.raised.expected and "4,000.0 Wh" in a.raised.observed
     # The evaluator runs again an hour later and finds the same episode: refused, once is enough.
     refused(c, c.admin("owner", "alarm", raise_from_finding(f)), Code.ALREADY_EXISTS, "already records")
+
+
+def test_a_persons_roles_narrow_what_their_org_may_do() -> None:
+    """With per-person accounts (the chain's authorizer decides the org a person acts for), a step needs both the
+    org's role and one of the person's roles: the equipment firm's maintenance engineer diagnoses but does not
+    assign; its operator assigns but does not diagnose; an auditor takes no step; the org's admin key does all."""
+    from maintenance import workflow as wf
+    from maintenance.chainrules import Actor, allow
+    from tests.support.testing import TestConsortium
+
+    orgs = {o.name: o for o in TestConsortium.create().genesis.orgs}
+    eng = Actor(orgs["equipment"], frozenset({"maintenance_engineer"}))
+    op = Actor(orgs["equipment"], frozenset({"operator"}))
+    aud = Actor(orgs["owner"], frozenset({"auditor"}))
+    admin = Actor(orgs["equipment"])
+    flow = wf.WORKORDER_FLOW
+    allow(eng, flow["diagnose"], "work order 1")
+    allow(op, flow["assign"], "work order 1")
+    allow(admin, flow["diagnose"], "work order 1")
+    allow(admin, flow["assign"], "work order 1")
+    for actor, action in ((eng, "assign"), (op, "diagnose"), (aud, "comment"), (aud, "verify")):
+        with pytest.raises(CempError) as e:
+            allow(actor, flow[action], "work order 1")
+        assert e.value.code == Code.NOT_AUTHORIZED and "this person of" in e.value.message, e.value.message
