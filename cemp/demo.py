@@ -353,7 +353,7 @@ async def register_site(client: NodeClient, base: Path, chain: ChainRef) -> None
         b = BoundaryPayload(
             b.site_id, int(current["version"]) + 1, b.effective_from_ms, b.devices, None, b.note
         )
-        await submit_signed(client, owner, chain_id, "boundary", b)
+        await submit_signed(client, owner, chain, "boundary", b)
         _log(
             f"owner recorded boundary version {b.version} of {SITE_ID} (now {len(BOUNDARY)} devices) from the next hour"
         )
@@ -736,7 +736,7 @@ async def run_demo(
             walk = MaintenanceWalk(
                 base,
                 urls,
-                chain_id,
+                chain,
                 [
                     Watched(d.handle, 5_000, "energy.import" if d.kind == "meter.energy" else None)
                     for d in DEVICES

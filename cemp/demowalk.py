@@ -27,6 +27,7 @@ from energy.detect import Rules
 from maintenance import client as mc
 from maintenance import workorders as wo
 from maintenance.watch import Watched, Watcher
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.crypto import KeyPair, read_key_file
 from node.errors import CempError
@@ -65,7 +66,7 @@ class MaintenanceWalk:
         self,
         base: Path,
         urls: list[str],
-        chain_id: str,
+        chain: ChainRef,
         devices: list[Watched],
         log: Callable[[str], None],
         inject: Callable[[], None],
@@ -73,7 +74,7 @@ class MaintenanceWalk:
     ) -> None:
         self.base = base
         self.urls = urls
-        self.chain_id = chain_id
+        self.chain = chain
         self.devices = devices
         self.log = log
         self.inject = inject
@@ -100,9 +101,7 @@ class MaintenanceWalk:
     async def _run(self, stop: asyncio.Event, orgs: Orgs) -> None:
         eq = orgs.clients["equipment"]
         head = int((await eq.status())["height"])
-        watcher = Watcher(
-            eq, orgs.keys["equipment"], self.chain_id, self.devices, SILENT_RULES, head, self.log
-        )
+        watcher = Watcher(eq, orgs.keys["equipment"], self.chain, self.devices, SILENT_RULES, head, self.log)
         orders = (await eq.get("/v1/workorders", limit=5))["workorders"]
         resumed = await self._resume(eq)
         inject = not orders and resumed is None
@@ -175,7 +174,7 @@ class MaintenanceWalk:
         """Take every step that can be taken now (the verification waits for the meter's readings)."""
         assert self.alarm is not None
         n = self.alarm
-        c, k, cid = orgs.clients, orgs.keys, self.chain_id
+        c, k, cid = orgs.clients, orgs.keys, self.chain
         while True:
             await self._sync(orgs)
             a = await c["owner"].get(f"/v1/alarms/{n}")

@@ -22,6 +22,7 @@ from maintenance import alarms as al
 from maintenance import client as mc
 from maintenance import workflow as wf
 from maintenance import workorders as wo
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.crypto import KeyFileError, KeyPair, read_key_file
 from node.errors import CempError
@@ -144,7 +145,7 @@ def cmd_alarm(args: argparse.Namespace) -> int:
             a = await c.get(f"/v1/alarms/{args.number}")
             return a if args.json else render_alarm(a)
         key = _key(args.key)
-        chain_id = (await c.status())["chain_id"]
+        chain = ChainRef.from_status(await c.status())
         if act == "raise":
             p = al.make_raise(
                 args.device,
@@ -158,9 +159,9 @@ def cmd_alarm(args: argparse.Namespace) -> int:
                 evidence=tuple(bytes.fromhex(h) for h in args.evidence),
                 source="manual",
             )
-            return _done("alarm", "raise", await mc.raise_alarm(c, key, chain_id, p))
+            return _done("alarm", "raise", await mc.raise_alarm(c, key, chain, p))
         d = await mc.alarm_step(
-            c, key, chain_id, act, args.number, assignee=getattr(args, "to", ""), note=args.note or ""
+            c, key, chain, act, args.number, assignee=getattr(args, "to", ""), note=args.note or ""
         )
         return _done("alarm", act, d)
 
@@ -210,7 +211,7 @@ def cmd_workorder(args: argparse.Namespace) -> int:
                     out.append(f"  {s['action']:<12} from {', '.join(s['from']) or '-':<40} by {s['who']}")
             return "\n".join(out)
         key = _key(args.key)
-        chain_id = (await c.status())["chain_id"]
+        chain = ChainRef.from_status(await c.status())
         if act == "open":
             reason = "alarm" if args.alarm else args.reason
             p = wo.make_open(
@@ -221,11 +222,11 @@ def cmd_workorder(args: argparse.Namespace) -> int:
                 due_ms=args.due or 0,
                 note=args.note or "",
             )
-            return _done("work order", "open", await mc.open_order(c, key, chain_id, p))
+            return _done("work order", "open", await mc.open_order(c, key, chain, p))
         d = await mc.order_step(
             c,
             key,
-            chain_id,
+            chain,
             act,
             args.number,
             assignee=getattr(args, "to", "") or "",

@@ -13,7 +13,7 @@ from typing import Any
 from maintenance import alarms as al
 from maintenance import workorders as wo
 from maintenance.model import AlarmPayload, WorkOrderPayload
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
@@ -33,11 +33,11 @@ class Done:
 
 
 async def submit(
-    client: NodeClient, key: KeyPair, chain_id: str, kind: str, payload: object
+    client: NodeClient, key: KeyPair, chain: ChainRef, kind: str, payload: object
 ) -> dict[str, Any]:
     """Sign with the next nonce, submit, wait for the commit; raises ``CempError`` if refused."""
     nonce = int((await client.get(f"/v1/nonces/{key.public.hex()}"))["next"])
-    raw, _ = sign_tx(key, chain_id, kind, nonce, payload)
+    raw, _ = sign_tx(key, chain, kind, nonce, payload)
     res = await client.submit(raw, wait=True)
     result = res.get("result") or {}
     if not result.get("ok"):
@@ -59,9 +59,9 @@ async def _find(
     raise CempError(Code.NOT_FOUND, f"the committed tx {tx[:16]}… is not among the node's {listed}")
 
 
-async def raise_alarm(client: NodeClient, key: KeyPair, chain_id: str, p: AlarmPayload) -> Done:
+async def raise_alarm(client: NodeClient, key: KeyPair, chain: ChainRef, p: AlarmPayload) -> Done:
     assert p.raised is not None
-    res = await submit(client, key, chain_id, "alarm", p)
+    res = await submit(client, key, chain, "alarm", p)
     a = await _find(client, "/v1/alarms", "alarms", "raised_tx", res["tx"], p.raised.device)
     return Done(int(a["number"]), res["tx"], int(res["height"]), str(a["state"]))
 
@@ -69,7 +69,7 @@ async def raise_alarm(client: NodeClient, key: KeyPair, chain_id: str, p: AlarmP
 async def alarm_step(
     client: NodeClient,
     key: KeyPair,
-    chain_id: str,
+    chain: ChainRef,
     action: str,
     number: int,
     *,
@@ -80,7 +80,7 @@ async def alarm_step(
     res = await submit(
         client,
         key,
-        chain_id,
+        chain,
         "alarm",
         al.make_step(action, number, int(a["steps"]), assignee=assignee, note=note),
     )
@@ -88,9 +88,9 @@ async def alarm_step(
     return Done(number, res["tx"], int(res["height"]), str(a["state"]))
 
 
-async def open_order(client: NodeClient, key: KeyPair, chain_id: str, p: WorkOrderPayload) -> Done:
+async def open_order(client: NodeClient, key: KeyPair, chain: ChainRef, p: WorkOrderPayload) -> Done:
     assert p.opened is not None
-    res = await submit(client, key, chain_id, "workorder", p)
+    res = await submit(client, key, chain, "workorder", p)
     w = await _find(client, "/v1/workorders", "workorders", "opened_tx", res["tx"], p.opened.device)
     return Done(int(w["number"]), res["tx"], int(res["height"]), str(w["state"]))
 
@@ -98,7 +98,7 @@ async def open_order(client: NodeClient, key: KeyPair, chain_id: str, p: WorkOrd
 async def order_step(
     client: NodeClient,
     key: KeyPair,
-    chain_id: str,
+    chain: ChainRef,
     action: str,
     number: int,
     *,
@@ -117,6 +117,6 @@ async def order_step(
         result=result,
         calibration_due_ms=calibration_due_ms,
     )
-    res = await submit(client, key, chain_id, "workorder", p)
+    res = await submit(client, key, chain, "workorder", p)
     w = await client.get(f"/v1/workorders/{number}")
     return Done(number, res["tx"], int(res["height"]), str(w["state"]))

@@ -23,6 +23,7 @@ from energy.detect import Finding, Obs, Rules, check_counter, check_silent
 from maintenance import client as mc
 from maintenance.findings import raise_from_finding
 from node import codec
+from node.chain import ChainRef
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
@@ -54,7 +55,7 @@ class Watcher:
         self,
         client: NodeClient,
         key: KeyPair,
-        chain_id: str,
+        chain: ChainRef,
         devices: list[Watched],
         rules: Rules,
         start_height: int,
@@ -62,7 +63,7 @@ class Watcher:
     ) -> None:
         self.client = client
         self.key = key
-        self.chain_id = chain_id
+        self.chain = chain
         self.devices = {d.handle: d for d in devices}
         self.rules = rules
         self.height = start_height
@@ -123,7 +124,7 @@ class Watcher:
             quantity = w.counter if f.kind.value in ("negative_delta", "over_rated") and w.counter else ""
             try:
                 done = await mc.raise_alarm(
-                    self.client, self.key, self.chain_id, raise_from_finding(f, quantity)
+                    self.client, self.key, self.chain, raise_from_finding(f, quantity)
                 )
             except CempError as e:
                 if e.code == Code.ALREADY_EXISTS:

@@ -29,7 +29,7 @@ from maintenance import alarms as al
 from maintenance import workflow as wf
 from maintenance import workorders as wo
 from maintenance.api import alarm_detail, alarms_list, order_detail, orders_list
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.crypto import KeyPair, read_key_file
 from node.devices import org_of_admin
 from node.errors import CempError, Code
@@ -276,7 +276,7 @@ class MaintenancePages:
         assert self.key is not None
         led = self.node.ledger
         pending = led.nonce_of(PendingView(led.store, self.node.mempool.overlay), self.key.public)
-        raw, _ = sign_tx(self.key, led.genesis.chain_id, kind, pending + 1, payload)
+        raw, _ = sign_tx(self.key, ChainRef.of(led.genesis), kind, pending + 1, payload)
         d, _known = await self.node.api.admit_one(raw)
         loc = led.tx_location(d.hash)
         if loc is None:

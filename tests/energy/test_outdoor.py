@@ -40,7 +40,7 @@ def test_outdoor_sensor_readings_give_hourly_and_daily_means() -> None:
         for ts in range(t0, t0 + 2 * 86_400_000, 900_000)
     ]
     for i in range(0, len(vals), 100):
-        c.ok(sensor.batch(c.c.chain_id, vals[i : i + 100]))
+        c.ok(sensor.batch(c.c.chain, vals[i : i + 100]))
     w = site_weather(c.store, SITE, date(2026, 1, 14), date(2026, 1, 15), 18.0)
     assert (
         w["device"] == SENSOR

@@ -51,9 +51,7 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
             assert (await clients["owner"].submit(reg, wait=True))["result"]["ok"]
             t0 = 1_790_000_000_000
             res = await clients["owner"].submit(
-                dev.batch(
-                    c.chain_id, [(t0 + i * 60_000, "energy.import", 1000 + i, "Wh") for i in range(10)]
-                ),
+                dev.batch(c.chain, [(t0 + i * 60_000, "energy.import", 1000 + i, "Wh") for i in range(10)]),
                 wait=True,
             )
             evidence = bytes.fromhex(res["tx"])
@@ -61,7 +59,7 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
                 await wait_until(
                     lambda x=x: _has_tx(x, res["tx"]), 30, "the readings on every node", interval=0.1
                 )
-            chain = c.chain_id
+            chain = c.chain
             finding = al.make_raise(
                 DEV, "step", t0, "10 kWh/h", "25 kWh/h", "tank stepped up", quantity="energy.import",
                 evidence=(evidence,),
@@ -87,11 +85,13 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
                     with pytest.raises(CempError) as e:
                         await mc.alarm_step(nc, c.admins["equipment"], chain, "acknowledge", 1)
                     assert e.value.code == Code.NOT_AUTHORIZED
+            await _synced(cl)
             d = await mc.alarm_step(clients["owner"], c.admins["owner"], chain, "acknowledge", 1, note="seen")
             assert d.state == "acknowledged"
             # The CLI at the equipment firm's node: assign the alarm, open, assign, diagnose, repair.
             eq = ["--nodes", cl.url("equipment-1"), "--key", str(keys["equipment"])]
             ow = ["--nodes", cl.url("owner-1"), "--key", str(keys["owner"])]
+            await _synced(cl)
             rc, out, err = await asyncio.to_thread(cli, "alarm", "assign", "1", "--to", "Li Gang", *eq)
             assert rc == 0 and "alarm 1: assign committed" in out, err
             rc, out, err = await asyncio.to_thread(
@@ -107,6 +107,7 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
                 *ow,
             )
             assert rc == 0 and "work order 1: open committed" in out, err
+            await _synced(cl)
             rc, out, err = await asyncio.to_thread(cli, "workorder", "diagnose", "1", "--note", "x", *eq)
             assert rc == 1 and "work order 1 is 'open'; diagnose needs 'assigned'" in err, (out, err)
             for argv in (
@@ -190,3 +191,13 @@ async def _has_tx(c: NodeClient, h: str) -> bool:
         return True
     except CempError:
         return False
+
+
+async def _synced(cl: Cluster) -> None:
+    """Every node has applied the highest block any node has."""
+    top = max([int((await cl.status(n))["height"]) for n in cl.ids])
+
+    async def all_there() -> bool:
+        return all([int((await cl.status(n))["height"]) >= top for n in cl.ids])
+
+    await wait_until(all_there, 30, f"every node at height {top}", interval=0.05)

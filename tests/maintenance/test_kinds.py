@@ -159,7 +159,7 @@ def test_raise_by_regulator_or_a_device_key_is_refused() -> None:
     refused(c, raise_tx(c, "regulator"), Code.NOT_AUTHORIZED, "raise of an alarm is done by")
     p = al.make_raise(DEV, "step", SINCE, "e", "o", "m")
     dev.nonce += 1
-    raw, _ = sign_tx(dev.key, c.c.chain_id, "alarm", dev.nonce, p)
+    raw, _ = sign_tx(dev.key, c.c.chain, "alarm", dev.nonce, p)
     refused(c, raw, Code.NOT_AUTHORIZED, "this key is neither")
 
 

@@ -81,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             now = int(time.time() * 1000) // 5000 * 5000
             res = await nc.submit(
                 dev.batch(
-                    c.chain_id,
+                    c.chain,
                     [(now - (20 - i) * 5000, "energy.import", 456_789_000 + i * 40, "Wh") for i in range(20)],
                 ),
                 wait=True,

@@ -49,7 +49,7 @@ async def _node(c: TestConsortium, key_org: str | None, tmp: Path, monkeypatch: 
     dev, raw = c.register_device(DEV)
     await submit(client, raw)
     res = await submit(
-        client, dev.batch(c.chain_id, [(SINCE + i * 5000, "energy.import", 1000 + i, "Wh") for i in range(3)])
+        client, dev.batch(c.chain, [(SINCE + i * 5000, "energy.import", 1000 + i, "Wh") for i in range(3)])
     )
     p = al.make_raise(
         DEV, "silent", SINCE + 20_000, "a reading every 5 s", "no reading for 31 s", "tank meter silent",
