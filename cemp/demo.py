@@ -454,13 +454,21 @@ async def season_model_line(client: NodeClient, t0: int, t1: int) -> str:
     boundary's meters against the outdoor sensor's hourly mean temperature (both from the chain)."""
     first = time.strftime("%Y-%m-%d", time.gmtime(t0 / 1000 + 8 * 3600))
     last = time.strftime("%Y-%m-%d", time.gmtime((t1 - 1) / 1000 + 8 * 3600))
-    w = await client.get(f"/v1/sites/{SITE_ID}/weather", **{"from": first, "to": last})
+    try:
+        w = await client.get(f"/v1/sites/{SITE_ID}/weather", **{"from": first, "to": last})
+    except CempError as e:
+        return f"season model: not fitted ({e.message})"
     temps = dict((t, c) for t, c in w["hours"])
     kwh: dict[str, float] = {}
     for h, (_sub, carrier, q) in BOUNDARY.items():
         if carrier != "electricity":
             continue
-        items = (await client.get(f"/v1/devices/{h}/hourly", quantity=q, **{"from": t0, "to": t1}))["hours"]
+        try:
+            items = (await client.get(f"/v1/devices/{h}/hourly", quantity=q, **{"from": t0, "to": t1}))[
+                "hours"
+            ]
+        except CempError:
+            continue  # not registered on this chain
         prev: dict[str, Any] | None = None
         for it in sorted(items, key=lambda x: x["hour_start_ms"]):
             if prev is not None and it["hour_start_ms"] - prev["hour_start_ms"] == 3_600_000:

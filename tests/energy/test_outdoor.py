@@ -82,3 +82,71 @@ async def test_weather_route_refuses_bad_input(client: TestClient) -> None:
     assert r.status in (400, 404)
     r = await client.get("/openapi.json")
     assert "/v1/sites/{site_id}/weather" in (await r.json())["paths"]
+
+
+async def test_the_demo_fits_the_season_model_on_the_sensor_and_meter_readings_on_chain() -> None:
+    """The demo's season line: site electricity per hour (from the meters' hourly aggregates) against the outdoor
+    sensor's hourly means, both read back from a node, fitted through the model route."""
+    from cemp.demo import SITE_ID, hohhot_site, season_model_line
+    from collector.loadmodel import EnergyCounter
+    from node.client import NodeClient
+
+    c = TestConsortium.create(n_nodes=1, block_interval_ms=5)
+    nid = c.genesis.nodes[0].node_id
+    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
+    server = TestServer(node.web_app())
+    cl = TestClient(server)
+    await cl.start_server()
+    try:
+        async with NodeClient(str(server.make_url("")).rstrip("/"), timeout_s=120) as nc:
+
+            async def ok(raw: bytes) -> None:
+                assert (await nc.submit(raw, wait=True))["result"]["ok"]
+
+            meter, raw = c.register_device(METER)
+            await ok(raw)
+            sensor, raw = c.register_device(SENSOR, kind="sensor.temperature", subsystem="weather")
+            await ok(raw)
+            t0 = local_ms(2025, 12, 1)
+            t1 = t0 + 35 * 86_400_000
+            site, b = hohhot_site(t0)
+            from accounting.model import BoundaryDevice, BoundaryPayload
+            from node.types import Handle, ShortStr, Text
+
+            devs = (
+                BoundaryDevice(
+                    Handle(METER),
+                    ShortStr("core-heating"),
+                    ShortStr("electricity"),
+                    ShortStr("energy.import"),
+                ),
+                BoundaryDevice(Handle(SENSOR), ShortStr("weather"), ShortStr("none"), ShortStr("")),
+            )
+            await ok(c.admin_tx("owner", "site", site))
+            await ok(
+                c.admin_tx(
+                    "owner",
+                    "boundary",
+                    BoundaryPayload(b.site_id, 1, b.effective_from_ms, devs, None, Text("")),
+                )
+            )
+            model = HeatingSiteModel(seed=1)
+            counter, feed = EnergyCounter(model, "core_unit", t0, 0), OutdoorTempFeed(model)
+            for day in range(35):
+                hours = range(t0 + day * 86_400_000, t0 + (day + 1) * 86_400_000, 3_600_000)
+                e = [(ts, "energy.import", counter.at(ts), "Wh") for ts in hours]
+                tv = [
+                    (ts + 1800_000, "temp.outdoor", feed.values(ts + 1800_000)["temp.outdoor"], "mdegC")
+                    for ts in hours
+                ]
+                await ok(meter.batch(c.chain, e))
+                await ok(sensor.batch(c.chain, tv))
+            line = await season_model_line(nc, t0, t1)
+    finally:
+        await cl.close()
+    print(line)
+    assert line.startswith("season model on chain data:"), line
+    assert f"outdoor sensor {SENSOR}" in line and "held-out CV(RMSE)" in line
+    n = int(line.split(":", 1)[1].split("hours", 1)[0].replace(",", "").strip())
+    assert 35 * 24 - 40 <= n <= 35 * 24, line  # every hour but the first (its delta needs the hour before)
+    assert SITE_ID == "hohhot-complex"
