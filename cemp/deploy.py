@@ -34,6 +34,7 @@ MODBUS_PLAN = {  # unit id and register profile of each meter on the simulated M
     "storage_tank": (3, "acrel_adl400"),
     "hx_temps": (10, "hx_temp_4ch"),
     "heat_meter": (11, "heat_meter_modbus"),
+    "outdoor": (12, "outdoor_temp_1ch"),
 }
 COUNTERS = ("energy.import", "energy.feeder.core", "energy.feeder.pipe", "energy.feeder.tank", "heat.energy")
 
