@@ -27,8 +27,8 @@ from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
 from energy.api import routes as energy_routes
-from energy.webpanel import render_health
 from energy.outdoor import routes as weather_routes
+from energy.webpanel import render_health
 from maintenance import maintenance_kinds
 from maintenance.api import routes as maintenance_routes
 from node.corekinds import core_registry
