@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
-
 from energy.detect import Rules
 from maintenance import client as mc
 from maintenance import workorders as wo
@@ -99,12 +97,27 @@ class MaintenanceWalk:
                 await c.close()
 
     async def _run(self, stop: asyncio.Event, orgs: Orgs) -> None:
+        watcher: Watcher | None = None
+        inject = False
+        while not stop.is_set():
+            try:
+                if watcher is None:
+                    watcher, inject = await self._start(orgs)
+                await self._tick(orgs, watcher, inject)
+            except Exception as e:  # the demo keeps going; every error is shown, and the next tick retries
+                self.log(f"maintenance: {type(e).__name__}: {getattr(e, 'message', e)}; trying again")
+            try:
+                await asyncio.wait_for(stop.wait(), 2.0)
+            except TimeoutError:
+                pass
+
+    async def _start(self, orgs: Orgs) -> tuple[Watcher, bool]:
+        """The watcher from the current height, and whether to inject the fault (a chain with no work order)."""
         eq = orgs.clients["equipment"]
         head = int((await eq.status())["height"])
         watcher = Watcher(eq, orgs.keys["equipment"], self.chain, self.devices, SILENT_RULES, head, self.log)
         orders = (await eq.get("/v1/workorders", limit=5))["workorders"]
         resumed = await self._resume(eq)
-        inject = not orders and resumed is None
         if resumed is not None:
             self.alarm = resumed
             self.log(f"maintenance: continuing the walk of alarm {resumed} where the last run stopped")
@@ -115,15 +128,7 @@ class MaintenanceWalk:
                 "no fault injected this run"
             )
             self.done = True
-        while not stop.is_set():
-            try:
-                await self._tick(orgs, watcher, inject)
-            except (CempError, aiohttp.ClientError, TimeoutError) as e:
-                self.log(f"maintenance: {getattr(e, 'message', e)}; trying again")
-            try:
-                await asyncio.wait_for(stop.wait(), 2.0)
-            except TimeoutError:
-                pass
+        return watcher, not orders and resumed is None
 
     async def _tick(self, orgs: Orgs, watcher: Watcher, inject: bool) -> None:
         eq = orgs.clients["equipment"]
@@ -225,11 +230,11 @@ class MaintenanceWalk:
                     c["equipment"], k["equipment"], cid, "repair", m, note=STORY["repair"]
                 )
                 self._step("work order", "repair", "equipment", d)
-                if not any(s["action"] == "comment" for s in w["history"]):
-                    d = await mc.order_step(
-                        c["regulator"], k["regulator"], cid, "comment", m, note=STORY["comment"]
-                    )
-                    self._step("work order", "comment", "regulator", d)
+            elif w["state"] == "repaired" and not any(s["action"] == "comment" for s in w["history"]):
+                d = await mc.order_step(
+                    c["regulator"], k["regulator"], cid, "comment", m, note=STORY["comment"]
+                )
+                self._step("work order", "comment", "regulator", d)
             elif w["state"] == "repaired":
                 since = self.repaired_ms or int(w["updated_ms"])
                 seen = await _readings_since(c["owner"], a["device"], since)
