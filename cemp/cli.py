@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     from accounting.reportcli import add_commands as add_report_commands
     from cemp.deploy import add_commands as add_deploy_commands
     from cemp.ops import add_commands as add_ops_commands
+    from cemp.tlscerts import add_commands as add_tls_commands
     from collector.cli import add_parser as add_collector_commands
     from collector.scanner import add_parser as add_document_commands
     from energy.cli import add_commands as add_energy_commands
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     from resolver.cli import add_commands as add_resolver_commands
 
     add_ops_commands(sub)
+    add_tls_commands(sub)
     add_deploy_commands(sub)
 
     add_collector_commands(sub)

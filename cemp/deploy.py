@@ -4,7 +4,10 @@
 nodes' keys, the device keys of the Hohhot plant, ``consortium.toml`` with the node addresses given by
 ``CEMP_CONSORTIUM_ADDRESSES`` (``owner-1=owner-1:7001,...``; compose service names by default), ``genesis.cemp``
 and ``collector.toml`` (the plant simulators' Modbus gateway and control-system API, addressed by
-``CEMP_SIM_MODBUS`` and ``CEMP_SIM_CONTROL_API``).
+``CEMP_SIM_MODBUS`` and ``CEMP_SIM_CONTROL_API``), and ``tls/``: a consortium CA (``ca.crt``, ``ca.key``) and each
+node's certificate and key (``<node>.crt``, ``<node>.key``; ``cemp.tlscerts``) naming the node id, the host of its
+address, ``localhost`` and ``127.0.0.1`` (the health check). A node uses them when ``CEMP_TLS_CERT``,
+``CEMP_TLS_KEY`` and ``CEMP_TLS_CA`` point at them (``docker/compose.yaml`` does).
 
 ``cemp deploy register --dir D --nodes URL,...`` registers the plant's devices under the owner's prefix, signed
 by the owner's admin key (skipping those already registered), waiting until a node answers.
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 from cemp.demo import DEVICES, HTTP_FIELDS, NODES, ORGS, device_key_path, register_devices
+from cemp.tlscerts import make_ca, make_cert
 from node.crypto import KeyPair, write_key_file
 from node.genesis import genesis_from_toml, write_genesis
 
@@ -71,6 +75,12 @@ def init(
     for nid, org in NODES:
         lines += ["[[nodes]]", f'id = "{nid}"', f'org = "{org}"', f'key = "{key(nid + ".node")}"']
         lines += [f'address = "{addresses[nid]}"', ""]
+    tls = base / "tls"
+    make_ca(tls)
+    for nid, _ in NODES:
+        if not (tls / f"{nid}.crt").exists():
+            host = addresses[nid].rpartition(":")[0]
+            make_cert(tls, nid, [host, "localhost", "127.0.0.1"], tls)
     genesis = base / "genesis.cemp"
     if not genesis.exists():
         (base / "consortium.toml").write_text("\n".join(lines))
@@ -113,7 +123,7 @@ def init(
         if not device_key_path(base, d.handle).exists():
             write_key_file(device_key_path(base, d.handle), KeyPair.generate())
     (base / "collector.toml").write_text("\n".join(col))
-    return {"dir": str(base), "genesis": str(genesis), "nodes": addresses}
+    return {"dir": str(base), "genesis": str(genesis), "nodes": addresses, "tls_ca": str(tls / "ca.crt")}
 
 
 async def register(base: Path, urls: list[str], timeout_s: float) -> int:

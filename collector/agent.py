@@ -62,6 +62,7 @@ from node.crypto import KeyPair
 from node.errors import CempError, Code
 from node.readings import EARLIEST_TS_MS, QUANTITY_RE, UNIT_RE
 from node.submit import Backoff, Outcome, Status, SubmitClient, code_name
+from node.tls import ca_context_from_env
 from node.types import Handle, Nonce, Reading, ReadingBatch, ShortStr, SignedInt, TimestampMs, Tx
 
 log = logging.getLogger("cemp.collector")
@@ -358,7 +359,10 @@ class SiteAgent:
         for c in fixes:
             await self._io(self.outbox.set_counters, c)
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout_s, connect=5)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=32))
+        # https nodes with the consortium's own CA: CEMP_TLS_CA names its certificate (node.tls)
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=32, ssl=ca_context_from_env() or True)
+        )
         self._client = SubmitClient.over_http(
             self.settings.nodes,
             self._session,

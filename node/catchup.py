@@ -17,6 +17,7 @@ by its hash uses ``block_raw(peer, hash)``).
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -30,6 +31,7 @@ from node.peer import RequestSigner
 from node.raftstore import RAFT_APPLIED, SnapshotRef
 from node.seams import Clock, Offload
 from node.statesync import fetch_state
+from node.tls import scheme
 from node.transport import MAX_PEER_BODY
 from node.types import Block, CommitSig, TxResult
 
@@ -76,7 +78,11 @@ class HttpFetcher:
         signer: RequestSigner,
         peer_addresses: Mapping[str, str] | None = None,
         timeout_s: float = 30,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self.tls = tls
+        """Fetch over HTTPS, verified with this context, when set (a TLS consortium, ``node.tls``)."""
         self.node_id = node_id
         self.api_addresses = dict(api_addresses)
         self.peer_addresses: Mapping[str, str] = peer_addresses if peer_addresses is not None else {}
@@ -89,7 +95,10 @@ class HttpFetcher:
 
     async def start(self) -> None:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(ssl=self.tls or True),
+            )
 
     async def close(self) -> None:
         if self._http is not None:
@@ -108,7 +117,7 @@ class HttpFetcher:
         path = str(ref) if isinstance(ref, int) else ref.hex()
         try:
             async with self._session().get(
-                f"http://{addr}/v1/blocks/{path}", params={"format": "msgpack"}
+                f"{scheme(self.tls)}://{addr}/v1/blocks/{path}", params={"format": "msgpack"}
             ) as r:
                 if r.status == 404:
                     return None
@@ -129,7 +138,7 @@ class HttpFetcher:
             return self.signer.header(peer, method, path, body_len)
 
         try:
-            return await fetch_state(self._session(), addr, min_height, sign)
+            return await fetch_state(self._session(), addr, min_height, sign, scheme=scheme(self.tls))
         except (aiohttp.ClientError, TimeoutError) as e:
             raise FetchError(f"{peer}: {e}") from None
 

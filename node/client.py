@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiohttp
 import msgpack
 
 from node.errors import CempError, Code
+from node.tls import ca_context_from_env
 
 
 class NodeClient:
     def __init__(
-        self, base_url: str, session: aiohttp.ClientSession | None = None, timeout_s: float = 60
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        timeout_s: float = 60,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` verifies an https node (default: ``CEMP_TLS_CA`` if set, else the system's CAs)."""
         self.base = base_url.rstrip("/")
         self._own = session is None
+        # An https node of a consortium with its own CA: ``CEMP_TLS_CA`` names the CA certificate (node.tls).
         self.session = session or aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout_s), connector=aiohttp.TCPConnector(limit=256)
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+            connector=aiohttp.TCPConnector(limit=256, ssl=ssl_context or ca_context_from_env() or True),
         )
 
     async def close(self) -> None:

@@ -11,10 +11,16 @@ Example::
     port = 7001
     # peer_host = "10.0.0.5"; peer_port = 7101   # peer messages and state sync on their own listener
     # max_conns_per_ip = 64; idle_timeout_s = 15
+    [tls]                                  # HTTPS on the API and between nodes (see node/tls.py)
+    cert = "tls/owner-1.crt"
+    key = "tls/owner-1.key"
+    ca = "tls/ca.crt"                      # the consortium CA, or a bundle of the peers' pinned certificates
 
 Relative paths are relative to the config file. Environment: ``CEMP_NODE_ID``, ``CEMP_DATA_DIR``,
 ``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_LOG_FORMAT`` (``[log] format``:
-``text`` or ``json``), ``CEMP_KEY_PASSPHRASE`` (read where the key is opened).
+``text`` or ``json``), ``CEMP_TLS_CERT``, ``CEMP_TLS_KEY``, ``CEMP_TLS_CA`` (``[tls]``; ``[api] tls_cert`` and
+``tls_key`` are accepted as older spellings of ``cert`` and ``key``), ``CEMP_KEY_PASSPHRASE`` (read where the key
+is opened).
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ class NodeConfig:
     api_port: int = 7001
     mempool_max: int = 100_000
     tls_cert: Path | None = None
-    """PEM certificate chain for HTTPS on the API port (``[api] tls_cert``); plain HTTP when unset."""
+    """PEM certificate chain (``[tls] cert``): HTTPS on the API and towards the peers; plain HTTP when unset."""
     tls_key: Path | None = None
+    tls_ca: Path | None = None
+    """What peers' certificates are checked against (``[tls] ca``): the consortium CA or pinned certificates."""
     raft_compact_every: int = 5000
     raft_catchup: str = "blocks"
     """How a node behind a compacted log catches up: ``blocks`` (fetch and re-verify every block; default) or
@@ -107,8 +115,31 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
             raise ConfigError(f"{path}: missing required key {key!r} (or set {envkey})")
         return v
 
-    if bool(api.get("tls_cert")) != bool(api.get("tls_key")):
-        raise ConfigError(f"{path}: [api] tls_cert and tls_key go together")
+    tls = doc.get("tls", {})
+    if not isinstance(tls, dict):
+        raise ConfigError(f"{path}: [tls] must be a table")
+
+    def tls_path(key: str, envkey: str, old: str | None) -> Path | None:
+        v = env.get(envkey) or tls.get(key) or (api.get(old) if old else None)
+        if v is None or v == "":
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(f"{path}: [tls] {key} must be a file path, not {v!r}")
+        p = _path(base, v)
+        if not p.is_file():
+            raise ConfigError(f"[tls] {key} ({envkey}): {p} is not a file")
+        return p
+
+    tls_cert = tls_path("cert", "CEMP_TLS_CERT", "tls_cert")
+    tls_key = tls_path("key", "CEMP_TLS_KEY", "tls_key")
+    tls_ca = tls_path("ca", "CEMP_TLS_CA", None)
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError(f"{path}: [tls] cert and key go together (CEMP_TLS_CERT, CEMP_TLS_KEY)")
+    if tls_ca is not None and tls_cert is None:
+        raise ConfigError(
+            f"{path}: [tls] ca is set but cert and key are not: a node of a TLS consortium needs its own "
+            "certificate (cemp deploy tls makes one per node)"
+        )
     try:
         port = int(str(env.get("CEMP_API_PORT", api.get("port", 7001))))
     except ValueError:
@@ -131,8 +162,9 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         api_host=str(env.get("CEMP_API_HOST", api.get("host", "127.0.0.1"))),
         api_port=port,
         mempool_max=int(doc.get("mempool_max", 100_000)),
-        tls_cert=_path(base, str(api["tls_cert"])) if api.get("tls_cert") else None,
-        tls_key=_path(base, str(api["tls_key"])) if api.get("tls_key") else None,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_ca=tls_ca,
         log_format=log_format,
         peer_host=str(api.get("peer_host", "127.0.0.1")),
         peer_port=_port(api["peer_port"]) if "peer_port" in api else None,

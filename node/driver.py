@@ -28,6 +28,7 @@ import contextlib
 import itertools
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -105,6 +106,7 @@ class ConsensusDriver:
         fetcher: BlockFetcher | None = None,
         offload: Offload = asyncio.to_thread,
         preverify: Executor | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """The seams default to a real process's: the system clock, the aiohttp peer transport to ``addresses``,
         HTTP block fetching from ``api_addresses``, worker threads, and an rng seeded from ``seed`` (or the key
@@ -154,12 +156,12 @@ class ConsensusDriver:
         )
         make_transport: TransportFactory = transport or (
             lambda deliver, members: Transport(
-                g.chain_id, node_id, key, members, addresses, deliver, ledger.genesis_hash
+                g.chain_id, node_id, key, members, addresses, deliver, ledger.genesis_hash, tls=tls
             )
         )
         self.transport: PeerTransport = make_transport(self._deliver, self.members)
         self.fetcher: BlockFetcher = fetcher or HttpFetcher(
-            node_id, self.api_addresses, RequestSigner(key, ledger.genesis_hash, node_id), addresses
+            node_id, self.api_addresses, RequestSigner(key, ledger.genesis_hash, node_id), addresses, tls=tls
         )
         self.catchup = CatchUp(
             node_id,

@@ -40,6 +40,7 @@ from node.migrations import migrate
 from node.seams import Seams
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
+from node.tls import TlsFiles, client_context, server_context
 from node.txkinds import KindRegistry
 from node.types import Block, Genesis
 from node.watermark import Watermark, path_beside
@@ -68,7 +69,10 @@ class Node:
         watermark: Watermark | None = None,
         data_dir: Path | None = None,
         seams: Seams | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: the client context the node reaches its peers with (``node.tls.client_context``); peers
+        are then addressed over HTTPS."""
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
             raise ValueError(f"node id {node_id!r} is not in the genesis")
@@ -105,6 +109,7 @@ class Node:
             fetcher=sm.fetcher,
             offload=sm.offload,
             preverify=sm.preverify,
+            tls=tls,
         )
         self.driver.on_block = self._on_block
         self.api = NodeAPI(
@@ -211,6 +216,17 @@ class Node:
             self.ledger.watermark.close()
 
 
+def tls_files(cfg: NodeConfig) -> TlsFiles | None:
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        return None
+    return TlsFiles(cfg.tls_cert, cfg.tls_key, cfg.tls_ca)
+
+
+def tls_client(cfg: NodeConfig) -> ssl.SSLContext | None:
+    files = tls_files(cfg)
+    return client_context(files) if files is not None else None
+
+
 def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvider] = ()) -> Node:
     genesis = read_genesis(cfg.genesis)
     passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
@@ -232,6 +248,7 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
             routes=routes,
             watermark=Watermark(path_beside(path)),
             data_dir=cfg.data_dir,
+            tls=tls_client(cfg),
         )
     except Exception:
         store.close()
@@ -274,22 +291,29 @@ async def serve(
     )
     runner = GuardedRunner(node.web_app(with_peer_routes=not separate), limits)
     await runner.setup()
+    files = tls_files(cfg)
+    ssl_ctx = server_context(files) if files is not None else None
     peer_runner: GuardedRunner | None = None
     if cfg.peer_port is not None:
         # Peers hold a few long-lived connections each; the public listener's floods cannot reach this one.
+        # With a [tls] ca it is mutual TLS: a client must show a certificate from the consortium CA as well.
+        peer_ssl = (
+            server_context(files, require_client_cert=files.ca is not None) if files is not None else None
+        )
         peer_runner = GuardedRunner(node.peer_app(), limits)
         await peer_runner.setup()
-        await web.TCPSite(peer_runner, cfg.peer_host, cfg.peer_port).start()
-        print(f"node {cfg.node_id} peer routes on http://{cfg.peer_host}:{cfg.peer_port}", flush=True)
-    ssl_ctx = None
-    if cfg.tls_cert is not None and cfg.tls_key is not None:
-        ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ssl_ctx.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        await web.TCPSite(peer_runner, cfg.peer_host, cfg.peer_port, ssl_context=peer_ssl).start()
+        print(
+            f"node {cfg.node_id} peer routes on {'https' if peer_ssl else 'http'}://{cfg.peer_host}:{cfg.peer_port}"
+            + (" (mutual TLS)" if files is not None and files.ca is not None else ""),
+            flush=True,
+        )
     site = web.TCPSite(runner, cfg.api_host, cfg.api_port, ssl_context=ssl_ctx)
     await site.start()
     log.info(
-        "node %s serving on http://%s:%d (height %d)",
+        "node %s serving on %s://%s:%d (height %d)",
         cfg.node_id,
+        "https" if ssl_ctx else "http",
         cfg.api_host,
         cfg.api_port,
         node.ledger.height,

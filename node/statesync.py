@@ -145,11 +145,17 @@ class StateSyncServer:
 
 
 async def fetch_state(
-    http: aiohttp.ClientSession, address: str, min_height: int, sign: Signer, chunk: int = 5000
+    http: aiohttp.ClientSession,
+    address: str,
+    min_height: int,
+    sign: Signer,
+    chunk: int = 5000,
+    *,
+    scheme: str = "http",
 ) -> tuple[Block, tuple[TxResult, ...], tuple[CommitSig, ...], list[tuple[bytes, bytes]]]:
     """Download a state snapshot at height >= ``min_height`` from the node at ``address``; ``sign`` makes the
     peer header of each request (this node's key, addressed to that node)."""
-    async with http.post(f"http://{address}/v1/statesync", headers=sign("POST", "/v1/statesync", 0)) as r:
+    async with http.post(f"{scheme}://{address}/v1/statesync", headers=sign("POST", "/v1/statesync", 0)) as r:
         if r.status != 200:
             raise ChainError(f"state sync refused by {address}: {r.status} {await r.text()}")
         head = await r.json()
@@ -162,7 +168,7 @@ async def fetch_state(
     after = b""
     while True:
         path = f"/v1/statesync/{head['session']}?after={after.hex()}&limit={chunk}"
-        async with http.get(f"http://{address}{path}", headers=sign("GET", path, 0)) as r:
+        async with http.get(f"{scheme}://{address}{path}", headers=sign("GET", path, 0)) as r:
             if r.status != 200:
                 raise ChainError(f"state chunk refused by {address}: {r.status}")
             body = await r.read()

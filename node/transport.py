@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ from node.peer import (
     request_header,
     seal,
 )
+from node.tls import scheme
 from node.types import PublicKey
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,11 @@ class Transport:
         addresses: dict[str, str],
         deliver: Callable[[str, list[Any]], None],
         genesis_hash: bytes,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """``tls``: reach the peers over HTTPS, verified with this context (``node.tls.client_context``)."""
+        self.tls = tls
         self.genesis_hash = genesis_hash
         self.seqs = Sequencer()
         self.replay = ReplayGuard()
@@ -109,7 +115,7 @@ class Transport:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=5, connect=1),
-            connector=aiohttp.TCPConnector(limit_per_host=2, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(limit_per_host=2, keepalive_timeout=60, ssl=self.tls or True),
         )
         for peer in self.queues:
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-send-{peer}"))
@@ -127,7 +133,7 @@ class Transport:
     async def _sender(self, peer: str) -> None:
         q = self.queues[peer]
         ev = self.wake[peer]
-        url = f"http://{self.addresses[peer]}{PEER_PATH}"
+        url = f"{scheme(self.tls)}://{self.addresses[peer]}{PEER_PATH}"
         backoff = 0.0
         assert self._session is not None
         while True:
@@ -154,8 +160,13 @@ class Transport:
                     self.sent[peer] += len(batch)
                     self.reachable[peer] = True
                     backoff = 0.0
-                except (aiohttp.ClientError, TimeoutError, OSError):
-                    self.dropped["unreachable"] += len(batch)
+                except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                    # A certificate the consortium CA does not vouch for (or naming another host) is counted
+                    # apart, and logged once per peer: it is a configuration fault, not a down peer.
+                    tls_fault = isinstance(e, aiohttp.ClientSSLError | ssl.SSLError)
+                    if tls_fault and self.dropped[f"tls_{peer}"] == 0:
+                        log.warning("TLS to peer %s at %s failed: %s", peer, self.addresses[peer], e)
+                    self.dropped[f"tls_{peer}" if tls_fault else "unreachable"] += len(batch)
                     self.reachable[peer] = False
                     backoff = min(0.5, backoff * 2 or 0.02)
                     await asyncio.sleep(backoff)

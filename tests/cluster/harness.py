@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import zlib
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from node.client import NodeClient
 from tests.support.faultproxy import LinkProxy
-from tests.support.testing import TestConsortium, free_port, start_node_process
+from tests.support.testing import TestConsortium, free_port, start_node_process, write_tls
 
 SEED_ENV = "CEMP_PROXY_SEED"
 
@@ -36,6 +37,8 @@ class Cluster:
     proxies: dict[tuple[str, str], LinkProxy] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     configs: dict[str, Path] = field(default_factory=dict)
+    tls_ca: Path | None = None
+    """The consortium CA when the cluster runs over TLS (``create(tls=True)``)."""
 
     @classmethod
     async def create(
@@ -46,8 +49,10 @@ class Cluster:
         compact_every: int | None = None,
         catchup: str = "blocks",
         seed: int | None = None,
+        tls: bool = False,
         **params: int,
     ) -> Cluster:
+        """``tls``: a consortium CA and per-node certificates (``[tls]`` in every config); every link is HTTPS."""
         ports = [free_port() for _ in range(n)]
         params.setdefault("tick_ms", 50)
         params.setdefault("election_ticks", 10)
@@ -65,8 +70,16 @@ class Cluster:
                     p = LinkProxy("127.0.0.1", cl.ports[b], seed=link_seed(seed, a, b))
                     await p.start()
                     cl.proxies[(a, b)] = p
+        if tls:
+            cl.tls_ca = write_tls(base / "tls", ids)
         for a in ids:
             cfg = c.write_files(base / a, a, cl.ports[a])
+            if tls:
+                t = base / "tls"
+                cfg.write_text(
+                    cfg.read_text()
+                    + f'\n[tls]\ncert = "{t / a}.crt"\nkey = "{t / a}.key"\nca = "{t}/ca.crt"\n'
+                )
             if compact_every is not None:
                 cfg.write_text(
                     cfg.read_text() + f'\n[raft]\ncompact_every = {compact_every}\ncatchup = "{catchup}"\n'
@@ -78,7 +91,12 @@ class Cluster:
         return cl
 
     def url(self, nid: str) -> str:
-        return f"http://127.0.0.1:{self.ports[nid]}"
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.ports[nid]}"
+
+    def client(self, nid: str, timeout_s: float = 60) -> NodeClient:
+        """A client of ``nid``'s API (trusting the cluster's CA when it runs over TLS)."""
+        ctx = ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else None
+        return NodeClient(self.url(nid), timeout_s=timeout_s, ssl_context=ctx)
 
     async def start(self, nid: str) -> None:
         self.procs[nid] = await asyncio.to_thread(
@@ -124,7 +142,7 @@ class Cluster:
             await p.stop()
 
     async def status(self, nid: str) -> dict[str, Any]:
-        async with NodeClient(self.url(nid), timeout_s=3) as c:
+        async with self.client(nid, timeout_s=3) as c:
             return await c.status()
 
     async def leader(self, timeout: float = 15) -> str:

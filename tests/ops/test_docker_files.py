@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -99,6 +100,10 @@ def queried_metrics() -> set[str]:
 def test_prometheus_config_and_provisioning() -> None:
     prom = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
     assert {j["job_name"] for j in prom["scrape_configs"]} == {"cemp-node", "cemp-collector"}
+    node_job = next(j for j in prom["scrape_configs"] if j["job_name"] == "cemp-node")
+    assert node_job["scheme"] == "https" and node_job["tls_config"]["ca_file"].startswith("/cemp/consortium/")
+    mounts = [v.split(":")[1] for v in compose()["services"]["prometheus"]["volumes"]]
+    assert "/cemp/consortium" in mounts  # the CA file is on a volume Prometheus mounts
     services = compose()["services"]
     for j in prom["scrape_configs"]:
         for sc in j["static_configs"]:
@@ -175,8 +180,17 @@ def test_every_node_variable_is_read_by_the_config_loader(tmp_path: Path) -> Non
     cfg.write_text("# settings from the environment\n")
     envs = node_envs()
     assert set(envs) == {"owner-1", "equipment-1", "regulator-1"}
-    for env in envs.values():
+    for n, env in envs.items():
+        assert {"CEMP_TLS_CERT", "CEMP_TLS_KEY", "CEMP_TLS_CA"} <= set(env), f"{n} does not run TLS"
+        # the config loader checks that TLS files exist: put them (and their changed names) under tmp_path
+        env = {k: str(tmp_path / v.lstrip("/")) if k.startswith("CEMP_TLS_") else v for k, v in env.items()}
+        for k, v in env.items():
+            if k.startswith("CEMP_TLS_"):
+                for f in (Path(v), Path(v + "x")):
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    f.write_text("PEM")
         base = load_config(cfg, env=env)
+        assert base.tls_cert is not None and base.tls_ca is not None
         assert base.node_id == env["CEMP_NODE_ID"] and str(base.data_dir) == env["CEMP_DATA_DIR"]
         assert base.log_format == "json" and base.api_port == 7001
         for k, v in env.items():
@@ -262,8 +276,12 @@ class Translate:
         return p
 
 
+TLS_CA: list[ssl.SSLContext] = []
+"""The consortium CA that ``init`` made, once it has run (the nodes serve HTTPS)."""
+
+
 def get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(url, timeout=5, context=TLS_CA[0] if TLS_CA else None) as r:
         return str(r.read().decode())
 
 
@@ -301,10 +319,12 @@ def test_compose_services_run_as_processes_and_serve_every_queried_metric(tmp_pa
     procs: list[subprocess.Popen[bytes]] = []
     try:
         tr.run("init", logs / "init.log", wait=True)
+        ca = tr.value("owner-1", "CEMP_TLS_CA", doc["services"]["owner-1"]["environment"]["CEMP_TLS_CA"])
+        TLS_CA[:] = [ssl.create_default_context(cafile=ca)]
         for n in ("owner-1", "equipment-1", "regulator-1"):
             procs.append(tr.run(n, logs / f"{n}.log"))
         url = {
-            n: f"http://127.0.0.1:{tr.ports[f'{n}:7001']}" for n in ("owner-1", "equipment-1", "regulator-1")
+            n: f"https://127.0.0.1:{tr.ports[f'{n}:7001']}" for n in ("owner-1", "equipment-1", "regulator-1")
         }
         wait_for("a leader", lambda: json.loads(get(url["owner-1"] + "/v1/status")).get("leader"), 90, logs)
         hc = subprocess.run(
@@ -324,6 +344,10 @@ def test_compose_services_run_as_processes_and_serve_every_queried_metric(tmp_pa
             return False
 
         wait_for("committed readings from the simulators", committed, 150, logs)
+        for n in url:  # every peer link is up over TLS, none refused a certificate
+            st = json.loads(get(url[n] + "/v1/status"))
+            assert all(st["peers_reachable"].values()), (n, st["peers_reachable"])
+            assert not [k for k in st["peer_drops"] if k.startswith("tls_")], (n, st["peer_drops"])
         logged = (logs / "owner-1.log").read_text()
         first_json = next(line for line in logged.splitlines() if line.startswith("{"))
         assert "ts" in json.loads(first_json)  # CEMP_LOG_FORMAT=json from the compose file
@@ -331,6 +355,7 @@ def test_compose_services_run_as_processes_and_serve_every_queried_metric(tmp_pa
         missing = queried_metrics() - exposed
         assert not missing, f"queried by docker/ but not exposed: {sorted(missing)}"
     finally:
+        TLS_CA.clear()
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)

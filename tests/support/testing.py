@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -147,6 +148,25 @@ class TestConsortium:
         return cfg
 
 
+def tls_client_of(config: Path) -> tuple[ssl.SSLContext | None, str]:
+    """An SSL context trusting the ``[tls] ca`` of a node's config, and the scheme its API is served on."""
+    tls = tomllib.loads(config.read_text()).get("tls", {})
+    if not tls.get("cert"):
+        return None, "http"
+    ca = tls.get("ca")
+    return ssl.create_default_context(cafile=str(config.parent / ca) if ca else None), "https"
+
+
+def write_tls(base: Path, nodes: list[str], hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Path:
+    """A consortium CA and a certificate per node under ``base`` (``cemp.tlscerts``); returns the CA cert."""
+    from cemp.tlscerts import make_ca, make_cert
+
+    _, ca = make_ca(base)
+    for n in nodes:
+        make_cert(base, n, list(hosts), base)
+    return ca
+
+
 def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 90) -> subprocess.Popen[bytes]:
     """Start ``cemp node`` and wait until its status endpoint answers.
 
@@ -161,13 +181,16 @@ def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 90
     # Another process on this machine may hold the port (free_port() only found it free a moment ago): the node
     # that answers must be ours, of our chain, or the test would talk to a stranger.
     doc = tomllib.loads(config.read_text())
+    ctx, scheme = tls_client_of(config)
     want = genesis_hash(read_genesis(config.parent / str(doc["genesis"]))).hex()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"node exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=1) as r:
+            with urllib.request.urlopen(
+                f"{scheme}://127.0.0.1:{port}/v1/status", timeout=1, context=ctx
+            ) as r:
                 st = json.loads(r.read())
         except (OSError, ValueError):
             time.sleep(0.05)

@@ -1,0 +1,111 @@
+"""Three real ``cemp node`` processes over TLS (``[tls] cert/key/ca``, certificates from ``cemp.tlscerts``).
+
+- every link is HTTPS: the nodes elect a leader, txs sent to each node commit on all three, and the API answers
+  only over TLS (a plain-HTTP request to a node's port gets no HTTP answer);
+- peers are verified against the consortium CA: a node whose certificate comes from another CA (and which
+  trusts only that CA) is cut off both ways — the others count TLS faults towards it and never report it
+  reachable, it stays at height 0 while they commit — although its node key is a member's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.harness import Cluster
+from tests.support.testing import write_tls
+
+pytestmark = pytest.mark.slow
+
+
+async def _commit_through_each(cl: Cluster, nodes: list[str], per_node: int) -> int:
+    devs = []
+    committed = 0
+    for i, nid in enumerate(nodes):
+        dev, reg = cl.consortium.register_device(f"88.123.45/9.{i}")
+        async with cl.client(nid, timeout_s=30) as c:
+            r = await c.submit(reg, wait=True, timeout_ms=20_000)
+            assert r["status"] == "committed" and r["result"]["ok"], r
+            for k in range(per_node):
+                now = int(time.time() * 1000)
+                raw = dev.batch(cl.consortium.chain_id, [(now + k, "energy.import", 10 * k, "Wh")])
+                r = await c.submit(raw, wait=True, timeout_ms=20_000)
+                assert r["status"] == "committed" and r["result"]["ok"], r
+                committed += 1
+        devs.append(dev)
+    return committed
+
+
+async def _converged(cl: Cluster, nodes: list[str], timeout: float = 60) -> int:
+    end = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < end:
+        sts = [await cl.status(n) for n in nodes]
+        last = [(s["height"], s["last_block_hash"]) for s in sts]
+        if len({(s["height"], s["last_block_hash"]) for s in sts}) == 1:
+            return int(sts[0]["height"])
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"nodes did not converge: {last}")
+
+
+async def test_three_nodes_over_tls(tmp_path: Path) -> None:
+    cl = await Cluster.create(tmp_path, 3, proxies=False, tls=True)
+    try:
+        await cl.start_all()
+        await cl.leader(30)
+        n = await _commit_through_each(cl, cl.ids, 3)
+        assert n == 9
+        height = await _converged(cl, cl.ids)
+        assert height >= 12
+        for nid in cl.ids:
+            st = await cl.status(nid)
+            assert all(st["peers_reachable"].values()), st["peers_reachable"]
+            assert not any(k.startswith("tls_") for k in st["peer_drops"]), st["peer_drops"]
+        with pytest.raises(OSError):  # no plain HTTP on a TLS node's port
+            urllib.request.urlopen(f"http://127.0.0.1:{cl.ports[cl.ids[0]]}/v1/status", timeout=3).read()
+    finally:
+        await cl.stop()
+
+
+async def test_a_peer_with_a_foreign_certificate_is_cut_off(tmp_path: Path) -> None:
+    cl = await Cluster.create(tmp_path, 3, proxies=False, tls=True)
+    good, bad = cl.ids[:2], cl.ids[2]
+    # The third node gets a certificate (and trust) from a CA the consortium does not know.
+    write_tls(tmp_path / "rogue", [bad])
+    cfg = cl.configs[bad]
+    text = cfg.read_text()
+    text = text[: text.index("[tls]")]
+    r = tmp_path / "rogue"
+    cfg.write_text(text + f'[tls]\ncert = "{r / bad}.crt"\nkey = "{r / bad}.key"\nca = "{r}/ca.crt"\n')
+    cl.tls_ca = None  # each node's API is checked against its own CA below
+    try:
+        for nid in cl.ids:
+            cl.tls_ca = r / "ca.crt" if nid == bad else tmp_path / "tls" / "ca.crt"
+            await cl.start(nid)
+        cl.tls_ca = tmp_path / "tls" / "ca.crt"
+        await cl.leader(30)
+        await _commit_through_each(cl, good, 2)
+        await _converged(cl, good)
+        for nid in good:
+            st = await cl.status(nid)
+            assert st["peers_reachable"][bad] is False, st
+            assert st["peer_drops"].get(f"tls_{bad}", 0) > 0, st["peer_drops"]
+            assert st["height"] >= 6
+        cl.tls_ca = r / "ca.crt"
+        end = time.monotonic() + 30  # it campaigns once its election timeout passes; each attempt fails TLS
+        while True:
+            st = await cl.status(bad)
+            assert st["height"] == 0 and st["leader"] is None, st
+            assert not any(st["peers_reachable"].values()), st
+            if all(st["peer_drops"].get(f"tls_{g}", 0) > 0 for g in good):
+                break
+            assert time.monotonic() < end, st
+            await asyncio.sleep(0.2)
+        log = (tmp_path / good[0] / "node.log").read_text()
+        assert f"TLS to peer {bad}" in log
+    finally:
+        await cl.stop()
