@@ -183,6 +183,8 @@ class NodeAPI:
         """Paths of the extra route providers, merged into ``/openapi.json`` (``node.server.Node``)."""
         self.refused_by: collections.Counter[str] = collections.Counter()
         """Txs refused at admission, by error code (``/metrics``: ``cemp_txs_refused_total``)."""
+        self.halted: str | None = None
+        """Set when the node has stopped at its halt height: new txs are refused with this message (503)."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -215,6 +217,8 @@ class NodeAPI:
             return self._committed_json(d.hash, loc)
         if self.mempool.contains(d.hash):
             return {"tx": d.hash.hex(), "status": "pending"}
+        if self.halted is not None:
+            raise CempError(Code.UNAVAILABLE, self.halted)
         self.mempool.admit(d, self.wall_ms())
         self.ledger.mark_verified(d.hash)
         if self.after_admit is not None:

@@ -19,7 +19,7 @@ Example::
 Relative paths are relative to the config file. Environment: ``CEMP_NODE_ID``, ``CEMP_DATA_DIR``,
 ``CEMP_KEY_FILE``, ``CEMP_GENESIS``, ``CEMP_API_HOST``, ``CEMP_API_PORT``, ``CEMP_LOG_FORMAT`` (``[log] format``:
 ``text`` or ``json``), ``CEMP_TLS_CERT``, ``CEMP_TLS_KEY``, ``CEMP_TLS_CA`` (``[tls]``; ``[api] tls_cert`` and
-``tls_key`` are accepted as older spellings of ``cert`` and ``key``), ``CEMP_KEY_PASSPHRASE`` (read where the key
+``tls_key`` are accepted as older spellings of ``cert`` and ``key``), ``CEMP_HALT_HEIGHT`` (``halt_height``), ``CEMP_KEY_PASSPHRASE`` (read where the key
 is opened).
 """
 
@@ -66,6 +66,9 @@ class NodeConfig:
     """Connections one client address may hold (``[api] max_conns_per_ip``)."""
     idle_timeout_s: float = 15.0
     """Idle and request-head timeout of API connections (``[api] idle_timeout_s``)."""
+    halt_height: int | None = None
+    """Coordinated upgrade (``halt_height = H`` or ``CEMP_HALT_HEIGHT``): the node applies blocks up to H, cuts none
+    after it, refuses new txs, and exits cleanly a few seconds later (``node.driver``, docs/operations.md)."""
     peer_addresses: dict[str, str] = field(default_factory=dict)
     """Overrides of the genesis peer addresses (``[peers]`` table), e.g. to route through a proxy."""
 
@@ -154,7 +157,17 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         raise ConfigError(
             f"log format must be 'text' or 'json', not {log_format!r} ([log] format / CEMP_LOG_FORMAT)"
         )
+    raw_halt = env.get("CEMP_HALT_HEIGHT", doc.get("halt_height"))
+    halt_height: int | None = None
+    if raw_halt is not None and raw_halt != "":
+        try:
+            halt_height = int(str(raw_halt)) if not isinstance(raw_halt, bool) else -1
+        except ValueError:
+            halt_height = -1
+        if halt_height < 1:
+            raise ConfigError(f"halt_height (CEMP_HALT_HEIGHT) must be a block height >= 1, not {raw_halt!r}")
     return NodeConfig(
+        halt_height=halt_height,
         node_id=str(pick("node_id", "CEMP_NODE_ID")),
         data_dir=_path(base, str(pick("data_dir", "CEMP_DATA_DIR"))),
         key_file=_path(base, str(pick("key_file", "CEMP_KEY_FILE"))),

@@ -107,10 +107,12 @@ class ConsensusDriver:
         offload: Offload = asyncio.to_thread,
         preverify: Executor | None = None,
         tls: ssl.SSLContext | None = None,
+        halt_height: int | None = None,
     ) -> None:
         """The seams default to a real process's: the system clock, the aiohttp peer transport to ``addresses``,
         HTTP block fetching from ``api_addresses``, worker threads, and an rng seeded from ``seed`` (or the key
-        and the time)."""
+        and the time). ``halt_height``: apply blocks up to it and no further, cut none after it, then call
+        ``on_halt`` (a coordinated upgrade's stop)."""
         g = ledger.genesis
         self.clock: Clock = clock or SystemClock()
         self.offload = offload
@@ -198,6 +200,10 @@ class ConsensusDriver:
         self.dropped_entries = 0
         self.skipped_blocks = 0
         self.on_block: Callable[[Block], None] | None = None
+        self.halt_height = halt_height
+        self.halted_at: int | None = None
+        self.on_halt: Callable[[int], None] | None = None
+        """Called once when the ledger reaches ``halt_height`` (the node then stops accepting txs and exits)."""
         self.repaired: dict[Hash32, bytes] = {}
         """Good copies of blocks that arrived damaged, fetched from the peers, by header hash."""
         self.fetching: set[Hash32] = set()
@@ -283,6 +289,8 @@ class ConsensusDriver:
             "skipped_blocks": self.skipped_blocks,
             "refetched_blocks": self.refetched_blocks,
             "snapshots_restored": self.snapshots_restored,
+            "halt_height": self.halt_height,
+            "halted": self.halted_at is not None,
         }
 
     @property
@@ -300,6 +308,8 @@ class ConsensusDriver:
         ticks = 0
         if self.ledger.height:
             self._vote_for_head()  # votes live in memory: after a restart, sign the head again
+        if self._halt_reached():
+            self._halt()
         if self.raft.status().membership.voters == (NodeId(self.node_id),) and self.raft.role != Role.LEADER:
             self.raft.campaign()  # the only voter: no one to wait for
         try:
@@ -589,7 +599,7 @@ class ConsensusDriver:
                 )
                 self.mempool.requeue_inflight(self.wall_ms())
                 return
-        if self.raft.role != Role.LEADER:
+        if self.raft.role != Role.LEADER or self.halted_at is not None:
             self._drop_prepared()
             return
         if self.staged is not None:
@@ -600,6 +610,9 @@ class ConsensusDriver:
         led = self.ledger
         if self.prepared is not None and self.prepared.parent != led.last_hash:
             self._drop_prepared()
+        if self.halt_height is not None and led.height >= self.halt_height:
+            self._drop_prepared()  # no block after the halt height, whatever else is configured
+            return
         if self.prepared is None:
             if not len(self.mempool):
                 return
@@ -678,6 +691,11 @@ class ConsensusDriver:
                 await self.apply_wake.wait()
                 self.apply_wake.clear()
             e = self.apply_q[0]
+            if self._halt_reached():
+                # Nothing after the halt height is applied by this release: the entries stay in the Raft log
+                # (persisted), and the next release applies them. This task idles until the node stops.
+                self._halt()
+                await asyncio.Event().wait()
             await self._apply_entry(e)
             self.apply_q.popleft()
             self.app_applied = int(e.index)
@@ -686,6 +704,25 @@ class ConsensusDriver:
             self.applied_event.set()
             self.applied_event = asyncio.Event()
             self.wake.set()  # the main loop may now cut the next block
+            if self._halt_reached():
+                self._halt()
+
+    def _halt_reached(self) -> bool:
+        return self.halt_height is not None and self.ledger.height >= self.halt_height
+
+    def _halt(self) -> None:
+        if self.halted_at is not None:
+            return
+        self.halted_at = self.ledger.height
+        self._drop_prepared()
+        log.warning(
+            "%s: halt height %d reached (at height %d): applying and cutting stop here for a coordinated upgrade",
+            self.node_id,
+            self.halt_height,
+            self.ledger.height,
+        )
+        if self.on_halt is not None:
+            self.on_halt(self.ledger.height)
 
     async def next_apply(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this node to apply its next entry; False if none came.

@@ -70,6 +70,7 @@ class Node:
         data_dir: Path | None = None,
         seams: Seams | None = None,
         tls: ssl.SSLContext | None = None,
+        halt_height: int | None = None,
     ) -> None:
         """``tls``: the client context the node reaches its peers with (``node.tls.client_context``); peers
         are then addressed over HTTPS."""
@@ -110,8 +111,12 @@ class Node:
             offload=sm.offload,
             preverify=sm.preverify,
             tls=tls,
+            halt_height=halt_height,
         )
         self.driver.on_block = self._on_block
+        self.driver.on_halt = self._on_halt
+        self.halted = asyncio.Event()
+        """Set when the node has reached its halt height (``serve`` then drains and exits)."""
         self.api = NodeAPI(
             self.ledger,
             self.mempool,
@@ -129,6 +134,13 @@ class Node:
         self.metrics.registry.register(
             ScrapeCollector(self._scrape_status, lambda: dict(self.api.refused_by), data_dir)
         )
+
+    def _on_halt(self, height: int) -> None:
+        self.api.halted = (
+            f"node {self.node_id} has stopped at its halt height {self.driver.halt_height} (height {height}) for "
+            "a coordinated upgrade; send txs again once the consortium runs the new release"
+        )
+        self.halted.set()
 
     def _admitted(self, txs: list[DecodedTx]) -> None:
         self.metrics.admitted([d.hash for d in txs])
@@ -249,6 +261,7 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
             watermark=Watermark(path_beside(path)),
             data_dir=cfg.data_dir,
             tls=tls_client(cfg),
+            halt_height=cfg.halt_height,
         )
     except Exception:
         store.close()
@@ -273,6 +286,18 @@ async def _serve_admin(node: Node, data_dir: Path) -> web.AppRunner | None:
     finally:
         os.umask(old)
     return runner
+
+
+HALT_DRAIN_S = 5.0
+"""After reaching its halt height a node keeps talking Raft this long before it exits, so that the followers
+learn that the last block is committed (and apply it) rather than being left one block short."""
+
+
+async def _drain_after_halt(node: Node, stop: asyncio.Event) -> None:
+    await node.halted.wait()
+    drain = max(HALT_DRAIN_S, 10 * node.genesis.params.election_ticks * node.genesis.params.tick_ms / 1000)
+    await asyncio.sleep(drain)
+    stop.set()
 
 
 async def serve(
@@ -330,9 +355,13 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
+    halted = asyncio.create_task(_drain_after_halt(node, stop), name="halt")
     try:
         await stop.wait()
     finally:
+        halted.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await halted
         if peer_runner is not None:
             await peer_runner.cleanup()
         if admin is not None:
@@ -341,3 +370,10 @@ async def serve(
         await runner.cleanup()
         node.close()
         log.info("node %s stopped at height %d", cfg.node_id, node.ledger.height)
+        if node.driver.halted_at is not None:
+            print(
+                f"node {cfg.node_id} halted at height {node.ledger.height} (halt_height {cfg.halt_height}): "
+                "stopped cleanly for a coordinated upgrade. Install the new release, remove halt_height "
+                "(CEMP_HALT_HEIGHT) and start the node; do the same on every node.",
+                flush=True,
+            )

@@ -98,9 +98,12 @@ class Cluster:
         ctx = ssl.create_default_context(cafile=str(self.tls_ca)) if self.tls_ca else None
         return NodeClient(self.url(nid), timeout_s=timeout_s, ssl_context=ctx)
 
-    async def start(self, nid: str) -> None:
+    async def start(self, nid: str, module: str = "cemp.cli", env: dict[str, str] | None = None) -> None:
+        """Start ``nid`` (``module``: which release's command line; ``env``: extra environment)."""
         self.procs[nid] = await asyncio.to_thread(
-            start_node_process, self.configs[nid], self.base / nid / "node.log", self.ports[nid]
+            lambda: start_node_process(
+                self.configs[nid], self.base / nid / "node.log", self.ports[nid], module=module, env=env
+            )
         )
 
     async def start_all(self) -> None:

@@ -36,6 +36,7 @@ class Workload:
         self.rng = random.Random(7)
         self.stop = False
         self.errors = 0
+        self.last_error = ""
 
     async def run_device(self, dev: TestDevice) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=8)) as s:
@@ -62,8 +63,9 @@ class Workload:
                         raise AssertionError(f"committed but invalid: {res}")
                 except AssertionError:
                     raise
-                except Exception:
+                except Exception as e:
                     self.errors += 1
+                    self.last_error = f"{nid}: {e!r}"
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(0.02)
 

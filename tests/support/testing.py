@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -167,16 +168,26 @@ def write_tls(base: Path, nodes: list[str], hosts: tuple[str, ...] = ("127.0.0.1
     return ca
 
 
-def start_node_process(config: Path, log: Path, port: int, timeout_s: float = 90) -> subprocess.Popen[bytes]:
-    """Start ``cemp node`` and wait until its status endpoint answers.
+def start_node_process(
+    config: Path,
+    log: Path,
+    port: int,
+    timeout_s: float = 90,
+    *,
+    module: str = "cemp.cli",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``cemp node`` and wait until its status endpoint answers. ``module``: another release's command line
+    (``tests.support.nextrelease``); ``env``: extra environment (``CEMP_HALT_HEIGHT``, ...).
 
     The deadline is generous: on a loaded two-core machine a niced interpreter importing the whole wiring
     (web, accounting, resolver) took more than 20 s before it listened."""
     with open(log, "ab") as lf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cemp.cli", "node", "--config", str(config), "--log-level", "warning"],
+            [sys.executable, "-m", module, "node", "--config", str(config), "--log-level", "warning"],
             stdout=lf,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     # Another process on this machine may hold the port (free_port() only found it free a moment ago): the node
     # that answers must be ours, of our chain, or the test would talk to a stranger.

@@ -1,4 +1,4 @@
-"""``[tls]`` in the node TOML and its ``CEMP_TLS_*`` overrides; the certificates ``cemp tls`` makes."""
+"""``[tls]`` in the node TOML and its ``CEMP_TLS_*`` overrides; the certificates ``cemp tls`` makes; ``halt_height``."""
 
 from __future__ import annotations
 
@@ -123,3 +123,14 @@ def test_ca_signed_and_pinned_certificates(tmp_path: Path) -> None:
     make_cert(pins, "p3", ["127.0.0.1"])  # not in the bundle
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(server_context(TlsFiles(pins / "p3.crt", pins / "p3.key", b)), client_context(p2))
+
+
+def test_halt_height_from_toml_or_env(tmp_path: Path) -> None:
+    assert load_config(_cfg(tmp_path, ""), env={}).halt_height is None
+    assert load_config(_cfg(tmp_path, "halt_height = 120\n"), env={}).halt_height == 120
+    assert (
+        load_config(_cfg(tmp_path, "halt_height = 120\n"), env={"CEMP_HALT_HEIGHT": "90"}).halt_height == 90
+    )
+    for bad in ("halt_height = 0\n", "halt_height = true\n", 'halt_height = "soon"\n'):
+        with pytest.raises(ConfigError, match="halt_height"):
+            load_config(_cfg(tmp_path, bad), env={})
