@@ -389,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     from accounting.cli import add_commands as add_accounting_commands
     from accounting.reportcli import add_commands as add_report_commands
     from cemp.deploy import add_commands as add_deploy_commands
+    from cemp.doctor import add_commands as add_doctor_commands
     from cemp.ops import add_commands as add_ops_commands
     from cemp.tlscerts import add_commands as add_tls_commands
     from collector.cli import add_parser as add_collector_commands
@@ -399,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ops_commands(sub)
     add_tls_commands(sub)
+    add_doctor_commands(sub)
     add_deploy_commands(sub)
 
     add_collector_commands(sub)

@@ -401,6 +401,7 @@ class NodeAPI:
 
     def status_json(self) -> dict[str, Any]:
         led = self.ledger
+        raw_schema = led.store.get(schema.META_SCHEMA) or b"0"
         body = {
             "node_id": self.node_id,
             "chain_id": led.genesis.chain_id,
@@ -412,6 +413,8 @@ class NodeAPI:
             "mempool": len(self.mempool),
             "state_base": int.from_bytes(led.store.get(schema.META_STATE_BASE) or b"", "big"),
             "uptime_s": round(time.time() - self.started, 1),
+            "time_ms": self.wall_ms(),
+            "schema_version": int(raw_schema) if raw_schema.isdigit() else None,
         }
         body.update(self.status_extra())
         return body
