@@ -10,14 +10,17 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from node.client import NodeClient
 from tests.cluster.harness import Cluster
-from tests.support.testing import write_tls
+from tests.support.testing import TestConsortium, free_port, start_node_process, write_tls
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +35,7 @@ async def _commit_through_each(cl: Cluster, nodes: list[str], per_node: int) -> 
             assert r["status"] == "committed" and r["result"]["ok"], r
             for k in range(per_node):
                 now = int(time.time() * 1000)
-                raw = dev.batch(cl.consortium.chain_id, [(now + k, "energy.import", 10 * k, "Wh")])
+                raw = dev.batch(cl.consortium.chain, [(now + k, "energy.import", 10 * k, "Wh")])
                 r = await c.submit(raw, wait=True, timeout_ms=20_000)
                 assert r["status"] == "committed" and r["result"]["ok"], r
                 committed += 1
@@ -109,3 +112,59 @@ async def test_a_peer_with_a_foreign_certificate_is_cut_off(tmp_path: Path) -> N
         assert f"TLS to peer {bad}" in log
     finally:
         await cl.stop()
+
+
+async def test_peer_listeners_of_their_own_ask_for_a_consortium_certificate(tmp_path: Path) -> None:
+    """With ``[api] peer_port`` the peer routes are on a listener of their own: with ``[tls] ca`` it is mutual TLS,
+    so a client without a certificate from the consortium CA does not get past the handshake."""
+    api = [free_port() for _ in range(3)]
+    peer = [free_port() for _ in range(3)]
+    c = TestConsortium.create(3, ports=peer, tick_ms=50, election_ticks=10, block_interval_ms=10)
+    ids = [str(n.node_id) for n in c.genesis.nodes]
+    ca = write_tls(tmp_path / "tls", ids)
+    procs = []
+    try:
+        for i, nid in enumerate(ids):
+            cfg = c.write_files(tmp_path / nid, nid, api[i])
+            t = tmp_path / "tls"
+            cfg.write_text(
+                cfg.read_text()
+                + f'peer_host = "127.0.0.1"\npeer_port = {peer[i]}\n'
+                + f'[tls]\ncert = "{t / nid}.crt"\nkey = "{t / nid}.key"\nca = "{ca}"\n'
+            )
+            procs.append(
+                await asyncio.to_thread(start_node_process, cfg, tmp_path / nid / "node.log", api[i])
+            )
+        ctx = ssl.create_default_context(cafile=str(ca))
+        _dev, reg = c.register_device("88.123.45/9.1")
+        async with NodeClient(f"https://127.0.0.1:{api[0]}", ssl_context=ctx, timeout_s=60) as nc:
+            r = await nc.submit(reg, wait=True, timeout_ms=45_000)
+            assert r["status"] == "committed" and r["result"]["ok"], r
+        for i in range(3):
+            async with NodeClient(f"https://127.0.0.1:{api[i]}", ssl_context=ctx) as nc:
+                end = time.monotonic() + 30
+                while (st := await nc.status())["height"] < r["height"]:
+                    assert time.monotonic() < end, st
+                    await asyncio.sleep(0.2)
+
+        def get_block(client: ssl.SSLContext) -> int:
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{peer[0]}/v1/blocks/1", timeout=5, context=client
+                ) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                return int(e.code)
+
+        with pytest.raises((ssl.SSLError, OSError)):  # no certificate: the handshake fails
+            await asyncio.to_thread(get_block, ssl.create_default_context(cafile=str(ca)))
+        member = ssl.create_default_context(cafile=str(ca))
+        member.load_cert_chain(
+            str(tmp_path / "tls" / f"{ids[1]}.crt"), str(tmp_path / "tls" / f"{ids[1]}.key")
+        )
+        assert await asyncio.to_thread(get_block, member) == 200
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(15)
