@@ -16,6 +16,7 @@ from node.genesis import GenesisError, genesis_from_toml, write_genesis
 
 EPILOG = """examples:
   cemp keys new --out keys/owner.admin.key          # new Ed25519 key (0600)
+  cemp keys rotate --node-id owner-1 --key keys/owner-1.node.key   # new node key, effective 20 blocks on
   cemp init --config consortium.toml --out genesis.cemp
   cemp node --config owner-1.toml                   # run one org's node
   cemp verify --data-dir demo-data/data/owner-1     # re-check every block and state value
@@ -300,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     kw.add_argument("file")
     kw.add_argument("--passphrase", action="store_true", help="prompt for the passphrase")
     kw.set_defaults(func=cmd_keys_show)
+    from cemp.keyrotate import add_rotate_parser
+
+    add_rotate_parser(ks)
 
     ini = sub.add_parser("init", help="build a genesis file from a consortium TOML")
     ini.add_argument(

@@ -441,7 +441,11 @@ class NodeAPI:
                     {
                         "node_id": n.node_id,
                         "org": n.org,
-                        "pubkey": n.pubkey.hex(),
+                        "pubkey": (led.node_key(n.node_id, led.height + 1) or n.pubkey).hex(),
+                        "key_rotations": [
+                            {"since": int(e.since), "pubkey": e.pubkey.hex()}
+                            for e in led.key_epochs.get(n.node_id, ())
+                        ],
                         "address": n.address,
                         "active": n.node_id in led.active,
                     }

@@ -18,6 +18,7 @@ from typing import Any
 from node import codec, merkle, schema
 from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
+from node.keyrotation import KeyEpoch, key_at, load_histories
 from node.state import Overlay, StateView
 from node.statehash import StateHash
 from node.store import StorageError, Store, prefix_stop
@@ -164,6 +165,8 @@ class Ledger:
         """Every node ever in the consortium (old blocks by removed nodes still verify)."""
         self.active: set[str] = {n.node_id for n in genesis.nodes}
         """Current members: who may propose and whose commit votes count."""
+        self.key_epochs: dict[str, tuple[KeyEpoch, ...]] = {}
+        """Each node's key rotations (``node.keyrotation``); ``node_key`` answers the key of a height."""
         self.verified: set[bytes] = set()
         """Tx hashes whose signature this process already checked at admission (skip on apply)."""
         self._verified_lock = threading.Lock()
@@ -221,6 +224,22 @@ class Ledger:
         recs = load_nodes(StateView(self.store), self.genesis)
         self.nodes = {k: as_node_info(r) for k, r in recs.items()}
         self.active = {k for k, r in recs.items() if r.active}
+        self.key_epochs = load_histories(StateView(self.store))
+
+    def node_key(self, node_id: str, height: int) -> bytes | None:
+        """The key of node ``node_id`` for block ``height`` (its proposal and the votes on it); None for a node
+        that was never a member."""
+        info = self.nodes.get(node_id)
+        if info is None:
+            return None
+        return key_at(info.pubkey, self.key_epochs.get(node_id, ()), height)
+
+    def node_keys(self, node_id: str) -> list[bytes]:
+        """Every key the node ever had (registered first, then rotations in order)."""
+        info = self.nodes.get(node_id)
+        if info is None:
+            return []
+        return [bytes(info.pubkey), *(bytes(e.pubkey) for e in self.key_epochs.get(node_id, ()))]
 
     def _load_head(self) -> None:
         raw_h = self.store.get(schema.META_HEIGHT)
@@ -426,7 +445,7 @@ class Ledger:
         self.store.write(changes, sync=True)
         if self.watermark is not None:
             self.watermark.advance_block(block.header.height, h)  # only after the batch is on disk
-        if any(k.startswith(schema.MEMBER_PREFIX) for k in staged.overlay.writes):
+        if any(k.startswith((schema.MEMBER_PREFIX, schema.NODE_KEYS_PREFIX)) for k in staged.overlay.writes):
             self.refresh_members()
         self.height = block.header.height
         self.acc = staged.overlay.acc
@@ -436,15 +455,17 @@ class Ledger:
         self.head_header = block.header
 
     # --- validation of a block made elsewhere (followers, replay, verify) ----------------------
-    def check_commit(self, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str) -> None:
+    def check_commit(self, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str, *, height: int) -> None:
+        """Votes on the block ``block_hash`` of height ``height``: each by a current member, with its key of that
+        height, a majority of them."""
         seen: set[str] = set()
         for s in sigs:
-            info = self.nodes.get(s.node_id)
-            if info is None or s.node_id not in self.active:
+            pk = self.node_key(s.node_id, height)
+            if pk is None or s.node_id not in self.active:
                 raise ChainError(f"{what}: vote from {s.node_id!r}, which is not a current member")
             if s.node_id in seen:
                 raise ChainError(f"{what}: two votes from node {s.node_id!r}")
-            if not self.sig_ok(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
+            if not self.sig_ok(pk, DOMAIN_VOTE, block_hash, s.signature):
                 raise ChainError(f"{what}: vote of node {s.node_id!r} does not verify")
             seen.add(s.node_id)
         need = quorum(len(self.active))
@@ -463,13 +484,17 @@ class Ledger:
             raise ChainError(
                 f"block {hd.height}: time {hd.time_ms} does not advance past {self.last_time_ms}"
             )
-        info = self.nodes.get(hd.proposer)
-        if info is None or hd.proposer not in self.active:
+        pk = self.node_key(hd.proposer, hd.height)
+        if pk is None or hd.proposer not in self.active:
             raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a current consortium node")
-        if not self.sig_ok(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), block.signature):
-            raise ChainError(f"block {hd.height}: proposer signature does not verify")
+        if not self.sig_ok(pk, DOMAIN_BLOCK, codec.encode(hd), block.signature):
+            raise ChainError(
+                f"block {hd.height}: proposer signature does not verify (with its key of that height)"
+            )
         if hd.height > 1:
-            self.check_commit(self.last_hash, hd.last_commit, f"block {hd.height} last_commit")
+            self.check_commit(
+                self.last_hash, hd.last_commit, f"block {hd.height} last_commit", height=self.height
+            )
         elif hd.last_commit:
             raise ChainError("block 1 must not carry commit votes")
         if merkle.root(block.txs) != hd.tx_root:
@@ -507,7 +532,9 @@ class Ledger:
         certified header's app hash; every key is a state key. All-or-nothing: one synced batch.
         """
         h = header_hash(block.header)
-        self.check_commit(h, cert, f"snapshot block {block.header.height} certificate")
+        self.check_commit(
+            h, cert, f"snapshot block {block.header.height} certificate", height=block.header.height
+        )
         acc = StateHash()
         for k, v in pairs:
             if not schema.is_state_key(k):
@@ -572,8 +599,8 @@ class Ledger:
             raise bad("its header hash is not the one recorded for that height (header damaged?)")
         digest = sha256(h + b.signature)
         if digest not in self._vouched:
-            info = self.nodes.get(hd.proposer)
-            if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
+            pk = self.node_key(hd.proposer, hd.height)
+            if pk is None or not verify(pk, DOMAIN_BLOCK, codec.encode(hd), b.signature):
                 raise bad("its proposer signature does not verify")
             self._remember(digest)
         with self._verified_lock:
@@ -614,12 +641,8 @@ class Ledger:
         if digest in self._vouched:
             return sigs
         for s in sigs:
-            info = self.nodes.get(s.node_id)
-            if (
-                block_hash is None
-                or info is None
-                or not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature)
-            ):
+            pk = self.node_key(s.node_id, height)
+            if block_hash is None or pk is None or not verify(pk, DOMAIN_VOTE, block_hash, s.signature):
                 raise StorageError(self.where, what, f"the vote of {s.node_id!r} does not verify")
         self._remember(digest)
         return sigs

@@ -1,4 +1,5 @@
-"""The tx kinds of the core ledger: ``device.register``, ``readings``, ``membership`` and ``document``.
+"""The tx kinds of the core ledger: ``device.register``, ``readings``, ``membership``, ``node.key_rotate`` and
+``document``.
 
 An application adds its own kinds, and hooks into ``device.register``, by building the registry itself (see
 ``cemp.wiring``); a ledger that only needs the core (a library user, a core test) can take ``core_registry()``.
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from node.devices import DeviceRegisterKind, RegisterHook
 from node.documents import KIND_IMPL as DOCUMENT_KIND
+from node.keyrotation import NodeKeyRotationKind
 from node.membership import MembershipKind
 from node.readings import ReadingsKind
 from node.txkinds import KindRegistry, TxKind
@@ -19,7 +21,13 @@ from node.txkinds import KindRegistry, TxKind
 
 def core_kinds(register_hooks: Sequence[RegisterHook] = ()) -> list[TxKind]:
     """Fresh instances of the core kinds; ``register_hooks`` run inside every ``device.register`` apply."""
-    return [DeviceRegisterKind(register_hooks), ReadingsKind(), MembershipKind(), DOCUMENT_KIND]
+    return [
+        DeviceRegisterKind(register_hooks),
+        ReadingsKind(),
+        MembershipKind(),
+        NodeKeyRotationKind(),
+        DOCUMENT_KIND,
+    ]
 
 
 def core_registry(register_hooks: Sequence[RegisterHook] = (), extra: Iterable[TxKind] = ()) -> KindRegistry:

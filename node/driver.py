@@ -66,6 +66,9 @@ from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Blob, Block, CommitSig, Hash32
 log = logging.getLogger(__name__)
 
 COMPACT_EVERY = 5_000
+PEER_KEY_GRACE = 16
+"""Blocks after a node's key rotation during which its peers still accept its old key on peer messages (a peer
+that has not applied the switch yet signs with the old one); blocks and votes switch exactly at the height."""
 """Default: keep this many applied entries in the Raft log; compact once twice as many pile up."""
 
 
@@ -108,11 +111,13 @@ class ConsensusDriver:
         preverify: Executor | None = None,
         tls: ssl.SSLContext | None = None,
         halt_height: int | None = None,
+        key_loader: Callable[[bytes], KeyPair | None] | None = None,
     ) -> None:
         """The seams default to a real process's: the system clock, the aiohttp peer transport to ``addresses``,
         HTTP block fetching from ``api_addresses``, worker threads, and an rng seeded from ``seed`` (or the key
         and the time). ``halt_height``: apply blocks up to it and no further, cut none after it, then call
-        ``on_halt`` (a coordinated upgrade's stop)."""
+        ``on_halt`` (a coordinated upgrade's stop). ``key_loader``: finds this node's private key for a public
+        key a rotation names (``node.keyrotation``; the node looks beside its key file)."""
         g = ledger.genesis
         self.clock: Clock = clock or SystemClock()
         self.offload = offload
@@ -121,6 +126,10 @@ class ConsensusDriver:
         """(raft index, height, block hash) of recently applied block entries, to name compaction points."""
         self.node_id = node_id
         self.key = key
+        self.keys: dict[bytes, KeyPair] = {bytes(key.public): key}
+        """This node's private keys by public key: the one it started with and any a rotation switched to."""
+        self.key_loader = key_loader
+        self._missing_key_logged: set[bytes] = set()
         self.ledger = ledger
         self.mempool = mempool
         self.params = g.params
@@ -162,8 +171,12 @@ class ConsensusDriver:
             )
         )
         self.transport: PeerTransport = make_transport(self._deliver, self.members)
+        self.request_signer = RequestSigner(key, ledger.genesis_hash, node_id)
+        """Signs this node's requests on peer routes (state sync); its key follows rotations (``_sync_keys``)."""
+        self.peer_accept: dict[str, tuple[bytes, ...]] = {}
+        """Each peer's keys accepted during a key rotation (also by the state-sync server)."""
         self.fetcher: BlockFetcher = fetcher or HttpFetcher(
-            node_id, self.api_addresses, RequestSigner(key, ledger.genesis_hash, node_id), addresses, tls=tls
+            node_id, self.api_addresses, self.request_signer, addresses, tls=tls
         )
         self.catchup = CatchUp(
             node_id,
@@ -216,9 +229,62 @@ class ConsensusDriver:
     # --- membership ------------------------------------------------------------------------------
     def _members(self) -> dict[str, PublicKey]:
         led = self.ledger
-        return {n: led.nodes[n].pubkey for n in sorted(led.active | {self.node_id}) if n in led.nodes} | (
-            {self.node_id: self.key.public}
-        )
+        nxt = led.height + 1
+        return {
+            n: PublicKey(pk)
+            for n in sorted(led.active | {self.node_id})
+            if (pk := led.node_key(n, nxt)) is not None
+        } | {self.node_id: self.key.public}
+
+    def key_for(self, height: int) -> KeyPair | None:
+        """This node's private key for block ``height`` (its proposal, its vote on it); None (logged once) if the
+        chain names a key this node does not hold."""
+        pk = self.ledger.node_key(self.node_id, height)
+        if pk is None:
+            return self.key
+        kp = self.keys.get(bytes(pk))
+        if kp is None and self.key_loader is not None:
+            kp = self.key_loader(bytes(pk))
+            if kp is not None and kp.public == pk:
+                self.keys[bytes(pk)] = kp
+        if kp is None and bytes(pk) not in self._missing_key_logged:
+            self._missing_key_logged.add(bytes(pk))
+            log.error(
+                "%s: the chain names key %s… for this node from height %d, and this node does not hold it: put "
+                "its key file beside the node key (<key_file>.next); until then this node cannot sign",
+                self.node_id,
+                bytes(pk).hex()[:16],
+                height,
+            )
+        return kp
+
+    def _sync_keys(self) -> None:
+        """After each applied block: sign peer messages with the key of the next block, and accept from each peer
+        its keys that are current, announced, or retired within ``PEER_KEY_GRACE`` blocks."""
+        led = self.ledger
+        kp = self.key_for(led.height + 1)
+        if kp is not None and kp is not self.key:
+            if kp.public != self.key.public:
+                log.info(
+                    "%s: signing with the rotated node key %s… from height %d",
+                    self.node_id,
+                    kp.public.hex()[:16],
+                    led.height + 1,
+                )
+            self.key = kp
+        accept: dict[str, tuple[bytes, ...]] = {}
+        floor = led.height + 1 - PEER_KEY_GRACE
+        for n in led.active:
+            epochs = led.key_epochs.get(n, ())
+            if not epochs:
+                continue
+            keys = led.node_keys(n)
+            ends = [int(e.since) for e in epochs] + [1 << 62]
+            accept[n] = tuple(k for k, end in zip(keys, ends, strict=True) if end > floor)
+        self.request_signer.key = self.key
+        self.peer_accept = accept
+        self.transport.set_keys(self.key, accept)
+        self._sync_members()
 
     def _sync_members(self) -> None:
         members = self._members()
@@ -306,6 +372,7 @@ class ConsensusDriver:
         tick = self.params.tick_ms / 1000
         next_tick = clock.monotonic() + tick
         ticks = 0
+        self._sync_keys()  # a restart past a rotation signs with the rotated key
         if self.ledger.height:
             self._vote_for_head()  # votes live in memory: after a restart, sign the head again
         if self._halt_reached():
@@ -406,11 +473,19 @@ class ConsensusDriver:
                     "%s: entry %d from %s does not decode; not acknowledged", self.node_id, e.index, sender
                 )
                 return None
-            info = self.ledger.nodes.get(b.header.proposer)
-            if info is None or b.header.chain_id != self.ledger.genesis.chain_id:
+            pk = self.ledger.node_key(b.header.proposer, b.header.height)
+            if (
+                pk is None
+                or b.header.chain_id != self.ledger.genesis.chain_id
+                or b.header.term != int(e.term)
+            ):
                 return None
-            if b.header.term != int(e.term) or not verify(
-                info.pubkey, DOMAIN_BLOCK, codec.encode(b.header), b.signature
+            # With unapplied blocks before it, one of them may rotate the proposer's key (``node.keyrotation``: the
+            # new key counts from at least two blocks later), which this node cannot know yet: such a block is
+            # taken and checked on apply, with the key history of its height. The next block to apply has nothing
+            # unapplied before it, and must verify now.
+            if b.header.height <= self.ledger.height + 1 and not verify(
+                pk, DOMAIN_BLOCK, codec.encode(b.header), b.signature
             ):
                 return None
             if merkle.root(b.txs) != b.header.tx_root:
@@ -523,8 +598,8 @@ class ConsensusDriver:
 
     # --- commit votes ----------------------------------------------------------------------------
     def _on_vote(self, v: CommitVote) -> None:
-        info = self.ledger.nodes.get(v.sig.node_id)
-        if info is None or not verify(info.pubkey, DOMAIN_VOTE, v.block_hash, v.sig.signature):
+        pk = self.ledger.node_key(v.sig.node_id, int(v.height))
+        if pk is None or not verify(pk, DOMAIN_VOTE, v.block_hash, v.sig.signature):
             return
         key = (int(v.height), bytes(v.block_hash))
         self._count_vote(key, v.sig)
@@ -561,7 +636,10 @@ class ConsensusDriver:
 
     def _vote_for_head(self) -> None:
         led = self.ledger
-        sig = led.vote(led.last_hash, self.node_id, self.key)
+        key = self.key_for(led.height)
+        if key is None:
+            return
+        sig = led.vote(led.last_hash, self.node_id, key)
         v = CommitVote(led.height, led.last_hash, sig)
         self._count_vote((int(led.height), bytes(led.last_hash)), sig)
         for peer in sorted(self.ledger.active):  # sorted: the same order in every run (simulator replays)
@@ -633,7 +711,11 @@ class ConsensusDriver:
             return
         prep, self.prepared = self.prepared, None
         prep.staged.header = replace(prep.staged.header, last_commit=cert)
-        block = led.sign_block(prep.staged, self.key)
+        key = self.key_for(prep.staged.header.height)
+        if key is None:
+            self.mempool.requeue_inflight(self.wall_ms())
+            return
+        block = led.sign_block(prep.staged, key)
         try:
             index = self.raft.propose(codec.encode(block))
         except (NotLeader, ProposalDropped) as e:
@@ -796,7 +878,7 @@ class ConsensusDriver:
                 results_known = False
         if results_known:
             self.applied_blocks.append((int(e.index), int(block.header.height), h))
-            self._sync_members()
+            self._sync_keys()
             self._vote_for_head()
             self.mempool.committed(
                 [Hash32(bytes(x)) for x in _hashes(block)], block.header.height, self.wall_ms()
@@ -830,7 +912,7 @@ class ConsensusDriver:
 
     def _caught_up_block(self, block: Block) -> None:
         """Catch-up applied a fetched block: sign the new head and tell the mempool."""
-        self._sync_members()
+        self._sync_keys()
         self._vote_for_head()
         self.mempool.committed(_hashes(block), block.header.height, self.wall_ms())
 
@@ -842,7 +924,8 @@ class ConsensusDriver:
         again: it fetches and verifies the blocks it misses from the peers it knows (through the same apply path
         as catch-up) until it has learnt the change; Raft entries for blocks it already holds are then skipped.
         """
-        unknown = self.transport.dropped.get("non_member", 0)
+        # (also envelopes that do not verify: a peer that rotated its key before this node learnt of it)
+        unknown = self.transport.dropped.get("non_member", 0) + self.transport.dropped.get("bad_signature", 0)
         if unknown == self._unknown_seen or self.fetch_ahead is not None:
             return
         self._unknown_seen = unknown

@@ -51,8 +51,8 @@ def check_block_alone(led: Ledger, b: Block, what: str) -> None:
     hd = b.header
     if hd.chain_id != led.genesis.chain_id:
         raise IntegrityError(f"{what}: chain id {hd.chain_id!r} is not this chain's")
-    info = led.nodes.get(hd.proposer)
-    if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
+    pk = led.node_key(hd.proposer, hd.height)
+    if pk is None or not verify(pk, DOMAIN_BLOCK, codec.encode(hd), b.signature):
         raise IntegrityError(f"{what}: the proposer signature of block {hd.height} does not verify")
     if merkle.root(b.txs) != hd.tx_root:
         raise IntegrityError(f"{what}: the txs of block {hd.height} do not hash to its tx root")
@@ -162,10 +162,11 @@ def check_raft_log(store: Store, led: Ledger, mark: Mark | None = None) -> tuple
     return checked, skipped
 
 
-def _check_votes(led: Ledger, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str) -> None:
+def _check_votes(led: Ledger, block_hash: bytes, sigs: tuple[CommitSig, ...], what: str, height: int) -> None:
+    """Votes on block ``height`` (``block_hash``), each with its node's key of that height."""
     for s in sigs:
-        info = led.nodes.get(s.node_id)
-        if info is None or not verify(info.pubkey, DOMAIN_VOTE, block_hash, s.signature):
+        pk = led.node_key(s.node_id, height)
+        if pk is None or not verify(pk, DOMAIN_VOTE, block_hash, s.signature):
             raise IntegrityError(f"{what}: the vote of {s.node_id!r} does not verify")
 
 
@@ -191,7 +192,7 @@ def check_head(led: Ledger, window: int | None = None) -> int:
         elif prev_hash is not None and hd.prev_hash != prev_hash:
             raise IntegrityError(f"block {h} does not extend block {h - 1}")
         if h > base:
-            _check_votes(led, hd.prev_hash, hd.last_commit, f"block {h}'s votes on block {h - 1}")
+            _check_votes(led, hd.prev_hash, hd.last_commit, f"block {h}'s votes on block {h - 1}", h - 1)
         led.results(h, hd)
         prev_hash = header_hash(hd)
     if prev_hash != led.last_hash:

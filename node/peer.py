@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -235,8 +235,10 @@ def open_envelope(
     members: dict[str, PublicKey],
     replay: ReplayGuard,
     now_ms: int | None = None,
+    accept: Mapping[str, tuple[bytes, ...]] | None = None,
 ) -> tuple[str, list[Any]]:
-    """Check and decode an envelope; returns (sender, messages)."""
+    """Check and decode an envelope; returns (sender, messages). ``accept``: a member's keys during a key
+    rotation (any of them verifies; ``node.driver.ConsensusDriver._sync_keys``)."""
     try:
         env = codec.decode(Envelope, raw)
     except CempError as e:
@@ -249,7 +251,9 @@ def open_envelope(
     if pk is None:
         raise PeerError("non_member", env.sender)
     u = UnsignedEnvelope(env.chain_id, env.sender, env.receiver, env.items, env.time_ms, env.session, env.seq)
-    if not verify(pk, DOMAIN_PEER, genesis_hash + codec.encode(u), env.signature):
+    msg = genesis_hash + codec.encode(u)
+    keys = (accept or {}).get(env.sender) or (pk,)
+    if not any(verify(k, DOMAIN_PEER, msg, env.signature) for k in keys):
         raise PeerError("bad_signature", env.sender)
     replay.check(env.sender, env.session, env.seq, env.time_ms, _now_ms() if now_ms is None else now_ms)
     out: list[Any] = []
@@ -325,10 +329,13 @@ class PeerGate:
         me: str,
         members: Callable[[], dict[str, PublicKey]],
         clock_ms: Callable[[], int] = _now_ms,
+        accept: Callable[[], Mapping[str, tuple[bytes, ...]]] | None = None,
     ) -> None:
+        """``accept``: each member's keys during a key rotation (``node.keyrotation``), beyond ``members``."""
         self.genesis_hash = genesis_hash
         self.me = me
         self.members = members
+        self.accept = accept
         self.clock_ms = clock_ms
         self.replay = ReplayGuard()
 
@@ -360,7 +367,8 @@ class PeerGate:
             signed = codec.encode(claim)
         except (ValueError, TypeError, OverflowError):
             raise PeerError("malformed", f"{PEER_HEADER} does not parse") from None
-        if not verify(pk, DOMAIN_PEER_REQUEST, signed, sig):
+        keys = (self.accept() if self.accept is not None else {}).get(sender) or (pk,)
+        if not any(verify(k, DOMAIN_PEER_REQUEST, signed, sig) for k in keys):
             raise PeerError("bad_signature", sender)
         self.replay.check(sender, session, seq, t_ms, self.clock_ms())
         return sender

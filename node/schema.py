@@ -188,6 +188,8 @@ def hourly_tx_range(devnum: int, quantity: str, start_hour: int, stop_hour: int)
 
 
 MEMBER_PREFIX = b"gnode/"
+NODE_KEYS_PREFIX = b"gkeys/"
+"""Node key histories (``node.keyrotation``), beside the member registry in the ``g`` namespace."""
 
 
 def member(node_id: str) -> bytes:

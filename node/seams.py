@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from node.crypto import KeyPair
 from node.types import PublicKey
 
 if TYPE_CHECKING:
@@ -75,6 +76,11 @@ class PeerTransport(Protocol):
         ...
 
     def set_peers(self, members: dict[str, PublicKey], addresses: dict[str, str]) -> None: ...
+
+    def set_keys(self, key: KeyPair, accept: dict[str, tuple[bytes, ...]]) -> None:
+        """Sign with ``key`` from now on; also accept from each peer named in ``accept`` any of those keys (a key
+        rotation in progress, ``node.keyrotation``); other peers are checked against ``members``."""
+        ...
 
     async def start(self) -> None: ...
 

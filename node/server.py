@@ -29,7 +29,7 @@ from node.api import MAX_BODY, NodeAPI, errors_middleware
 from node.backup import admin_routes, socket_path
 from node.chain import DecodedTx, Ledger
 from node.config import NodeConfig
-from node.crypto import KeyPair, read_key_file
+from node.crypto import KeyFileError, KeyPair, read_key_file
 from node.driver import ConsensusDriver
 from node.genesis import read_genesis
 from node.httpguard import GuardedRunner, HttpLimits, quiet_loop_errors, raise_descriptor_limit
@@ -71,20 +71,29 @@ class Node:
         seams: Seams | None = None,
         tls: ssl.SSLContext | None = None,
         halt_height: int | None = None,
+        key_loader: Callable[[bytes], KeyPair | None] | None = None,
     ) -> None:
         """``tls``: the client context the node reaches its peers with (``node.tls.client_context``); peers
-        are then addressed over HTTPS."""
+        are then addressed over HTTPS. ``key``: the node key; ``key_loader`` finds another of this node's keys
+        by public key (a rotation's new key, ``node.keyrotation``)."""
         info = next((n for n in genesis.nodes if n.node_id == node_id), None)
         if info is None and len(genesis.nodes) == 1:
             raise ValueError(f"node id {node_id!r} is not in the genesis")
-        if info is not None and info.pubkey != key.public:
-            raise ValueError(f"the key file does not hold node {node_id}'s key from the genesis")
         # A node not in the genesis joins a running consortium once a membership tx adds it.
         self.genesis = genesis
         self.store = store
         self.node_id = node_id
         self.routes = tuple(routes)
         self.ledger = Ledger(store, genesis, kinds, watermark)
+        want = self.ledger.node_key(node_id, self.ledger.height + 1)
+        if want is not None and want != key.public:
+            other = key_loader(want) if key_loader is not None else None
+            if other is None or other.public != want:
+                raise ValueError(
+                    f"the key file does not hold node {node_id}'s current key {want.hex()[:16]}… (from the genesis "
+                    "or its last rotation on chain): after a rotation, the new key file replaces the old one"
+                )
+            key = other
         # Before anything is served or replicated: the head, and the Raft log against the blocks it carries.
         check_head(self.ledger)
         check_raft_log(store, self.ledger, self.ledger.mark)
@@ -112,6 +121,7 @@ class Node:
             preverify=sm.preverify,
             tls=tls,
             halt_height=halt_height,
+            key_loader=key_loader,
         )
         self.driver.on_block = self._on_block
         self.driver.on_halt = self._on_halt
@@ -130,7 +140,7 @@ class Node:
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
-        self.statesync = StateSyncServer(self.ledger, node_id)
+        self.statesync = StateSyncServer(self.ledger, node_id, accept=lambda: self.driver.peer_accept)
         self.metrics.registry.register(
             ScrapeCollector(self._scrape_status, lambda: dict(self.api.refused_by), data_dir)
         )
@@ -243,6 +253,16 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
     genesis = read_genesis(cfg.genesis)
     passphrase = os.environ.get("CEMP_KEY_PASSPHRASE", "").encode() or None
     key = read_key_file(cfg.key_file, passphrase)
+
+    def key_loader(public: bytes) -> KeyPair | None:
+        """A rotated node key: ``<key_file>.next`` (read when a rotation names a key this node lacks)."""
+        nxt = cfg.key_file.with_name(cfg.key_file.name + ".next")
+        try:
+            k = read_key_file(nxt, passphrase)
+        except KeyFileError:
+            return None
+        return k if k.public == public else None
+
     path = cfg.data_dir / "ledger"
     store = LevelDBStore(path)
     try:
@@ -262,6 +282,7 @@ def open_node(cfg: NodeConfig, kinds: KindRegistry, routes: Sequence[RouteProvid
             data_dir=cfg.data_dir,
             tls=tls_client(cfg),
             halt_height=cfg.halt_height,
+            key_loader=key_loader,
         )
     except Exception:
         store.close()

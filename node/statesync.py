@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,15 +55,22 @@ Signer = Callable[[str, str, int], dict[str, str]]
 
 
 class StateSyncServer:
-    def __init__(self, ledger: Ledger, node_id: str) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        node_id: str,
+        accept: Callable[[], Mapping[str, tuple[bytes, ...]]] | None = None,
+    ) -> None:
+        """``accept``: members' keys during a key rotation (the driver's ``peer_accept``)."""
         self.ledger = ledger
         self.sessions: dict[str, _Session] = {}
-        self.gate = PeerGate(ledger.genesis_hash, node_id, self._members)
+        self.gate = PeerGate(ledger.genesis_hash, node_id, self._members, accept=accept)
         self.refused = 0
 
     def _members(self) -> dict[str, PublicKey]:
         led = self.ledger
-        return {n: led.nodes[n].pubkey for n in led.active if n in led.nodes}
+        nxt = led.height + 1
+        return {n: PublicKey(pk) for n in led.active if (pk := led.node_key(n, nxt)) is not None}
 
     def _member(self, request: web.Request) -> str:
         try:

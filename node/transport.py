@@ -68,7 +68,7 @@ class Transport:
         self.genesis_hash = genesis_hash
         self.seqs = Sequencer()
         self.replay = ReplayGuard()
-        self.gate = PeerGate(genesis_hash, me, lambda: self.members)
+        self.gate = PeerGate(genesis_hash, me, lambda: self.members, accept=lambda: self.accept)
         self.chain_id = chain_id
         self.me = me
         self.key = key
@@ -83,6 +83,12 @@ class Transport:
         self.reachable: dict[str, bool] = dict.fromkeys(self.queues, False)
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.accept: dict[str, tuple[bytes, ...]] = {}
+        """Keys accepted from peers in a key rotation (``set_keys``), beyond their key in ``members``."""
+
+    def set_keys(self, key: KeyPair, accept: dict[str, tuple[bytes, ...]]) -> None:
+        self.key = key
+        self.accept = accept
 
     def set_peers(self, members: dict[str, PublicKey], addresses: dict[str, str]) -> None:
         """Follow a membership change: new peers get a queue and a sender, removed ones lose theirs."""
@@ -180,7 +186,7 @@ class Transport:
             self.gate.check(request.method, request.path_qs, length, request.headers.get(PEER_HEADER))
             raw = await read_body(request, MAX_PEER_BODY)
             sender, msgs = open_envelope(
-                raw, self.genesis_hash, self.chain_id, self.me, self.members, self.replay
+                raw, self.genesis_hash, self.chain_id, self.me, self.members, self.replay, accept=self.accept
             )
         except PeerError as e:
             self.dropped[e.reason] += 1

@@ -234,8 +234,8 @@ def check_certificate(led: Ledger, store: Store, height: int, block_hash: bytes)
     except CempError as e:
         raise ChainError(f"{what} does not decode: {e.message}") from None
     for sig in sigs:
-        info = led.nodes.get(sig.node_id)
-        if info is None or not led.sig_ok(info.pubkey, DOMAIN_VOTE, block_hash, sig.signature):
+        pk = led.node_key(sig.node_id, height)
+        if pk is None or not led.sig_ok(pk, DOMAIN_VOTE, block_hash, sig.signature):
             raise ChainError(f"{what}: the vote of {sig.node_id!r} does not verify")
 
 
@@ -368,7 +368,10 @@ def _replay(
         if cert_raw is not None:
             try:
                 replay.check_commit(
-                    replay.last_hash, codec.decode(Certificate, cert_raw).sigs, f"block {height} commit"
+                    replay.last_hash,
+                    codec.decode(Certificate, cert_raw).sigs,
+                    f"block {height} commit",
+                    height=height,
                 )
             except CempError as e:
                 raise ChainError(f"block {height} commit certificate does not decode: {e.message}") from None
@@ -471,20 +474,26 @@ def verify_from_state_base(
             hd = b.header
             if hd.prev_hash != sha256(codec.encode(prev.header)) or hd.height != prev.header.height + 1:
                 raise ChainError(f"block {hd.height} does not extend block {prev.header.height}")
-            info = led.nodes.get(hd.proposer)
-            if info is None or not verify(info.pubkey, DOMAIN_BLOCK, codec.encode(hd), b.signature):
+            pk = led.node_key(hd.proposer, hd.height)
+            if pk is None or not verify(pk, DOMAIN_BLOCK, codec.encode(hd), b.signature):
                 raise ChainError(f"block {hd.height}: proposer signature does not verify")
             if merkle.root(b.txs) != hd.tx_root:
                 raise ChainError(f"block {hd.height}: tx_root does not match its txs")
             led.check_commit(
-                sha256(codec.encode(prev.header)), hd.last_commit, f"block {hd.height} last_commit"
+                sha256(codec.encode(prev.header)),
+                hd.last_commit,
+                f"block {hd.height} last_commit",
+                height=prev.header.height,
             )
             rep.txs += len(b.txs)
         cert_raw = store.get(schema.commit_cert(base))
         if cert_raw is None:
             raise ChainError(f"the snapshot base block {base} has no certificate")
         led.check_commit(
-            sha256(codec.encode(blocks[0].header)), codec.decode(Certificate, cert_raw).sigs, "base"
+            sha256(codec.encode(blocks[0].header)),
+            codec.decode(Certificate, cert_raw).sigs,
+            "base",
+            height=blocks[0].header.height,
         )
         for b in blocks:
             led.results(b.header.height, b.header)

@@ -203,13 +203,13 @@ class ChainView:
             ntx = int(up.read_array_header())
             hd = codec.decode(BlockHeader, header_raw)
             h = header_hash(hd)
-            info = self.ledger.nodes.get(hd.proposer)
+            pk = self.ledger.node_key(hd.proposer, hd.height)
             if (
                 hd.height != height
                 or self.ledger.store.get(schema.block_by_hash(h)) != height.to_bytes(8, "big")
-                or info is None
+                or pk is None
                 or not isinstance(signature, bytes)
-                or not verify(info.pubkey, DOMAIN_BLOCK, header_raw, signature)
+                or not verify(pk, DOMAIN_BLOCK, header_raw, signature)
             ):
                 raise ValueError("header check failed")
         except (ValueError, CempError, msgpack.UnpackException, msgpack.OutOfData):

@@ -101,6 +101,9 @@ class SimTransport:
     def set_peers(self, members: dict[str, PublicKey], addresses: dict[str, str]) -> None:
         self.members = dict(members)
 
+    def set_keys(self, key: object, accept: dict[str, tuple[bytes, ...]]) -> None:
+        """Messages are not signed in memory: nothing to switch."""
+
     def send(self, to: str, msg: Any) -> None:
         if not self.alive:
             return

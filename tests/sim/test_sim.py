@@ -50,6 +50,8 @@ def test_the_runs_exercise_what_they_claim() -> None:
         "node added",
         "node removed",
         "restored snapshots",
+        "key rotated",
+        "blocks after a rotation",
     ):
         assert stats[key] > 0, f"no seed exercised {key!r}: {dict(stats)}"
     assert stats["acked"] > 300 and stats["height"] > 300

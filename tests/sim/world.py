@@ -43,6 +43,7 @@ from node.crypto import KeyPair, sha256, verify
 from node.devices import load_device
 from node.errors import CempError, Code
 from node.genesis import DEFAULT_PARAMS
+from node.keyrotation import DOMAIN_KEY_POSSESSION, NodeKeyRotation, claim_message
 from node.membership import DOMAIN_MEMBERSHIP, Approval, MembershipChange, MembershipTx, approval_message
 from node.raftstore import HARD_STATE, SNAPSHOT, entry_key
 from node.seams import InlineExecutor, Seams, run_inline
@@ -55,6 +56,7 @@ from node.types import (
     DeviceRegistration,
     Genesis,
     Handle,
+    Height,
     NodeInfo,
     Nonce,
     Org,
@@ -156,6 +158,11 @@ def make_scenario(seed: int, scale: float = 1.0) -> Scenario:
         elif r < 0.90:
             events.append(Event(t, "restart", (rng.randrange(1 << 30),)))
         t += rng.uniform(0.05, 0.4)
+    rot = random.Random(seed * 7 + 99)  # its own stream: the other events stay what they were for each seed
+    if rot.random() < 0.3:
+        events.append(
+            Event(round(rot.uniform(0.05, chaos * 0.8), 3), "rotate-key", (rot.randrange(1 << 30),))
+        )
     if membership:
         events.append(Event(round(rng.uniform(0.1, chaos * 0.5), 3), "add-node"))
         events.append(
@@ -204,6 +211,8 @@ class SimNode:
     incarnation: int = 0
     removed: bool = False
     """Its removal committed: it stays down."""
+    more_keys: list[KeyPair] = field(default_factory=list)
+    """Keys a rotation gave it (its operator put the new key file beside the old one before the rotation)."""
 
 
 @dataclass
@@ -264,6 +273,8 @@ class World:
         self.clients_done = 0
         self.failure: SimFailure | None = None
         self.added: str | None = None
+        self.rotations: dict[str, tuple[int, bytes]] = {}
+        """Node key rotations that committed: node -> (effective height, new key)."""
 
     # ---- plumbing ----------------------------------------------------------------------------------------
 
@@ -277,6 +288,9 @@ class World:
                 f"{self.sc.describe()}\nlast trace lines:\n" + "\n".join(self.trace)
             )
         raise self.failure
+
+    def live_ids(self) -> set[str]:
+        return {sn.id for sn in self.live()}
 
     def live(self) -> list[SimNode]:
         return [n for n in self.nodes.values() if n.node is not None]
@@ -347,8 +361,11 @@ class World:
             active = sn.node.ledger.active
             signers = set()
             for s in block.header.last_commit:
-                if s.node_id in active and verify(
-                    sn.node.ledger.nodes[s.node_id].pubkey, DOMAIN_VOTE, block.header.prev_hash, s.signature
+                pk = sn.node.ledger.node_key(s.node_id, height - 1)  # its key of that height (key rotations)
+                if (
+                    s.node_id in active
+                    and pk is not None
+                    and verify(pk, DOMAIN_VOTE, block.header.prev_hash, s.signature)
                 ):
                     signers.add(s.node_id)
             if len(signers) < quorum(len(active)):
@@ -385,6 +402,7 @@ class World:
             raft_catchup=self.sc.catchup,
             kinds=self.kinds,
             seams=seams,
+            key_loader=lambda pk, sn=sn: next((k for k in sn.more_keys if k.public == pk), None),
         )
         self.net.nodes[sn.id] = sn.node
         sn.task = self.loop.create_task(self._run_node(sn, sn.node), name=f"node-{sn.id}-{sn.incarnation}")
@@ -460,6 +478,8 @@ class World:
                 self.loop.create_task(self._add_node())
             case "remove-node":
                 self.loop.create_task(self._remove_node(a[0]))
+            case "rotate-key":
+                self.loop.create_task(self._rotate_key(a[0]))
             case _:
                 raise ValueError(ev.action)
 
@@ -483,9 +503,10 @@ class World:
         self.submitted.add(h)
         return raw
 
-    async def submit(self, raw: bytes, rng: random.Random, who: str) -> int:
+    async def submit(self, raw: bytes, rng: random.Random, who: str, may_fail: tuple[str, ...] = ()) -> int:
         """Submit until some node acknowledges the commit with an OK result (as a client with failover would);
-        returns the height it was acknowledged at."""
+        returns the height it was acknowledged at. ``may_fail``: a refusal whose reason holds it returns -1 if it
+        was committed invalid (its nonce used), -2 if admission refused it (its nonce free)."""
         h = sha256(raw)
         self.submitted.add(h)
         while True:
@@ -501,6 +522,9 @@ class World:
             try:
                 _, known = await node.api.admit_one(raw)
             except CempError as e:
+                if any(m in e.message for m in may_fail):
+                    self.stats[f"refused as allowed: {e.message[:40]}"] += 1
+                    return -2
                 self.stats[f"refused {e.code.name.lower()}"] += 1
                 await asyncio.sleep(rng.uniform(0.02, 0.1))
                 continue
@@ -515,6 +539,9 @@ class World:
                 self.stats["idempotent resubmission"] += 1
             if loc is None:
                 continue
+            if loc.code != 0 and any(m in loc.reason for m in may_fail):
+                self.stats[f"refused as allowed: {loc.reason[:40]}"] += 1
+                return -1
             if loc.code != 0:
                 self.fail(f"{who}: tx {h.hex()[:16]} committed with error {loc.code} {loc.reason}")
             self.log(f"{who} acked {h.hex()[:12]} by {sn.id} at h={loc.height}")
@@ -593,6 +620,33 @@ class World:
         self.added = nid
         self.stats["node added"] += 1
         self.boot(sn)
+
+    async def _rotate_key(self, salt: int) -> None:
+        """Rotate a member's node key by its org admin's tx, effective some blocks on; if the chain outruns the
+        effective height before the tx commits (refused as too soon), try again with a later one."""
+        r = random.Random(salt)
+        ids = sorted(n for n, sn in self.nodes.items() if not sn.removed and n != self.added)
+        nid = r.choice(ids)
+        sn = self.nodes[nid]
+        new = key_for(self.sc.seed, f"node/{nid}/rotated")
+        sn.more_keys.append(new)
+        nonce = 1  # signed by the node's own (current) key: one rotation per node and run
+        while True:
+            at = max(self.chain, default=0) + r.randrange(3, 10)
+            pos = new.sign(DOMAIN_KEY_POSSESSION, claim_message(self.genesis.chain_id, nid, new.public, at))
+            payload = NodeKeyRotation(ShortStr(nid), PublicKey(new.public), Height(at), pos)
+            raw, _ = sign_tx(sn.key, ChainRef.of(self.genesis), "node.key_rotate", nonce, payload)
+            # too soon (the chain outran it: try later) or the node's removal committed first (give up)
+            height = await self.submit(
+                raw, r, f"rotator-{nid}", may_fail=("effective height", "is not a member")
+            )
+            if height > 0:
+                break
+            nonce += height == -1
+            if self.nodes[nid].removed or nid not in self.live_ids():
+                return
+        self.rotations[nid] = (at, new.public)
+        self.stats["key rotated"] += 1
 
     async def _remove_node(self, salt: int) -> None:
         ids = sorted(n for n in self.nodes if n != self.added)
@@ -705,6 +759,11 @@ class World:
                 got = rec.readings if rec is not None else 0
                 if got != want:
                     self.fail(f"{sn.id}: device {d.handle} holds {got} readings; {want} were acknowledged")
+            for nid, (at, pub) in self.rotations.items():  # every node switches at the same height
+                if led.node_key(nid, at) != pub or led.node_key(nid, at - 1) == pub:
+                    self.fail(f"{sn.id} does not switch {nid}'s key to {pub.hex()[:16]} at height {at}")
+                if led.height >= at:
+                    self.stats["blocks after a rotation"] += 1
         self.stats["height"] = max(sn.node.ledger.height for sn in live if sn.node is not None)
         self.stats["acked"] = len(self.acked)
 

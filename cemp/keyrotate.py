@@ -1,0 +1,136 @@
+"""``cemp keys rotate``: replace a node's signing key by a signed ``node.key_rotate`` tx (``node.keyrotation``).
+
+Steps it takes: read the node's status (chain, height); make the new key file if it does not exist (0600, beside
+the node key by default: ``<node key>.next``, where the running node looks for it); sign the proof of possession
+with the new key and the tx with the node's current key (or, with ``--admin``, its org's admin key: a lost or
+stolen node key); submit and wait until it commits. The node switches to the new key at the effective height by
+itself, as does every other node; afterwards the operator replaces the old key file with the new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from node.chain import ChainRef, sign_tx
+from node.client import NodeClient
+from node.crypto import KeyFileError, KeyPair, read_key_file, write_key_file
+from node.errors import CempError
+from node.keyrotation import DOMAIN_KEY_POSSESSION, MIN_DELAY, NodeKeyRotation, claim_message
+from node.types import Height, PublicKey, ShortStr
+
+DEFAULT_IN_BLOCKS = 20
+
+
+async def rotate(
+    api: str,
+    node_id: str,
+    sender: KeyPair,
+    new: KeyPair,
+    in_blocks: int,
+    at_height: int | None,
+    timeout_s: float,
+) -> dict[str, object]:
+    async with NodeClient(api, timeout_s=timeout_s + 10) as c:
+        st = await c.status()
+        chain_id, height = str(st["chain_id"]), int(st["height"])
+        effective = at_height if at_height is not None else height + in_blocks
+        possession = new.sign(DOMAIN_KEY_POSSESSION, claim_message(chain_id, node_id, new.public, effective))
+        payload = NodeKeyRotation(ShortStr(node_id), PublicKey(new.public), Height(effective), possession)
+        nxt = int((await c.get(f"/v1/nonces/{sender.public.hex()}"))["next"])
+        raw, h = sign_tx(sender, ChainRef.from_status(st), "node.key_rotate", nxt, payload)
+        res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
+    out: dict[str, object] = {
+        "tx": h.hex(),
+        "node_id": node_id,
+        "new_key": new.public.hex(),
+        "effective_height": effective,
+        "status": res.get("status"),
+        "height": res.get("height"),
+    }
+    result = res.get("result") or {}
+    if not result.get("ok", False):
+        out["refused"] = result.get("reason")
+    return out
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    if bool(args.key) == bool(args.admin):
+        print(
+            "give the node's current key (--key) or its org's admin key (--admin), one of them",
+            file=sys.stderr,
+        )
+        return 2
+    sender_path = Path(args.key or args.admin)
+    new_path = Path(args.new_key) if args.new_key else sender_path.with_name(sender_path.name + ".next")
+    if args.admin and not args.new_key:
+        print(
+            "with --admin, name the new key file (--new-key): it goes to the node's machine", file=sys.stderr
+        )
+        return 2
+    if args.in_blocks < MIN_DELAY:
+        print(f"--in-blocks must be at least {MIN_DELAY}", file=sys.stderr)
+        return 2
+    try:
+        sender = read_key_file(sender_path)
+        if new_path.exists():
+            new = read_key_file(new_path)
+            made = False
+        else:
+            new = KeyPair.generate()
+            write_key_file(new_path, new, label=f"{args.node_id} node key (rotated)", overwrite=False)
+            made = True
+    except KeyFileError as e:
+        print(e, file=sys.stderr)
+        return 2
+    try:
+        out = asyncio.run(
+            rotate(args.api, args.node_id, sender, new, args.in_blocks, args.at_height, args.timeout)
+        )
+    except CempError as e:
+        print(f"rotation refused: {e.message}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"cannot reach {args.api}: {e}", file=sys.stderr)
+        return 1
+    out["new_key_file"] = str(new_path) + (" (made now)" if made else "")
+    print(json.dumps(out))
+    if "refused" in out:
+        return 1
+    print(
+        f"node {args.node_id} signs with the new key from height {out['effective_height']}. Make sure the node "
+        f"can read it as <its key_file>.next until then; after that height replace its key_file by it.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_rotate_parser(keys_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    r = keys_sub.add_parser(
+        "rotate",
+        help="replace a node's signing key by a signed tx, effective from a block height (no downtime)",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--node-id", required=True, help="the node whose key is replaced")
+    r.add_argument("--key", help="the node's current key file (signs the tx)")
+    r.add_argument("--admin", help="or: the node's org admin key file (when the node key is lost or stolen)")
+    r.add_argument(
+        "--new-key",
+        help="the new key file; made (0600) if it does not exist. Default: <--key>.next, where the node looks",
+    )
+    r.add_argument(
+        "--in-blocks",
+        type=int,
+        default=DEFAULT_IN_BLOCKS,
+        help=f"effective this many blocks after the current height (default {DEFAULT_IN_BLOCKS}, at least {MIN_DELAY})",
+    )
+    r.add_argument("--at-height", type=int, help="or: effective from this block height")
+    r.add_argument(
+        "--api", default="http://127.0.0.1:7001", help="any node's API (default http://127.0.0.1:7001)"
+    )
+    r.add_argument("--timeout", type=float, default=60, help="seconds to wait for the tx to commit")
+    r.set_defaults(func=cmd_keys_rotate)
