@@ -123,9 +123,12 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
                 "--nodes", cl.url("equipment-1"),
             )  # fmt: skip
             assert rc == 1 and "verify of work order 1 is done by the building owner" in err, err
+            # Each org reads its own node before it acts: wait until every node has applied the last step.
+            await _synced(cl)
             await mc.order_step(
                 clients["regulator"], c.admins["regulator"], chain, "comment", 1, note="noted"
             )
+            await _synced(cl)
             await mc.order_step(
                 clients["owner"], c.admins["owner"], chain, "verify", 1, result="pass", note="ok"
             )
