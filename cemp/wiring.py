@@ -33,11 +33,12 @@ from maintenance import maintenance_kinds
 from maintenance.api import routes as maintenance_routes
 from node.corekinds import core_registry
 from node.documents import documents_routes
-from node.server import RouteProvider
+from node.server import DocumentedRoutes, RouteProvider
 from node.txkinds import KindRegistry
 from resolver.api import routes as resolver_routes
 from resolver.kinds import REGISTER_HOOKS as RESOLVER_REGISTER_HOOKS
 from resolver.kinds import handle_kinds
+from resolver.openapi import PATHS as RESOLVER_OPENAPI
 from web import slots
 from web.app import routes as web_routes
 from web.carbon import routes as carbon_routes
@@ -55,7 +56,7 @@ def kinds() -> KindRegistry:
 
 ROUTES: tuple[RouteProvider, ...] = (
     documents_routes,
-    resolver_routes,
+    DocumentedRoutes(resolver_routes, RESOLVER_OPENAPI),
     accounting_routes,
     energy_routes,
     weather_routes,

@@ -24,7 +24,7 @@ from node.devices import load_device
 from node.errors import CempError, Code
 from node.httpguard import LIMITER, read_body
 from node.mempool import Mempool, PendingView
-from node.openapi import OPENAPI
+from node.openapi import document as openapi_document
 from node.readings import decode_reading_value
 from node.state import StateView
 from node.store import StorageError, prefix_stop
@@ -455,7 +455,7 @@ class NodeAPI:
         )
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response({**OPENAPI, "paths": {**OPENAPI["paths"], **self.openapi_paths}})
+        return web.json_response(openapi_document(request.app, self.openapi_paths))
 
     def _block_for(self, ref: str) -> Block:
         led = self.ledger

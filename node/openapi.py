@@ -1,8 +1,18 @@
-"""OpenAPI 3.1 description of the node API (served at ``/openapi.json``)."""
+"""OpenAPI 3.1 description of the node API (served at ``/openapi.json``).
+
+``OPENAPI`` describes the core routes by hand. ``document(app, extra)`` is what a node serves: that, plus the path
+items the route providers carry (``openapi_paths``: the resolver's Handle.Net API, the accounting), plus a generic
+entry for any route of the running app that neither describes, so the document always lists every route the node
+answers.
+"""
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import Any
+
+from aiohttp import web
 
 _ERR = {"$ref": "#/components/responses/Error"}
 
@@ -136,6 +146,7 @@ OPENAPI: dict[str, Any] = {
                     _q("to", "end, Unix ms (exclusive)"),
                     _q("quantity", "only this quantity", "string"),
                     _q("limit", "at most 10000"),
+                    _q("after", "cursor: the 'next' of the previous page (ts_ms-seq)", "string"),
                 ],
                 "responses": {
                     "200": {"description": "readings", "content": {"application/json": {}}},
@@ -231,3 +242,53 @@ OPENAPI: dict[str, Any] = {
         }
     },
 }
+
+
+_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
+
+
+def _shape(path: str) -> str:
+    return _PARAM.sub("{}", path)
+
+
+def _generic(method: str, path: str, handler: Any) -> dict[str, Any]:
+    doc = (getattr(handler, "__doc__", None) or "").strip().split("\n")[0]
+    op: dict[str, Any] = {
+        "summary": doc or f"{method} {path}",
+        "parameters": [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            for n in _PARAM.findall(path)
+        ],
+        "responses": {"default": {"description": "JSON answer; a 4xx body is {code, message}"}},
+    }
+    if method in ("POST", "PUT"):
+        op["requestBody"] = {
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+        }
+    return op
+
+
+def document(app: web.Application, extra: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document of ``app``: every route it serves, described by hand (core, ``extra``) where a
+    description exists."""
+    doc = copy.deepcopy(OPENAPI)
+    paths: dict[str, Any] = doc["paths"]
+    paths.update(copy.deepcopy(extra))
+    known = {(_shape(p), m.upper()) for p, item in paths.items() for m in item if not m.startswith("x-")}
+    for item in paths.values():  # a hand-written item may cover a route whose pattern reads differently
+        known |= {
+            (_shape(c), m.upper()) for c in item.get("x-covers", ()) for m in item if not m.startswith("x-")
+        }
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        raw = info.get("path") or info.get("formatter")
+        if not raw:
+            continue
+        path = _PARAM.sub(lambda m: "{" + m.group(1) + "}", raw)
+        methods = ["GET", "PUT", "POST", "DELETE"] if route.method == "*" else [route.method]
+        for method in methods:
+            if method == "HEAD" or (_shape(path), method) in known:
+                continue
+            paths.setdefault(path, {})[method.lower()] = _generic(method, path, route.handler)
+            known.add((_shape(path), method))
+    return doc

@@ -18,6 +18,7 @@ import os
 import signal
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,18 @@ log = logging.getLogger(__name__)
 RouteProvider = Callable[["Node"], list[web.RouteDef]]
 """Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's. A provider
 may carry an ``openapi_paths`` attribute (OpenAPI path items), which ``/openapi.json`` then lists too."""
+
+
+@dataclass(frozen=True)
+class DocumentedRoutes:
+    """A ``RouteProvider`` together with the OpenAPI path items that describe its routes (for a provider whose
+    module does not set ``openapi_paths`` on it itself)."""
+
+    provider: RouteProvider
+    openapi_paths: dict[str, Any]
+
+    def __call__(self, node: Node) -> list[web.RouteDef]:
+        return self.provider(node)
 
 
 class Node:
