@@ -314,7 +314,7 @@ class NodeAPI:
         """Body: msgpack array of encoded txs. Answer: one outcome per tx, in order."""
         body = await self._body(request, MAX_BODY)
         try:
-            items = codec.unpack_bounded(body, max_items=MAX_BATCH_TXS)
+            items = codec.unpack_bounded(body, max_items=MAX_BATCH_TXS, max_objects=MAX_BATCH_TXS + 1)
         except CempError as e:
             raise CempError(e.code, f"batch body: {e.message}") from None
         if not isinstance(items, tuple) or not all(isinstance(x, bytes) for x in items):

@@ -199,14 +199,16 @@ def _no_maps(pairs: object) -> object:
     raise ValueError("maps have no place in a wire object")
 
 
-def unpack_bounded(data: bytes, max_items: int = MAX_ITEMS) -> object:
+def unpack_bounded(data: bytes, max_items: int = MAX_ITEMS, max_objects: int | None = None) -> object:
     """Unpack one msgpack value with every cost bounded before it is paid.
 
     Maps and ext types are refused (no wire object has them), arrays hold at most ``max_items`` items, str and
     bin at most the input's length; an input over ``WALK_ABOVE`` bytes is first walked without allocating and
     refused if it holds more than one object per ``BYTES_PER_OBJECT`` bytes (at least ``OBJECT_FLOOR``) or
     nests deeper than ``MAX_DEPTH``. So the memory an input can cost is a small multiple of its size, which
-    every route bounds. No canonical check (see ``unpack_raw``).
+    every route bounds. ``max_objects`` lowers the walk's budget where the caller knows the shape (a batch is
+    one array of bins), so a hostile input is refused after that many steps. No canonical check (see
+    ``unpack_raw``).
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise DecodeError("expected bytes")
@@ -218,7 +220,8 @@ def unpack_bounded(data: bytes, max_items: int = MAX_ITEMS) -> object:
         if count > max_items:
             raise DecodeError(f"array of {count} items; the limit is {max_items}", Code.TOO_LARGE)
     if len(data) > WALK_ABOVE:
-        _walk(data, max(OBJECT_FLOOR, len(data) // BYTES_PER_OBJECT))
+        budget = max(OBJECT_FLOOR, len(data) // BYTES_PER_OBJECT)
+        _walk(data, budget if max_objects is None else min(budget, max_objects))
     try:
         return msgpack.unpackb(
             data,

@@ -80,3 +80,12 @@ def test_array_longer_than_allowed_is_refused_from_its_header() -> None:
     with pytest.raises(CempError) as e:
         codec.unpack_bounded(_array32(10_000, b"\xc4\x00"), max_items=5000)
     assert e.value.code.name == "TOO_LARGE"
+
+
+async def test_hostile_batch_body_is_refused_after_a_few_thousand_steps(node_client) -> None:  # type: ignore[no-untyped-def]
+    """8 MiB to /v1/txs/batch cost +683 MB before; now the walk stops after MAX_BATCH_TXS + 1 objects."""
+    _, client = node_client
+    body = _nested_ones(8 * MiB - 4096)
+    r = await client.post("/v1/txs/batch", data=body, headers={"Content-Type": "application/msgpack"})
+    assert r.status == 413
+    assert "more than 5001 msgpack objects" in (await r.json())["message"]
