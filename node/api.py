@@ -565,11 +565,18 @@ class NodeAPI:
         )
 
     async def list_devices(self, request: web.Request) -> web.Response:
+        """Devices in handle order, ``limit`` per page; ``next`` (the last handle, or null) is the ``after`` of the
+        following page."""
         limit = parse_int(request, "limit", 100, 1, 1000)
+        after = request.query.get("after", "")
+        if len(after) > 255 or not after.isprintable():
+            raise CempError(Code.BAD_REQUEST, "after is a device handle (at most 255 printable characters)")
+        try:
+            start = schema.device(after) + b"\x00" if after else schema.DEVICE_PREFIX
+        except UnicodeEncodeError:
+            raise CempError(Code.BAD_REQUEST, "after is not a valid device handle") from None
         out: list[dict[str, Any]] = []
-        for _, v in self.ledger.store.iterate(
-            schema.DEVICE_PREFIX, prefix_stop(schema.DEVICE_PREFIX), limit=limit
-        ):
+        for _, v in self.ledger.store.iterate(start, prefix_stop(schema.DEVICE_PREFIX), limit=limit):
             d = codec.decode(DeviceRecord, v)
             out.append(
                 {
@@ -581,7 +588,8 @@ class NodeAPI:
                     "last_ts_ms": d.last_ts_ms,
                 }
             )
-        return web.json_response({"devices": out})
+        nxt = out[-1]["handle"] if len(out) == limit else None
+        return web.json_response({"devices": out, "next": nxt})
 
     async def readings(self, request: web.Request) -> web.Response:
         """Readings in key order (time, then sequence), ``limit`` at most, looking at no more than

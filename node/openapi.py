@@ -122,8 +122,11 @@ OPENAPI: dict[str, Any] = {
         },
         "/v1/devices": {
             "get": {
-                "summary": "Registered devices",
-                "parameters": [_q("limit", "at most 1000")],
+                "summary": "Registered devices in handle order; 'next' is the 'after' of the next page",
+                "parameters": [
+                    _q("limit", "at most 1000"),
+                    _q("after", "cursor: the 'next' of the previous page", "string"),
+                ],
                 "responses": {"200": {"description": "devices", "content": {"application/json": {}}}},
             }
         },

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from cemp import wiring
 from node.api import MAX_BODY
-from node.httpguard import LIMITER, GuardedRunner, HttpLimits
+from node.httpguard import LIMITER, GuardedRunner, HttpLimits, quiet_loop_errors
 from node.server import Node
 from node.store import MemoryStore
 from tests.support.testing import TestConsortium
@@ -176,3 +176,27 @@ async def test_malformed_requests_get_json_and_one_quiet_line(
         assert r.exc_info is None, r.getMessage()
         assert secret.decode() not in r.getMessage()
         assert "Traceback" not in r.getMessage()
+
+
+async def test_accept_errors_are_logged_rate_limited_without_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 8: 1,100 held connections made the log grow 252 MB of "Too many open files"."""
+    caplog.set_level(logging.DEBUG)
+    LIMITER._state.clear()
+    loop = asyncio.get_running_loop()
+    old = loop.get_exception_handler()
+    quiet_loop_errors(loop)
+    try:
+        for _ in range(10_000):
+            loop.call_exception_handler(
+                {
+                    "message": "socket.accept() out of system resource",
+                    "exception": OSError(24, "Too many open files"),
+                }
+            )
+    finally:
+        loop.set_exception_handler(old)
+    lines = [r for r in caplog.records if "accept" in r.getMessage()]
+    assert 1 <= len(lines) <= LIMITER.per_window
+    assert all(r.exc_info is None for r in lines)

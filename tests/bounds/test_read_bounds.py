@@ -77,3 +77,22 @@ async def test_filtered_readings_scan_is_bounded_and_pages(
     for bad in ("x", "1-", "-1", "1-2-3", "²-1", "9" * 30 + "-1"):
         r = await client.get(url, params={"after": bad})
         assert r.status == 400, bad
+
+
+async def test_device_list_pages_with_a_cursor(
+    consortium: TestConsortium, node_client: tuple[Node, TestClient]
+) -> None:
+    _, client = node_client
+    for i in range(7):
+        await registered(consortium, client, f"88.123.45/101.1.{i}")
+    seen, after = [], None
+    while True:
+        params = {"limit": "3", **({"after": after} if after else {})}
+        page = await (await client.get("/v1/devices", params=params)).json()
+        seen += [d["handle"] for d in page["devices"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert seen == sorted(f"88.123.45/101.1.{i}" for i in range(7))
+    for bad in ("x" * 300, "\x00"):
+        assert (await client.get("/v1/devices", params={"after": bad})).status == 400
