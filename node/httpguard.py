@@ -31,6 +31,12 @@ from node.errors import CempError, Code
 
 log = logging.getLogger(__name__)
 
+CLIENT_KEEPALIVE_S = 5.0
+"""How long this node's own clients (peer transport, catch-up fetcher) keep an idle connection to another node.
+It must stay below the server's ``idle_timeout_s``: a client that outlives the server's timeout may send on a
+connection the server is closing, and that request fails (``[api] idle_timeout_s`` must be more than twice
+this)."""
+
 
 @dataclass(frozen=True)
 class HttpLimits:
@@ -209,6 +215,18 @@ async def read_body(request: web.Request, limit: int, timeout_s: float = 60.0) -
                     raise CempError(Code.TOO_LARGE, f"request body over {limit} bytes")
     except TimeoutError:
         raise CempError(Code.BAD_REQUEST, f"request body not received within {timeout_s:.0f} s") from None
+    except ConnectionError as e:  # the client reset or closed the connection mid-body: nothing to answer
+        LIMITER.warning(
+            log,
+            "body-lost",
+            "%s %s: connection lost after %d of %s body bytes (%s)",
+            request.method,
+            request.path[:100],
+            len(data),
+            request.content_length if request.content_length is not None else "?",
+            type(e).__name__,
+        )
+        raise CempError(Code.BAD_REQUEST, "connection lost before the whole body arrived") from None
     return bytes(data)
 
 

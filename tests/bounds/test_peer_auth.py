@@ -7,6 +7,10 @@ and its 8 slots could be held to block real catch-up.
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,9 +22,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from cemp import wiring
 from consensus.messages import TimeoutNow
 from node.api import errors_middleware
+from node.catchup import HttpFetcher
 from node.config import ConfigError, load_config
 from node.crypto import KeyPair
-from node.peer import PEER_HEADER, PeerGate, Sequencer, request_header, seal
+from node.httpguard import CLIENT_KEEPALIVE_S, GuardedRunner, HttpLimits
+from node.peer import PEER_HEADER, PeerGate, RequestSigner, Sequencer, request_header, seal
 from node.server import Node
 from node.statesync import MAX_SESSIONS, SESSIONS_PER_MEMBER
 from node.store import MemoryStore
@@ -186,4 +192,69 @@ async def test_peer_routes_can_live_on_their_own_listener(consortium: TestConsor
     assert (c.peer_host, c.peer_port, c.max_conns_per_ip) == ("10.0.0.5", 7101, 8)
     cfg.write_text('node_id = "a"\ndata_dir = "d"\nkey_file = "k"\ngenesis = "g"\n[api]\npeer_port = "x"\n')
     with pytest.raises(ConfigError):
+        load_config(cfg, env={})
+
+
+async def test_a_reset_mid_body_is_one_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A member's connection reset halfway through an envelope: one warning line, no traceback, nothing delivered
+    (it logged an "unhandled error" with a full traceback)."""
+    caplog.set_level(logging.DEBUG)
+    p = Peers()
+    app = web.Application(middlewares=[errors_middleware])
+    app.add_routes(p.transport.routes())
+    runner = GuardedRunner(app, HttpLimits())  # the node's own listener
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await _reset_mid_body(p, runner.addresses[0][1], caplog)
+    finally:
+        await runner.cleanup()
+
+
+async def _reset_mid_body(p: Peers, port: int, caplog: pytest.LogCaptureFixture) -> None:
+    body, _ = p.request("n2", [TimeoutNow(term=1, from_="n2", to="n1")])  # type: ignore[arg-type]
+    body = body + b"\x00" * 200_000  # long enough that the server is still reading when the reset comes
+    hdr = p.header("n2", body)
+    head = f"POST {PEER_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in hdr.items()) + "\r\n"
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(head.encode() + body[:1000])
+    deadline = time.monotonic() + 20
+    while not p.transport.gate.replay._seen:  # the header passed the gate: the server is now reading the body
+        assert time.monotonic() < deadline, "the server did not take the request"
+        await asyncio.sleep(0.01)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # RST, not FIN
+    while not any(r.levelno >= logging.WARNING for r in caplog.records):
+        assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # anything the server would log after the first line (a fixed grace, not a sync)
+    assert p.delivered == []
+    assert [r.getMessage() for r in caplog.records if r.exc_info is not None] == []
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "\n" not in lines[0].getMessage(), [r.getMessage() for r in lines]
+
+
+async def test_clients_close_idle_connections_before_the_server_does(tmp_path: Path) -> None:
+    """The peer transport kept idle connections 60 s against a server idle timeout of 15 s, so it could send on a
+    connection the server was closing; now every node-to-node client keeps them CLIENT_KEEPALIVE_S, and a node
+    refuses an idle timeout that is not well above that."""
+    p = Peers()
+    fetcher = HttpFetcher("n1", {}, RequestSigner(p.keys["n1"], GH, "n1"))
+    await p.transport.start()
+    await fetcher.start()
+    try:
+        for session in (p.transport._session, fetcher._http):
+            assert session is not None
+            assert session.connector._keepalive_timeout == CLIENT_KEEPALIVE_S  # type: ignore[union-attr]
+    finally:
+        await p.transport.stop()
+        await fetcher.close()
+    assert HttpLimits().idle_timeout_s > 2 * CLIENT_KEEPALIVE_S
+    cfg = tmp_path / "n.toml"
+    base = 'node_id = "a"\ndata_dir = "d"\nkey_file = "k"\ngenesis = "g"\n[api]\n'
+    cfg.write_text(base)
+    assert load_config(cfg, env={}).idle_timeout_s > 2 * CLIENT_KEEPALIVE_S
+    cfg.write_text(base + f"idle_timeout_s = {CLIENT_KEEPALIVE_S}\n")
+    with pytest.raises(ConfigError, match="idle_timeout_s must be more than"):
         load_config(cfg, env={})
