@@ -27,6 +27,7 @@ from consensus.messages import Snapshot
 from node import codec
 from node.chain import ChainError, Ledger
 from node.errors import CempError
+from node.httpguard import CLIENT_KEEPALIVE_S
 from node.peer import RequestSigner
 from node.raftstore import RAFT_APPLIED, SnapshotRef
 from node.seams import Clock, Offload
@@ -97,7 +98,7 @@ class HttpFetcher:
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                connector=aiohttp.TCPConnector(ssl=self.tls or True),
+                connector=aiohttp.TCPConnector(ssl=self.tls or True, keepalive_timeout=CLIENT_KEEPALIVE_S),
             )
 
     async def close(self) -> None:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.httpguard import CLIENT_KEEPALIVE_S
+
 
 class ConfigError(Exception):
     pass
@@ -65,7 +67,8 @@ class NodeConfig:
     max_conns_per_ip: int = 64
     """Connections one client address may hold (``[api] max_conns_per_ip``)."""
     idle_timeout_s: float = 15.0
-    """Idle and request-head timeout of API connections (``[api] idle_timeout_s``)."""
+    """Idle and request-head timeout of API connections (``[api] idle_timeout_s``); more than twice the other nodes'
+    client keep-alive (``node.httpguard.CLIENT_KEEPALIVE_S``), so they close an idle connection first."""
     halt_height: int | None = None
     """Coordinated upgrade (``halt_height = H`` or ``CEMP_HALT_HEIGHT``): the node applies blocks up to H, cuts none
     after it, refuses new txs, and exits cleanly a few seconds later (``node.driver``, docs/operations.md)."""
@@ -95,6 +98,16 @@ def _positive(table: dict[str, Any], key: str, default: Any, typ: type) -> Any:
     if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
         raise ConfigError(f"[api] {key} must be a positive number, not {v!r}")
     return typ(v)
+
+
+def _idle_timeout(api: dict[str, Any]) -> float:
+    v: float = _positive(api, "idle_timeout_s", 15.0, float)
+    if v <= 2 * CLIENT_KEEPALIVE_S:
+        raise ConfigError(
+            f"[api] idle_timeout_s must be more than {2 * CLIENT_KEEPALIVE_S:g} s, not {v:g}: the other nodes keep"
+            f" idle connections to this one for {CLIENT_KEEPALIVE_S:g} s and must close them first"
+        )
+    return v
 
 
 def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
@@ -182,7 +195,7 @@ def load_config(path: Path, env: dict[str, str] | None = None) -> NodeConfig:
         peer_host=str(api.get("peer_host", "127.0.0.1")),
         peer_port=_port(api["peer_port"]) if "peer_port" in api else None,
         max_conns_per_ip=_positive(api, "max_conns_per_ip", 64, int),
-        idle_timeout_s=_positive(api, "idle_timeout_s", 15.0, float),
+        idle_timeout_s=_idle_timeout(api),
         peer_addresses={str(k): str(v) for k, v in dict(doc.get("peers", {})).items()},
         raft_compact_every=int(dict(doc.get("raft", {})).get("compact_every", 5000)),
         raft_catchup=_catchup(str(dict(doc.get("raft", {})).get("catchup", "blocks"))),

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from node.crypto import KeyPair
-from node.httpguard import read_body
+from node.httpguard import CLIENT_KEEPALIVE_S, read_body
 from node.peer import (
     PEER_HEADER,
     PeerError,
@@ -121,7 +121,9 @@ class Transport:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=5, connect=1),
-            connector=aiohttp.TCPConnector(limit_per_host=2, keepalive_timeout=60, ssl=self.tls or True),
+            connector=aiohttp.TCPConnector(
+                limit_per_host=2, keepalive_timeout=CLIENT_KEEPALIVE_S, ssl=self.tls or True
+            ),
         )
         for peer in self.queues:
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-send-{peer}"))
