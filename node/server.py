@@ -96,6 +96,8 @@ class Node:
         self.genesis = genesis
         self.store = store
         self.node_id = node_id
+        self.tls = tls
+        """The client TLS context peers are reached with (None: plain HTTP)."""
         self.routes = tuple(routes)
         self.ledger = Ledger(store, genesis, kinds, watermark)
         want = self.ledger.node_key(node_id, self.ledger.height + 1)
@@ -223,6 +225,8 @@ class Node:
         app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
         app.add_routes(self.peer_routes())
         app.router.add_get("/v1/blocks/{ref}", self.api.get_block)
+        # The explorer's consortium page asks each member's genesis address for its status (public data too).
+        app.router.add_get("/v1/status", self.api.status)
         return app
 
     async def _background(self, app: web.Application) -> AsyncIterator[None]:

@@ -1,6 +1,7 @@
 """Consortium status for the explorer: each node's role, term, leader, applied height, lag and last contact.
 
-This node answers for itself from memory; every other member is asked for its ``/v1/status`` over HTTP with a
+This node answers for itself from memory; every other member is asked for its ``/v1/status`` at its genesis
+address (its peer listener when it has one; HTTPS with the node's TLS context in a TLS consortium) with a
 short timeout, all at once. Answers are cached for ``TTL_S`` so a busy page cannot turn into a flood of
 requests to the peers; a peer that does not answer keeps its last answer and the time it was heard from.
 """
@@ -60,7 +61,8 @@ class ConsortiumStatus:
         }
 
     async def _fetch(self, session: aiohttp.ClientSession, address: str) -> dict[str, Any]:
-        url = address if address.startswith("http") else f"http://{address}"
+        scheme = "https" if getattr(self.node, "tls", None) is not None else "http"
+        url = address if address.startswith("http") else f"{scheme}://{address}"
         async with session.get(f"{url}/v1/status") as r:
             if r.status != 200:
                 raise RuntimeError(f"HTTP {r.status}")
@@ -79,7 +81,11 @@ class ConsortiumStatus:
             answers: dict[str, dict[str, Any] | BaseException] = {}
             if others:
                 timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-                async with aiohttp.ClientSession(timeout=timeout) as s:
+                # In a TLS consortium the members are reached as the node reaches them: verified against the
+                # consortium CA, showing this node's certificate (a peer listener may ask for one).
+                tls = getattr(self.node, "tls", None)
+                conn = aiohttp.TCPConnector(ssl=tls if tls is not None else True)
+                async with aiohttp.ClientSession(timeout=timeout, connector=conn) as s:
                     got = await asyncio.gather(
                         *(self._fetch(s, str(i.address)) for i in others), return_exceptions=True
                     )

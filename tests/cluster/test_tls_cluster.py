@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import ssl
 import time
 import urllib.error
@@ -163,6 +165,18 @@ async def test_peer_listeners_of_their_own_ask_for_a_consortium_certificate(tmp_
             str(tmp_path / "tls" / f"{ids[1]}.crt"), str(tmp_path / "tls" / f"{ids[1]}.key")
         )
         assert await asyncio.to_thread(get_block, member) == 200
+
+        # The explorer's consortium page reaches every member at its genesis address (here its peer listener,
+        # mutual TLS) and shows it reachable, with its height.
+        def consortium_csv() -> list[dict[str, str]]:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{api[0]}/consortium?format=csv", timeout=10, context=ctx
+            ) as resp:
+                return list(csv.DictReader(io.StringIO(resp.read().decode("utf-8-sig"))))
+
+        rows = await asyncio.to_thread(consortium_csv)
+        assert sorted(row["node_id"] for row in rows) == sorted(ids), rows
+        assert all(row["reachable"] == "True" and row["height"] for row in rows), rows
     finally:
         for p in procs:
             p.terminate()
