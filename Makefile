@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy node consensus cemp
+	$(BIN)/mypy node consensus cemp access
 
 unit: $(STAMP) sysdeps
 	$(BIN)/pytest -q

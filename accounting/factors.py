@@ -26,10 +26,9 @@ from typing import Any
 from accounting.model import Factor, FactorSetPayload, FactorSetRecord
 from accounting.sites import Iterable, Reader
 from node import codec, schema
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer
+from node.txkinds import Env, Writer, acting_org
 from node.types import PublicKey, ShortStr, Text, Tx
 
 KEY_RE = re.compile(r"[a-z][a-z0-9-]*(\.[a-z0-9-]+)*")
@@ -204,7 +203,7 @@ class FactorsKind:
     payload_type = FactorSetPayload
 
     def check(self, view: StateView, env: Env, tx: Tx, p: FactorSetPayload) -> None:
-        org = org_of_admin(env.genesis, tx.sender)
+        org = acting_org(env, tx)
         if org is None or org.role != "regulator":
             raise CempError(
                 Code.NOT_AUTHORIZED, "factor sets are recorded by the regulator org's admin key only"

@@ -13,10 +13,10 @@ from typing import Any
 
 from accounting.periods import parse_period
 from accounting.sites import load_site, mmdd
-from node.devices import org_of_admin
+
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer
+from node.txkinds import Env, Writer, acting_org
 from node.types import Tx
 from resolver.kinds import admit_plan, apply_plan, plan_values
 
@@ -42,7 +42,7 @@ class SiteRecordKind:
         raise NotImplementedError
 
     def _check(self, view: StateView, env: Env, tx: Tx, p: Any) -> tuple[str, Any]:
-        org = org_of_admin(env.genesis, tx.sender)
+        org = acting_org(env, tx)
         site = load_site(view, p.site_id)
         if site is None:
             raise CempError(Code.NOT_FOUND, f"no site {p.site_id!r} on this chain")

@@ -30,12 +30,12 @@ from accounting.model import (
     SiteRecord,
 )
 from node import codec, schema
-from node.devices import load_device, org_for_prefix, org_of_admin, split_handle
+from node.devices import load_device, org_for_prefix, split_handle
 from node.errors import CempError, Code
 from node.readings import EARLIEST_TS_MS, HOUR_MS, QUANTITY_RE
 from node.state import StateView
 from node.store import prefix_stop
-from node.txkinds import Env, Writer
+from node.txkinds import Env, Writer, acting_org
 from node.types import Org, Tx
 from resolver import idis
 from resolver.kinds import admit_plan, apply_plan, plan_values
@@ -107,7 +107,7 @@ def list_sites(view: Iterable, limit: int = 1000) -> list[SiteRecord]:
 
 
 def site_org(env: Env, tx: Tx) -> Org:
-    org = org_of_admin(env.genesis, tx.sender)
+    org = acting_org(env, tx)
     if org is None or org.role != "owner":
         raise CempError(
             Code.NOT_AUTHORIZED, "sites and boundaries are recorded by the admin key of a building-owner org"

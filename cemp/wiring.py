@@ -10,6 +10,8 @@
   a site's outdoor temperature from its on-chain sensor) and the device page's ``health`` panel (``web.slots``): no
   kinds.
 - the maintenance kinds (``alarm``, ``workorder``: anomaly alarms and inspection work orders, each step signed).
+- the access kinds (``person.put``, ``person.revoke``, ``grant``, ``grant.revoke``, ``data.policy``) and the
+  chain's authorizer: what each person's role may write, checked on admission and on apply (``access.policy``).
 - the accounting's kinds (``site``, ``boundary``, ``factors``, ``rating``, ``report``) and routes (sites, inventories,
   KPIs, baselines, ratings, factor sets; reports and the Parquet export), and its pages for people (``web.carbon``:
   the carbon portrait and the reports pages, with their menu entries ``NAV_LINKS``).
@@ -23,6 +25,7 @@ found by name at run time.
 
 from __future__ import annotations
 
+from access import ChainAuthorizer, access_kinds, policy_for
 from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
@@ -31,7 +34,7 @@ from energy.outdoor import routes as weather_routes
 from energy.webpanel import render_health
 from maintenance import maintenance_kinds
 from maintenance.api import routes as maintenance_routes
-from node.corekinds import core_registry
+from node.corekinds import core_kinds
 from node.documents import documents_routes
 from node.server import DocumentedRoutes, RouteProvider
 from node.txkinds import KindRegistry
@@ -47,10 +50,11 @@ from web.maint import routes as web_maint_routes
 
 
 def kinds() -> KindRegistry:
-    """A fresh registry of every tx kind of a CEMP chain (the same content on every call)."""
-    return core_registry(
-        register_hooks=RESOLVER_REGISTER_HOOKS,
-        extra=[*handle_kinds(), *accounting_kinds(), *maintenance_kinds()],
+    """A fresh registry of every tx kind of a CEMP chain (the same content on every call), with the authorizer that
+    decides which person may send which kind for their org (``access.policy``)."""
+    app = [*handle_kinds(), *accounting_kinds(), *maintenance_kinds(), *access_kinds()]
+    return KindRegistry(
+        [*core_kinds(RESOLVER_REGISTER_HOOKS), *app], authorizer=ChainAuthorizer(policy_for(app))
     )
 
 

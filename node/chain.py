@@ -12,7 +12,7 @@ Invariants:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from node import codec, merkle, schema
@@ -391,6 +391,8 @@ class Ledger:
             st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
             consumed_nonce = True
             env = Env(self.genesis, height, time_ms, h, index)
+            if self.kinds.authorizer is not None:
+                env = replace(env, actor=self.kinds.authorizer.authorize(st, env, d.tx, d.payload))
             fused = getattr(d.kind, "check_and_apply", None)
             if fused is not None:
                 fused(st, env, d.tx, d.payload)

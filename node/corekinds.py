@@ -16,7 +16,7 @@ from node.documents import KIND_IMPL as DOCUMENT_KIND
 from node.keyrotation import NodeKeyRotationKind
 from node.membership import MembershipKind
 from node.readings import ReadingsKind
-from node.txkinds import KindRegistry, TxKind
+from node.txkinds import Authorizer, KindRegistry, TxKind
 
 
 def core_kinds(register_hooks: Sequence[RegisterHook] = ()) -> list[TxKind]:
@@ -30,6 +30,10 @@ def core_kinds(register_hooks: Sequence[RegisterHook] = ()) -> list[TxKind]:
     ]
 
 
-def core_registry(register_hooks: Sequence[RegisterHook] = (), extra: Iterable[TxKind] = ()) -> KindRegistry:
-    """The core kinds plus ``extra`` (an application's kinds) as one registry."""
-    return KindRegistry([*core_kinds(register_hooks), *extra])
+def core_registry(
+    register_hooks: Sequence[RegisterHook] = (),
+    extra: Iterable[TxKind] = (),
+    authorizer: Authorizer | None = None,
+) -> KindRegistry:
+    """The core kinds plus ``extra`` (an application's kinds) as one registry, with an optional authorizer."""
+    return KindRegistry([*core_kinds(register_hooks), *extra], authorizer)

@@ -13,7 +13,7 @@ from typing import Any
 from node import codec, schema
 from node.errors import CempError, Code
 from node.state import StateView
-from node.txkinds import Env, Writer
+from node.txkinds import Env, Writer, acting_org
 from node.types import DeviceRecord, DeviceRegistration, Genesis, Handle, Height, Nonce, Org, TimestampMs, Tx
 
 PREFIX_RE = re.compile(r"^[0-9]+(\.[0-9A-Za-z_-]+)*$")
@@ -79,10 +79,11 @@ class DeviceRegisterKind:
         org = org_for_prefix(env.genesis, prefix)
         if org is None:
             raise CempError(Code.NOT_AUTHORIZED, f"no consortium org owns the prefix {prefix!r}")
-        if tx.sender != org.admin_key:
+        if acting_org(env, tx) != org:
             raise CempError(
                 Code.NOT_AUTHORIZED,
-                f"only {org.name}'s admin key may register devices under {org.prefix}; this tx is signed by another key",
+                f"only {org.name}'s admin key (or its people allowed to) may register devices under {org.prefix}; "
+                "this tx is signed by another key",
             )
         for field, value in (("kind", p.kind), ("subsystem", p.subsystem)):
             if not SHORT_RE.match(value):

@@ -44,7 +44,7 @@ from node.devices import load_device, org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
-from node.txkinds import Env, Writer
+from node.txkinds import Env, Writer, acting_org
 from node.types import Handle, Hash32, Height, PublicKey, ShortStr, SignedInt, Text, Tx
 
 if TYPE_CHECKING:
@@ -260,7 +260,7 @@ class DocumentKind:
 
     def _decide(self, view: StateView, env: Env, tx: Tx, p: DocumentPayload) -> _Decision:
         dt = check_payload(p)
-        admin = org_of_admin(env.genesis, tx.sender)
+        admin = acting_org(env, tx)  # an org admin key, or a person acting for the org
         # Who sends: an org admin key, or the registered key of the scanner named in the payload.
         if p.device is not None:
             dev = load_device(view, p.device)

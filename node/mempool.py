@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 
 from node import schema
 from node.chain import DecodedTx, Ledger
@@ -57,6 +58,9 @@ class Mempool:
         view = PendingView(self.ledger.store, self.overlay)
         self.ledger.check_nonce(view, d)
         env = Env(self.ledger.genesis, Height(self.ledger.height + 1), TimestampMs(now_ms), d.hash, 0)
+        authorizer = self.ledger.kinds.authorizer
+        if authorizer is not None:  # checked again, on block time and state, when the block applies
+            env = replace(env, actor=authorizer.authorize(view, env, d.tx, d.payload))
         effects = d.kind.admit(view, env, d.tx, d.payload)
         self.overlay.update(effects)
         self.overlay[schema.nonce(d.tx.sender)] = d.tx.nonce.to_bytes(8, "big")

@@ -9,7 +9,8 @@ Namespaces (first byte):
   ``d`` device record by handle, ``i`` device number -> handle, ``r`` readings by (device number, time, seq),
   ``a`` hourly aggregates by (device number, quantity, hour), ``o`` the readings txs behind each aggregate
   (device number, quantity, hour, tx hash -> readings of the tx in the hour), ``c`` counters, ``h`` handle
-  records, ``x`` documents, ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry), ``s`` sites,
+  records, ``x`` documents, ``f`` factor sets, ``p`` reports, ``w`` work orders, ``g`` governance (consortium node registry; people,
+  data grants and data policies), ``s`` sites,
   their boundaries and ratings (accounting).
 
 Integers in keys are fixed-width big-endian so that byte order equals numeric order.
@@ -195,6 +196,31 @@ NODE_KEYS_PREFIX = b"gkeys/"
 def member(node_id: str) -> bytes:
     """Registry record of a consortium node added or removed on chain."""
     return MEMBER_PREFIX + node_id.encode()
+
+
+# people, data grants and data policies (``access``): under ``g`` (governance) beside the node registry.
+PERSON_PREFIX = b"gperson/"
+GRANT_PREFIX = b"ggrant/"
+DATA_POLICY_PREFIX = b"gpolicy/"
+
+
+def person(pubkey: bytes) -> bytes:
+    """A person's account (``access.model.PersonRecord``) by public key."""
+    return PERSON_PREFIX + pubkey
+
+
+def grant(grantor: str, grant_id: str) -> bytes:
+    """A data grant (``access.model.GrantRecord``) by grantor org and grant id; ``grants_of`` lists an org's."""
+    return GRANT_PREFIX + grantor.encode() + b"/" + grant_id.encode()
+
+
+def grants_of(grantor: str) -> bytes:
+    return GRANT_PREFIX + grantor.encode() + b"/"
+
+
+def data_policy(org: str) -> bytes:
+    """Which kinds of an org's data are members-only (``access.model.DataPolicyRecord``)."""
+    return DATA_POLICY_PREFIX + org.encode()
 
 
 HANDLE_RECORD_PREFIX = b"hr"

@@ -9,7 +9,9 @@ later admissions must see.
 What a chain knows is a ``KindRegistry`` built once by the composition root (``cemp.wiring``) and passed to every
 ``Ledger``: the core kinds of ``node`` (``node.corekinds``) plus the applications' kinds (``handle.put``, ...).
 Nothing registers itself at import and nothing is looked up by module name, so a node and ``cemp verify`` that
-are given the same registry execute the same txs the same way; the apply path does not change.
+are given the same registry execute the same txs the same way; the apply path does not change. The registry may
+carry an ``Authorizer`` (who may send which kind for which org), which the ledger and the mempool run before a
+kind's own checks; kinds ask ``acting_org(env, tx)`` which org a tx acts for.
 """
 
 from __future__ import annotations
@@ -19,7 +21,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from node.state import StateView
-from node.types import ConsensusParams, Genesis, Hash32, Height, TimestampMs, Tx
+from node.types import ConsensusParams, Genesis, Hash32, Height, Org, TimestampMs, Tx
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who a tx acts for, as the chain's ``Authorizer`` decided before the kind's ``check`` ran."""
+
+    org: Org
+    """The org the tx acts for."""
+    person: bool
+    """True: a person registered under ``org`` signed it; False: ``org``'s admin key did."""
+    roles: frozenset[str]
+    """The person's roles (an admin key holds every role and is shown as ``{"admin"}``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,9 @@ class Env:
     """Block time; the mempool uses the wall clock."""
     tx_hash: Hash32
     tx_index: int
+    actor: Actor | None = None
+    """Set by the chain's ``Authorizer`` (``KindRegistry.authorizer``); None without one, or when the sender is
+    neither an org admin nor a person it knows (a device key: the kind decides)."""
 
     @property
     def params(self) -> ConsensusParams:
@@ -63,10 +80,39 @@ class TxKind(Protocol):
         ...
 
 
-class KindRegistry(Mapping[str, TxKind]):
-    """The tx kinds one chain knows, by name; immutable once built (every node of a chain must hold the same)."""
+class Authorizer(Protocol):
+    """Decides, before a kind's own checks, whether the sender may send this kind, and for which org.
 
-    def __init__(self, kinds: Iterable[TxKind]) -> None:
+    Called on admission (mempool, wall-clock ``env``) and again on apply (block ``env``), on every node and in
+    ``cemp verify``: it must depend only on ``view``, ``env`` and the tx. Raises ``CempError`` (NOT_AUTHORIZED)
+    to refuse; returns the ``Actor`` (org admin or a permitted person), or None for a key it does not know.
+    """
+
+    def authorize(self, view: StateView, env: Env, tx: Tx, payload: Any) -> Actor | None: ...
+
+
+def acting_org(env: Env, tx: Tx) -> Org | None:
+    """The org a tx acts for: the authorizer's decision if there is one, else the org whose admin key signed it.
+
+    Kinds use this instead of comparing ``tx.sender`` with admin keys, so that people an org registered (with a
+    role that allows the kind) act for their org, and a chain without an authorizer behaves as before.
+    """
+    if env.actor is not None:
+        return env.actor.org
+    for org in env.genesis.orgs:
+        if org.admin_key == tx.sender:
+            return org
+    return None
+
+
+class KindRegistry(Mapping[str, TxKind]):
+    """The tx kinds one chain knows, by name; immutable once built (every node of a chain must hold the same).
+
+    ``authorizer`` (optional) runs before every kind's checks, on admission and on apply (``Authorizer``).
+    """
+
+    def __init__(self, kinds: Iterable[TxKind], authorizer: Authorizer | None = None) -> None:
+        self.authorizer = authorizer
         self._kinds: dict[str, TxKind] = {}
         for kind in kinds:
             if kind.name in self._kinds:

@@ -29,7 +29,7 @@ from node.crypto import verify
 from node.devices import PREFIX_RE, SUFFIX_RE, org_for_prefix
 from node.membership import load_nodes
 from node.state import StateView
-from node.txkinds import Env
+from node.txkinds import Env, acting_org
 from node.types import Genesis, Handle, Org, ShortStr, Tx
 from resolver.values import (
     HS_ADMIN,
@@ -349,7 +349,7 @@ def actor_of(view: StateView, env: Env, tx: Tx, auth: object, name: Name) -> Act
     assert isinstance(auth, Authority)
     g = env.genesis
     if auth.method == "org":
-        if tx.sender != name.org.admin_key:
+        if acting_org(env, tx) != name.org:
             owner = next((o.name for o in g.orgs if o.admin_key == tx.sender), None)
             raise HandleError(
                 RC_INVALID_ADMIN,

@@ -21,6 +21,7 @@ APPLICATIONS = (
     "accounting",
     "energy",
     "maintenance",
+    "access",
     "web",
     "cemp",
     "tests",
