@@ -16,6 +16,7 @@ with one range scan per device and written in record batches.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -229,14 +230,28 @@ def inventory_table(inv: dict[str, Any]) -> Any:
     return pa.Table.from_pylist(rows, schema=schema_.with_metadata(meta))
 
 
-def table_bytes(snap: Snapshot, head: Head, site_id: str, period: str, table: str) -> bytes:
-    """One table of the export as Parquet bytes (zstd)."""
+def table_bytes(
+    snap: Snapshot,
+    head: Head,
+    site_id: str,
+    period: str,
+    table: str,
+    check_device: Callable[[str, str], None] | None = None,
+) -> bytes:
+    """One table of the export as Parquet bytes (zstd). ``check_device(handle, org)`` raises for a device whose
+    readings the caller may not read (``access``): a readings or hourly table holding one is refused whole, naming
+    it, rather than handed out with rows silently missing."""
     import pyarrow.parquet as pq
 
     if table not in TABLES:
         raise CempError(Code.BAD_REQUEST, f"table {table!r}: use readings, hourly or inventory")
     inv = finish(compute(snap, head, site_id, period))
     a, b = inv["period"]["start_ms"], inv["period"]["stop_ms"]
+    if check_device is not None and table in ("readings", "hourly"):
+        for d, _, _, _ in _devices(snap, site_id, a, b):
+            dev = load_device(snap, d.handle)  # type: ignore[arg-type]
+            if dev is not None:
+                check_device(dev.handle, dev.org)
     if table == "readings":
         t = readings_table(snap, site_id, a, b)
     elif table == "hourly":

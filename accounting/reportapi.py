@@ -18,6 +18,7 @@ from accounting import inventory as invm
 from accounting import kpi as kpim
 from accounting import params as prm
 from accounting import render
+from accounting.api import require_site
 from accounting.inventory import Head
 from accounting.params import PERIOD_Q, SITE_P
 from accounting.report import build, list_reports, load_report, report_json
@@ -110,6 +111,7 @@ class ReportAPI:
         """``GET /v1/sites/{sid}/report?period=&format=&lang=``: the model (json) or the rendered bytes."""
 
         def fn(snap: Any, head: Head) -> Any:
+            require_site(self.node, request, snap, sid)
             model = report_model(snap, head, sid, period)
             return model if fmt == "json" else render.render(model, fmt, lang)
 
@@ -142,7 +144,20 @@ class ReportAPI:
         table = request.match_info["table"]
         if table not in exportm.TABLES:
             raise CempError(Code.BAD_REQUEST, f"table {table[:20]!r}: use readings, hourly or inventory")
-        body = await self._read(lambda snap, head: exportm.table_bytes(snap, head, sid, period, table))
+        reads = self.node.reads
+
+        def fn(snap: Any, head: Head) -> bytes:
+            require_site(self.node, request, snap, sid)
+            return exportm.table_bytes(
+                snap,
+                head,
+                sid,
+                period,
+                table,
+                check_device=lambda handle, org: reads.require(request, org, "readings", device=handle),
+            )
+
+        body = await self._read(fn)
         return web.Response(
             body=body,
             content_type="application/vnd.apache.parquet",

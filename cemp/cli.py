@@ -390,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ratings and reports have a whole season to show (needs a fresh demo directory)",
     )
     de.set_defaults(func=cmd_demo)
+    from access.cli import add_commands as add_access_commands
     from accounting.cli import add_commands as add_accounting_commands
     from accounting.reportcli import add_commands as add_report_commands
     from cemp.deploy import add_commands as add_deploy_commands
@@ -414,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_energy_commands(sub)
     add_report_commands(sub)
     add_maintenance_commands(sub)
+    add_access_commands(sub)
     return p
 
 

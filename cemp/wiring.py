@@ -4,8 +4,9 @@
   ``document``) with the resolver's hook inside ``device.register`` (the device's handle record is written in
   the same tx), plus the resolver's ``handle.put`` and ``handle.delete``. A node and ``cemp verify`` both use
   this: a regulator's re-check replays the same kinds and hooks, so it reaches the same app hash.
-- ``ROUTES``: the read routes a node serves besides the core API (documents, the Handle.Net REST API, and the
-  web UI for people: explorer, device and handle pages, consortium status).
+- ``ROUTES``: the read routes a node serves besides the core API (sign-in, people, grants and the audit trail, whose
+  provider carries the node's read gate: who may read what, ``access.reads``; documents, the Handle.Net REST API,
+  and the web UI for people: explorer, device and handle pages, consortium status).
 - the energy models' routes (day-ahead charging plan, expected-consumption model fit and forecast, device health,
   a site's outdoor temperature from its on-chain sensor) and the device page's ``health`` panel (``web.slots``): no
   kinds.
@@ -26,6 +27,7 @@ found by name at run time.
 from __future__ import annotations
 
 from access import ChainAuthorizer, access_kinds, policy_for
+from access.api import routes as access_routes
 from accounting import accounting_kinds
 from accounting.api import routes as accounting_routes
 from accounting.reportapi import routes as report_routes
@@ -59,6 +61,7 @@ def kinds() -> KindRegistry:
 
 
 ROUTES: tuple[RouteProvider, ...] = (
+    access_routes,
     documents_routes,
     DocumentedRoutes(resolver_routes, RESOLVER_OPENAPI),
     accounting_routes,

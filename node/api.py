@@ -25,6 +25,7 @@ from node.errors import CempError, Code
 from node.httpguard import LIMITER, read_body
 from node.mempool import Mempool, PendingView
 from node.openapi import document as openapi_document
+from node.readgate import OpenReads, ReadGate
 from node.readings import decode_reading_value
 from node.state import StateView
 from node.store import StorageError, prefix_stop
@@ -163,7 +164,10 @@ class NodeAPI:
         wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         next_apply: Callable[[float], Awaitable[bool]] | None = None,
         behind_wait_s: float = 0.25,
+        reads: ReadGate | None = None,
     ) -> None:
+        self.reads: ReadGate = reads or OpenReads()
+        """Who may read which data (``node.readgate``): readings and hourly aggregates, payloads of txs."""
         self.ledger = ledger
         self.mempool = mempool
         self.node_id = node_id
@@ -529,6 +533,11 @@ class NodeAPI:
         except CempError as e:
             body["decode_error"] = e.message
         body["raw"] = raw.hex()
+        hidden = self.hidden_payload(request, body.get("kind"), body.get("payload"))
+        if hidden is not None:
+            body["payload"] = None
+            body["raw"] = None
+            body["withheld"] = hidden
         body["proof"] = {
             "leaf_index": loc.index,
             "tree_size": len(b.txs),
@@ -540,6 +549,41 @@ class NodeAPI:
             ],
         }
         return web.json_response(body)
+
+    def hidden_payload(self, request: web.Request, kind: object, payload: object) -> str | None:
+        """Why a committed tx's payload is withheld from this request (None: shown). A ``readings`` tx shows its
+        device's readings; a ``document`` tx its org's document: both only to who may read them. The tx's hash,
+        signer, result and inclusion proof stay public (the leaf hash is enough to check the proof)."""
+        if not isinstance(payload, dict):
+            return None
+        if kind == "readings":
+            dev = load_device(StateView(self.ledger.store), str(payload.get("device", "")))
+            if dev is not None and not self.reads.allows(request, dev.org, "readings", device=dev.handle):
+                return f"readings of {dev.handle} ({dev.org}) are not public; sign in with a key that may read them"
+        elif kind == "document":
+            org = self._document_org(payload)
+            if org is not None and not self.reads.allows(
+                request, org, "documents", device=payload.get("device")
+            ):
+                return f"documents of {org} are not public; sign in with a key that may read them"
+        return None
+
+    def _document_org(self, payload: dict[str, Any]) -> str | None:
+        from node.documents import load_document
+
+        doc_id = payload.get("id")
+        if isinstance(doc_id, str) and len(doc_id) == 64:
+            try:
+                rec = load_document(StateView(self.ledger.store), bytes.fromhex(doc_id))
+            except ValueError:
+                rec = None
+            if rec is not None:
+                return str(rec.org)
+        dev = payload.get("device")
+        if isinstance(dev, str):
+            d = load_device(StateView(self.ledger.store), dev)
+            return str(d.org) if d is not None else None
+        return None
 
     def _device(self, request: web.Request) -> Any:
         handle = request.match_info["handle"]
@@ -596,6 +640,7 @@ class NodeAPI:
         ``MAX_READINGS_SCAN`` stored readings per request: with ``quantity`` set, a page can end before it is full.
         ``next`` (a ``ts-seq`` cursor, or null at the end) is the ``after`` of the following page."""
         dev = self._device(request)
+        self.reads.require(request, dev.org, "readings", device=dev.handle)
         now = int(time.time() * 1000)
         start = parse_int(request, "from", 0)
         stop = parse_int(request, "to", now + 86_400_000)
@@ -638,6 +683,7 @@ class NodeAPI:
 
     async def hourly(self, request: web.Request) -> web.Response:
         dev = self._device(request)
+        self.reads.require(request, dev.org, "readings", device=dev.handle)
         quantity = request.query.get("quantity")
         start = parse_int(request, "from", 0) // 3_600_000
         stop = parse_int(request, "to", int(time.time() * 1000) + 3_600_000) // 3_600_000 + 1

@@ -425,11 +425,19 @@ class DocumentsAPI:
             "version": rec.version,
             "org": rec.org,
             "sender": rec.sender.hex(),
-            "sender_role": "admin" if admin is not None else "device",
+            "sender_role": "admin" if admin is not None else self._sender_role(rec),
             "tx": rec.tx_hash.hex(),
             "height": rec.height,
             "created_height": rec.created_height,
         }
+
+    def _sender_role(self, rec: DocumentRecord) -> str:
+        """``device`` (the scanner's own key) or ``person`` (someone acting for the org, ``access``)."""
+        if rec.payload.device is not None:
+            dev = load_device(StateView(self.node.ledger.store), rec.payload.device)
+            if dev is not None and dev.pubkey == rec.sender:
+                return "device"
+        return "person"
 
     async def get_document(self, request: web.Request) -> web.Response:
         doc_id = _hex32(request.match_info["id"], "document id")
@@ -437,6 +445,7 @@ class DocumentsAPI:
         head = load_document(StateView(store), doc_id)
         if head is None:
             raise CempError(Code.NOT_FOUND, f"no document {doc_id.hex()} on this chain")
+        self.node.reads.require(request, head.org, "documents", device=head.payload.device)
         version = _query_int(request, "version", head.version, 1, head.version)
         rec = head if version == head.version else load_document(StateView(store), doc_id, version)
         assert rec is not None
@@ -485,6 +494,7 @@ class DocumentsAPI:
         out: list[dict[str, Any]] = []
         cursor: str | None = None
         more = False
+        withheld = 0
         try:
             for n, (key, doc_id) in enumerate(snap.iterate(prefix, stop, reverse=True)):
                 if n >= self.MAX_SCAN or len(out) >= limit:
@@ -499,10 +509,13 @@ class DocumentsAPI:
                     continue
                 if review is not None and rec.payload.review != review:
                     continue
+                if not self.node.reads.allows(request, rec.org, "documents", device=rec.payload.device):
+                    withheld += 1  # a list leaves out what this request may not read, and says how many
+                    continue
                 out.append(self._json(rec))
         finally:
             snap.release()
-        return web.json_response({"documents": out, "next": cursor if more else None})
+        return web.json_response({"documents": out, "next": cursor if more else None, "withheld": withheld})
 
 
 def documents_routes(node: Node) -> list[web.RouteDef]:

@@ -33,6 +33,7 @@ class Code(IntEnum):
     BAD_REQUEST = 19
     UNAVAILABLE = 20
     TIMEOUT = 21
+    UNAUTHENTICATED = 22
 
 
 _STATUS = {
@@ -57,6 +58,7 @@ _STATUS = {
     Code.BAD_REQUEST: 400,
     Code.UNAVAILABLE: 503,
     Code.TIMEOUT: 504,
+    Code.UNAUTHENTICATED: 401,
 }
 
 

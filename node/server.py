@@ -38,6 +38,7 @@ from node.integrity import check_head, check_raft_log
 from node.mempool import Mempool
 from node.metrics import NodeMetrics, ScrapeCollector
 from node.migrations import migrate
+from node.readgate import OpenReads, ReadGate
 from node.seams import Seams
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
@@ -50,7 +51,9 @@ log = logging.getLogger(__name__)
 
 RouteProvider = Callable[["Node"], list[web.RouteDef]]
 """Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's. A provider
-may carry an ``openapi_paths`` attribute (OpenAPI path items), which ``/openapi.json`` then lists too."""
+may carry an ``openapi_paths`` attribute (OpenAPI path items), which ``/openapi.json`` then lists too, and a
+``read_gate`` attribute (a ``node.readgate.ReadGateFactory``): the node then asks that gate who may read what
+(at most one provider may carry one; without any, everyone reads everything)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,11 @@ class Node:
         self.driver.on_halt = self._on_halt
         self.halted = asyncio.Event()
         """Set when the node has reached its halt height (``serve`` then drains and exits)."""
+        gates = [g for g in (getattr(p, "read_gate", None) for p in self.routes) if g is not None]
+        if len(gates) > 1:
+            raise ValueError("more than one route provider carries a read gate")
+        self.reads: ReadGate = gates[0](self) if gates else OpenReads()
+        """Who may read which data (``node.readgate``), asked by every read route that shows an org's data."""
         self.api = NodeAPI(
             self.ledger,
             self.mempool,
@@ -151,6 +159,7 @@ class Node:
             wall_ms=self.driver.wall_ms,
             next_apply=self.driver.next_apply,
             behind_wait_s=min(1.0, 5 * genesis.params.tick_ms / 1000),
+            reads=self.reads,
         )
         for provider in self.routes:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))

@@ -167,6 +167,7 @@ class WebUI:
             web.get(r"/handle/{handle:.+}", p(self.handle)),
             web.get("/consortium", p(self.consortium_page)),
             web.get("/search", p(self.search)),
+            web.get("/signin", p(self.signin)),
             web.get("/stats.json", self.machine(self.stats_json)),
             web.get("/events", self.events),
             web.get("/static/{path:.+}", self.static),
@@ -210,7 +211,31 @@ class WebUI:
             "tz": f.tz_name(),
             "search_q": "",
             "nav_extra": slots.NAV,
+            "viewer": self.viewer(request),
         }
+
+    def viewer(self, request: web.Request) -> Any:
+        """The signed-in person of this request (``access.reads.Viewer``), or None; a bad token reads as none."""
+        fn = getattr(self.node.reads, "viewer", None)
+        if fn is None:
+            return None
+        try:
+            return fn(request)
+        except CempError:
+            return None
+
+    def may_read(self, request: web.Request, org: str, data: str, device: str | None = None) -> bool:
+        return bool(self.node.reads.allows(request, org, data, device=device))
+
+    def require(self, request: web.Request, org: str, data: str, device: str | None = None) -> None:
+        """For JSON and CSV routes: a 401/403 JSON refusal unless this request may read it."""
+        try:
+            self.node.reads.require(request, org, data, device=device)
+        except CempError as e:
+            raise PageError(e.status, e.code.name.lower(), e.message) from None
+
+    async def signin(self, request: web.Request) -> web.StreamResponse:
+        return self.render(request, "signin.html", base_url=f"{request.scheme}://{request.host}")
 
     def render(self, request: web.Request, name: str, status: int = 200, **kw: Any) -> web.Response:
         c = self.ctx(request)
@@ -487,6 +512,9 @@ class WebUI:
         except CempError as e:
             decoded = {"error": e.message}
             payload = None
+        withheld = self.node.api.hidden_payload(request, decoded.get("kind"), payload)
+        if withheld is not None:
+            payload, payload_json = None, ""
         readings = []
         if isinstance(payload, dict) and decoded.get("kind") == "readings":
             f = Fmt(pick_lang(request))
@@ -496,7 +524,8 @@ class WebUI:
                 )
         path = [p.hex() for p in merkle.inclusion_proof(b.txs, loc.index)]
         proof = {
-            "leaf": raw.hex(),
+            "leaf": raw.hex() if withheld is None else None,
+            "leaf_hash": hashlib.sha256(b"\x00" + raw).hexdigest(),
             "index": loc.index,
             "size": len(b.txs),
             "path": path,
@@ -519,6 +548,7 @@ class WebUI:
             proof_json=json.dumps(proof),
             signer_device=signer_device,
             readings_total=len(payload.get("readings", [])) if isinstance(payload, dict) else 0,
+            withheld=withheld,
             raw_len=len(raw),
         )
 
@@ -645,6 +675,22 @@ class WebUI:
     async def device(self, request: web.Request) -> web.StreamResponse:
         dev = self._device_or_404(request)
         f = Fmt(pick_lang(request))
+        if not self.may_read(request, dev.org, "readings", dev.handle):
+            if request.query.get("format") == "csv":
+                self.require(request, dev.org, "readings", dev.handle)
+            return self.render(
+                request,
+                "device.html",
+                dev=dev,
+                restricted=True,
+                latest=[],
+                chart=None,
+                handle_rec=_handle_summary(self.node, dev.handle, f),
+                device_slots=[],
+                panels={},
+                rng="",
+                ranges=[],
+            )
         latest = self._latest(dev)
         units_of = {x.quantity: x.unit for x in latest}
         frm, to, rng = self._range(request, f, dev)
@@ -740,6 +786,7 @@ class WebUI:
         try:
             dev = self._device_or_404(request)
             f = Fmt(pick_lang(request))
+            self.require(request, dev.org, "readings", dev.handle)
             latest = self._latest(dev)
             units_of = {x.quantity: x.unit for x in latest}
             quantity = request.query.get("q", "")

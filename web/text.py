@@ -28,6 +28,33 @@ TEXT: dict[str, tuple[str, str]] = {
     "footer_node": ("Served by node", "服务节点"),
     "chain": ("Chain", "链"),
     "times_in": ("Times in", "时区"),
+    # sign-in and who sees what
+    "sign_in": ("Sign in", "登录"),
+    "sign_out": ("Sign out", "退出"),
+    "signed_in_as": ("Signed in:", "已登录："),
+    "signin_title": ("Sign in with your key", "用您的密钥登录"),
+    "signin_intro": (
+        "Consortium members sign in with their own key, which never leaves their computer: run this command, then "
+        "open the link it prints within two minutes (it works once). The session lasts eight hours.",
+        "联盟成员用自己的密钥登录，密钥不离开自己的电脑：运行下面的命令，然后在两分钟内打开它打印的链接（只能用一次）。"
+        "会话有效八小时。",
+    ),
+    "signin_public": (
+        "Everything an org has not made members-only is public and needs no sign-in.",
+        "各机构未设为仅限成员的数据都是公开的，无需登录。",
+    ),
+    "signin_nokey": (
+        "No key yet? Ask your organisation's admin to register one for you (cemp keys new, then cemp people add).",
+        "还没有密钥？请本机构管理员为您登记一个（cemp keys new，然后 cemp people add）。",
+    ),
+    "restricted_readings": (
+        "This device's readings are for its organisation's members and those it granted them to.",
+        "此设备的读数仅限其所属机构的成员及获授权者查看。",
+    ),
+    "withheld": (
+        "The payload of this tx is not public; its hash, signer, result and inclusion proof are.",
+        "此交易的内容不公开；其哈希、签名者、结果和包含证明是公开的。",
+    ),
     # common columns
     "height": ("Height", "高度"),
     "hash": ("Hash", "哈希"),

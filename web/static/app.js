@@ -62,8 +62,9 @@
     return out;
   }
   /* RFC 9162 section 2.1.3.2, as node/merkle.py verify_inclusion: leaf 0x00||tx, node 0x01||left||right. */
-  function merkleRoot(leaf, index, size, path) {
-    return sha256(cat(0, leaf)).then(function (r) {
+  function merkleRoot(leaf, index, size, path, leafHash) {
+    /* a tx whose payload is withheld from this viewer is checked from its leaf hash */
+    return (leaf ? sha256(cat(0, leaf)) : Promise.resolve(leafHash)).then(function (r) {
       var fn = index, sn = size - 1, i = 0;
       function step(r) {
         if (i === path.length) return sn === 0 ? r : null;
@@ -82,8 +83,9 @@
     });
   }
   window.cempSha256js = function (hex) { return bytes2hex(sha256js(hex2bytes(hex))); };
-  window.cempMerkleRoot = function (leafHex, index, size, pathHex) {
-    return merkleRoot(hex2bytes(leafHex), index, size, pathHex.map(hex2bytes)).then(function (r) { return r ? bytes2hex(r) : null; });
+  window.cempMerkleRoot = function (leafHex, index, size, pathHex, leafHashHex) {
+    return merkleRoot(leafHex ? hex2bytes(leafHex) : null, index, size, pathHex.map(hex2bytes),
+      leafHashHex ? hex2bytes(leafHashHex) : null).then(function (r) { return r ? bytes2hex(r) : null; });
   };
 
   function setupVerify() {
@@ -95,7 +97,7 @@
     btn.hidden = false;
     btn.addEventListener("click", function () {
       out.textContent = "…";
-      window.cempMerkleRoot(proof.leaf, proof.index, proof.size, proof.path).then(function (root) {
+      window.cempMerkleRoot(proof.leaf, proof.index, proof.size, proof.path, proof.leaf_hash).then(function (root) {
         var ok = root === proof.root;
         out.className = ok ? "good" : "bad";
         out.textContent = (ok ? "✔ " + box.dataset.ok : "✘ " + box.dataset.bad) + " " + box.dataset.computed + ": " + (root || "–");
