@@ -243,4 +243,37 @@ def routes(node: Node) -> list[web.RouteDef]:
     return AccessAPI(node).routes()
 
 
+def _op(method: str, summary: str, params: tuple[str, ...] = ()) -> dict[str, Any]:
+    err = {"description": "refused", "content": {"application/json": {}}}
+    return {
+        method: {
+            "summary": summary,
+            "parameters": [
+                {"name": p, "in": "query", "required": False, "schema": {"type": "string"}} for p in params
+            ],
+            "responses": {"200": {"description": "ok"}, "400": err, "401": err, "403": err},
+        }
+    }
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/v1/auth/challenge": _op(
+        "post", "A challenge (60 s) for a key to sign (CEMP/login/v1 || genesis hash || node id)"
+    ),
+    "/v1/auth/token": _op(
+        "post",
+        "Signed challenge -> a 15-minute bearer token (purpose api) or a one-time web sign-in link (web)",
+    ),
+    "/v1/auth/whoami": _op("get", "Who the request's token speaks for"),
+    "/v1/people": _op("get", "People of every org (or one), with roles and status (members)", ("org",)),
+    "/v1/grants": _op("get", "Data grants with their status: active, revoked, expired (members)", ("org",)),
+    "/v1/access/policies": _op("get", "Which kinds of each org's data are members-only"),
+    "/v1/audit": _op(
+        "get",
+        "Administrative txs with actor, object, time and outcome, at most 2,000 blocks per call (members)",
+        ("from_height", "max_blocks", "actor", "object", "kind", "from_ms", "to_ms"),
+    ),
+}
+
 routes.read_gate = gate_for  # type: ignore[attr-defined]
+routes.openapi_paths = OPENAPI_PATHS  # type: ignore[attr-defined]

@@ -154,7 +154,8 @@ def cmd_grant_list(args: argparse.Namespace) -> int:
 
 def cmd_data_policy(args: argparse.Namespace) -> int:
     private = _list(args.private, DATA_KINDS, "data kinds") if args.private else ()
-    p = DataPolicyPayload(tuple(ShortStr(x) for x in private))
+    devices = _list(args.devices or "", None, "devices")
+    p = DataPolicyPayload(tuple(ShortStr(x) for x in private), tuple(Handle(d) for d in devices))
     return _run("data-policy", _submit(args.nodes, _key(args.key), "data.policy", p))
 
 

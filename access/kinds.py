@@ -200,6 +200,18 @@ def check_device_pattern(h: str) -> None:
         raise _bad(f"device {h!r} must be a handle like 88.123.46/101.1.1, or a pattern like 88.123.46/101.*")
 
 
+def _devices(org: Org, devices: tuple[str, ...]) -> None:
+    if len(devices) > MAX_GRANT_DEVICES:
+        raise CempError(Code.TOO_LARGE, f"at most {MAX_GRANT_DEVICES} devices or patterns")
+    if not sorted_distinct(devices):
+        raise _bad("devices must be sorted and distinct")
+    for h in devices:
+        check_device_pattern(h)
+        hu = h.upper()
+        if not hu.startswith(org.prefix.upper() + "/") and not hu.startswith(org.prefix.upper() + "."):
+            raise CempError(Code.NOT_AUTHORIZED, f"device {h} is not under {org.name}'s prefix {org.prefix}")
+
+
 class GrantKind:
     name = "grant"
     payload_type = GrantPayload
@@ -216,21 +228,11 @@ class GrantKind:
         if p.grantee_key is not None and org_of(view, p.grantee_key, env.genesis) != grantee.name:
             raise _bad(f"grantee_key is not an active person or the admin key of {grantee.name}")
         _kinds_list(p.data, "data")
-        if len(p.devices) > MAX_GRANT_DEVICES or len(p.sites) > MAX_GRANT_SITES:
-            raise CempError(
-                Code.TOO_LARGE,
-                f"a grant names at most {MAX_GRANT_DEVICES} devices and {MAX_GRANT_SITES} sites",
-            )
-        if not sorted_distinct(p.devices) or not sorted_distinct(p.sites):
-            raise _bad("devices and sites must be sorted and distinct")
-        for h in p.devices:
-            check_device_pattern(h)
-            if not h.upper().startswith(org.prefix.upper() + "/") and not h.upper().startswith(
-                org.prefix.upper() + "."
-            ):
-                raise CempError(
-                    Code.NOT_AUTHORIZED, f"device {h} is not under {org.name}'s prefix {org.prefix}"
-                )
+        if len(p.sites) > MAX_GRANT_SITES:
+            raise CempError(Code.TOO_LARGE, f"a grant names at most {MAX_GRANT_SITES} sites")
+        if not sorted_distinct(p.sites):
+            raise _bad("sites must be sorted and distinct")
+        _devices(org, p.devices)
         for s in p.sites:
             if not NAME_RE.fullmatch(s):
                 raise _bad(f"site id {s!r} is not a site id")
@@ -333,13 +335,14 @@ class DataPolicyKind:
         org = _admin_only(env, tx, "a data policy")
         if p.private:
             _kinds_list(p.private, "private")
+        _devices(org, p.devices)
         return org
 
     def check(self, view: StateView, env: Env, tx: Tx, p: DataPolicyPayload) -> None:
         self._check(env, tx, p)
 
     def _record(self, env: Env, org: Org, p: DataPolicyPayload) -> bytes:
-        return codec.encode(DataPolicyRecord(org.name, p.private, env.height))
+        return codec.encode(DataPolicyRecord(org.name, p.private, p.devices, env.height))
 
     def apply(self, state: Writer, env: Env, tx: Tx, p: DataPolicyPayload) -> None:
         org = self._check(env, tx, p)
@@ -350,7 +353,7 @@ class DataPolicyKind:
         return {schema.data_policy(org.name): self._record(env, org, p)}
 
     def describe(self, p: DataPolicyPayload) -> dict[str, Any]:
-        return {"private": list(p.private)}
+        return {"private": list(p.private), "devices": list(p.devices)}
 
 
 def access_kinds() -> list[Any]:

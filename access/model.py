@@ -28,9 +28,11 @@ for every role: everything of the person's own org, and what other orgs granted 
 ADMIN = "admin"
 """The pseudo-role of an org's admin key: it holds every role (``roles_of``)."""
 
-DATA_KINDS: tuple[str, ...] = ("readings", "documents", "sites")
+DATA_KINDS: tuple[str, ...] = ("documents", "handles", "readings", "sites")
 """What an org may keep members-only and grant to others: device readings (raw, hourly, latest values, charts,
-CSV and Parquet exports), documents (bills, ledger entries), and site figures (inventories, KPIs, baselines)."""
+CSV and Parquet exports), documents (bills, ledger entries), site figures (inventories, KPIs, baselines), and the
+handle values of its handles that are not public-read (those are members-only by their own permission bits, with
+or without a data policy)."""
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MAX_GRANTS_PER_ORG = 1024
@@ -155,13 +157,25 @@ class DataPolicyPayload:
 
     private: tuple[ShortStr, ...]
     """Sorted, distinct kinds of ``DATA_KINDS``."""
+    devices: tuple[Handle, ...]
+    """The devices whose ``readings`` and ``documents`` the policy covers (handles or ``PREFIX*`` patterns, sorted,
+    distinct); empty: all of the org's (documents without a device too)."""
 
 
 @dataclass(frozen=True, slots=True)
 class DataPolicyRecord:
     org: ShortStr
     private: tuple[ShortStr, ...]
+    devices: tuple[Handle, ...]
     height: Height
+
+    def covers(self, data: str, device: str | None) -> bool:
+        """True if the policy makes this data members-only."""
+        if data not in self.private:
+            return False
+        if not self.devices or data == "sites":
+            return True
+        return device is not None and device_covered(tuple(self.devices), device)
 
 
 # --- lookups -------------------------------------------------------------------------------------------------
@@ -237,6 +251,16 @@ def roles_of(view: Reader, pubkey: bytes, genesis: Genesis | None = None) -> fro
     if rec is None or not rec.active:
         return frozenset()
     return frozenset(str(r) for r in rec.roles)
+
+
+def device_covered(patterns: tuple[str, ...], handle: str) -> bool:
+    """True if ``handle`` is one of ``patterns`` or starts with a ``PREFIX*`` one (case-insensitively, as handles)."""
+    h = handle.upper()
+    for p in patterns:
+        pu = p.upper()
+        if (pu.endswith("*") and h.startswith(pu[:-1])) or pu == h:
+            return True
+    return False
 
 
 def sorted_distinct(values: tuple[str, ...]) -> bool:

@@ -26,6 +26,7 @@ from access.model import (
     GrantRecord,
     PersonRecord,
     admin_org,
+    device_covered,
     grants_of,
     load_person,
     load_policy,
@@ -53,15 +54,6 @@ class Viewer:
     name: str
     roles: tuple[str, ...]
     """``("admin",)`` for an org admin key."""
-
-
-def device_covered(patterns: tuple[str, ...], handle: str) -> bool:
-    h = handle.upper()
-    for p in patterns:
-        pu = p.upper()
-        if (pu.endswith("*") and h.startswith(pu[:-1])) or pu == h:
-            return True
-    return False
 
 
 def grant_covers(
@@ -144,9 +136,10 @@ class AccessGate:
     ) -> str | None:
         """None if ``viewer`` may read it, else why not (a sentence)."""
         view = StateView(self.store)
-        pol = load_policy(view, org)
-        if pol is None or data not in pol.private:
-            return None
+        if data != "handles":  # a handle value's own permission bits made it members-only
+            pol = load_policy(view, org)
+            if pol is None or not pol.covers(data, device):
+                return None
         what = f"{org}'s {data}" + (f" of {device}" if device else f" of site {site}" if site else "")
         if viewer is None:
             return f"{what} are for {org}'s members and those it grants them to: sign in (cemp login)"

@@ -13,7 +13,6 @@ from typing import Any
 
 from accounting.periods import parse_period
 from accounting.sites import load_site, mmdd
-
 from node.errors import CempError, Code
 from node.state import StateView
 from node.txkinds import Env, Writer, acting_org

@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from access import client as access_client
+from access.model import DataPolicyPayload, GrantPayload, GrantRevoke, PersonPut
 from accounting.client import ensure_site, issue_rating, publish_factor_sets, submit_signed
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
 from cemp.demowalk import GATEWAY_TARGET_FAILED, MaintenanceWalk
@@ -807,6 +809,15 @@ async def run_demo(
                 "",
             ]
             print("\n".join(lines), flush=True)
+            # the grant story needs readings of the shared meter: wait for its first batch (bounded)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                dev = await client.get(f"/v1/devices/{SHARED_DEVICE}")
+                if dev["readings"] > 0:
+                    break
+                await asyncio.sleep(1)
+            for line in await grant_story(client, base):
+                _log(line)
             t_end = None if duration_s is None else time.monotonic() + duration_s
             try:
                 while t_end is None or time.monotonic() < t_end:
@@ -845,6 +856,81 @@ async def run_demo(
         for f in logs:
             f.close()
     return 0
+
+
+SHARED_DEVICE = "88.123.45/102.2.1"
+"""The plate heat exchanger's heat meter: the owner keeps its readings members-only and grants them to the
+equipment firm's engineer for a while (``grant_story``)."""
+GRANT_ID = "hx-heat-meter"
+
+
+async def _read_as(client: NodeClient, key: KeyPair, path: str) -> str:
+    """What ``key``'s person sees at ``path``: a count of readings, or the node's refusal."""
+    tok = (await access_client.sign_in(client, key))["token"]
+    try:
+        body = await access_client.get_as(client, tok, path, limit=10_000)
+    except CempError as e:
+        return f"refused ({e.code.name.lower()}): {e.message}"
+    return f"{len(body['readings'])} readings"
+
+
+async def grant_story(client: NodeClient, base: Path) -> list[str]:
+    """The owner makes the heat meter's readings members-only, registers nobody new but lets the equipment firm's
+    engineer (a person the equipment firm's admin registers) read them by a grant, and revokes it; each step is a
+    signed tx, and the engineer's read is printed before, during and after."""
+    owner = read_key_file(base / "keys" / "owner.admin.key")
+    equipment = read_key_file(base / "keys" / "equipment.admin.key")
+    people = base / "keys" / "people"
+    people.mkdir(exist_ok=True)
+    eng_file = people / "zhang-min.equipment.key"
+    if not eng_file.exists():
+        write_key_file(eng_file, KeyPair.generate(), label="Zhang Min, maintenance engineer (equipment firm)")
+    engineer = read_key_file(eng_file)
+    mgr_file = people / "li-wei.owner.key"
+    if not mgr_file.exists():
+        write_key_file(mgr_file, KeyPair.generate(), label="Li Wei, energy manager (owner)")
+    manager = read_key_file(mgr_file)
+    await access_client.submit_signed(
+        client,
+        equipment,
+        "person.put",
+        PersonPut(engineer.public, Text("Zhang Min"), (ShortStr("maintenance_engineer"),)),
+    )
+    await access_client.submit_signed(
+        client, owner, "person.put", PersonPut(manager.public, Text("Li Wei"), (ShortStr("energy_manager"),))
+    )
+    await access_client.submit_signed(
+        client, owner, "data.policy", DataPolicyPayload((ShortStr("readings"),), (Handle(SHARED_DEVICE),))
+    )
+    path = f"/v1/devices/{SHARED_DEVICE}/readings"
+    out = [f"grant demo: the owner keeps {SHARED_DEVICE}'s readings members-only (data.policy)"]
+    out.append(f"  Zhang Min (equipment) reads {path}: {await _read_as(client, engineer, path)}")
+    until = int(time.time() * 1000) + 30 * 86_400_000
+    grant = GrantPayload(
+        ShortStr(GRANT_ID),
+        ShortStr("equipment"),
+        None,
+        (ShortStr("readings"),),
+        (Handle(SHARED_DEVICE),),
+        (),
+        TimestampMs(until),
+        Text("heat meter data for the plant's operator"),
+    )
+    await access_client.submit_signed(client, manager, "grant", grant)
+    out.append(
+        f"  Li Wei (owner's energy manager) grants them to the equipment firm (grant {GRANT_ID}, 30 days)"
+    )
+    out.append(f"  Zhang Min reads: {await _read_as(client, engineer, path)}")
+    await access_client.submit_signed(
+        client, manager, "grant.revoke", GrantRevoke(ShortStr(GRANT_ID), Text("demo"))
+    )
+    out.append("  Li Wei revokes the grant")
+    out.append(f"  Zhang Min reads: {await _read_as(client, engineer, path)}")
+    out.append(
+        f"  sign in on the web: cemp login --web --key {mgr_file.resolve()} --nodes {client.base}   "
+        f"(audit: cemp audit --key {mgr_file.resolve()} --nodes {client.base})"
+    )
+    return out
 
 
 async def serve_collector_metrics(agent: SiteAgent) -> tuple[web.AppRunner, str]:

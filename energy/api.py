@@ -35,6 +35,7 @@ from aiohttp import web
 from accounting import inventory as invm
 from accounting import params as prm
 from accounting import tariffs as tf
+from accounting.api import require_site
 from accounting.params import head_of
 from accounting.periods import HOUR_MS
 from accounting.sites import load_site
@@ -451,6 +452,7 @@ class EnergyAPI:
             snap = store.snapshot()
             try:
                 head = head_of(snap)
+                require_site(self.node, request, snap, sid)  # a site's metered history is its ``sites`` data
                 demand, elec, source = site_history(snap, head, sid, day)
             finally:
                 snap.release()

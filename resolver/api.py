@@ -507,7 +507,13 @@ class Resolver:
         types = q.get("type", [])
         public_only = _bool(q, "publicOnly", True)
         admin_read = False
-        if not public_only:
+        member = request.headers.get("Authorization", "").lower().startswith("bearer ")
+        if not public_only and member:
+            # A consortium member's token (``access``): values that are not public-read are shown to the members of
+            # the handle's org and to whom it granted ``handles`` data covering this handle.
+            self.node.reads.require(request, name.org.name, "handles", device=name.handle)
+            admin_read = True
+        elif not public_only:
             auth = await self.authenticate(request, required=True)
             assert auth is not None
             admin_read = bool(rights_in(view, rec, auth.identity) >> READ_VALUE & 1)

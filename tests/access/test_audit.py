@@ -106,7 +106,10 @@ def test_cemp_audit_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixt
         assert main([*base, "--format", "json", "--object", "heat-2026", "--quiet"]) == 0
         assert [e["kind"] for e in json.loads(capsys.readouterr().out)] == ["grant", "grant.revoke"]
         assert main([*base, "--format", "json", "--kind", "grant", "--actor", "owner", "--quiet"]) == 0
-        assert [e["object"] for e in json.loads(capsys.readouterr().out)] == ["heat-2026", "second"]  # the org's
+        assert [e["object"] for e in json.loads(capsys.readouterr().out)] == [
+            "heat-2026",
+            "second",
+        ]  # the org's
         assert main([*base, "--format", "json", "--kind", "grant", "--actor", "owner admin", "--quiet"]) == 0
         assert [e["object"] for e in json.loads(capsys.readouterr().out)] == ["second"]
         key_prefix = manager.public.hex()[:12]

@@ -291,7 +291,9 @@ async def test_grant_lifecycle_on_every_read_path(world: World) -> None:
     # no policy yet: all public
     assert await observe(w, every) == expect(every, everyone)
     await w.tx(
-        w.admin("equipment"), "data.policy", DataPolicyPayload((ShortStr("documents"), ShortStr("readings")))
+        w.admin("equipment"),
+        "data.policy",
+        DataPolicyPayload((ShortStr("documents"), ShortStr("readings")), ()),
     )
     # members only: the equipment firm's engineer reads, nobody else
     assert await observe(w, every) == expect(every, {"engineer"})
@@ -330,7 +332,7 @@ async def test_grant_lifecycle_on_every_read_path(world: World) -> None:
 
 async def test_web_sign_in_link_sets_a_session_and_sign_out_ends_it(world: World) -> None:
     w = world
-    await w.tx(w.admin("equipment"), "data.policy", DataPolicyPayload((ShortStr("readings"),)))
+    await w.tx(w.admin("equipment"), "data.policy", DataPolicyPayload((ShortStr("readings"),), ()))
     nc = NodeClient(str(w.client.make_url("")).rstrip("/"), session=w.client.session)
     link = (await sign_in(nc, w.people["engineer"], "web"))["login_path"]
     r = await w.client.get(link, allow_redirects=False)
@@ -380,3 +382,101 @@ async def test_tokens_are_bound_to_their_key_and_node(world: World) -> None:
     for bad_doc in ({}, {"pubkey": "zz"}, [], {**doc, "purpose": "root"}):
         r = await w.client.post("/v1/auth/token", json=bad_doc)
         assert 400 <= r.status < 500
+
+
+async def test_a_policy_scoped_to_some_devices_leaves_the_others_public(world: World) -> None:
+    w = world
+    pol = DataPolicyPayload((ShortStr("readings"),), (Handle("88.123.46/9*"),))
+    await w.tx(w.admin("equipment"), "data.policy", pol)
+    assert await observe(w, READINGS_PATHS) == expect(READINGS_PATHS, set(VIEWERS))
+    pol = DataPolicyPayload((ShortStr("readings"),), (Handle("88.123.46/2*"),))
+    await w.tx(w.admin("equipment"), "data.policy", pol)
+    assert await observe(w, READINGS_PATHS) == expect(READINGS_PATHS, {"engineer"})
+    # another org's devices cannot be named
+    nonce = w.nonces.get(w.admin("equipment").public, 0) + 1
+    raw, _ = sign_tx(
+        w.admin("equipment"),
+        w.c.chain_id,
+        "data.policy",
+        nonce,
+        DataPolicyPayload((ShortStr("readings"),), (Handle(OWN),)),
+    )
+    r = await w.client.post("/v1/txs", data=raw)
+    assert r.status == 403 and "prefix" in (await r.json())["message"]
+
+
+async def test_handle_values_that_are_not_public_read_follow_membership_and_grants(world: World) -> None:
+    """The resolver's ``publicOnly=false`` with a member's token: a value without public-read (adminRead only)
+    at the equipment firm's handle is shown to its members and to whom it granted ``handles`` data, not to others."""
+    import dataclasses
+
+    from resolver import idis
+    from resolver.handles import ORG_AUTHORITY
+    from resolver.kinds import HandlePut
+    from resolver.values import PERM_ADMIN_READ, PERM_ADMIN_WRITE
+
+    w = world
+    secret = dataclasses.replace(
+        idis.string_value(2200, "CEMP.SERVICE_CONTRACT", "contract 2026-17, ¥1.2M/yr"),
+        permissions=PERM_ADMIN_READ | PERM_ADMIN_WRITE,
+    )
+    await w.tx(
+        w.admin("equipment"), "handle.put", HandlePut(Handle(HEAT), ShortStr("add"), (secret,), ORG_AUTHORITY)
+    )
+
+    async def sees(who: str) -> bool:
+        r = await w.client.get(
+            f"/api/handles/{HEAT}", params={"publicOnly": "false"}, headers=headers(w, who)
+        )
+        if r.status in (401, 403):
+            return False
+        assert r.status == 200, await r.text()
+        return 2200 in [v["index"] for v in (await r.json())["values"]]
+
+    r = await w.client.get(f"/api/handles/{HEAT}")
+    assert 2200 not in [v["index"] for v in (await r.json())["values"]]  # never public
+    assert {who: await sees(who) for who in ("manager", "inspector", "engineer")} == {
+        "manager": False,
+        "inspector": False,
+        "engineer": True,
+    }
+    far = int(time.time() * 1000) + 86_400_000
+    await w.tx(w.admin("equipment"), "grant", grant("contract", ("handles",), far))
+    assert await sees("manager") and not await sees("inspector")
+    await w.tx(w.admin("equipment"), "grant.revoke", GrantRevoke(ShortStr("contract"), Text("")))
+    assert not await sees("manager")
+
+
+async def test_site_figures_follow_the_site_org_policy_and_grants(world: World) -> None:
+    w = world
+    paths = [
+        (f"/v1/sites/{SITE}/inventory", {"period": "2026"}),
+        (f"/v1/sites/{SITE}/kpis", {"period": "2026"}),
+        (f"/v1/sites/{SITE}/export/inventory.parquet", {"period": "2026"}),
+        (f"/v1/sites/{SITE}/report", {"period": "2026"}),
+    ]
+
+    async def reads(who: str) -> list[int]:
+        return [(await w.client.get(p, params=q, headers=headers(w, who))).status for p, q in paths]
+
+    assert await reads("anonymous") == [200] * 4
+    await w.tx(w.admin("owner"), "data.policy", DataPolicyPayload((ShortStr("sites"),), ()))
+    assert await reads("anonymous") == [401] * 4
+    assert await reads("auditor") == [200] * 4
+    assert await reads("engineer") == [403] * 4
+    far = int(time.time() * 1000) + 86_400_000
+    g = GrantPayload(
+        ShortStr("site-figures"),
+        ShortStr("equipment"),
+        None,
+        (ShortStr("sites"),),
+        (),
+        (ShortStr(SITE),),
+        TimestampMs(far),
+        Text(""),
+    )
+    await w.tx(w.admin("owner"), "grant", g)
+    assert await reads("engineer") == [200] * 4
+    assert await reads("inspector") == [403] * 4
+    await w.tx(w.admin("owner"), "grant.revoke", GrantRevoke(ShortStr("site-figures"), Text("")))
+    assert await reads("engineer") == [403] * 4

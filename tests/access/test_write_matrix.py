@@ -168,7 +168,7 @@ class Base:
         if kind == "grant.revoke":
             return "owner", GrantRevoke(ShortStr("g-base"), Text("contract ended"))
         if kind == "data.policy":
-            return "owner", DataPolicyPayload((ShortStr("readings"),))
+            return "owner", DataPolicyPayload((ShortStr("readings"),), ())
         raise AssertionError(f"the matrix has no payload for kind {kind!r}: add one")
 
     def tx(self, key: KeyPair, kind: str, payload: Any) -> bytes:
@@ -211,8 +211,17 @@ def _apply(base: Base, raw: bytes) -> tuple[int, str]:
     return r.code, r.reason
 
 
-def test_the_matrix_covers_every_kind_of_the_chain() -> None:
-    assert set(wiring.kinds()) == set(WRITE_POLICY), "a kind without a policy entry is admin-only by accident"
+def test_the_policy_names_kinds_of_the_chain() -> None:
+    """Every kind of the default table exists; a kind an application adds later either declares its
+    ``person_roles`` or is admin-only (``access.policy``), and the authorizer's table is the wiring's."""
+    kinds = wiring.kinds()
+    assert set(WRITE_POLICY) <= set(kinds)
+    auth = kinds.authorizer
+    assert isinstance(auth, ChainAuthorizer)
+    for name, kind in kinds.items():
+        declared = getattr(kind, "person_roles", None)
+        want = frozenset(declared) if declared is not None else WRITE_POLICY.get(name, frozenset())
+        assert auth.policy.get(name, frozenset()) == want, name
 
 
 CELLS = [(kind, who) for kind in sorted(WRITE_POLICY) for who in SIGNERS]
