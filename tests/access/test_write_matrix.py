@@ -1,6 +1,7 @@
 """The write permission matrix: every signer (org admin, a person of each role, a person with no role, a revoked
-person) x every tx kind of the chain, on admission (mempool) and on apply (a block built directly), against the
-policy table ``access.WRITE_POLICY``.
+person) x every tx kind of the chain (x the state of the grant acted on -- active, revoked, expired -- for
+``grant`` and ``grant.revoke``), on admission (mempool) and on apply (a block built directly), against the policy
+table ``access.WRITE_POLICY``: 140 cells, 2 of them skipped (no admin sends ``readings`` or a bare ``membership``).
 
 Each cell's tx is one the org's admin key may send (so when a cell is refused, the role is the reason). Expected:
 allowed -> admitted and applied with code 0; not allowed -> refused at admission with NOT_AUTHORIZED, and marked
@@ -81,7 +82,9 @@ class Base:
                 )
                 for org in ("owner", "regulator", "equipment")
             ),
-            ch.admin("owner", "grant", self.grant("g-base")),
+            ch.admin("owner", "grant", self.grant("g-active")),
+            ch.admin("owner", "grant", self.grant("g-revoked")),
+            ch.admin("owner", "grant", self.grant("g-expired", ch.time_ms + 50)),
             ch.admin(
                 "owner",
                 "handle.put",
@@ -93,6 +96,8 @@ class Base:
                 ),
             ),
         )
+        ch.ok(ch.admin("owner", "grant.revoke", GrantRevoke(ShortStr("g-revoked"), Text("ended"))))
+        ch.time_ms += 1000  # g-expired's term is over from the next block on
         inv = finish(compute(ch.store, ch.head(), SITE, "2026-01-01"))
         k = compute_kpis({**compute(ch.store, ch.head(), SITE, "2026-01-01"), "digest": inv["digest"]})
         self.rating = rating_payload(compute_rating(inv, k, "gas"))
@@ -100,7 +105,7 @@ class Base:
         self.serial = 0
 
     @staticmethod
-    def grant(gid: str) -> GrantPayload:
+    def grant(gid: str, until: int = UNTIL) -> GrantPayload:
         return GrantPayload(
             ShortStr(gid),
             ShortStr("equipment"),
@@ -108,14 +113,14 @@ class Base:
             (ShortStr("readings"),),
             (Handle("88.123.45/101.2.1"),),
             (),
-            TimestampMs(UNTIL),
+            TimestampMs(until),
             Text(""),
         )
 
     def signer(self, org: str, who: str) -> KeyPair:
         return self.ch.c.admins[org] if who == "admin" else self.people[(org, who)]
 
-    def payload(self, kind: str) -> tuple[str, Any]:
+    def payload(self, kind: str, state: str = "-") -> tuple[str, Any]:
         """(org, payload) of a tx of ``kind`` that ``org``'s admin may send on this chain."""
         self.serial += 1
         n = self.serial
@@ -164,9 +169,9 @@ class Base:
         if kind == "person.revoke":
             return "owner", PersonRevoke(self.victim.public, Text("left the company"))
         if kind == "grant":
-            return "owner", self.grant(f"g-{n}")
+            return "owner", self.grant(f"g-{state}")  # replaces the grant in that state (renewal)
         if kind == "grant.revoke":
-            return "owner", GrantRevoke(ShortStr("g-base"), Text("contract ended"))
+            return "owner", GrantRevoke(ShortStr(f"g-{state}"), Text("contract ended"))
         if kind == "data.policy":
             return "owner", DataPolicyPayload((ShortStr("readings"),), ())
         raise AssertionError(f"the matrix has no payload for kind {kind!r}: add one")
@@ -224,20 +229,35 @@ def test_the_policy_names_kinds_of_the_chain() -> None:
         assert auth.policy.get(name, frozenset()) == want, name
 
 
-CELLS = [(kind, who) for kind in sorted(WRITE_POLICY) for who in SIGNERS]
+GRANT_STATES = ("active", "revoked", "expired")
+CELLS = [
+    (kind, who, state)
+    for kind in sorted(WRITE_POLICY)
+    for who in SIGNERS
+    for state in (GRANT_STATES if kind in ("grant", "grant.revoke") else ("-",))
+]
 
 
-@pytest.mark.parametrize(("kind", "who"), CELLS, ids=[f"{k}-{w}" for k, w in CELLS])
-def test_cell(base: Base, kind: str, who: str) -> None:
+def outcome_if_allowed(kind: str, state: str) -> int:
+    """What the kind itself says when the role allows it: revoking a revoked grant is a conflict."""
+    return Code.ALREADY_EXISTS if (kind, state) == ("grant.revoke", "revoked") else 0
+
+
+@pytest.mark.parametrize(("kind", "who", "state"), CELLS, ids=[f"{k}-{w}-{s}" for k, w, s in CELLS])
+def test_cell(base: Base, kind: str, who: str, state: str) -> None:
     if who == "admin" and kind in SKIP_ADMIN:
         pytest.skip("not sent by an admin key")
-    org, payload = base.payload(kind)
+    org, payload = base.payload(kind, state)
     if payload is None:
         payload = _placeholder(base, kind)
     raw = base.tx(base.signer(org, who), kind, payload)
     err = _admit(base, raw)
     code, reason = _apply(base, raw)
-    if allowed(kind, who):
+    want = outcome_if_allowed(kind, state)
+    if allowed(kind, who) and want:
+        assert err is not None and err.code == want, (kind, who, state, err and err.message)
+        assert code == want, (kind, who, state, reason)
+    elif allowed(kind, who):
         assert err is None, f"{who} may send {kind}, but admission said: {err and err.message}"
         assert code == 0, f"{who} may send {kind}, but apply said: {reason}"
     else:
