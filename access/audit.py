@@ -49,6 +49,9 @@ def object_of(kind: str, described: dict[str, Any]) -> str:
         v = described.get(f)
         if isinstance(v, str) and v:
             return v if f != "pubkey" else f"key {v[:16]}"
+    for k, v in described.items():  # an application's kind: its first ``..._id`` or ``id`` field
+        if (k == "id" or k.endswith("_id")) and isinstance(v, str | int) and str(v):
+            return str(v)
     return kind
 
 

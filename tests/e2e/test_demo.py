@@ -88,6 +88,11 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
         assert f"username 300:{prefix}/admin" in first.stdout and str(f.resolve()) in first.stdout
         assert f.stat().st_mode & 0o777 == 0o600
         secrets[prefix] = f.read_bytes().strip()
+    # the grant story: the engineer's read is refused, allowed while the grant holds, refused once it is revoked
+    reads = re.findall(r"Zhang Min (?:\(equipment\) )?reads[^:]*: (.*)", first.stdout)
+    assert len(reads) == 3, first.stdout[-3000:]
+    assert reads[0].startswith("refused (not_authorized)") and reads[2].startswith("refused (not_authorized)")
+    assert re.fullmatch(r"\d+ readings", reads[1]), reads
     other = subprocess.run(
         [sys.executable, "-m", "cemp.cli", "demo", "--dir", str(tmp_path / "d"), "--port", str(port + 10)],
         capture_output=True,
