@@ -18,8 +18,21 @@ from node.client import NodeClient
 from node.errors import CempError, Code
 
 
-async def _bytes(c: NodeClient, path: str, **params: Any) -> bytes:
-    async with c.session.get(f"{c.base}{path}", params={k: str(v) for k, v in params.items()}) as r:
+async def _token(c: NodeClient, key_file: str | None) -> dict[str, str]:
+    """The Authorization header of a member's token (``access``): needed when the site's org keeps its figures
+    or its devices' readings members-only; none without a key."""
+    if not key_file:
+        return {}
+    from access.client import sign_in
+    from accounting.cli import _key
+
+    return {"Authorization": "Bearer " + (await sign_in(c, _key(key_file)))["token"]}
+
+
+async def _bytes(c: NodeClient, path: str, headers: dict[str, str] | None = None, **params: Any) -> bytes:
+    async with c.session.get(
+        f"{c.base}{path}", params={k: str(v) for k, v in params.items()}, headers=headers or {}
+    ) as r:
         if r.status >= 400:
             await c._json(r)  # raises the node's error
         return await r.read()
@@ -49,7 +62,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[dict[str, Any], dict[str, Any] | None]:
         async with NodeClient(args.nodes, timeout_s=300) as c:
-            model = await c.get(f"/v1/sites/{args.site}/report", period=args.period, format="json")
+            auth = await _token(c, args.key)
+            raw = await _bytes(c, f"/v1/sites/{args.site}/report", auth, period=args.period, format="json")
+            model = json.loads(raw)
             issued = None
             if args.issue:
                 from accounting.cli import _key
@@ -162,8 +177,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     async def run() -> list[tuple[Path, int]]:
         done = []
         async with NodeClient(args.nodes, timeout_s=600) as c:
+            auth = await _token(c, args.key)
             for t in args.tables.split(","):
-                data = await _bytes(c, f"/v1/sites/{args.site}/export/{t}.parquet", period=args.period)
+                data = await _bytes(c, f"/v1/sites/{args.site}/export/{t}.parquet", auth, period=args.period)
                 p = out / f"{t}.parquet"
                 p.write_bytes(data)
                 done.append((p, len(data)))
@@ -195,7 +211,11 @@ def add_commands(sub: Any) -> None:
     rp.add_argument(
         "--issue", action="store_true", help="record the report tx (hash + key figures, CEMP.CARBON)"
     )
-    rp.add_argument("--key", help="admin key of the site's owner org or of the regulator (with --issue)")
+    rp.add_argument(
+        "--key",
+        help="your key file: signs in to read members-only figures, and signs the report tx with --issue "
+        "(the site owner's or the regulator's admin, or their energy manager)",
+    )
     rp.add_argument("--nodes", default="http://127.0.0.1:7001", help="a node's API address")
     rp.add_argument("--json", action="store_true", help="verify: print the result as one JSON object")
     rp.set_defaults(func=cmd_report)
@@ -208,5 +228,8 @@ def add_commands(sub: Any) -> None:
         "--out", required=True, help="directory for readings.parquet, hourly.parquet, inventory.parquet"
     )
     ep.add_argument("--tables", default="readings,hourly,inventory")
+    ep.add_argument(
+        "--key", help="your key file: sign in, for data an org keeps members-only (cemp data-policy)"
+    )
     ep.add_argument("--nodes", default="http://127.0.0.1:7001", help="a node's API address")
     ep.set_defaults(func=cmd_export)
