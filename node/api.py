@@ -533,13 +533,14 @@ class NodeAPI:
         except CempError as e:
             body["decode_error"] = e.message
         body["raw"] = raw.hex()
-        hidden = self.hidden_payload(request, body.get("kind"), body.get("payload"))
+        hidden = self.hidden_payload(request, d) if "decode_error" not in body else None
         if hidden is not None:
             body["payload"] = None
             body["raw"] = None
             body["withheld"] = hidden
         body["proof"] = {
             "leaf_index": loc.index,
+            "leaf_hash": sha256(b"\x00" + raw).hex(),
             "tree_size": len(b.txs),
             "path": [p.hex() for p in merkle.inclusion_proof(b.txs, loc.index)],
             "header": header_json(b.header),
@@ -550,40 +551,20 @@ class NodeAPI:
         }
         return web.json_response(body)
 
-    def hidden_payload(self, request: web.Request, kind: object, payload: object) -> str | None:
-        """Why a committed tx's payload is withheld from this request (None: shown). A ``readings`` tx shows its
-        device's readings; a ``document`` tx its org's document: both only to who may read them. The tx's hash,
-        signer, result and inclusion proof stay public (the leaf hash is enough to check the proof)."""
-        if not isinstance(payload, dict):
+    def hidden_payload(self, request: web.Request, d: DecodedTx) -> str | None:
+        """Why a committed tx's payload (and raw bytes) is withheld from this request; None: shown. Asked of kinds
+        that say what their payloads show (``node.txkinds.ReadScope``). The tx's hash, signer, result and
+        inclusion proof stay public (the leaf hash is enough to check the proof)."""
+        scope_of = getattr(d.kind, "read_scope", None)
+        if scope_of is None:
             return None
-        if kind == "readings":
-            dev = load_device(StateView(self.ledger.store), str(payload.get("device", "")))
-            if dev is not None and not self.reads.allows(request, dev.org, "readings", device=dev.handle):
-                return f"readings of {dev.handle} ({dev.org}) are not public; sign in with a key that may read them"
-        elif kind == "document":
-            org = self._document_org(payload)
-            if org is not None and not self.reads.allows(
-                request, org, "documents", device=payload.get("device")
-            ):
-                return f"documents of {org} are not public; sign in with a key that may read them"
-        return None
-
-    def _document_org(self, payload: dict[str, Any]) -> str | None:
-        from node.documents import load_document
-
-        doc_id = payload.get("id")
-        if isinstance(doc_id, str) and len(doc_id) == 64:
-            try:
-                rec = load_document(StateView(self.ledger.store), bytes.fromhex(doc_id))
-            except ValueError:
-                rec = None
-            if rec is not None:
-                return str(rec.org)
-        dev = payload.get("device")
-        if isinstance(dev, str):
-            d = load_device(StateView(self.ledger.store), dev)
-            return str(d.org) if d is not None else None
-        return None
+        scope = scope_of(StateView(self.ledger.store), d.payload)
+        if scope is None:
+            return None
+        org, data, device = scope
+        if self.reads.allows(request, org, data, device=device):
+            return None
+        return f"{org}'s {data}{f' of {device}' if device else ''} are not public; sign in with a key that may read them"
 
     def _device(self, request: web.Request) -> Any:
         handle = request.match_info["handle"]

@@ -258,6 +258,13 @@ class DocumentKind:
     name = KIND
     payload_type = DocumentPayload
 
+    def read_scope(self, view: StateView, p: DocumentPayload) -> tuple[str, str, str | None] | None:
+        """A document tx shows its org's document (``node.txkinds.ReadScope``)."""
+        rec = load_document(view, payload_id(p))
+        if rec is None:
+            return None
+        return (str(rec.org), "documents", str(p.device) if p.device is not None else None)
+
     def _decide(self, view: StateView, env: Env, tx: Tx, p: DocumentPayload) -> _Decision:
         dt = check_payload(p)
         admin = acting_org(env, tx)  # an org admin key, or a person acting for the org

@@ -64,6 +64,11 @@ class ReadingsKind:
     name = "readings"
     payload_type = ReadingBatch
 
+    def read_scope(self, view: StateView, batch: ReadingBatch) -> tuple[str, str, str | None] | None:
+        """A batch shows its device's readings (``node.txkinds.ReadScope``)."""
+        dev = load_device(view, batch.device)
+        return None if dev is None else (str(dev.org), "readings", str(dev.handle))
+
     def _device(self, view: StateView, tx: Tx, batch: ReadingBatch) -> DeviceRecord:
         dev = load_device(view, batch.device)
         if dev is None:

@@ -80,6 +80,13 @@ class TxKind(Protocol):
         ...
 
 
+ReadScope = tuple[str, str, str | None]
+"""(org, data kind, device or handle): what a tx's payload shows, for the node's read gate (``node.readgate``). A
+kind whose payloads carry data not everyone may read (readings, documents, handle values without public read)
+has a ``read_scope(view, payload) -> ReadScope | None`` method; the API and explorer withhold the payload and raw
+bytes of such a tx from a request the gate does not let read that scope. Kinds without the method are public."""
+
+
 class Authorizer(Protocol):
     """Decides, before a kind's own checks, whether the sender may send this kind, and for which org.
 

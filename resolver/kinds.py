@@ -379,6 +379,24 @@ class HandlePutKind:
     def admit(self, view: StateView, env: Env, tx: Tx, p: HandlePut) -> dict[bytes, bytes]:
         return _admit(plan_put(view, env, tx, p), env, self.name)
 
+    def read_scope(self, view: StateView, p: HandlePut) -> tuple[str, str, str | None] | None:
+        """A put carrying values without public read shows them only to who may read the handle's restricted
+        values (``node.txkinds.ReadScope``: the handle's org, ``handles``)."""
+        from node import codec, schema
+        from node.types import Genesis
+        from resolver.values import publicly_readable
+
+        if all(publicly_readable(v) for v in p.values):
+            return None
+        raw = view.get(schema.META_GENESIS)
+        if raw is None:
+            return None
+        try:
+            org = parse_name(codec.decode(Genesis, raw), p.handle).org
+        except HandleError:
+            return None
+        return (str(org.name), "handles", str(p.handle))
+
     def describe(self, p: HandlePut) -> dict[str, Any]:
         return {
             "handle": p.handle,

@@ -512,7 +512,7 @@ class WebUI:
         except CempError as e:
             decoded = {"error": e.message}
             payload = None
-        withheld = self.node.api.hidden_payload(request, decoded.get("kind"), payload)
+        withheld = self.node.api.hidden_payload(request, d) if "error" not in decoded else None
         if withheld is not None:
             payload, payload_json = None, ""
         readings = []

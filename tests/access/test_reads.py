@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -420,9 +421,17 @@ async def test_handle_values_that_are_not_public_read_follow_membership_and_gran
         idis.string_value(2200, "CEMP.SERVICE_CONTRACT", "contract 2026-17, ¥1.2M/yr"),
         permissions=PERM_ADMIN_READ | PERM_ADMIN_WRITE,
     )
-    await w.tx(
+    put = await w.tx(
         w.admin("equipment"), "handle.put", HandlePut(Handle(HEAT), ShortStr("add"), (secret,), ORG_AUTHORITY)
     )
+
+    async def tx_shown(who: str) -> bool:
+        body = await (await w.client.get(f"/v1/txs/{put['tx']}", headers=headers(w, who))).json()
+        shown = body["payload"] is not None and body["raw"] is not None
+        assert shown or "contract" not in json.dumps(body)
+        return shown
+
+    assert not await tx_shown("anonymous") and not await tx_shown("manager") and await tx_shown("engineer")
 
     async def sees(who: str) -> bool:
         r = await w.client.get(
@@ -443,6 +452,7 @@ async def test_handle_values_that_are_not_public_read_follow_membership_and_gran
     far = int(time.time() * 1000) + 86_400_000
     await w.tx(w.admin("equipment"), "grant", grant("contract", ("handles",), far))
     assert await sees("manager") and not await sees("inspector")
+    assert await tx_shown("manager") and not await tx_shown("inspector")
     await w.tx(w.admin("equipment"), "grant.revoke", GrantRevoke(ShortStr("contract"), Text("")))
     assert not await sees("manager")
 
