@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from access.model import (
+    DataPolicyRecord,
     GrantRecord,
     PersonRecord,
     admin_org,
@@ -32,6 +33,7 @@ from access.model import (
     load_policy,
 )
 from access.tokens import Token, Tokens, load_secret
+from node import schema
 from node.chain import genesis_hash
 from node.errors import CempError, Code
 from node.state import StateView
@@ -86,6 +88,9 @@ class AccessGate:
         self.genesis = genesis
         self.tokens = Tokens(secret, genesis_hash(genesis), node_id)
         self.clock = clock
+        self._orgs: dict[str, tuple[bytes, DataPolicyRecord | None, dict[str, list[GrantRecord]]]] = {}
+        """Per org: (committed height it was read at, data policy, grants by grantee). Re-read as soon as the
+        height moves, so a revoke takes effect with the block that records it; an expiry is checked per request."""
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -131,22 +136,35 @@ class AccessGate:
         return v
 
     # --- may they read it ----------------------------------------------------------------------------------
+    def _org(self, org: str) -> tuple[DataPolicyRecord | None, dict[str, list[GrantRecord]]]:
+        height = self.store.get(schema.META_HEIGHT) or b""  # read first: what follows is at least this new
+        hit = self._orgs.get(org)
+        if hit is not None and hit[0] == height:
+            return hit[1], hit[2]
+        pol = load_policy(StateView(self.store), org)
+        by: dict[str, list[GrantRecord]] = {}
+        for g in grants_of(self.store, org):
+            if not g.revoked_height:
+                by.setdefault(str(g.payload.grantee), []).append(g)
+        if org in {o.name for o in self.genesis.orgs}:
+            self._orgs[org] = (height, pol, by)
+        return pol, by
+
     def decide(
         self, viewer: Viewer | None, org: str, data: str, device: str | None = None, site: str | None = None
     ) -> str | None:
         """None if ``viewer`` may read it, else why not (a sentence)."""
-        view = StateView(self.store)
-        if data != "handles":  # a handle value's own permission bits made it members-only
-            pol = load_policy(view, org)
-            if pol is None or not pol.covers(data, device):
-                return None
+        pol, grants = self._org(org)
+        # a handle value's own permission bits made it members-only; other data, the org's policy
+        if data != "handles" and (pol is None or not pol.covers(data, device)):
+            return None
         what = f"{org}'s {data}" + (f" of {device}" if device else f" of site {site}" if site else "")
         if viewer is None:
             return f"{what} are for {org}'s members and those it grants them to: sign in (cemp login)"
         if viewer.org == org:
             return None
         now = self.now_ms()
-        for g in grants_of(self.store, org):
+        for g in grants.get(viewer.org, ()):
             if grant_covers(g, viewer, data, device, site, now):
                 return None
         return f"{what} are not granted to {viewer.name} ({viewer.org}), or the grant was revoked or expired"
