@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from access.model import GrantPayload, GrantRevoke, PersonPut
+from access.model import GrantPayload
 from cemp.cli import main
 from node.chain import sign_tx
 from node.client import NodeClient
@@ -65,17 +65,65 @@ def test_cemp_audit_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixt
             await nc.submit(
                 dev.batch(c.chain_id, [(int(time.time() * 1000) - 1000, "power", 5, "W")]), wait=True
             )
-        await send(
-            c.admins["owner"],
-            "person.put",
-            PersonPut(manager.public, Text("Li Wei"), (ShortStr("energy_manager"),)),
-        )
-        await send(manager, "grant", g("heat-2026"))
-        await send(manager, "grant.revoke", GrantRevoke(ShortStr("heat-2026"), Text("ended")))
+
+    async def second_grant() -> None:
+        nonces[c.admins["owner"].public] = 2
         await send(c.admins["owner"], "grant", g("second"))
 
     try:
         asyncio.run(setup())
+        # people and grants through the command line: the owner's admin registers Li Wei, who grants and revokes
+        write_key_file(tmp_path / "owner.admin.key", c.admins["owner"])
+        people = ["people", "add", "--key", str(tmp_path / "owner.admin.key"), "--nodes", url]
+        assert (
+            main(
+                [
+                    *people,
+                    "--person",
+                    str(tmp_path / "manager.key"),
+                    "--name",
+                    "Li Wei",
+                    "--roles",
+                    "energy_manager",
+                ]
+            )
+            == 0
+        )
+        assert json.loads(capsys.readouterr().out)["kind"] == "person.put"
+        mgr = ["--key", str(tmp_path / "manager.key"), "--nodes", url]
+        day = time.strftime("%Y-%m-%d", time.gmtime(until / 1000))
+        assert (
+            main(
+                [
+                    "grant",
+                    "add",
+                    *mgr,
+                    "--id",
+                    "heat-2026",
+                    "--to",
+                    "equipment",
+                    "--data",
+                    "readings",
+                    "--until",
+                    day,
+                ]
+            )
+            == 0
+        )
+        assert main(["grant", "revoke", *mgr, "--id", "heat-2026", "--reason", "ended"]) == 0
+        capsys.readouterr()
+        # a grant to an org that is not in the consortium is refused at submission, with the reason
+        assert (
+            main(["grant", "add", *mgr, "--id", "x", "--to", "nobody", "--data", "readings", "--until", day])
+            == 1
+        )
+        assert "grantee 'nobody' is not an org" in capsys.readouterr().err
+        asyncio.run(second_grant())
+        assert main(["grant", "list", *mgr]) == 0
+        listed = {x["grant_id"]: x["status"] for x in json.loads(capsys.readouterr().out)["grants"]}
+        assert listed == {"heat-2026": "revoked", "second": "active"}
+        assert main(["login", *mgr]) == 0
+        assert json.loads(capsys.readouterr().out)["token"].startswith("cemp1.")
         base = ["audit", "--key", str(tmp_path / "equipment.admin.key"), "--nodes", url]
         # everything, as JSON, a few blocks per request, with the progress bar
         assert main([*base, "--format", "json", "--page-blocks", "2", "--progress"]) == 0
