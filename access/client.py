@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from access.tokens import DOMAIN_LOGIN, login_message
-from node.chain import sign_tx
+from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.errors import CempError, Code
@@ -17,9 +17,9 @@ from node.errors import CempError, Code
 
 async def submit_signed(client: NodeClient, key: KeyPair, kind: str, payload: object) -> dict[str, Any]:
     """Sign with ``key`` (its next nonce as the node counts it), submit, wait for the commit; raise if refused."""
-    chain_id = (await client.status())["chain_id"]
+    chain = ChainRef.from_status(await client.status())
     nonce = int((await client.get(f"/v1/nonces/{key.public.hex()}"))["next"])
-    raw, _ = sign_tx(key, chain_id, kind, nonce, payload)
+    raw, _ = sign_tx(key, chain, kind, nonce, payload)
     res = await client.submit(raw, wait=True)
     result = res.get("result") or {}
     if not result.get("ok"):

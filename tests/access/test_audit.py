@@ -39,7 +39,7 @@ def test_cemp_audit_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixt
 
     async def send(key: KeyPair, kind: str, payload: object) -> dict[str, Any]:
         nonces[key.public] = nonces.get(key.public, 0) + 1
-        raw, _ = sign_tx(key, c.chain_id, kind, nonces[key.public], payload)
+        raw, _ = sign_tx(key, c.chain, kind, nonces[key.public], payload)
         async with NodeClient(url) as nc:
             return await nc.submit(raw, wait=True)
 
@@ -63,7 +63,7 @@ def test_cemp_audit_lists_and_exports(tmp_path: Path, capsys: pytest.CaptureFixt
         async with NodeClient(url) as nc:
             await nc.submit(raw, wait=True)
             await nc.submit(
-                dev.batch(c.chain_id, [(int(time.time() * 1000) - 1000, "power", 5, "W")]), wait=True
+                dev.batch(c.chain, [(int(time.time() * 1000) - 1000, "power", 5, "W")]), wait=True
             )
 
     async def second_grant() -> None:

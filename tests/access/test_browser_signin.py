@@ -48,7 +48,7 @@ class Site:
 
     async def tx(self, key: KeyPair, kind: str, payload: object) -> None:
         self.nonces[key.public] = self.nonces.get(key.public, 0) + 1
-        raw, _ = sign_tx(key, self.c.chain_id, kind, self.nonces[key.public], payload)
+        raw, _ = sign_tx(key, self.c.chain, kind, self.nonces[key.public], payload)
         async with NodeClient(self.url) as nc:
             res = await nc.submit(raw, wait=True)
         assert res["result"]["ok"], res
@@ -79,7 +79,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         vals = [(now - (120 - i) * 60_000, "power", 80_000 + 500 * (i % 30), "W") for i in range(120)]
         async with NodeClient(s.url) as nc:
             assert (await nc.submit(raw, wait=True))["result"]["ok"]
-            assert (await nc.submit(dev.batch(c.chain_id, vals), wait=True))["result"]["ok"]
+            assert (await nc.submit(dev.batch(c.chain, vals), wait=True))["result"]["ok"]
         eq, ow = c.admins["equipment"], c.admins["owner"]
         await s.tx(eq, "person.put", PersonPut(s.engineer.public, Text("Zhang Min"), (ShortStr("operator"),)))
         await s.tx(

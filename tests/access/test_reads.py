@@ -57,7 +57,7 @@ class World:
     async def tx(self, key: KeyPair, kind: str, payload: object) -> dict[str, Any]:
         n = self.nonces.get(key.public, 0) + 1
         self.nonces[key.public] = n
-        raw, _ = sign_tx(key, self.c.chain_id, kind, n, payload)
+        raw, _ = sign_tx(key, self.c.chain, kind, n, payload)
         r = await self.client.post("/v1/txs", data=raw, params={"wait": "commit"})
         body = await r.json()
         assert r.status == 200 and body["result"]["ok"], body
@@ -84,9 +84,9 @@ async def world() -> AsyncIterator[World]:
         assert (await client.post("/v1/txs", data=raw, params={"wait": "commit"})).status == 200
         now = int(time.time() * 1000)
         vals = [(now - 3_600_000 + i * 60_000, "power", 1000 + i, "W") for i in range(30)]
-        r = await client.post("/v1/txs", data=heat.batch(c.chain_id, vals), params={"wait": "commit"})
+        r = await client.post("/v1/txs", data=heat.batch(c.chain, vals), params={"wait": "commit"})
         w.heat_tx = (await r.json())["tx"]
-        r = await client.post("/v1/txs", data=own.batch(c.chain_id, vals), params={"wait": "commit"})
+        r = await client.post("/v1/txs", data=own.batch(c.chain, vals), params={"wait": "commit"})
         assert r.status == 200
         doc = DocumentPayload(
             ShortStr("purchase_ledger_row"),
@@ -397,7 +397,7 @@ async def test_a_policy_scoped_to_some_devices_leaves_the_others_public(world: W
     nonce = w.nonces.get(w.admin("equipment").public, 0) + 1
     raw, _ = sign_tx(
         w.admin("equipment"),
-        w.c.chain_id,
+        w.c.chain,
         "data.policy",
         nonce,
         DataPolicyPayload((ShortStr("readings"),), (Handle(OWN),)),

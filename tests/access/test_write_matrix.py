@@ -179,7 +179,7 @@ class Base:
     def tx(self, key: KeyPair, kind: str, payload: Any) -> bytes:
         led = self.ch.led
         nonce = led.nonce_of(StateView(led.store), key.public) + 1
-        raw, _ = sign_tx(key, self.ch.c.chain_id, kind, nonce, payload)
+        raw, _ = sign_tx(key, self.ch.c.chain, kind, nonce, payload)
         return raw
 
 
