@@ -490,3 +490,32 @@ async def test_site_figures_follow_the_site_org_policy_and_grants(world: World) 
     assert await reads("inspector") == [403] * 4
     await w.tx(w.admin("owner"), "grant.revoke", GrantRevoke(ShortStr("site-figures"), Text("")))
     assert await reads("engineer") == [403] * 4
+
+
+def test_a_damaged_token_secret_is_replaced_and_only_ends_sessions(tmp_path: Any) -> None:
+    """The node's token secret (``<data dir>/access.secret``, 0600) survives a restart; flipped, cut short or deleted,
+    a new one is drawn: tokens issued before stop working (sign in again), nothing else is affected."""
+    import os
+    from pathlib import Path
+
+    from access.tokens import SECRET_FILE, Tokens, load_secret
+
+    d = Path(tmp_path)
+    s1 = load_secret(d)
+    assert load_secret(d) == s1 and (d / SECRET_FILE).stat().st_mode & 0o777 == 0o600
+    tok, _ = Tokens(s1, b"g" * 32, "n").issue(b"k" * 32, b"a", 1000)
+    for damage in ("flip", "truncate", "delete"):
+        p = d / SECRET_FILE
+        if damage == "flip":
+            raw = bytearray(p.read_bytes())
+            raw[5] ^= 1
+            p.write_bytes(bytes(raw))
+            assert load_secret(d) == bytes(raw)  # 32 bytes: taken as is (a different secret)
+        elif damage == "truncate":
+            p.write_bytes(p.read_bytes()[:7])
+            assert len(load_secret(d)) == 32 and p.stat().st_size == 32
+        else:
+            os.unlink(p)
+            assert len(load_secret(d)) == 32
+        with pytest.raises(Exception, match="not issued by this node"):
+            Tokens(load_secret(d), b"g" * 32, "n").check(tok, b"a", 2000)
