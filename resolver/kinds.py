@@ -384,9 +384,10 @@ class HandlePutKind:
         values (``node.txkinds.ReadScope``: the handle's org, ``handles``)."""
         from node import codec, schema
         from node.types import Genesis
-        from resolver.values import publicly_readable
+        from resolver.values import HS_SECKEY, publicly_readable
 
-        if all(publicly_readable(v) for v in p.values):
+        # an HS_SECKEY value is on chain only as a salted scrypt hash of a node-generated 192-bit secret: public
+        if all(publicly_readable(v) or v.type == HS_SECKEY for v in p.values):
             return None
         raw = view.get(schema.META_GENESIS)
         if raw is None:
