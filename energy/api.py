@@ -502,6 +502,8 @@ class EnergyAPI:
                 dev = load_device(snap, handle)
                 if dev is None:
                     raise CempError(Code.UNKNOWN_DEVICE, f"device {handle[:80]} is not registered")
+                # derived from its readings: whoever may read those (``access``)
+                self.node.reads.require(request, dev.org, "readings", device=dev.handle)
                 head = head_of(snap)
                 return {**hl.assess(hl.signals_from_chain(snap, dev, now, window)), "height": head.height}
             finally:

@@ -172,6 +172,10 @@ async def api_hourly(w: World, h: dict[str, str]) -> bool:
     return await _json_ok(w, f"/v1/devices/{HEAT}/hourly", h)
 
 
+async def api_health(w: World, h: dict[str, str]) -> bool:
+    return await _json_ok(w, f"/v1/devices/{HEAT}/health", h)
+
+
 async def api_tx(w: World, h: dict[str, str]) -> bool:
     body = await (await w.client.get(f"/v1/txs/{w.heat_tx}", headers=h)).json()
     assert body["status"] == "committed" and body["proof"]["path"] is not None
@@ -234,6 +238,7 @@ async def export_readings(w: World, h: dict[str, str]) -> bool:
 READINGS_PATHS: dict[str, Path] = {
     "api_readings": api_readings,
     "api_hourly": api_hourly,
+    "api_health": api_health,
     "api_tx": api_tx,
     "web_device": web_device,
     "web_csv": web_csv,
