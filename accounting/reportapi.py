@@ -111,7 +111,6 @@ class ReportAPI:
         """``GET /v1/sites/{sid}/report?period=&format=&lang=``: the model (json) or the rendered bytes."""
 
         def fn(snap: Any, head: Head) -> Any:
-            require_site(self.node, request, snap, sid)
             model = report_model(snap, head, sid, period)
             return model if fmt == "json" else render.render(model, fmt, lang)
 
@@ -127,7 +126,7 @@ class ReportAPI:
         sid, period = prm.site_id(request), prm.period(request)
         fmt = prm.choice(request, "format", tuple(CTYPES), "json")
         lang = prm.choice(request, "lang", render.LANGS, "zh")
-
+        await self._read(lambda snap, head: require_site(self.node, request, snap, sid))  # ``sites`` data
         out = await self.site_report_out(sid, period, fmt, lang)
         if fmt == "json":
             return web.json_response(out)
