@@ -227,6 +227,16 @@ class WebUI:
     def may_read(self, request: web.Request, org: str, data: str, device: str | None = None) -> bool:
         return bool(self.node.reads.allows(request, org, data, device=device))
 
+    def may_read_site(self, request: web.Request, org: str, site: str) -> bool:
+        return bool(self.node.reads.allows(request, org, "sites", site=site))
+
+    def require_site(self, request: web.Request, org: str, site: str) -> None:
+        """A site's figures (portrait, report preview, report checks): 401/403 unless this request may read them."""
+        try:
+            self.node.reads.require(request, org, "sites", site=site)
+        except CempError as e:
+            raise PageError(e.status, e.code.name.lower(), e.message) from None
+
     def require(self, request: web.Request, org: str, data: str, device: str | None = None) -> None:
         """For JSON and CSV routes: a 401/403 JSON refusal unless this request may read it."""
         try:

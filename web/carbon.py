@@ -83,22 +83,29 @@ class CarbonPages:
             web.get("/reports/{site_id}/preview", p(self.preview)),
         ]
 
-    async def _site(self, sid: str) -> tuple[dict[str, Any], int]:
+    async def _site(self, request: web.Request, sid: str) -> tuple[dict[str, Any], int]:
+        """The site, once this viewer may read its figures (``sites`` data of its org, as the JSON routes ask the
+        node's read gate); a members-only site answers 401 signed out and 403 to a member without a grant."""
         data = await self.acc.sites_json()
         for s in data["sites"]:
             if s["site_id"] == sid:
+                self.ui.require_site(request, str(s["org"]), sid)
                 return s, int(data["time_ms"])
         raise PageError(404, "no_site", sid)
+
+    def _visible(self, request: web.Request, sites: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Lists leave out the sites whose figures this viewer may not read."""
+        return [s for s in sites if self.ui.may_read_site(request, str(s["org"]), str(s["site_id"]))]
 
     # --- carbon portrait ----------------------------------------------------------------------------------------
 
     async def sites(self, request: web.Request) -> web.StreamResponse:
         data = await self.acc.sites_json()
-        return self.ui.render(request, "carbon_sites.html", sites=data["sites"])
+        return self.ui.render(request, "carbon_sites.html", sites=self._visible(request, data["sites"]))
 
     async def portrait(self, request: web.Request) -> web.StreamResponse:
         sid = prm.site_id(request)
-        site, now_ms = await self._site(sid)
+        site, now_ms = await self._site(request, sid)
         period = request.query.get("period") or default_period(site, now_ms or 1)
         grain = prm.choice(request, "grain", GRAINS, "")
         inv, kp, rating = await asyncio.gather(
@@ -171,12 +178,14 @@ class CarbonPages:
     async def reports(self, request: web.Request) -> web.StreamResponse:
         site = prm.site_query(request)
         data, sites = await asyncio.gather(self.rep.reports_json(site), self.acc.sites_json())
-        default = {s["site_id"]: default_period(s, int(sites["time_ms"]) or 1) for s in sites["sites"]}
+        visible = self._visible(request, sites["sites"])
+        shown = {s["site_id"] for s in visible}
+        default = {s["site_id"]: default_period(s, int(sites["time_ms"]) or 1) for s in visible}
         return self.ui.render(
             request,
             "reports.html",
-            reports=data["reports"],
-            sites=sites["sites"],
+            reports=[r for r in data["reports"] if r["site"] in shown],
+            sites=visible,
             site_filter=site or "",
             default_period=default,
             tonnes_g=lambda g: Decimal(g) / Decimal(10**6),
@@ -184,7 +193,7 @@ class CarbonPages:
 
     async def preview(self, request: web.Request) -> web.StreamResponse:
         sid = prm.site_id(request)
-        site, now_ms = await self._site(sid)
+        site, now_ms = await self._site(request, sid)
         period = request.query.get("period") or default_period(site, now_ms or 1)
         model = await self.rep.site_report_out(sid, period, "json")
         li = 0 if self.ui.ctx(request)["lang"] == "zh" else 1
@@ -212,6 +221,7 @@ class CarbonPages:
         """An issued report's anchored figures against the same figures derived from the chain now."""
         sha = request.query.get("sha", "")
         rec = await self.rep.report_record_json(sha)
+        await self._site(request, str(rec["site"]))
         model = await self.rep.site_report_out(rec["site"], rec["period"], "json")
         kf = model["key_figures"]
         now = {
@@ -255,6 +265,7 @@ class CarbonPages:
         except (KeyError, TypeError, ValueError) as e:
             raise CempError(Code.BAD_REQUEST, f"not a CEMP report file: {e}") from None
         prm.check_site_id(sid)
+        await self._site(request, sid)
         sha = report_sha256(model)
         inv = await self.acc.inventory_json(sid, period, txs=True)
         try:

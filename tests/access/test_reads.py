@@ -469,16 +469,25 @@ async def test_site_figures_follow_the_site_org_policy_and_grants(world: World) 
         (f"/v1/sites/{SITE}/kpis", {"period": "2026"}),
         (f"/v1/sites/{SITE}/export/inventory.parquet", {"period": "2026"}),
         (f"/v1/sites/{SITE}/report", {"period": "2026"}),
+        (
+            f"/carbon/{SITE}",
+            {"period": "2026"},
+        ),  # the web's carbon portrait and report preview ask the same gate
+        (f"/reports/{SITE}/preview", {"period": "2026"}),
     ]
 
     async def reads(who: str) -> list[int]:
         return [(await w.client.get(p, params=q, headers=headers(w, who))).status for p, q in paths]
 
-    assert await reads("anonymous") == [200] * 4
+    async def listed(who: str) -> bool:
+        page = await (await w.client.get("/carbon", headers=headers(w, who))).text()
+        return f"/carbon/{SITE}" in page
+
+    assert await reads("anonymous") == [200] * 6 and await listed("anonymous")
     await w.tx(w.admin("owner"), "data.policy", DataPolicyPayload((ShortStr("sites"),), ()))
-    assert await reads("anonymous") == [401] * 4
-    assert await reads("auditor") == [200] * 4
-    assert await reads("engineer") == [403] * 4
+    assert await reads("anonymous") == [401] * 6 and not await listed("anonymous")
+    assert await reads("auditor") == [200] * 6 and await listed("auditor")
+    assert await reads("engineer") == [403] * 6 and not await listed("engineer")
     far = int(time.time() * 1000) + 86_400_000
     g = GrantPayload(
         ShortStr("site-figures"),
@@ -491,10 +500,10 @@ async def test_site_figures_follow_the_site_org_policy_and_grants(world: World) 
         Text(""),
     )
     await w.tx(w.admin("owner"), "grant", g)
-    assert await reads("engineer") == [200] * 4
-    assert await reads("inspector") == [403] * 4
+    assert await reads("engineer") == [200] * 6 and await listed("engineer")
+    assert await reads("inspector") == [403] * 6
     await w.tx(w.admin("owner"), "grant.revoke", GrantRevoke(ShortStr("site-figures"), Text("")))
-    assert await reads("engineer") == [403] * 4
+    assert await reads("engineer") == [403] * 6
 
 
 def test_a_damaged_token_secret_is_replaced_and_only_ends_sessions(tmp_path: Any) -> None:
