@@ -25,6 +25,7 @@ from node.errors import CempError, Code
 from node.httpguard import LIMITER, read_body
 from node.mempool import Mempool, PendingView
 from node.openapi import document as openapi_document
+from node.peer import PEER_HEADER
 from node.readgate import OpenReads, ReadGate
 from node.readings import decode_reading_value
 from node.state import StateView
@@ -167,6 +168,8 @@ class NodeAPI:
         reads: ReadGate | None = None,
     ) -> None:
         self.reads: ReadGate = reads or OpenReads()
+        self.member_of: Callable[[web.Request], str] | None = None
+        """Checks a request signed by a member node (``X-Cemp-Peer``); given by the node (its state-sync gate)."""
         """Who may read which data (``node.readgate``): readings and hourly aggregates, payloads of txs."""
         self.ledger = ledger
         self.mempool = mempool
@@ -478,6 +481,7 @@ class NodeAPI:
     async def get_block(self, request: web.Request) -> web.Response:
         b = self._block_for(request.match_info["ref"])
         if request.query.get("format") == "msgpack":
+            self._check_raw_block(request, b)
             raw = self.ledger.block_raw(b.header.height)
             assert raw is not None
             return web.Response(body=raw, content_type="application/msgpack")
@@ -550,6 +554,34 @@ class NodeAPI:
             ],
         }
         return web.json_response(body)
+
+    def _check_raw_block(self, request: web.Request, b: Block) -> None:
+        """A canonical encoded block carries every payload in it, so it goes to a member node (a request signed
+        as the peer routes are: catch-up) or to a request that may read every payload in it (the JSON block and
+        tx routes show the rest of the chain with the payloads this request may not read left out)."""
+        if self.member_of is not None and request.headers.get(PEER_HEADER):
+            self.member_of(request)  # raises 403 unless a current member node signed this request
+            return
+        hidden = 0
+        why = ""
+        for raw in b.txs:
+            try:
+                d = self.ledger.decode_tx(raw)
+            except CempError:
+                continue  # committed with a decode error: its bytes are shown by the tx route as well
+            w = self.hidden_payload(request, d)
+            if w is not None:
+                hidden += 1
+                why = why or w
+        if hidden:
+            signed_in = bool(request.headers.get("Authorization") or request.cookies)
+            code = Code.NOT_AUTHORIZED if signed_in else Code.UNAUTHENTICATED
+            raise CempError(
+                code,
+                f"block {b.header.height} carries {hidden} tx payload(s) this request may not read ({why}); the "
+                "encoded block goes to member nodes and to viewers who may read all of it; GET "
+                f"/v1/blocks/{b.header.height} (JSON) and /v1/txs/{{hash}} show the rest",
+            )
 
     def hidden_payload(self, request: web.Request, d: DecodedTx) -> str | None:
         """Why a committed tx's payload (and raw bytes) is withheld from this request; None: shown. Asked of kinds

@@ -116,9 +116,10 @@ class HttpFetcher:
         if addr is None:
             raise FetchError(f"no API address for {peer}")
         path = str(ref) if isinstance(ref, int) else ref.hex()
-        try:
+        url_path = f"/v1/blocks/{path}?format=msgpack"
+        try:  # signed: a block carries payloads that only members and granted viewers may read
             async with self._session().get(
-                f"{scheme(self.tls)}://{addr}/v1/blocks/{path}", params={"format": "msgpack"}
+                f"{scheme(self.tls)}://{addr}{url_path}", headers=self.signer.header(peer, "GET", url_path, 0)
             ) as r:
                 if r.status == 404:
                     return None

@@ -165,6 +165,7 @@ class Node:
             self.api.openapi_paths.update(getattr(provider, "openapi_paths", {}))
         self._tasks: list[asyncio.Task[None]] = []
         self.statesync = StateSyncServer(self.ledger, node_id, accept=lambda: self.driver.peer_accept)
+        self.api.member_of = lambda r: self.statesync.member(r, "a signed block fetch")
         self.metrics.registry.register(
             ScrapeCollector(self._scrape_status, lambda: dict(self.api.refused_by), data_dir)
         )

@@ -72,16 +72,15 @@ class StateSyncServer:
         nxt = led.height + 1
         return {n: PublicKey(pk) for n in led.active if (pk := led.node_key(n, nxt)) is not None}
 
-    def _member(self, request: web.Request) -> str:
+    def member(self, request: web.Request, what: str = "state sync") -> str:
+        """The member node that signed ``request``; ``CempError`` 403 otherwise."""
         try:
             return self.gate.check(
                 request.method, request.path_qs, request.content_length or 0, request.headers.get(PEER_HEADER)
             )
         except PeerError as e:
             self.refused += 1
-            raise CempError(
-                Code.NOT_AUTHORIZED, f"state sync is for consortium member nodes only: {e}"
-            ) from None
+            raise CempError(Code.NOT_AUTHORIZED, f"{what} is for consortium member nodes only: {e}") from None
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -89,7 +88,7 @@ class StateSyncServer:
             self.sessions.pop(sid).snap.release()
 
     async def open(self, request: web.Request) -> web.Response:
-        member = self._member(request)
+        member = self.member(request)
         self._expire()
         mine = sorted((v.touched, k) for k, v in self.sessions.items() if v.member == member)
         for _, sid in mine[: max(0, len(mine) - SESSIONS_PER_MEMBER + 1)]:
@@ -121,7 +120,7 @@ class StateSyncServer:
         )
 
     async def chunk(self, request: web.Request) -> web.Response:
-        member = self._member(request)
+        member = self.member(request)
         s = self.sessions.get(request.match_info["session"])
         if s is None or s.member != member:
             raise CempError(Code.NOT_FOUND, "no such state-sync session (expired?)")

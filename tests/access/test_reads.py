@@ -32,6 +32,7 @@ from node.chain import sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
 from node.documents import DocumentPayload, document_id, make_fields
+from node.peer import RequestSigner
 from node.server import Node
 from node.store import MemoryStore
 from node.types import Handle, Hash32, ShortStr, Text, TimestampMs
@@ -223,6 +224,12 @@ async def web_tx(w: World, h: dict[str, str]) -> bool:
     return not withheld
 
 
+async def api_block_raw(w: World, h: dict[str, str]) -> bool:
+    """The canonical encoded block holding the heat meter's readings: all of its payloads, or nothing."""
+    height = (await (await w.client.get(f"/v1/txs/{w.heat_tx}")).json())["height"]
+    return await _json_ok(w, f"/v1/blocks/{height}", h, format="msgpack")
+
+
 async def export_readings(w: World, h: dict[str, str]) -> bool:
     r = await w.client.get(f"/v1/sites/{SITE}/export/readings.parquet", headers=h, params={"period": "2026"})
     if r.status in (401, 403):
@@ -240,6 +247,7 @@ READINGS_PATHS: dict[str, Path] = {
     "api_hourly": api_hourly,
     "api_health": api_health,
     "api_tx": api_tx,
+    "api_block_raw": api_block_raw,
     "web_device": web_device,
     "web_csv": web_csv,
     "web_series": web_series,
@@ -334,6 +342,27 @@ async def test_grant_lifecycle_on_every_read_path(world: World) -> None:
     gate: Any = w.node.reads
     gate.clock = lambda: time.time() + 660
     assert await observe(w, READINGS_PATHS) == expect(READINGS_PATHS, {"engineer"})
+
+
+async def test_an_encoded_block_with_members_only_payloads_goes_to_member_nodes(world: World) -> None:
+    """Catch-up fetches whole blocks: a request signed by a member node gets one that a signed-out reader may
+    not; a forged or unsigned peer header does not."""
+    w = world
+    await w.tx(w.admin("equipment"), "data.policy", DataPolicyPayload((ShortStr("readings"),), ()))
+    height = (await (await w.client.get(f"/v1/txs/{w.heat_tx}")).json())["height"]
+    path = f"/v1/blocks/{height}?format=msgpack"
+    r = await w.client.get(path)
+    assert r.status == 401 and "member nodes" in (await r.json())["message"]
+    nid = w.c.genesis.nodes[0].node_id
+    signer = RequestSigner(w.c.node_keys[nid], w.node.ledger.genesis_hash, nid)
+    r = await w.client.get(path, headers=signer.header(nid, "GET", path, 0))
+    assert r.status == 200
+    assert (await r.read()) == w.node.ledger.block_raw(height)
+    stranger = RequestSigner(KeyPair.generate(), w.node.ledger.genesis_hash, nid)
+    r = await w.client.get(path, headers=stranger.header(nid, "GET", path, 0))
+    assert r.status == 403 and "member nodes" in (await r.json())["message"]
+    # a block without members-only payloads stays public
+    assert (await w.client.get("/v1/blocks/1?format=msgpack")).status == 200
 
 
 async def test_web_sign_in_link_sets_a_session_and_sign_out_ends_it(world: World) -> None:
