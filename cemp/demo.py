@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import socket
@@ -696,15 +695,11 @@ async def run_demo(
     for nid, cfg, _ in nodes:
         logf = open(base / f"{nid}.log", "ab")  # noqa: SIM115  closed in finally
         logs.append(logf)
-        org = dict(NODES)[nid]
-        # Each node's web pages act for its own org (sign-in for people is not built yet): web.maint
-        env = {**os.environ, "CEMP_WEB_ACT_KEY": str((base / "keys" / f"{org}.admin.key").resolve())}
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "cemp.cli", "node", "--config", str(cfg)],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
-                env=env,
             )
         )
     urls = [f"http://127.0.0.1:{p}" for _, _, p in nodes]
@@ -786,8 +781,8 @@ async def run_demo(
                 "   (online; cemp verify --online checks a running node the same way)",
                 f"  alarms       {u}/v1/alarms   (on chain, raised by the detectors; cemp alarm list / show N)",
                 f"  work orders  {u}/v1/workorders   (cemp workorder show N; who may do what: cemp workorder flow)",
-                f"  web inbox    {u}/alarms, {u}/workorders   (each node's pages act as its org: "
-                f"{', '.join(f'{o} {x}' for (_n, o), x in zip(NODES, urls, strict=True))})",
+                f"  web inbox    {u}/alarms, {u}/workorders   (a signed-in person takes steps: cemp login --web, "
+                "then load the key file on /signin; the browser signs each step with it)",
                 f"  quality      cemp alarms --dir {base.resolve()}   (the collector's local data-quality alarms; "
                 "cemp alarms --rules)",
                 f"  weather      {u}/v1/sites/{SITE_ID}/weather?from={today_cst()}&to={today_cst()}   "

@@ -47,6 +47,23 @@ TEXT: dict[str, tuple[str, str]] = {
         "No key yet? Ask your organisation's admin to register one for you (cemp keys new, then cemp people add).",
         "还没有密钥？请本机构管理员为您登记一个（cemp keys new，然后 cemp people add）。",
     ),
+    "signer_title": ("Sign steps in this browser", "在此浏览器中签名"),
+    "signer_intro": (
+        "Alarm and work-order steps are txs signed with your own key. Load your key file (the one you signed in "
+        "with) once: this browser keeps it as a key that cannot be read back, never sends it to the node, and signs "
+        "each step you take. Sign out does not remove it; the button below does.",
+        "告警和工单的每一步都是用您自己的密钥签名的交易。请加载一次您的密钥文件（即登录所用的那个）：浏览器将其保存为无法读出的密钥，"
+        "不会发送给节点，并为您的每一步签名。退出登录不会删除它；请用下面的按钮删除。",
+    ),
+    "signer_file": ("Key file", "密钥文件"),
+    "signer_forget": ("Remove the key from this browser", "从此浏览器删除密钥"),
+    "signer_none": ("No key loaded in this browser.", "此浏览器中尚未加载密钥。"),
+    "signer_ready": ("Key loaded: this browser signs your steps.", "已加载密钥：此浏览器将为您的步骤签名。"),
+    "signer_nojs": (
+        "Signing in the browser needs JavaScript and WebCrypto (HTTPS, or this computer); without them, each step "
+        "form shows the cemp command that takes it.",
+        "在浏览器中签名需要 JavaScript 和 WebCrypto（HTTPS 或本机访问）；否则每个步骤表单下都显示可执行同一步骤的 cemp 命令。",
+    ),
     "restricted_readings": (
         "This device's readings are for its organisation's members and those it granted them to.",
         "此设备的读数仅限其所属机构的成员及获授权者查看。",
