@@ -1,9 +1,11 @@
 """Pages for people over the accounting: a site's carbon portrait, and reports (list, preview, download, verify
 against the chain).
 
-Every figure comes from the accounting's JSON routes — the ``AccountingAPI`` / ``ReportAPI`` methods that answer
-``/v1/sites/{id}/inventory``, ``/kpis``, ``/rating``, ``/report`` and ``/v1/reports`` — and is only formatted
-here, never recomputed: a page and the route it names always agree. Pages work without JavaScript (tables and CSS
+Every figure comes from the accounting's and the energy models' JSON routes — the ``AccountingAPI`` /
+``ReportAPI`` methods that answer ``/v1/sites/{id}/inventory``, ``/kpis``, ``/rating``, ``/report`` and
+``/v1/reports``, and the ``EnergyAPI`` handlers of ``/v1/sites/{id}/energy/forecast`` and ``.../energy/plan``
+(called with a clone of the page's request pointed at the route's URL, so the same parameters, read gate and
+bounds apply) — and is only formatted here, never recomputed: a page and the route it names always agree. Pages work without JavaScript (tables and CSS
 bars); ``static/app.js`` draws the breakdown chart with uPlot from the same JSON embedded in the page.
 
 Routes: ``/carbon`` (sites), ``/carbon/{site_id}?period=&grain=``, ``/reports[?site=]``,
@@ -20,12 +22,14 @@ from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from accounting import params as prm
 from accounting import render
 from accounting.api import AccountingAPI
 from accounting.report import report_sha256
 from accounting.reportapi import ReportAPI
+from energy.api import EnergyAPI
 from node.errors import CempError, Code
 from web.app import PageError, WebUI
 
@@ -71,6 +75,7 @@ class CarbonPages:
         self.ui = WebUI(node)
         self.acc = AccountingAPI(node)
         self.rep = ReportAPI(node)
+        self.energy = EnergyAPI(node)
 
     def routes(self) -> list[web.RouteDef]:
         p = self.ui.page
@@ -97,6 +102,21 @@ class CarbonPages:
         """Lists leave out the sites whose figures this viewer may not read."""
         return [s for s in sites if self.ui.may_read_site(request, str(s["org"]), str(s["site_id"]))]
 
+    async def _energy_route(
+        self, request: web.Request, sid: str, name: str, query: dict[str, str]
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """``GET /v1/sites/{sid}/energy/{name}`` answered by the route's own handler: (JSON, None), or (None, the
+        route's refusal) -- a site without enough history gets the route's reason, not a broken page."""
+        handler = getattr(self.energy, f"site_{name}", None)
+        if handler is None:
+            return None, f"/v1/sites/{sid}/energy/{name} is not served by this node's version"
+        sub = request.clone(rel_url=URL.build(path=f"/v1/sites/{sid}/energy/{name}", query=query))
+        try:
+            resp = await handler(sub)
+        except CempError as e:
+            return None, e.message
+        return json.loads(resp.text), None
+
     # --- carbon portrait ----------------------------------------------------------------------------------------
 
     async def sites(self, request: web.Request) -> web.StreamResponse:
@@ -108,11 +128,26 @@ class CarbonPages:
         site, now_ms = await self._site(request, sid)
         period = request.query.get("period") or default_period(site, now_ms or 1)
         grain = prm.choice(request, "grain", GRAINS, "")
-        inv, kp, rating = await asyncio.gather(
+        local_now = datetime.fromtimestamp((now_ms or 1) / 1000, UTC) + timedelta(
+            minutes=int(site["utc_offset_min"])
+        )
+        plan_date = request.query.get("plan_date", "") or (local_now.date() + timedelta(days=1)).isoformat()
+        inv, kp, rating, (fc, fc_error), (plan, plan_error) = await asyncio.gather(
             self.acc.inventory_json(sid, period, grain or None),
             self.acc.kpis_json(sid, period),
             self.acc.rating_json(sid, period),
+            self._energy_route(request, sid, "forecast", {}),
+            self._energy_route(request, sid, "plan", {"date": plan_date[:40]}),
         )
+        plan_chart = None
+        if plan is not None:
+            hours = plan["plan"]["hours"]
+            plan_chart = {
+                "labels": [f"{h['hour']:02d}:00" for h in hours],
+                "power_kw": [h["power_kw"] for h in hours],
+                "stored_kwh": [h["stored_kwh_end"] for h in hours],
+                "price": [h["price_yuan_per_kwh"] for h in hours],
+            }
         rows = inv["breakdown"]
         chart = {
             "labels": [r["label"] for r in rows],
@@ -164,12 +199,29 @@ class CarbonPages:
             compare_max=max([1e-9, *(v for _, v in compare)]),
             wm2_max=wm2_max,
             chart_json=json.dumps(chart).replace("</", "<\\/"),
+            fc=fc,
+            fc_error=fc_error,
+            plan=plan,
+            plan_error=plan_error,
+            plan_date=plan_date[:40],
+            plan_chart_json=json.dumps(plan_chart).replace("</", "<\\/") if plan_chart else None,
+            fc_max=max(
+                [
+                    1e-9,
+                    *(
+                        float(h["energy_kwh"]) + float(h["predicted_band_95_kwh"])
+                        for h in (fc or {}).get("horizons", {}).values()
+                    ),
+                ]
+            ),
             tonnes=tonnes,
             dec=Decimal,
             routes={
                 "inventory": url(f"/v1/sites/{sid}/inventory", grain=grain, **q),
                 "kpis": url(f"/v1/sites/{sid}/kpis", **q),
                 "rating": url(f"/v1/sites/{sid}/rating", **q),
+                "forecast": f"/v1/sites/{sid}/energy/forecast",
+                "plan": url(f"/v1/sites/{sid}/energy/plan", date=plan_date[:40]),
             },
         )
 

@@ -417,6 +417,9 @@ async def test_carbon_portrait(
     await page.click("form.range button[type=submit]")  # type: ignore[attr-defined]
     await page.wait_for_url("**grain=day**")  # type: ignore[attr-defined]
     await page.wait_for_selector("#carbon-chart[data-rendered='1'] canvas")  # type: ignore[attr-defined]
+    # tomorrow's charging plan from the 7 days before it, drawn; the forecast, or the route's reason for none
+    await page.wait_for_selector("#plan-chart[data-rendered='1'] canvas")  # type: ignore[attr-defined]
+    assert await page.locator("#fc-table, #fc-missing").count() == 1  # type: ignore[attr-defined]
     async with NodeClient(live.url) as nc:
         inv = await nc.get(f"/v1/sites/{SITE_ID}/inventory", period=carbon_site.period, grain="day")
     shown = (await page.inner_text("[data-key=co2_location_t]")).replace(",", "")  # type: ignore[attr-defined]

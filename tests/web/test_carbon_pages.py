@@ -185,3 +185,39 @@ async def test_bad_input_is_a_4xx_page(acc: Acc) -> None:
         (f"/reports/{SITE}/preview", {"period": "yesterday"}, 400),
     ):
         await page(client, path, status, lang="en", **params)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+async def test_portrait_shows_the_energy_routes_forecast_and_plan(acc: Acc, lang: str) -> None:
+    """The forecast and charging-plan sections show what ``/v1/sites/{id}/energy/forecast`` and ``.../plan``
+    answer (the routes' own handlers), or the route's reason when it has nothing (too little history)."""
+    import json
+
+    c, client = acc
+    await setup_site(c, client)
+    plan = await js(client, f"/v1/sites/{SITE}/energy/plan", date="2026-01-02")
+    html = await page(client, f"/carbon/{SITE}", period="2026-01", plan_date="2026-01-02", lang=lang)
+    body = main_part(html)
+    best = plan["plan"]
+    cost = re.search(r'data-key="plan_cost_yuan">([^<]+)<', body)
+    assert cost is not None and cost.group(1).replace(",", "") == f"{best['cost_yuan']:.2f}"
+    m = re.search(r'<script type="application/json" id="plan-data">(.*?)</script>', body, re.S)
+    assert m is not None
+    data = json.loads(m.group(1))
+    assert data["power_kw"] == [h["power_kw"] for h in best["hours"]]
+    assert data["price"] == [h["price_yuan_per_kwh"] for h in best["hours"]]
+    assert f"/v1/sites/{SITE}/energy/plan?date=2026-01-02" in body
+    assert ("Charging plan for the storage tank" if lang == "en" else "蓄热罐充热计划") in body
+    r = await client.get(f"/v1/sites/{SITE}/energy/forecast")
+    if r.status == 200:
+        fc = await r.json()
+        cv = re.search(r'data-key="cv_rmse_pct">([^<]+) %<', body)
+        assert cv is not None and cv.group(1) == f"{fc['model_error']['hourly_held_out']['cv_rmse_pct']:.1f}"
+    else:  # a day of history is too little for a model scored on held-out weeks: the route says so, and the page
+        assert 'id="fc-missing"' in body and 'id="fc-table"' not in body
+        if r.status != 404:  # (404: a node from before the site forecast route)
+            reason = (await r.json())["message"]
+            assert reason.split(";")[0].replace("'", "&#39;") in body, reason
+    # a date the tariffs do not cover, or a malformed one: the plan section says why, the page still renders
+    html = await page(client, f"/carbon/{SITE}", period="2026-01", plan_date="20x6", lang=lang)
+    assert 'id="plan-missing"' in main_part(html) and "YYYY-MM-DD" in html

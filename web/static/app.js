@@ -276,12 +276,49 @@
     window.addEventListener("resize", function () { u.setSize({ width: width(holder), height: 280 }); });
   }
 
+  /* carbon portrait: the storage tank's charging plan (boiler power bars, stored heat and price lines) */
+  function setupPlanChart() {
+    var fig = document.getElementById("plan-chart");
+    var data = document.getElementById("plan-data");
+    if (!fig || !data || !window.uPlot) return;
+    var d = JSON.parse(data.textContent);
+    if (!d || !d.labels.length) return;
+    var names = JSON.parse(fig.dataset.labels);
+    var fmt = new Intl.NumberFormat(lang, { maximumFractionDigits: 0 });
+    var fmtp = new Intl.NumberFormat(lang, { maximumFractionDigits: 4 });
+    var xs = d.labels.map(function (_, i) { return i; });
+    var holder = fig.querySelector(".plot-box");
+    function val(u, v) { return v == null ? "–" : fmt.format(v); }
+    var u = new uPlot({
+      width: width(holder), height: 260,
+      scales: { x: { time: false, range: function () { return [-0.6, xs.length - 0.4]; } },
+                kw: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.1, 1e-6)]; } },
+                p: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.2, 1e-6)]; } } },
+      series: [
+        { label: "", value: function (u, i) { return i == null ? "–" : d.labels[i]; } },
+        { label: names.power, scale: "kw", stroke: "#0b6e4f", fill: "#0b6e4fbb", width: 1, paths: uPlot.paths.bars({ size: [0.7, 40] }), value: val },
+        { label: names.stored, scale: "kw", stroke: "#b35c00", width: 2, value: val },
+        { label: names.price, scale: "p", stroke: "#1f5fa8", width: 2, dash: [6, 4], paths: uPlot.paths.stepped({ align: 1 }), value: function (u, v) { return v == null ? "–" : fmtp.format(v); } }
+      ],
+      axes: [
+        { values: function (u, splits) { return splits.map(function (i) { return Number.isInteger(i) && d.labels[i] ? d.labels[i] : ""; }); },
+          space: 48, incrs: [1, 2, 3, 6] },
+        { scale: "kw", size: 60, values: function (u, v) { return v.map(function (x) { return fmt.format(x); }); } },
+        { scale: "p", side: 1, size: 52, grid: { show: false }, values: function (u, v) { return v.map(function (x) { return fmtp.format(x); }); } }
+      ],
+      cursor: { drag: { x: false, y: false } }
+    }, [xs, d.power_kw, d.stored_kwh, d.price], holder);
+    fig.dataset.rendered = "1";
+    window.addEventListener("resize", function () { u.setSize({ width: width(holder), height: 260 }); });
+  }
+
   function ready() {
     setupVerify();
     setupLive();
     setupActivity();
     setupDeviceChart();
     setupCarbonChart();
+    setupPlanChart();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", ready); else ready();
 })();
