@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -40,7 +41,7 @@ from collector.scanner import BillScanner, ScannerSettings
 from collector.sim.control_api import ControlApiSim
 from collector.sim.feeds import HeatMeterFeed, OutdoorTempFeed
 from collector.sim.modbus_sim import Fault
-from collector.sim.site import SiteSims, run_site_sims
+from collector.sim.site import COUNTER_START_WH, HEAT_START_WH, SiteSims, run_site_sims
 from collector.sources import Source
 from maintenance.watch import Watched
 from node.chain import ChainRef, genesis_hash, sign_tx
@@ -373,6 +374,111 @@ outdoor air temperature)."""
 FAST_FORWARD_STEP_MS = 900_000
 
 
+Feed = EnergyCounter | HeatMeterFeed | OutdoorTempFeed
+REGISTER_WH = {"core_unit": 1, "pipe_heater": 6000, "storage_tank": 100, "controls": 10, "heat": 1000}
+"""Resolution of each simulated meter's energy register (Wh; the pipe heater's DTSD1352 counts 10 Wh on the
+secondary side of a 600:1 CT): history written for a meter the collector reads afterwards is floored to it, so
+the first live reading never lies below the last history reading."""
+HISTORY_DAYS = 35
+"""Days of metered history a new demo chain starts with: the expected-consumption model needs 4 weeks to be
+fitted and scored on a held-out week before the forecast and the charging plan have something to stand on."""
+
+
+async def fill_readings(
+    client: NodeClient,
+    base: Path,
+    chain: ChainRef,
+    feeds: dict[str, Feed],
+    t0: int,
+    t1: int,
+    resolution_wh: dict[str, int] | None = None,
+) -> int:
+    """Readings of ``feeds`` every 15 minutes over ``[t0, t1]``, signed by each device's own key and committed in
+    batches of 1,000; returns how many. Counter values are floored to ``resolution_wh[handle]`` when given."""
+    res = resolution_wh or {}
+    keys = {h: read_key_file(device_key_path(base, h)) for h in feeds}
+    nonces = {h: int((await client.get(f"/v1/nonces/{keys[h].public.hex()}"))["next"]) for h in feeds}
+    seqs = dict.fromkeys(feeds, 0)
+    pending: dict[str, list[Reading]] = {h: [] for h in feeds}
+    raws: list[bytes] = []
+    sealed = [0]
+
+    def seal(h: str) -> None:
+        raw, _ = sign_tx(keys[h], chain, "readings", nonces[h], ReadingBatch(Handle(h), tuple(pending[h])))
+        nonces[h] += 1
+        raws.append(raw)
+        sealed[0] += len(pending[h])
+        pending[h] = []
+
+    for ts in range(t0, t1 + 1, FAST_FORWARD_STEP_MS):
+        for h, c in feeds.items():
+            unit = "Wh"
+            if isinstance(c, HeatMeterFeed):
+                q, v = "heat.energy", c.values(ts)["heat.energy"]
+            elif isinstance(c, OutdoorTempFeed):
+                q, v, unit = "temp.outdoor", c.values(ts)["temp.outdoor"], "mdegC"
+            else:
+                q, v = "energy.import", c.at(ts)
+            if unit == "Wh":
+                v -= v % res.get(h, 1)
+            seqs[h] += 1
+            pending[h].append(
+                Reading(Nonce(seqs[h]), TimestampMs(ts), ShortStr(q), SignedInt(v), ShortStr(unit), 0)
+            )
+            if len(pending[h]) == 1000:
+                seal(h)
+        if len(raws) >= 40:
+            await _submit_all(client, raws)
+            raws = []
+        await asyncio.sleep(0)
+    for h in feeds:
+        if pending[h]:
+            seal(h)
+    await _submit_all(client, raws)
+    return sealed[0]
+
+
+async def commission_history(
+    client: NodeClient, base: Path, chain: ChainRef, days: int = HISTORY_DAYS
+) -> bool:
+    """A new demo chain starts with the last ``days`` days of its meters, heat meter and outdoor sensor (the load
+    model every 15 minutes, signed by each device's own key), as if the collector had been reading them since.
+
+    The simulated meters' registers are commissioned at the start of that history (``sims/counters_since_ms``,
+    written before anything is sent), so the live readings continue the same counters: no counter goes back. Runs
+    only when none of those devices has readings yet; returns whether it ran."""
+    for h in FAST_FORWARD:
+        if (await client.get(f"/v1/devices/{h}"))["readings"]:
+            return False
+    now = int(time.time() * 1000)
+    since_file = base / "sims" / "counters_since_ms"
+    if since_file.exists():
+        t0 = int(since_file.read_text().strip())
+    else:
+        t0 = (now - days * 86_400_000) // FAST_FORWARD_STEP_MS * FAST_FORWARD_STEP_MS
+        since_file.parent.mkdir(parents=True, exist_ok=True)
+        since_file.write_text(f"{t0}\n")
+    t1 = now // FAST_FORWARD_STEP_MS * FAST_FORWARD_STEP_MS - FAST_FORWARD_STEP_MS
+    if t1 - t0 < 28 * 86_400_000:
+        _log(f"the meters were commissioned at {t0} ms, less than 4 weeks ago: no history written")
+        return False
+    model = HeatingSiteModel(seed=1)  # the simulators' model (run_site_sims' default seed)
+    feeds: dict[str, Feed] = {
+        h: HeatMeterFeed(model, t0, HEAT_START_WH)
+        if sub == "heat"
+        else OutdoorTempFeed(model)
+        if sub == "outdoor"
+        else EnergyCounter(model, sub, t0, COUNTER_START_WH[sub])
+        for h, sub in FAST_FORWARD.items()
+    }
+    res = {h: REGISTER_WH[sub] for h, sub in FAST_FORWARD.items() if sub in REGISTER_WH}
+    _log(f"new chain: writing the last {(t1 - t0) / 86_400_000:.0f} days of the meters and the outdoor sensor "
+         "(load model, every 15 min, each signed by its device) so the models have history to learn from ...")  # fmt: skip
+    n = await fill_readings(client, base, chain, feeds, t0, t1, res)
+    _log(f"history: {n:,} readings on chain")
+    return True
+
+
 async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, season: str) -> bool:
     """Fill a past heating season (``2025/26``) with the load model's readings every 15 minutes, signed by each
     device's own key (energy counters of the Modbus and DL/T 645 meters, the heat meter's heat counter), then
@@ -387,7 +493,7 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
             )
             return False
     model = HeatingSiteModel(seed=1)
-    counters: dict[str, EnergyCounter | HeatMeterFeed | OutdoorTempFeed] = {
+    feeds: dict[str, Feed] = {
         h: HeatMeterFeed(model, t0, 0)
         if sub == "heat"
         else OutdoorTempFeed(model)
@@ -395,45 +501,9 @@ async def fast_forward_season(client: NodeClient, base: Path, chain: ChainRef, s
         else EnergyCounter(model, sub, t0, 0)
         for h, sub in FAST_FORWARD.items()
     }
-    keys = {h: read_key_file(device_key_path(base, h)) for h in FAST_FORWARD}
-    nonces = {h: int((await client.get(f"/v1/nonces/{keys[h].public.hex()}"))["next"]) for h in FAST_FORWARD}
-    seqs = dict.fromkeys(FAST_FORWARD, 0)
-    pending: dict[str, list[Reading]] = {h: [] for h in FAST_FORWARD}
-    raws: list[bytes] = []
-    sealed = [0]
-
-    def seal(h: str) -> None:
-        raw, _ = sign_tx(keys[h], chain, "readings", nonces[h], ReadingBatch(Handle(h), tuple(pending[h])))
-        nonces[h] += 1
-        raws.append(raw)
-        sealed[0] += len(pending[h])
-        pending[h] = []
-
     _log(f"fast-forwarding heating season {season} from the load model (readings every 15 min) ...")
-    for ts in range(t0, t1 + 1, FAST_FORWARD_STEP_MS):
-        for h, c in counters.items():
-            unit = "Wh"
-            if isinstance(c, HeatMeterFeed):
-                q, v = "heat.energy", c.values(ts)["heat.energy"]
-            elif isinstance(c, OutdoorTempFeed):
-                q, v, unit = "temp.outdoor", c.values(ts)["temp.outdoor"], "mdegC"
-            else:
-                q, v = "energy.import", c.at(ts)
-            seqs[h] += 1
-            pending[h].append(
-                Reading(Nonce(seqs[h]), TimestampMs(ts), ShortStr(q), SignedInt(v), ShortStr(unit), 0)
-            )
-            if len(pending[h]) == 1000:
-                seal(h)
-        if len(raws) >= 40:
-            await _submit_all(client, raws)
-            raws = []
-        await asyncio.sleep(0)
-    for h in FAST_FORWARD:
-        if pending[h]:
-            seal(h)
-    await _submit_all(client, raws)
-    _log(f"season {season}: {sealed[0]:,} readings on chain")
+    n = await fill_readings(client, base, chain, feeds, t0, t1)
+    _log(f"season {season}: {n:,} readings on chain")
     owner = read_key_file(base / "keys" / "owner.admin.key")
     label = f"{season}-season"
     r = await issue_rating(client, owner, chain, SITE_ID, label)
@@ -504,6 +574,10 @@ async def _submit_all(client: NodeClient, raws: list[bytes]) -> None:
 
 def today_cst() -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+
+
+def tomorrow_cst() -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 + 86_400))
 
 
 @dataclass(frozen=True)
@@ -732,6 +806,8 @@ async def run_demo(
             await register_site(client, base, chain)
             if season is not None:
                 await fast_forward_season(client, base, chain, season)
+            else:
+                await commission_history(client, base, chain)
             rest_admins = await setup_handle_admins(client, base, chain)
             site = Site(base, urls, chain, poll_s=5.0)
             agent = await site.start()
@@ -785,6 +861,10 @@ async def run_demo(
                 "then load the key file on /signin; the browser signs each step with it)",
                 f"  quality      cemp alarms --dir {base.resolve()}   (the collector's local data-quality alarms; "
                 "cemp alarms --rules)",
+                f"  forecast     {u}/v1/sites/{SITE_ID}/energy/forecast   (energy, cost, CO2 for the rest of the "
+                "day, month and heating season, with the model's held-out error)",
+                f"  plan         {u}/v1/sites/{SITE_ID}/energy/plan?date={tomorrow_cst()}   (day-ahead charging "
+                "plan of the storage tank vs charging flat and the site's habit)",
                 f"  weather      {u}/v1/sites/{SITE_ID}/weather?from={today_cst()}&to={today_cst()}   "
                 f"(outdoor sensor {OUTDOOR}, signed like every device)",
                 f"  bills        {(base / 'bills' / 'inbox').resolve()}  (drop a bill photo here; see {u}/v1/documents)",
@@ -812,6 +892,8 @@ async def run_demo(
                     break
                 await asyncio.sleep(1)
             for line in await grant_story(client, base):
+                _log(line)
+            for line in await energy_lines(client):
                 _log(line)
             t_end = None if duration_s is None else time.monotonic() + duration_s
             try:
@@ -925,6 +1007,87 @@ async def grant_story(client: NodeClient, base: Path) -> list[str]:
         f"  sign in on the web: cemp login --web --key {mgr_file.resolve()} --nodes {client.base}   "
         f"(audit: cemp audit --key {mgr_file.resolve()} --nodes {client.base})"
     )
+    return out
+
+
+def _span(start: str, end: str) -> str:
+    """``start``..``end`` (exclusive) of a horizon as the dates it covers."""
+    last = (date.fromisoformat(end[:10]) - timedelta(days=1)).isoformat()
+    return start[:10] if last == start[:10] else f"{start[:10]}..{last}"
+
+
+def _kwh(x: float) -> str:
+    return f"{x:,.0f} kWh" if x >= 100 else f"{x:,.1f} kWh"
+
+
+async def energy_lines(client: NodeClient) -> list[str]:
+    """The site's forecast (rest of the day, month and heating season, with the model's held-out error) and
+    tomorrow's charging plan for the storage tank against charging flat and the site's habit, from the routes
+    that compute them from the chain; each with the address that serves it."""
+    u = client.base
+    out: list[str] = []
+    try:
+        f = await client.get(f"/v1/sites/{SITE_ID}/energy/forecast")
+    except CempError as e:
+        out.append(f"forecast {SITE_ID}: not available ({e.message})")
+    else:
+        ho, day = f["model_error"]["hourly_held_out"], f["model_error"].get("daily_held_out")
+        h = f["history"]
+        out.append(
+            f"forecast {SITE_ID} from {f['now']} ({f['model']} model fitted on {h['hours']:,} hours of signed "
+            f"meter and outdoor-sensor readings; held-out CV(RMSE) {ho['cv_rmse_pct']:.1f} %, NMBE "
+            f"{ho['nmbe_pct']:+.1f} % hourly (n {ho['n']})"
+            + (f", daily CV(RMSE) {day['cv_rmse_pct']:.1f} %" if day else "")
+            + "; ASHRAE G14 bounds 30 % / ±10 %):"
+        )
+        for name, label in (("day", "day   "), ("month", "month "), ("season", "season")):
+            z = f["horizons"][name]
+            out.append(
+                f"  rest of {label} {_kwh(z['predicted_kwh']):>13} ±{_kwh(z['predicted_band_95_kwh'])}  "
+                f"{z['predicted_cost_yuan']:>12,.2f} yuan  {z['predicted_co2_kg'] / 1000:>9,.2f} tCO2   "
+                f"(whole {name} {_span(z['start'], z['end'])}: {_kwh(z['energy_kwh'])}, {z['cost_yuan']:,.2f} yuan, "
+                f"{z['co2_kg'] / 1000:,.2f} tCO2; {z['hours_measured']} h measured, {z['hours_predicted']} h "
+                "predicted)"
+            )
+        out.append(f"  forecast JSON {u}/v1/sites/{SITE_ID}/energy/forecast")
+    tomorrow = tomorrow_cst()
+    try:
+        p = await client.get(f"/v1/sites/{SITE_ID}/energy/plan", date=tomorrow)
+    except CempError as e:
+        out.append(f"charging plan {SITE_ID} {tomorrow}: not available ({e.message})")
+        return out
+    best, t = p["plan"], p["tank"]
+    out.append(
+        f"charging plan {tomorrow}, storage tank {t['capacity_kwh']:,.0f} kWh_th / boiler {t['boiler_kw']:,.0f} kW_e "
+        f"(LP, HiGHS), heat demand {_kwh(p['demand_kwh_th'])}_th ({p['demand_source']}):"
+    )
+    out.append(
+        f"  least cost  {best['cost_yuan']:>11,.2f} yuan  {best['co2_kg'] / 1000:,.3f} tCO2  "
+        f"({_kwh(best['electricity_kwh'])})"
+    )
+    for name, label in (("flat", "charging flat"), ("habit", "site's habit ")):
+        c = p["compare"].get(name)
+        if c is None:
+            continue
+        if "infeasible" in c:
+            out.append(f"  {label}: {c['infeasible']}")
+            continue
+        dc = c["saving_co2_kg"]
+        out.append(
+            f"  {label} {c['cost_yuan']:>11,.2f} yuan  {c['co2_kg'] / 1000:,.3f} tCO2  ({_kwh(c['electricity_kwh'])}): "
+            f"the plan costs {c['saving_yuan']:,.2f} yuan less and emits {abs(dc):,.1f} kgCO2 "
+            + ("less" if dc >= 0 else "more (tank losses; one grid factor for every hour)")
+        )
+    hours = best["hours"]
+    for lo in (0, 12):
+        out.append(
+            f"  boiler kW_e {lo:02d}-{lo + 11:02d}h: "
+            + " ".join(f"{x['power_kw']:,.0f}" for x in hours[lo : lo + 12])
+            + f"   (tank at {lo + 11:02d}:59 {hours[lo + 11]['stored_kwh_end']:,.0f} kWh_th)"
+        )
+    if "habit" in p["compare"]:
+        out.append(f"  (the site's habit: {p['habit_source']})")
+    out.append(f"  plan JSON {u}/v1/sites/{SITE_ID}/energy/plan?date={tomorrow}")
     return out
 
 

@@ -6,6 +6,9 @@ and the expected-consumption model fit with its Guideline 14 errors and a foreca
 - ``GET /v1/sites/{site_id}/energy/plan?date=D&…``: the demand forecast is the site's mean heat per local hour over
   the 7 days before D (a persistence forecast, named as such; heat meters, else electricity × 0.98), and the habit
   is the site's electricity shape over the same days. Read from one snapshot of committed state.
+- ``GET /v1/sites/{site_id}/energy/forecast?now=local time&grid_factor=``: the same forecast from the site's
+  measured hours on chain (``energy.sitehistory``: boundary electricity meters against the outdoor sensor, the
+  latest ``MAX_MODEL_HOURS`` hours before ``now`` within 400 days). Read gate: the site's ``sites`` data.
 - ``POST /v1/energy/forecast`` with ``{"hours": [[local time, °C, kWh], …], "now": local time, "weather":
   [[YYYY-MM-DD, °C], …]}``: energy, cost and emissions for the rest of the day, month and heating season
   (``energy.forecast``), with the model's held-out error. Same bounds as the model route; nothing is stored.
@@ -27,7 +30,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -41,7 +44,7 @@ from accounting.periods import HOUR_MS
 from accounting.sites import load_site
 from energy import forecast as fc
 from energy import health as hl
-from energy import models, weather
+from energy import models, sitehistory, weather
 from energy import plan as pl
 from node.devices import load_device
 from node.errors import CempError, Code
@@ -100,6 +103,19 @@ OPENAPI_PATHS: dict[str, Any] = {
             "parameters": [
                 {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 *_TANK_Q,
+            ],
+            "responses": _RESP,
+        }
+    },
+    "/v1/sites/{site_id}/energy/forecast": {
+        "get": {
+            "summary": "Energy, cost and emissions of a site for the rest of the day, month and heating season, "
+            "from its measured hours on chain (boundary electricity meters against its outdoor sensor) and the "
+            "model chosen on held-out weeks, with that model's held-out CV(RMSE) and NMBE",
+            "parameters": [
+                {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                _q("now", "local time of the forecast, like 2026-01-15T10:00 (default: the node's clock)"),
+                _q("grid_factor", "kgCO2/kWh for the emissions (default 0.6479, Inner Mongolia 2023)"),
             ],
             "responses": _RESP,
         }
@@ -420,6 +436,7 @@ class EnergyAPI:
             web.get("/v1/sites/{site_id}/energy/plan", self.site_plan),
             web.post("/v1/energy/model", self.model),
             web.post("/v1/energy/forecast", self.forecast),
+            web.get("/v1/sites/{site_id}/energy/forecast", self.site_forecast),
             web.get(r"/v1/devices/{handle:.+}/health", self.health),
         ]
 
@@ -508,6 +525,66 @@ class EnergyAPI:
                 return {**hl.assess(hl.signals_from_chain(snap, dev, now, window)), "height": head.height}
             finally:
                 snap.release()
+
+        return web.json_response(await self._work(fn))
+
+    async def site_forecast(self, request: web.Request) -> web.Response:
+        sid = prm.site_id(request)
+        grid = _num(request, "grid_factor", pl.DEFAULT_GRID_KG_PER_KWH, 0, 5)
+        raw_now = request.query.get("now") or None
+        now_local: datetime | None = None
+        if raw_now is not None:
+            try:
+                if len(raw_now) > 32:
+                    raise ValueError
+                now_local = datetime.fromisoformat(raw_now).replace(tzinfo=None)
+            except ValueError:
+                raise CempError(
+                    Code.BAD_REQUEST,
+                    f"now={raw_now[:40]!r}: give the site's local time, like 2026-01-15T10:00",
+                ) from None
+            if not datetime(2015, 1, 1) <= now_local <= datetime(2100, 1, 1):
+                raise CempError(Code.BAD_REQUEST, "now must be between 2015 and 2100")
+        store = self.node.ledger.store
+
+        def fn() -> dict[str, Any]:
+            snap = store.snapshot()
+            try:
+                head = head_of(snap)
+                require_site(self.node, request, snap, sid)  # a site's metered history is its ``sites`` data
+                site = load_site(snap, sid)
+                if site is None:
+                    raise CempError(Code.NOT_FOUND, f"no site {sid!r} on this chain")
+                now = now_local
+                if now is None:
+                    off = timedelta(minutes=site.payload.utc_offset_min)
+                    now = datetime.now(UTC).replace(tzinfo=None) + off
+                hist = sitehistory.site_hours(snap, sid, now, MAX_MODEL_HOURS)
+            finally:
+                snap.release()
+            rows = hist.pop("hours")
+            if len(rows) < fc.MIN_HISTORY_HOURS:
+                raise CempError(
+                    Code.INVALID_PAYLOAD,
+                    f"site {sid} has {len(rows)} measured hours (site electricity with an outdoor temperature) "
+                    f"before {now:%Y-%m-%dT%H:%M}; the model needs at least {fc.MIN_HISTORY_HOURS} (4 weeks) to "
+                    "be fitted and scored on held-out weeks",
+                )
+            try:
+                out = fc.forecast(rows, now, self.tariffs, None, grid)
+            except ValueError as e:
+                raise CempError(Code.INVALID_PAYLOAD, str(e)) from None
+            return {
+                "site_id": sid,
+                "height": head.height,
+                "history": {
+                    **hist,
+                    "hours": len(rows),
+                    "first": rows[0][0].isoformat(timespec="minutes"),
+                    "last": rows[-1][0].isoformat(timespec="minutes"),
+                },
+                **out,
+            }
 
         return web.json_response(await self._work(fn))
 

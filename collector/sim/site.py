@@ -59,6 +59,9 @@ _START_WH = {
     "pump_room": 123_456_000,
     "controls": 9_876_540,
 }
+COUNTER_START_WH = _START_WH
+"""Each subsystem meter's register when its counters start (``counters_since_ms``): history written for the demo's
+meters before the simulators run starts from the same values."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     port = _demo_port()
     first = _run_demo(tmp_path / "d", port, 100)
     _check_maintenance_walk(first.stdout)
+    _check_forecast_and_plan(first.stdout)
     # Each org's REST admin: the username and the secret's file are printed; the file is private and its
     # secret is the one whose hash is on chain.
     secrets: dict[str, bytes] = {}
@@ -228,6 +229,43 @@ def _check_maintenance_walk(stdout: str) -> None:
         ("alarm", "close", "owner", "closed"),
     ], stdout[-4000:]
     assert len({tx for *_x, tx in steps}) == len(steps)
+
+
+def _num(s: str) -> float:
+    return float(s.replace(",", ""))
+
+
+def _check_forecast_and_plan(stdout: str) -> None:
+    """The forecast (rest of day, month, season; the model's held-out error) and tomorrow's charging plan, with
+    figures computed from the history the new chain starts with, and the JSON addresses that serve them."""
+    assert re.search(r"history: [\d,]+ readings on chain", stdout), stdout[-3000:]
+    head = re.search(
+        r"forecast hohhot-complex from \S+ \((\w+) model fitted on ([\d,]+) hours .* held-out CV\(RMSE\) "
+        r"([\d.]+) %, NMBE ([-+][\d.]+) %",
+        stdout,
+    )
+    assert head, stdout[-4000:]
+    assert _num(head.group(2)) >= 28 * 24 and 0 < float(head.group(3)) < 15 and abs(float(head.group(4))) < 10
+    rest = {
+        m[0]: (_num(m[1]), _num(m[2]), _num(m[3]))
+        for m in re.findall(
+            r"rest of (day|month|season) +([\d,.]+) kWh ±[\d,.]+ kWh +([\d,.]+) yuan +([\d,.]+) tCO2", stdout
+        )
+    }
+    assert set(rest) == {"day", "month", "season"}, stdout[-4000:]
+    assert 0 < rest["day"][0] <= rest["month"][0] <= rest["season"][0]
+    for kwh, yuan, t in rest.values():
+        assert yuan > 0 and t * 1000 == pytest.approx(kwh * 0.6479, rel=0.01)
+    assert re.search(r"forecast JSON http://127\.0\.0\.1:\d+/v1/sites/hohhot-complex/energy/forecast", stdout)
+    assert re.search(r"charging plan \d{4}-\d\d-\d\d, storage tank [\d,]+ kWh_th", stdout), stdout[-3000:]
+    best = re.search(r"least cost +([\d,.]+) yuan +([\d.]+) tCO2", stdout)
+    flat = re.search(r"charging flat +([\d,.]+) yuan +([\d.]+) tCO2", stdout)
+    habit = re.search(r"site's habit +([\d,.]+) yuan +([\d.]+) tCO2", stdout)
+    assert best and flat and habit, stdout[-3000:]
+    assert 0 < _num(best[1]) <= _num(flat[1]) and _num(best[1]) <= _num(habit[1])
+    power = re.findall(r"boiler kW_e (\d\d)-(\d\d)h: ((?:[\d,]+ ){12})", stdout)
+    assert len(power) == 2 and sum(_num(x) for _, _, row in power for x in row.split()) > 0, power
+    assert re.search(r"plan JSON http://127\.0\.0\.1:\d+/v1/sites/hohhot-complex/energy/plan\?date=", stdout)
 
 
 def _busy(port: int) -> bool:
