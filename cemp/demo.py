@@ -27,10 +27,17 @@ from urllib.parse import quote
 from aiohttp import web
 
 from access import client as access_client
-from access.model import DataPolicyPayload, GrantPayload, GrantRevoke, PersonPut
+from access.model import DataPolicyPayload, GrantPayload, GrantRevoke
 from accounting.client import ensure_site, issue_rating, publish_factor_sets, submit_signed
 from accounting.model import BoundaryDevice, BoundaryPayload, SitePayload
-from cemp.demowalk import GATEWAY_TARGET_FAILED, MaintenanceWalk
+from cemp.demowalk import (
+    ENGINEER,
+    GATEWAY_TARGET_FAILED,
+    MANAGER,
+    MaintenanceWalk,
+    person_key,
+    register_people,
+)
 from collector.agent import AgentSettings, DeviceAgent, SiteAgent
 from collector.httpsource import FieldMap, HttpSource
 from collector.loadmodel import EnergyCounter, HeatingSiteModel, local_ms
@@ -809,6 +816,7 @@ async def run_demo(
             else:
                 await commission_history(client, base, chain)
             rest_admins = await setup_handle_admins(client, base, chain)
+            await register_people(client, base)  # the people who take the grant story's and the walk's steps
             site = Site(base, urls, chain, poll_s=5.0)
             agent = await site.start()
             stop = asyncio.Event()
@@ -956,26 +964,9 @@ async def grant_story(client: NodeClient, base: Path) -> list[str]:
     engineer (a person the equipment firm's admin registers) read them by a grant, and revokes it; each step is a
     signed tx, and the engineer's read is printed before, during and after."""
     owner = read_key_file(base / "keys" / "owner.admin.key")
-    equipment = read_key_file(base / "keys" / "equipment.admin.key")
-    people = base / "keys" / "people"
-    people.mkdir(exist_ok=True)
-    eng_file = people / "zhang-min.equipment.key"
-    if not eng_file.exists():
-        write_key_file(eng_file, KeyPair.generate(), label="Zhang Min, maintenance engineer (equipment firm)")
-    engineer = read_key_file(eng_file)
-    mgr_file = people / "li-wei.owner.key"
-    if not mgr_file.exists():
-        write_key_file(mgr_file, KeyPair.generate(), label="Li Wei, energy manager (owner)")
-    manager = read_key_file(mgr_file)
-    await access_client.submit_signed(
-        client,
-        equipment,
-        "person.put",
-        PersonPut(engineer.public, Text("Zhang Min"), (ShortStr("maintenance_engineer"),)),
-    )
-    await access_client.submit_signed(
-        client, owner, "person.put", PersonPut(manager.public, Text("Li Wei"), (ShortStr("energy_manager"),))
-    )
+    engineer = person_key(base, ENGINEER)  # registered with its role by ``register_people``
+    manager = person_key(base, MANAGER)
+    mgr_file = base / "keys" / "people" / MANAGER.file
     await access_client.submit_signed(
         client, owner, "data.policy", DataPolicyPayload((ShortStr("readings"),), (Handle(SHARED_DEVICE),))
     )

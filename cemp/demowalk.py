@@ -9,6 +9,12 @@ alarm, the equipment firm assigns, diagnoses and repairs it (the demo clears the
 regulator comments, the owner verifies once the meter's readings are on chain again and closes the order, then
 the alarm. Each step is printed with its tx hash.
 
+People take the steps with their own keys (``access`` per-person accounts, registered by their org's admin in
+``register_people``): Li Wei, the owner's energy manager, acknowledges, opens, verifies and closes; Wang Qiang,
+the equipment firm's operator, assigns; Zhang Min, its maintenance engineer, diagnoses and repairs. The chain
+checks the org's role and the person's role on submission and on apply. The watcher raises the alarm with the
+equipment firm's admin key (a machine, not a person); the regulator comments with its admin key.
+
 The walk is driven by the state on chain, so a demo stopped half-way continues where it stopped when it is run
 again; the fault is injected only on a chain that holds no work order yet.
 """
@@ -21,14 +27,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from access import client as access_client
+from access.model import PersonPut
 from energy.detect import Rules
 from maintenance import client as mc
 from maintenance import workorders as wo
 from maintenance.watch import Watched, Watcher
 from node.chain import ChainRef
 from node.client import NodeClient
-from node.crypto import KeyPair, read_key_file
+from node.crypto import KeyPair, read_key_file, write_key_file
 from node.errors import CempError
+from node.types import ShortStr, Text
 
 TANK_METER = "88.123.45/101.1.3"
 TANK_UNIT_KEY = "storage_tank"
@@ -40,9 +49,9 @@ VERIFY_READINGS = 2
 
 STORY = {
     "acknowledge": "seen in the owner's control room: the tank meter shows no data",
-    "assign_alarm": "Li Gang (maintenance engineer, equipment firm)",
+    "assign_alarm": "Zhang Min (maintenance engineer, equipment firm)",
     "title": "Storage tank meter silent: inspect the meter and its RS-485 line",
-    "assign": "Li Gang",
+    "assign": "Zhang Min",
     "diagnose": "RS-485 line to the tank meter (Modbus unit 3) cut at the cable tray in the tank room; the gateway "
     "answers exception 0x0B (target failed to respond) for unit 3",
     "repair": "cable spliced and re-terminated, line insulation tested; the meter answers the gateway again",
@@ -52,11 +61,56 @@ STORY = {
 }
 
 
+@dataclass(frozen=True)
+class Person:
+    file: str
+    """Key file name under ``keys/people/``."""
+    org: str
+    name: str
+    role: str
+    label: str
+
+
+MANAGER = Person("li-wei.owner.key", "owner", "Li Wei", "energy_manager", "Li Wei, energy manager (owner)")
+ENGINEER = Person(
+    "zhang-min.equipment.key",
+    "equipment",
+    "Zhang Min",
+    "maintenance_engineer",
+    "Zhang Min, maintenance engineer (equipment firm)",
+)
+OPERATOR = Person(
+    "wang-qiang.equipment.key", "equipment", "Wang Qiang", "operator", "Wang Qiang, operator (equipment firm)"
+)
+PEOPLE = (MANAGER, ENGINEER, OPERATOR)
+
+
+def person_key(base: Path, p: Person) -> KeyPair:
+    """The person's own key (made once, in ``keys/people/``; on a real site it never leaves the person's machine)."""
+    f = base / "keys" / "people" / p.file
+    if not f.exists():
+        f.parent.mkdir(parents=True, exist_ok=True)
+        write_key_file(f, KeyPair.generate(), label=p.label)
+    return read_key_file(f)
+
+
+async def register_people(client: NodeClient, base: Path) -> None:
+    """Each person's account (``person.put`` by the org's admin key; putting it again changes nothing)."""
+    for p in PEOPLE:
+        admin = read_key_file(base / "keys" / f"{p.org}.admin.key")
+        key = person_key(base, p)
+        await access_client.submit_signed(
+            client, admin, "person.put", PersonPut(key.public, Text(p.name), (ShortStr(p.role),))
+        )
+
+
 @dataclass
 class Orgs:
     clients: dict[str, NodeClient]
     """Each org's client of its own node."""
     keys: dict[str, KeyPair]
+    """Each org's admin key (the regulator's comment)."""
+    people: dict[Person, KeyPair]
 
 
 class MaintenanceWalk:
@@ -89,6 +143,7 @@ class MaintenanceWalk:
         orgs = Orgs(
             {o: NodeClient(u) for o, u in zip(names, self.urls, strict=True)},
             {o: read_key_file(self.base / "keys" / f"{o}.admin.key") for o in names},
+            {p: person_key(self.base, p) for p in PEOPLE},
         )
         try:
             await self._run(stop, orgs)
@@ -171,15 +226,16 @@ class MaintenanceWalk:
             while int((await c.status())["height"]) < self.height and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
 
-    def _step(self, what: str, action: str, org: str, d: mc.Done) -> None:
+    def _step(self, what: str, action: str, org: str, d: mc.Done, person: Person | None = None) -> None:
         self.height = max(self.height, d.height)
-        self.log(f"{what} {d.number}: {action:<11} by {org:<9} -> {d.state:<12} tx {d.tx}")
+        who = f"{person.name}'s own key ({person.role.replace('_', ' ')})" if person else f"{org}'s admin key"
+        self.log(f"{what} {d.number}: {action:<11} by {org:<9} -> {d.state:<12} tx {d.tx}  signed with {who}")
 
     async def _advance(self, orgs: Orgs, watcher: Watcher) -> None:
         """Take every step that can be taken now (the verification waits for the meter's readings)."""
         assert self.alarm is not None
         n = self.alarm
-        c, k, cid = orgs.clients, orgs.keys, self.chain
+        c, k, pk, cid = orgs.clients, orgs.keys, orgs.people, self.chain
         while True:
             await self._sync(orgs)
             a = await c["owner"].get(f"/v1/alarms/{n}")
@@ -190,46 +246,44 @@ class MaintenanceWalk:
                 return
             if a["state"] == "open":
                 d = await mc.alarm_step(
-                    c["owner"], k["owner"], cid, "acknowledge", n, note=STORY["acknowledge"]
+                    c["owner"], pk[MANAGER], cid, "acknowledge", n, note=STORY["acknowledge"]
                 )
-                self._step("alarm", "acknowledge", "owner", d)
+                self._step("alarm", "acknowledge", "owner", d, MANAGER)
                 continue
             if a["state"] == "acknowledged":
                 d = await mc.alarm_step(
-                    c["equipment"], k["equipment"], cid, "assign", n, assignee=STORY["assign_alarm"]
+                    c["equipment"], pk[OPERATOR], cid, "assign", n, assignee=STORY["assign_alarm"]
                 )
-                self._step("alarm", "assign", "equipment", d)
+                self._step("alarm", "assign", "equipment", d, OPERATOR)
                 continue
             if not a["workorders"]:
                 p = wo.make_open("alarm", a["device"], STORY["title"], alarm=n)
-                d = await mc.open_order(c["owner"], k["owner"], cid, p)
-                self._step("work order", "open", "owner", d)
+                d = await mc.open_order(c["owner"], pk[MANAGER], cid, p)
+                self._step("work order", "open", "owner", d, MANAGER)
                 continue
             w = await c["owner"].get(f"/v1/workorders/{a['workorders'][-1]}")
             m = int(w["number"])
             if w["state"] == "closed":
                 d = await mc.alarm_step(
-                    c["owner"], k["owner"], cid, "close", n, note=f"resolved by work order {m}"
+                    c["owner"], pk[MANAGER], cid, "close", n, note=f"resolved by work order {m}"
                 )
-                self._step("alarm", "close", "owner", d)
+                self._step("alarm", "close", "owner", d, MANAGER)
                 continue
             if w["state"] == "open":
                 d = await mc.order_step(
-                    c["equipment"], k["equipment"], cid, "assign", m, assignee=STORY["assign"]
+                    c["equipment"], pk[OPERATOR], cid, "assign", m, assignee=STORY["assign"]
                 )
-                self._step("work order", "assign", "equipment", d)
+                self._step("work order", "assign", "equipment", d, OPERATOR)
             elif w["state"] == "assigned":
                 d = await mc.order_step(
-                    c["equipment"], k["equipment"], cid, "diagnose", m, note=STORY["diagnose"]
+                    c["equipment"], pk[ENGINEER], cid, "diagnose", m, note=STORY["diagnose"]
                 )
-                self._step("work order", "diagnose", "equipment", d)
+                self._step("work order", "diagnose", "equipment", d, ENGINEER)
             elif w["state"] == "diagnosed":
                 self.clear()  # the engineer splices the cable: the meter answers again
                 self.repaired_ms = int(time.time() * 1000)
-                d = await mc.order_step(
-                    c["equipment"], k["equipment"], cid, "repair", m, note=STORY["repair"]
-                )
-                self._step("work order", "repair", "equipment", d)
+                d = await mc.order_step(c["equipment"], pk[ENGINEER], cid, "repair", m, note=STORY["repair"])
+                self._step("work order", "repair", "equipment", d, ENGINEER)
             elif w["state"] == "repaired" and not any(s["action"] == "comment" for s in w["history"]):
                 d = await mc.order_step(
                     c["regulator"], k["regulator"], cid, "comment", m, note=STORY["comment"]
@@ -244,11 +298,11 @@ class MaintenanceWalk:
                     f"the meter's readings are on chain again: {len(seen)} since the repair, the first at "
                     f"{time.strftime('%H:%M:%S', time.gmtime(seen[0] / 1000 + 8 * 3600))}"
                 )
-                d = await mc.order_step(c["owner"], k["owner"], cid, "verify", m, result="pass", note=note)
-                self._step("work order", "verify", "owner", d)
+                d = await mc.order_step(c["owner"], pk[MANAGER], cid, "verify", m, result="pass", note=note)
+                self._step("work order", "verify", "owner", d, MANAGER)
             elif w["state"] == "verified":
-                d = await mc.order_step(c["owner"], k["owner"], cid, "close", m, note=STORY["close"])
-                self._step("work order", "close", "owner", d)
+                d = await mc.order_step(c["owner"], pk[MANAGER], cid, "close", m, note=STORY["close"])
+                self._step("work order", "close", "owner", d, MANAGER)
 
 
 async def _readings_since(c: NodeClient, device: str, since_ms: int) -> list[int]:

@@ -1,9 +1,9 @@
 """``cemp alarm ...`` and ``cemp workorder ...``: alarms and inspection work orders on chain.
 
 Reading (``list``, ``show``, ``calibrations``, ``flow``) needs only a node's address. Every step is a tx signed with
-the acting org's admin key (``--key``; an encrypted key file reads its passphrase from ``CEMP_KEY_PASSPHRASE``);
-the command waits until the step is committed and prints it with its tx hash, or the chain's reason for refusing
-it (exit 1). ``cemp alarms`` (plural) is another thing: the collector's local data-quality alarms.
+the acting org's admin key or a person's own key (``--key``: a person acts for their org within their roles; an
+encrypted key file reads its passphrase from ``CEMP_KEY_PASSPHRASE``); the command waits until the step is
+committed and prints it with its tx hash, or the chain's reason for refusing it (exit 1). ``cemp alarms`` (plural) is another thing: the collector's local data-quality alarms.
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ def _common(p: argparse.ArgumentParser, key: bool) -> None:
         p.add_argument(
             "--key",
             required=True,
-            help="the acting org's admin key file (the step is signed with it; CEMP_KEY_PASSPHRASE if encrypted)",
+            help="the acting org's admin key file, or a person's own key file (a person acts for their org within their roles; the step is signed with it; CEMP_KEY_PASSPHRASE if encrypted)",
         )
     else:
         p.add_argument("--json", action="store_true", help="print the node's JSON")
@@ -262,7 +262,7 @@ def add_commands(sub: Any) -> None:
         help="alarms on chain: list, show, raise, acknowledge, assign, comment, close",
         description="Alarms on chain. Each is raised once per episode (device, rule, quantity, start) from a "
         "finding, then acknowledged by the owner, assigned by the equipment firm and closed by the owner; any "
-        "member org may comment. Every step is a tx signed with the acting org's admin key and kept on every "
+        "member org may comment. Every step is a tx signed with the acting org's admin key or a person's own key and kept on every "
         "node. (cemp alarms, plural, lists the collector's local data-quality alarms.)",
         formatter_class=fmt,
         epilog="examples:\n  cemp alarm list --state open\n  cemp alarm show 3\n"
@@ -306,7 +306,7 @@ def add_commands(sub: Any) -> None:
         "scheduled inspection or calibration; the equipment firm assigns, diagnoses and repairs; the owner "
         "verifies (pass, or fail back to diagnosed) and closes. An illegal step is refused with the state and the "
         "steps open in it. A calibration order's repair records the meter's next calibration due date "
-        "(cemp workorder calibrations lists them). Every step is a tx signed with the acting org's admin key.",
+        "(cemp workorder calibrations lists them). Every step is a tx signed with the acting org's admin key or a person's own key.",
         formatter_class=fmt,
         epilog="examples:\n  cemp workorder open --alarm 3 --device 88.123.45/101.1.3 --title 'check tank heaters' "
         "--key demo-data/keys/owner.admin.key\n"

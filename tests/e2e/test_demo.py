@@ -170,9 +170,20 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
         store.close()
     assert counters > 0
     # The walk is on every node's chain: alarm 1 and work order 1 closed, each step a committed tx.
+    from cemp.demowalk import ENGINEER, MANAGER, OPERATOR
     from maintenance.alarms import alarm_history, load_alarm
     from maintenance.workorders import load_order, order_history
+    from node.crypto import read_key_file
 
+    people_keys = {
+        n: bytes(read_key_file(tmp_path / "d" / "keys" / "people" / p.file).public)
+        for n, p in (("engineer", ENGINEER), ("manager", MANAGER), ("operator", OPERATOR))
+    }
+    people = {
+        people_keys["engineer"]: {"diagnose", "repair"},
+        people_keys["manager"]: {"acknowledge", "open", "verify", "close"},
+        people_keys["operator"]: {"assign"},
+    }
     for nid in ("owner-1", "equipment-1", "regulator-1"):
         st = LevelDBStore(tmp_path / "d" / "data" / nid / "ledger", create=False)
         try:
@@ -192,6 +203,12 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
             ], steps
             hist = alarm_history(st, 1)
             assert [x.action for x in hist] == ["raise", "acknowledge", "assign", "close"]
+            # people act with their own keys: the owner's energy manager, the equipment firm's operator and
+            # maintenance engineer (the regulator's comment and the watcher's raise: admin keys)
+            by_person = [(x.action, bytes(x.sender)) for x in [*hist, *order_history(st, 1)]]
+            assert all(a in people[k] for a, k in by_person if k in people), by_person
+            for k, actions in people.items():
+                assert {a for a, kk in by_person if kk == k} == actions, (actions, by_person)
             for x in [*hist, *order_history(st, 1)]:
                 assert st.get(schema.tx(x.tx_hash)) is not None
         finally:
