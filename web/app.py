@@ -39,7 +39,7 @@ from node.readings import decode_reading_value
 from web import series, slots, units
 from web.chainview import HEX64, ChainView
 from web.consortium import ConsortiumStatus
-from web.i18n import HTML_LANG, LANGS, Fmt, pick_lang
+from web.i18n import HTML_LANG, LANGS, Fmt, pick_lang, system_text
 from web.text import texts
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 _ENV.globals["static_v"] = _static_version()
+_ENV.filters["system_text"] = system_text
 
 
 def int_param(
@@ -152,6 +153,10 @@ class WebUI:
         self.consortium = ConsortiumStatus(node)
         self.sse_clients = 0
         self._cache: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._panel_kept: dict[tuple[str, int, str], tuple[float, Any]] = {}
+        """Device panels with ``keep_s``: (monotonic time rendered, HTML) per (panel, device, language)."""
+        self._panel_busy: set[tuple[str, int, str]] = set()
+        self._panel_tasks: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[web.RouteDef]:
         p = self.page
@@ -741,16 +746,48 @@ class WebUI:
                 *slots.DEVICE_SLOTS,
                 *(p.key for p in slots.DEVICE_PANELS if p.key not in slots.DEVICE_SLOTS),
             ],
-            panels=self._panels(dev, f.lang),
+            panels=await self._panels(dev, f.lang),
         )
 
-    def _panels(self, dev: Any, lang: str) -> dict[str, Any]:
+    async def _panels(self, dev: Any, lang: str) -> dict[str, Any]:
+        """The registered sections (alarms, health). A panel with ``keep_s`` (the health panel scans a week of
+        readings, ~300 ms for a 1-minute meter, and changes slowly) is rendered once per device and language and
+        shown from then on; once it is older than ``keep_s`` the next view still gets it and starts one rendering
+        in a worker thread to replace it, so no view waits for it but the very first."""
         out: dict[str, Any] = {}
+        now = time.monotonic()
         for p in slots.DEVICE_PANELS:
-            html = p.render(self.node, dev, lang)
+            if not p.keep_s:
+                html = p.render(self.node, dev, lang)
+            else:
+                key = (p.key, dev.devnum, lang)
+                kept = self._panel_kept.get(key)
+                if kept is None:
+                    html = await asyncio.to_thread(p.render, self.node, dev, lang)
+                    self._panel_kept[key] = (now, html)
+                else:
+                    made, html = kept
+                    if now - made > p.keep_s and key not in self._panel_busy:
+                        self._panel_busy.add(key)
+                        task = asyncio.create_task(self._refresh_panel(p, dev, lang, key))
+                        self._panel_tasks.add(task)
+                        task.add_done_callback(self._panel_tasks.discard)
             if html is not None:
                 out[p.key] = html
         return out
+
+    async def _refresh_panel(self, p: Any, dev: Any, lang: str, key: tuple[str, int, str]) -> None:
+        try:
+            html = await asyncio.to_thread(p.render, self.node, dev, lang)
+            self._panel_kept[key] = (time.monotonic(), html)
+            while len(self._panel_kept) > SERIES_CACHE:
+                self._panel_kept.pop(next(iter(self._panel_kept)))
+        except (
+            Exception
+        ):  # a failed refresh keeps the older rendering; the next view after keep_s tries again
+            log.exception("refreshing the %s panel of device %s", p.key, dev.handle)
+        finally:
+            self._panel_busy.discard(key)
 
     async def _readings_csv(
         self, request: web.Request, dev: Any, f: Fmt, frm: int, to: int, quantity: str

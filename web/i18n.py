@@ -10,6 +10,7 @@ locale; times are shown in the site's time zone (``CEMP_WEB_TZ``, default ``Asia
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -64,6 +65,66 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "temp.return": ("Return temperature", "回水温度"),
     "flow": ("Flow", "流量"),
 }
+
+
+_SYSTEM_ZH: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pat), zh)
+    for pat, zh in (
+        # accounting: which activity data an inventory used, and why (``accounting.inventory``)
+        (
+            r"meters cover ([\d.]+) % of the elapsed hours \(>= (\d+) %\)",
+            r"电表覆盖已过小时数的 \1%（≥ \2%）",
+        ),
+        (
+            r"meters cover ([\d.]+) % of the hours; the supplier's statements cover every day",
+            r"电表覆盖 \1% 的小时；供电结算单覆盖每一天",
+        ),
+        (
+            r"meters cover ([\d.]+) % and statements (\d+) of (\d+) days; the purchase ledger covers every day",
+            r"电表覆盖 \1%，结算单覆盖 \3 天中的 \2 天；购电台账覆盖每一天",
+        ),
+        (
+            r"no source covers the whole period \(meters ([\d.]+) % of hours, statements (\d+) and ledger (\d+) of "
+            r"(\d+) days\): meters used as they are",
+            r"没有数据源覆盖整个期间（电表覆盖 \1% 的小时；\4 天中结算单 \2 天、台账 \3 天）：按电表现有数据计算",
+        ),
+        # accounting: the rating's benchmark (``accounting.rating``)
+        (
+            r"coal-boiler baseline for the same heat, ([\d.]+) kgCO2/m2",
+            r"同等供热量的燃煤锅炉基准，\1 kgCO2/m2",
+        ),
+        (
+            r"gas-boiler baseline for the same heat, ([\d.]+) kgCO2/m2",
+            r"同等供热量的燃气锅炉基准，\1 kgCO2/m2",
+        ),
+        # maintenance: what a step recorded (``maintenance.workorders``)
+        (r"from alarm (\d+)", r"来自告警 \1"),
+        (r"inspection of (\S+)", r"巡检 \1"),
+        (r"calibration of (\S+)", r"校准 \1"),
+        (r"alarm of (\S+)", r"告警 \1"),
+        (r"verification passed", "验收通过"),
+        (r"verification failed: repair again", "验收不通过：需重新维修"),
+        (r"calibrated; next calibration due (\S+)", r"已校准；下次校准期限 \1"),
+        (r"calibration of (\S+) recorded; due (\S+)", r"已记录 \1 的校准；期限 \2"),
+        # resolver: who authorized a handle change (``resolver.handles``)
+        (r"(\S+) admin key", r"\1 管理员密钥"),
+        (r"(\S+) \(own key\)", r"\1（本人密钥）"),
+        (r"(\S+) \(session on node (\S+)\)", r"\1（节点 \2 上的会话）"),
+        (r"(\S+) \(secret key, vouched by node (\S+)\)", r"\1（密钥口令，由节点 \2 担保）"),
+    )
+)
+
+
+def system_text(text: str, lang: str) -> str:
+    """A sentence the accounting, maintenance or resolver code wrote in English (stored or answered as data) in
+    the page's language: the known forms have a Chinese rendering; anything else stays as written."""
+    if lang != "zh":
+        return text
+    for pat, zh in _SYSTEM_ZH:
+        m = pat.fullmatch(text)
+        if m:
+            return m.expand(zh)
+    return text
 
 
 def site_tz() -> ZoneInfo:

@@ -50,13 +50,13 @@ from node.state import StateView
 from node.types import DOMAIN_TX, Blob, Nonce, Org, PublicKey, ShortStr, Signature, Tx, UnsignedTx
 from web.app import PageError, WebUI
 from web.i18n import Fmt
+from web.text import Labels, texts
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_FORM = 8_192
 COMMIT_WAIT_S = 30.0
 
 MTEXT: dict[str, tuple[str, str]] = {
-    "alarms": ("Alarms", "告警"),
     "alarm": ("Alarm", "告警"),
     "inbox": ("Alarm inbox", "告警收件箱"),
     "workorders": ("Work orders", "工单"),
@@ -70,7 +70,6 @@ MTEXT: dict[str, tuple[str, str]] = {
     "state": ("State", "状态"),
     "severity": ("Severity", "级别"),
     "rule": ("What", "类型"),
-    "device": ("Device", "设备"),
     "since": ("Since", "开始于"),
     "message": ("Message", "说明"),
     "assignee": ("Assigned to", "负责人"),
@@ -86,9 +85,7 @@ MTEXT: dict[str, tuple[str, str]] = {
     "signed_by": ("Signed by", "签名者"),
     "note": ("Note", "备注"),
     "tx": ("Tx", "交易"),
-    "time": ("Time", "时间"),
     "title": ("Title", "标题"),
-    "reason": ("Reason", "原因"),
     "due": ("Due", "期限"),
     "opened_by": ("Opened by", "创建方"),
     "from_alarm": ("From alarm", "来源告警"),
@@ -99,11 +96,9 @@ MTEXT: dict[str, tuple[str, str]] = {
         "Sign in to take a step: each step is a tx signed with your own key.",
         "登录后才能处理：每一步都是用您自己的密钥签名的交易。",
     ),
-    "sign_in": ("Sign in", "登录"),
     "needs_role": ("needs the role", "需要角色"),
     "or": (" or ", " 或 "),
     "comma": (", ", "，"),
-    "colon": (": ", "："),
     "semi": ("; ", "；"),
     "stop": (".", "。"),
     "you_hold": ("you hold", "您的角色"),
@@ -121,7 +116,6 @@ MTEXT: dict[str, tuple[str, str]] = {
     "submit": ("Sign and submit", "签名并提交"),
     "done": ("Committed: tx", "已上链：交易"),
     "refused": ("Refused by the chain", "链上拒绝"),
-    "result": ("Result", "结果"),
     "pass": ("pass", "通过"),
     "fail": ("fail", "不通过"),
     "open_order": ("Open a work order from this alarm", "由此告警创建工单"),
@@ -180,14 +174,11 @@ ACTION_TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-class _T(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return key
-
-
-def mtexts(lang: str) -> _T:
+def mtexts(lang: str) -> Labels:
+    """The explorer's labels (``web.text``) and these pages' own on top."""
     i = 0 if lang == "en" else 1
-    out = _T({k: v[i] for k, v in MTEXT.items()})
+    out = Labels(texts(lang))
+    out.update({k: v[i] for k, v in MTEXT.items()})
     out.update({f"state_{k}": v[i] for k, v in STATE_TEXT.items()})
     out.update({f"act_{k}": v[i] for k, v in ACTION_TEXT.items()})
     out.update({f"rule_{k}": v[i] for k, v in RULE_TEXT.items()})

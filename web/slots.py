@@ -32,6 +32,9 @@ class DevicePanel:
     en: str
     zh: str
     render: Callable[[Any, Any, str], Markup | None]
+    keep_s: int = 0
+    """0: render on every view. Else a rendering is shown for this many seconds, then replaced in the background
+    (``WebUI._panels``): for panels that read days of readings and change slowly (health)."""
 
 
 NAV: list[NavLink] = []

@@ -81,8 +81,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "fc_daily_ho": ("daily, held-out weeks", "逐日，留出周"),
     "fc_horizon": ("Horizon", "时段"),
     "fc_day": ("Today", "今日"),
-    "fc_month": ("This month", "本月"),
-    "fc_season": ("This heating season", "本采暖季"),
     "fc_measured": ("measured", "实测"),
     "fc_predicted": ("predicted", "预测"),
     "fc_total": ("Total", "合计"),
@@ -108,7 +106,6 @@ TEXT: dict[str, tuple[str, str]] = {
     "plan_price": ("Price", "电价"),
     "plan_charge": ("Charge", "充热"),
     "plan_discharge": ("Discharge", "放热"),
-    "plan_hour": ("Hour", "小时"),
     "plan_tank": ("tank", "蓄热罐"),
     "plan_source": (
         "Demand: the site's mean heat per local hour over the 7 days before (a persistence forecast); prices from "
@@ -116,6 +113,7 @@ TEXT: dict[str, tuple[str, str]] = {
         "需求：此前 7 天每个本地小时的平均热量（持续性预测）；电价取当日有效的分时电价；以线性规划求解。",
     ),
     "plan_none": ("No charging plan for this site", "此站点暂无充热计划"),
+    "colon": (": ", "："),
     # common columns
     "height": ("Height", "高度"),
     "hash": ("Hash", "哈希"),
@@ -498,12 +496,14 @@ TEXT: dict[str, tuple[str, str]] = {
 }
 
 
-class _Texts(dict[str, str]):
+class Labels(dict[str, str]):
+    """Labels of one language; a missing key reads as the key itself (``tests/web`` checks none is missing)."""
+
     def __missing__(self, key: str) -> str:
         return key
 
 
 @lru_cache(maxsize=4)
-def texts(lang: str) -> dict[str, str]:
+def texts(lang: str) -> Labels:
     i = 0 if lang == "en" else 1
-    return _Texts({k: v[i] for k, v in TEXT.items()})
+    return Labels({k: v[i] for k, v in TEXT.items()})
