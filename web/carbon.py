@@ -131,12 +131,13 @@ class CarbonPages:
         local_now = datetime.fromtimestamp((now_ms or 1) / 1000, UTC) + timedelta(
             minutes=int(site["utc_offset_min"])
         )
+        fc_now = request.query.get("fc_now", "")[:40]
         plan_date = request.query.get("plan_date", "") or (local_now.date() + timedelta(days=1)).isoformat()
         inv, kp, rating, (fc, fc_error), (plan, plan_error) = await asyncio.gather(
             self.acc.inventory_json(sid, period, grain or None),
             self.acc.kpis_json(sid, period),
             self.acc.rating_json(sid, period),
-            self._energy_route(request, sid, "forecast", {}),
+            self._energy_route(request, sid, "forecast", {"now": fc_now} if fc_now else {}),
             self._energy_route(request, sid, "plan", {"date": plan_date[:40]}),
         )
         plan_chart = None
@@ -205,22 +206,13 @@ class CarbonPages:
             plan_error=plan_error,
             plan_date=plan_date[:40],
             plan_chart_json=json.dumps(plan_chart).replace("</", "<\\/") if plan_chart else None,
-            fc_max=max(
-                [
-                    1e-9,
-                    *(
-                        float(h["energy_kwh"]) + float(h["predicted_band_95_kwh"])
-                        for h in (fc or {}).get("horizons", {}).values()
-                    ),
-                ]
-            ),
             tonnes=tonnes,
             dec=Decimal,
             routes={
                 "inventory": url(f"/v1/sites/{sid}/inventory", grain=grain, **q),
                 "kpis": url(f"/v1/sites/{sid}/kpis", **q),
                 "rating": url(f"/v1/sites/{sid}/rating", **q),
-                "forecast": f"/v1/sites/{sid}/energy/forecast",
+                "forecast": url(f"/v1/sites/{sid}/energy/forecast", now=fc_now),
                 "plan": url(f"/v1/sites/{sid}/energy/plan", date=plan_date[:40]),
             },
         )

@@ -114,6 +114,7 @@ TEXT: dict[str, tuple[str, str]] = {
     ),
     "plan_none": ("No charging plan for this site", "此站点暂无充热计划"),
     "colon": (": ", "："),
+    "stop": (". ", "。"),
     # common columns
     "height": ("Height", "高度"),
     "hash": ("Hash", "哈希"),

@@ -467,3 +467,47 @@ async def test_reports_preview_download_and_verify(
     await no_overflow(page)
     await page.screenshot(path=str(live.shots / f"report-preview-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
     assert not page.js_errors  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("en", DESKTOP), ("zh", PHONE)])
+async def test_carbon_portrait_forecast_and_plan_drawn(
+    browser: object, lang: str, viewport: dict[str, int]
+) -> None:
+    """A node (in this process, on a loopback port) holding five weeks of a site's meter and outdoor-sensor readings:
+    the portrait shows the forecast with its held-out errors and draws the charging plan."""
+    from aiohttp.test_utils import TestServer
+
+    from accounting.factors import shipped_sets
+    from cemp import wiring
+    from node.server import Node
+    from tests.accounting.chain import SITE
+    from tests.energy.test_siteforecast import DAYS, _site
+
+    c, _t0 = _site(DAYS)
+    for s in shipped_sets():
+        c.ok(c.admin("regulator", "factors", s))
+    node = Node(c.c.genesis, c.store, c.nid, c.c.node_keys[c.nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
+    server = TestServer(node.web_app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        page = await page_for(browser, viewport, lang)
+        url = str(
+            server.make_url(f"/carbon/{SITE}?period=2025-12&fc_now=2026-01-03T10:00&plan_date=2026-01-04")
+        )
+        await page.goto(url)  # type: ignore[attr-defined]
+        await page.wait_for_selector("#plan-chart[data-rendered='1'] canvas")  # type: ignore[attr-defined]
+        assert await page.locator("#fc-table tbody tr").count() == 3  # type: ignore[attr-defined]
+        cv = await page.inner_text("[data-key=cv_rmse_pct]")  # type: ignore[attr-defined]
+        assert cv.endswith("%") and float(cv.split()[0]) < 30
+        await no_overflow(page)
+        shots = Path(
+            os.environ.get("CEMP_SCREENSHOT_DIR")
+            or Path(__file__).resolve().parents[2] / "build" / "screenshots"
+        )
+        shots.mkdir(parents=True, exist_ok=True)
+        name = "desktop" if viewport is DESKTOP else "phone"
+        await page.locator("#forecast").scroll_into_view_if_needed()  # type: ignore[attr-defined]
+        await page.screenshot(path=str(shots / f"carbon-forecast-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+        assert not page.js_errors  # type: ignore[attr-defined]
+    finally:
+        await server.close()

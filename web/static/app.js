@@ -295,7 +295,7 @@
                 kw: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.1, 1e-6)]; } },
                 p: { range: function (u, lo, hi) { return [0, Math.max(hi * 1.2, 1e-6)]; } } },
       series: [
-        { label: "", value: function (u, i) { return i == null ? "–" : d.labels[i]; } },
+        { label: fig.dataset.xLabel || "", value: function (u, i) { return i == null ? "–" : d.labels[i]; } },
         { label: names.power, scale: "kw", stroke: "#0b6e4f", fill: "#0b6e4fbb", width: 1, paths: uPlot.paths.bars({ size: [0.7, 40] }), value: val },
         { label: names.stored, scale: "kw", stroke: "#b35c00", width: 2, value: val },
         { label: names.price, scale: "p", stroke: "#1f5fa8", width: 2, dash: [6, 4], paths: uPlot.paths.stepped({ align: 1 }), value: function (u, v) { return v == null ? "–" : fmtp.format(v); } }
