@@ -197,18 +197,18 @@ class MaintenanceWalk:
                 "the gateway answers 0x0B for Modbus unit 3); the watcher should raise an alarm in about 30 s"
             )
         for r in await watcher.raise_new(now):
-            f, d = r.finding, r.done
+            d = r.done
             self.height = max(self.height, d.height)
-            self.log(
-                f"alarm {d.number} raised by equipment ({f.kind.value}, {f.severity or 'warning'}): {f.message}  "
-                f"tx {d.tx}"
-            )
             a = await eq.get(f"/v1/alarms/{d.number}")
+            self.log(
+                f"alarm {d.number} raised by equipment ({a['rule']}, {a['severity']}): "
+                f"{a['message']}  tx {d.tx}"
+            )
             self.log(f"  expected: {a['expected']}")
             self.log(f"  observed: {a['observed']}")
             self.log(f"  since:    {time.strftime('%H:%M:%S', time.gmtime(a['since_ms'] / 1000 + 8 * 3600))} CST; evidence "
                      f"{', '.join(h[:16] + '…' for h in a['evidence']) or '-'}")  # fmt: skip
-            if f.device == TANK_METER and f.kind.value == "silent" and self.alarm is None and not self.done:
+            if a["device"] == TANK_METER and a["rule"] == "silent" and self.alarm is None and not self.done:
                 self.alarm = d.number
         if self.alarm is not None and not self.done:
             await self._advance(orgs, watcher)

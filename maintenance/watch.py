@@ -7,7 +7,11 @@ judges carries the hash of the tx that put it on chain, and that hash is the ala
   ``rules.silent_min_ms``). A device is judged only after the watcher has seen one reading of it, so a restart
   of the watcher (or of the whole site) is not mistaken for silence;
 - ``check_counter`` on each watched energy counter's recent readings: negative deltas (and rises beyond rated
-  power when the device's rating is given).
+  power when the device's rating is given);
+- ``check_gaps`` on each watched device's recent reading times: closed holes longer than ``gap_factor`` × its
+  interval (at least ``rules.gap_min_ms``); a gap that is the end of a silence already raised is not raised again;
+- the collector's quality flags on the readings (``maintenance.flagged``: spikes, source errors, stale values,
+  clock drift, meter replacements), a run of flagged readings one episode.
 
 Raising is idempotent: the chain refuses a second raise of an episode (409), which the watcher counts as known.
 """
@@ -20,9 +24,10 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 from access.client import sign_in
-from energy.detect import Finding, Obs, Rules, check_counter, check_silent
+from energy.detect import Finding, Obs, Rules, check_counter, check_gaps, check_silent
 from maintenance import client as mc
 from maintenance.findings import raise_from_finding
+from maintenance.flagged import FlagEpisodes, QualityFinding
 from node import codec
 from node.chain import ChainRef
 from node.client import NodeClient
@@ -49,7 +54,7 @@ class Watched:
 
 @dataclass(frozen=True, slots=True)
 class Raised:
-    finding: Finding
+    finding: Finding | QualityFinding
     done: mc.Done
 
 
@@ -75,6 +80,11 @@ class Watcher:
         self.recent: dict[str, collections.deque[Obs]] = {
             h: collections.deque(maxlen=RECENT) for h in self.devices
         }
+        self.times: dict[str, collections.deque[Obs]] = {
+            h: collections.deque(maxlen=RECENT) for h in self.devices
+        }
+        """Each device's recent readings, one per time stamp (for ``check_gaps``)."""
+        self.flags = FlagEpisodes()
         self.known: set[tuple[str, str, int]] = set()
         self.token: str | None = None
         """A bearer token for the watcher's key, asked when a block is first refused signed out (and on expiry)."""
@@ -94,12 +104,16 @@ class Watcher:
                 if w is None:
                     continue
                 ref = sha256(bytes(raw)).hexdigest()
+                times = self.times[batch.device]
                 for rd in batch.readings:
                     o = Obs(rd.ts_ms, rd.seq, rd.value, rd.flags, ref)
                     if batch.device not in self.last or rd.ts_ms >= self.last[batch.device].ts_ms:
                         self.last[batch.device] = o
                     if w.counter is not None and rd.quantity == w.counter:
                         self.recent[batch.device].append(o)
+                    if not times or rd.ts_ms > times[-1].ts_ms:
+                        times.append(o)
+                    self.flags.see(batch.device, str(rd.quantity), rd.ts_ms, rd.flags, ref)
             self.height = h
             n += 1
         return n
@@ -147,6 +161,14 @@ class Watcher:
             if w.counter is not None and len(self.recent[h]) > 1:
                 obs = sorted(self.recent[h], key=lambda o: (o.ts_ms, o.seq))
                 out += check_counter(h, obs, w.rated_power_w, self.rules)
+            if len(self.times[h]) > 1:
+                # the end of a silence already raised is the same episode (both start one interval after the
+                # last reading before the hole)
+                out += [
+                    g
+                    for g in check_gaps(h, list(self.times[h]), w.interval_ms, self.rules)
+                    if (h, "silent", g.since_ms) not in self.known
+                ]
         return [f for f in out if f.key not in self.known]
 
     async def raise_new(self, now_ms: int) -> list[Raised]:
@@ -166,4 +188,19 @@ class Watcher:
                 raise
             self.known.add(f.key)
             out.append(Raised(f, done))
+        for q in self.flags.unraised():
+            if q.key in self.known:
+                q.run.raised = True
+                continue
+            try:
+                done = await mc.raise_alarm(self.client, self.key, self.chain, q.payload())
+            except CempError as e:
+                if e.code != Code.ALREADY_EXISTS:
+                    raise
+                q.run.raised = True  # raised before, or an alarm of its slot is still open
+                self.known.add(q.key)
+                continue
+            q.run.raised = True
+            self.known.add(q.key)
+            out.append(Raised(q, done))
         return out
