@@ -20,20 +20,23 @@ open-slot indexes; numbers are given in commit order.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from maintenance import workflow as wf
 from maintenance.chainrules import (
-    Actor,
     Iterable,
     Reader,
+    StepKind,
     actor_of,
+    advance,
     allow,
     bad,
-    move,
+    list_under,
+    load_one,
     next_number,
     number_bytes,
-    stale,
+    step_record,
     steps,
     text,
     unused,
@@ -44,8 +47,7 @@ from node.devices import load_device
 from node.errors import CempError, Code
 from node.readings import EARLIEST_TS_MS, QUANTITY_RE
 from node.state import StateView
-from node.store import prefix_stop
-from node.txkinds import Env, Writer
+from node.txkinds import Env
 from node.types import Hash32, ShortStr, Text, TimestampMs, Tx, TxLocation
 
 
@@ -62,8 +64,7 @@ def slot_key(r: AlarmRaise) -> bytes:
 
 
 def load_alarm(view: Reader, number: int) -> AlarmRecord | None:
-    raw = view.get(schema.alarm(number))
-    return None if raw is None else codec.decode(AlarmRecord, raw)
+    return load_one(view, schema.alarm(number), AlarmRecord)
 
 
 def alarm_history(view: Iterable, number: int) -> list[Step]:
@@ -71,11 +72,7 @@ def alarm_history(view: Iterable, number: int) -> list[Step]:
 
 
 def list_alarms(view: Iterable, *, newest_first: bool = True, limit: int = 200) -> list[AlarmRecord]:
-    p = schema.ALARM_PREFIX
-    return [
-        codec.decode(AlarmRecord, raw)
-        for _, raw in view.iterate(p, prefix_stop(p), reverse=newest_first, limit=limit)
-    ]
+    return list_under(view, schema.ALARM_PREFIX, AlarmRecord, newest_first=newest_first, limit=limit)
 
 
 def alarm_of_episode(view: Reader, r: AlarmRaise) -> int | None:
@@ -135,24 +132,7 @@ def _check_raise(view: StateView, env: Env, r: AlarmRaise) -> None:
             )
 
 
-def _step(
-    action: str, state: str, actor: Actor, tx: Tx, env: Env, assignee: str, note: str, detail: str = ""
-) -> Step:
-    return Step(
-        ShortStr(action),
-        ShortStr(state),
-        ShortStr(actor.name),
-        tx.sender,
-        env.tx_hash,
-        env.height,
-        env.time_ms,
-        ShortStr(assignee),
-        Text(note),
-        Text(detail),
-    )
-
-
-class AlarmKind:
+class AlarmKind(StepKind):
     name = "alarm"
     payload_type = AlarmPayload
     person_roles = wf.PEOPLE_WHO_WRITE
@@ -191,17 +171,16 @@ class AlarmKind:
             return {
                 schema.maint_counter(b"a"): number_bytes(n),
                 schema.alarm(n): codec.encode(rec),
-                schema.alarm_step(n, 0): codec.encode(_step("raise", "open", actor, tx, env, "", p.note)),
+                schema.alarm_step(n, 0): codec.encode(
+                    step_record("raise", "open", actor, tx, env, "", p.note)
+                ),
                 schema.alarm_episode(episode_key(r)): number_bytes(n),
                 schema.alarm_open_slot(slot_key(r)): number_bytes(n),
             }
         cur = load_alarm(view, p.alarm)
         if cur is None:
             raise CempError(Code.NOT_FOUND, f"no alarm {p.alarm} on this chain")
-        what = f"alarm {p.alarm}"
-        allow(actor, t, what)
-        stale("alarm", p.alarm, cur.steps, p.step)
-        state = move(wf.ALARM_FLOW, what, p.action, cur.state)
+        state = advance(wf.ALARM_FLOW, actor, "alarm", p.alarm, p.action, cur.state, cur.steps, p.step)
         assignee = cur.assignee
         if p.action == "assign":
             text(p.assignee, "assignee", True)
@@ -214,37 +193,15 @@ class AlarmKind:
                         Code.ALREADY_EXISTS,
                         f"work order {w} opened from alarm {p.alarm} is not closed yet; close it first",
                     )
-        rec = AlarmRecord(
-            cur.number,
-            cur.raised,
-            ShortStr(state),
-            assignee,
-            cur.steps + 1,
-            cur.raised_by,
-            cur.raised_tx,
-            cur.raised_ms,
-            env.time_ms,
-            cur.workorders,
+        rec = replace(
+            cur, state=ShortStr(state), assignee=assignee, steps=cur.steps + 1, updated_ms=env.time_ms
         )
         return {
             schema.alarm(cur.number): codec.encode(rec),
             schema.alarm_step(cur.number, cur.steps): codec.encode(
-                _step(p.action, state, actor, tx, env, p.assignee, p.note)
+                step_record(p.action, state, actor, tx, env, p.assignee, p.note)
             ),
         }
-
-    def check(self, view: StateView, env: Env, tx: Tx, p: AlarmPayload) -> None:
-        self.effects(view, env, tx, p)
-
-    def apply(self, state: Writer, env: Env, tx: Tx, p: AlarmPayload) -> None:
-        for k, v in self.effects(state, env, tx, p).items():  # type: ignore[arg-type]
-            state.put(k, v)
-
-    def check_and_apply(self, state: Writer, env: Env, tx: Tx, p: AlarmPayload) -> None:
-        self.apply(state, env, tx, p)
-
-    def admit(self, view: StateView, env: Env, tx: Tx, p: AlarmPayload) -> dict[bytes, bytes]:
-        return self.effects(view, env, tx, p)
 
     def describe(self, p: AlarmPayload) -> dict[str, Any]:
         out: dict[str, Any] = {"action": p.action, "alarm": p.alarm, "step": p.step}

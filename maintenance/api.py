@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -178,13 +178,18 @@ class MaintenanceAPI:
         self.node = node
 
     def routes(self) -> list[web.RouteDef]:
+        out = []
+        for path, what, key, states, listing, detail in (
+            ("/v1/alarms", "alarm", "alarms", wf.ALARM_STATES, alarms_list, alarm_detail),
+            ("/v1/workorders", "work order", "workorders", wf.WORKORDER_STATES, orders_list, order_detail),
+        ):
+            out += [
+                web.get(path, self._lister(key, states, listing)),
+                web.get(path + "/{n}", self._detail(what, detail, None)),
+                web.get(path + "/{n}/history", self._detail(what, detail, key.rstrip("s"))),
+            ]
         return [
-            web.get("/v1/alarms", self.alarms),
-            web.get("/v1/alarms/{n}", self.alarm),
-            web.get("/v1/alarms/{n}/history", self.alarm_history),
-            web.get("/v1/workorders", self.orders),
-            web.get("/v1/workorders/{n}", self.order),
-            web.get("/v1/workorders/{n}/history", self.order_history),
+            *out,
             web.get("/v1/calibrations", self.calibrations),
             web.get("/v1/maintenance/flow", self.flow),
         ]
@@ -201,33 +206,28 @@ class MaintenanceAPI:
 
         return await asyncio.to_thread(run)
 
-    async def alarms(self, request: web.Request) -> web.Response:
-        state, device, limit = list_filter(request, wf.ALARM_STATES)
-        items = await self._read(lambda s: alarms_list(s, state, device, limit))
-        return web.json_response({"alarms": items})
+    def _lister(
+        self, key: str, states: tuple[str, ...], listing: Callable[[Any, str, str, int], list[dict[str, Any]]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``GET /v1/alarms`` (or work orders): the filtered list."""
 
-    async def alarm(self, request: web.Request) -> web.Response:
-        n = parse_number(request.match_info["n"], "alarm")
-        return web.json_response(await self._read(lambda s: alarm_detail(s, n)))
+        async def handler(request: web.Request) -> web.Response:
+            state, device, limit = list_filter(request, states)
+            return web.json_response({key: await self._read(lambda s: listing(s, state, device, limit))})
 
-    async def alarm_history(self, request: web.Request) -> web.Response:
-        n = parse_number(request.match_info["n"], "alarm")
-        d = await self._read(lambda s: alarm_detail(s, n))
-        return web.json_response({"alarm": n, "history": d["history"]})
+        return handler
 
-    async def orders(self, request: web.Request) -> web.Response:
-        state, device, limit = list_filter(request, wf.WORKORDER_STATES)
-        items = await self._read(lambda s: orders_list(s, state, device, limit))
-        return web.json_response({"workorders": items})
+    def _detail(
+        self, what: str, detail: Callable[[Any, int], dict[str, Any]], history_of: str | None
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``GET /v1/alarms/{n}`` with history and orders, or (``history_of``) only ``{"alarm": n, "history"}``."""
 
-    async def order(self, request: web.Request) -> web.Response:
-        n = parse_number(request.match_info["n"], "work order")
-        return web.json_response(await self._read(lambda s: order_detail(s, n)))
+        async def handler(request: web.Request) -> web.Response:
+            n = parse_number(request.match_info["n"], what)
+            d = await self._read(lambda s: detail(s, n))
+            return web.json_response(d if history_of is None else {history_of: n, "history": d["history"]})
 
-    async def order_history(self, request: web.Request) -> web.Response:
-        n = parse_number(request.match_info["n"], "work order")
-        d = await self._read(lambda s: order_detail(s, n))
-        return web.json_response({"workorder": n, "history": d["history"]})
+        return handler
 
     async def calibrations(self, request: web.Request) -> web.Response:
         now = int(time.time() * 1000)

@@ -9,16 +9,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from maintenance import workflow as wf
+from maintenance.model import Step
 from node import codec, schema
 from node.devices import org_of_admin
 from node.errors import CempError, Code
+from node.state import StateView
 from node.store import prefix_stop
-from node.txkinds import Env
-from node.types import Org, Tx
+from node.txkinds import Env, Writer
+from node.types import Org, ShortStr, Text, Tx
 
+T = TypeVar("T")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 """Control characters other than tab and newline (notes may have several lines)."""
 NAME_RE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
@@ -129,3 +132,73 @@ def number_bytes(n: int) -> bytes:
 def steps(view: Iterable, prefix: bytes, cls: type[Any], limit: int = 10_000) -> list[Any]:
     """The decoded history records under ``prefix``, in step order."""
     return [codec.decode(cls, raw) for _, raw in view.iterate(prefix, prefix_stop(prefix), limit=limit)]
+
+
+def load_one(view: Reader, key: bytes, cls: type[T]) -> T | None:
+    raw = view.get(key)
+    return None if raw is None else codec.decode(cls, raw)
+
+
+def list_under(view: Iterable, prefix: bytes, cls: type[T], *, newest_first: bool, limit: int) -> list[T]:
+    """The records under ``prefix`` (numbered ones: newest first when asked), at most ``limit``."""
+    return [
+        codec.decode(cls, raw)
+        for _, raw in view.iterate(prefix, prefix_stop(prefix), reverse=newest_first, limit=limit)
+    ]
+
+
+def step_record(
+    action: str, state: str, actor: Actor, tx: Tx, env: Env, assignee: str, note: str, detail: str = ""
+) -> Step:
+    """The history record of a step as applied: who (org and signer key), which tx, block and time."""
+    return Step(
+        ShortStr(action),
+        ShortStr(state),
+        ShortStr(actor.name),
+        tx.sender,
+        env.tx_hash,
+        env.height,
+        env.time_ms,
+        ShortStr(assignee),
+        Text(note),
+        Text(detail),
+    )
+
+
+def advance(
+    flow: dict[str, wf.Transition],
+    actor: Actor,
+    kind: str,
+    number: int,
+    action: str,
+    state: str,
+    have: int,
+    given: int,
+) -> str:
+    """A step on an existing item (``kind`` ``number``: ``work order 3``): who may take it, whether the view it was
+    made on is current (``have`` steps on chain, ``given`` seen), and the state it leads to."""
+    what = f"{kind} {number}"
+    allow(actor, flow[action], what)
+    stale(kind, number, have, given)
+    return move(flow, what, action, state)
+
+
+class StepKind:
+    """The tx-kind methods both maintenance kinds share: every check and write is ``effects`` (one dict of state
+    writes, the same at admission and on apply)."""
+
+    def effects(self, view: StateView, env: Env, tx: Tx, p: Any) -> dict[bytes, bytes]:
+        raise NotImplementedError
+
+    def check(self, view: StateView, env: Env, tx: Tx, p: Any) -> None:
+        self.effects(view, env, tx, p)
+
+    def apply(self, state: Writer, env: Env, tx: Tx, p: Any) -> None:
+        for k, v in self.effects(state, env, tx, p).items():  # type: ignore[arg-type]
+            state.put(k, v)
+
+    def check_and_apply(self, state: Writer, env: Env, tx: Tx, p: Any) -> None:
+        self.apply(state, env, tx, p)
+
+    def admit(self, view: StateView, env: Env, tx: Tx, p: Any) -> dict[bytes, bytes]:
+        return self.effects(view, env, tx, p)

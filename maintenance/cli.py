@@ -245,10 +245,21 @@ def _common(p: argparse.ArgumentParser, key: bool) -> None:
         p.add_argument(
             "--key",
             required=True,
-            help="the acting org's admin key file, or a person's own key file (a person acts for their org within their roles; the step is signed with it; CEMP_KEY_PASSPHRASE if encrypted)",
+            help="the acting org's admin key file, or a person's own key file (a person acts for their org "
+            "within their roles; the step is signed with it; CEMP_KEY_PASSPHRASE if encrypted)",
         )
     else:
         p.add_argument("--json", action="store_true", help="print the node's JSON")
+
+
+def _list_and_show(sub: Any, items: str, states: tuple[str, ...], show_help: str) -> None:
+    ls = sub.add_parser("list", help=f"{items}, newest first")
+    ls.add_argument("--state", help="open (not closed), closed, or one of " + ", ".join(states))
+    ls.add_argument("--limit", type=int, default=50)
+    _common(ls, key=False)
+    sh = sub.add_parser("show", help=show_help)
+    sh.add_argument("number", type=int)
+    _common(sh, key=False)
 
 
 def _who(flow: dict[str, wf.Transition], action: str) -> str:
@@ -262,21 +273,15 @@ def add_commands(sub: Any) -> None:
         help="alarms on chain: list, show, raise, acknowledge, assign, comment, close",
         description="Alarms on chain. Each is raised once per episode (device, rule, quantity, start) from a "
         "finding, then acknowledged by the owner, assigned by the equipment firm and closed by the owner; any "
-        "member org may comment. Every step is a tx signed with the acting org's admin key or a person's own key and kept on every "
-        "node. (cemp alarms, plural, lists the collector's local data-quality alarms.)",
+        "member org may comment. Every step is a tx signed with the acting org's admin key or a person's own "
+        "key and kept on every node. (cemp alarms, plural, lists the collector's local data-quality alarms.)",
         formatter_class=fmt,
         epilog="examples:\n  cemp alarm list --state open\n  cemp alarm show 3\n"
         "  cemp alarm acknowledge 3 --key demo-data/keys/owner.admin.key --note 'seen'\n"
         "  cemp alarm assign 3 --to 'Li Gang' --key demo-data/keys/equipment.admin.key",
     )
     a = ap.add_subparsers(dest="alarm_cmd", required=True)
-    ls = a.add_parser("list", help="alarms, newest first")
-    ls.add_argument("--state", help="open (not closed), closed, or one of " + ", ".join(wf.ALARM_STATES))
-    ls.add_argument("--limit", type=int, default=50)
-    _common(ls, key=False)
-    sh = a.add_parser("show", help="one alarm: expected, observed, since, evidence, history")
-    sh.add_argument("number", type=int)
-    _common(sh, key=False)
+    _list_and_show(a, "alarms", wf.ALARM_STATES, "one alarm: expected, observed, since, evidence, history")
     rp = a.add_parser(
         "raise", help=_who(wf.ALARM_FLOW, "raise") + " (by hand; the demo raises from findings)"
     )
@@ -306,7 +311,8 @@ def add_commands(sub: Any) -> None:
         "scheduled inspection or calibration; the equipment firm assigns, diagnoses and repairs; the owner "
         "verifies (pass, or fail back to diagnosed) and closes. An illegal step is refused with the state and the "
         "steps open in it. A calibration order's repair records the meter's next calibration due date "
-        "(cemp workorder calibrations lists them). Every step is a tx signed with the acting org's admin key or a person's own key.",
+        "(cemp workorder calibrations lists them). Every step is a tx signed with the acting org's admin key or "
+        "a person's own key.",
         formatter_class=fmt,
         epilog="examples:\n  cemp workorder open --alarm 3 --device 88.123.45/101.1.3 --title 'check tank heaters' "
         "--key demo-data/keys/owner.admin.key\n"
@@ -320,13 +326,7 @@ def add_commands(sub: Any) -> None:
         "  cemp workorder show 1",
     )
     w = wp.add_subparsers(dest="wo_cmd", required=True)
-    ls = w.add_parser("list", help="work orders, newest first")
-    ls.add_argument("--state", help="open (not closed), closed, or one of " + ", ".join(wf.WORKORDER_STATES))
-    ls.add_argument("--limit", type=int, default=50)
-    _common(ls, key=False)
-    sh = w.add_parser("show", help="one work order with its history")
-    sh.add_argument("number", type=int)
-    _common(sh, key=False)
+    _list_and_show(w, "work orders", wf.WORKORDER_STATES, "one work order with its history")
     for name, help_ in (
         ("calibrations", "meters' calibration due dates (and meters with none on chain)"),
         ("flow", "the states and who may take each step"),

@@ -7,6 +7,7 @@ and the web forms show the reason as it is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +60,29 @@ async def _find(
     raise CempError(Code.NOT_FOUND, f"the committed tx {tx[:16]}… is not among the node's {listed}")
 
 
+async def _first(
+    client: NodeClient, key: KeyPair, chain: ChainRef, kind: str, p: Any, path: str, field: str, device: str
+) -> Done:
+    """Submit the tx that creates an item (the chain numbers it) and find the item it created."""
+    res = await submit(client, key, chain, kind, p)
+    listed = path.rsplit("/", 1)[1]
+    it = await _find(client, path, listed, field, res["tx"], device)
+    return Done(int(it["number"]), res["tx"], int(res["height"]), str(it["state"]))
+
+
+async def _next(
+    client: NodeClient, key: KeyPair, chain: ChainRef, kind: str, path: str, make: Callable[[int], Any]
+) -> Done:
+    """A step on the item at ``path``, made on its current step count (``make(steps)``), and its new state."""
+    cur = await client.get(path)
+    res = await submit(client, key, chain, kind, make(int(cur["steps"])))
+    cur = await client.get(path)
+    return Done(int(cur["number"]), res["tx"], int(res["height"]), str(cur["state"]))
+
+
 async def raise_alarm(client: NodeClient, key: KeyPair, chain: ChainRef, p: AlarmPayload) -> Done:
     assert p.raised is not None
-    res = await submit(client, key, chain, "alarm", p)
-    a = await _find(client, "/v1/alarms", "alarms", "raised_tx", res["tx"], p.raised.device)
-    return Done(int(a["number"]), res["tx"], int(res["height"]), str(a["state"]))
+    return await _first(client, key, chain, "alarm", p, "/v1/alarms", "raised_tx", p.raised.device)
 
 
 async def alarm_step(
@@ -76,23 +95,15 @@ async def alarm_step(
     assignee: str = "",
     note: str = "",
 ) -> Done:
-    a = await client.get(f"/v1/alarms/{number}")
-    res = await submit(
-        client,
-        key,
-        chain,
-        "alarm",
-        al.make_step(action, number, int(a["steps"]), assignee=assignee, note=note),
-    )
-    a = await client.get(f"/v1/alarms/{number}")
-    return Done(number, res["tx"], int(res["height"]), str(a["state"]))
+    def make(steps: int) -> AlarmPayload:
+        return al.make_step(action, number, steps, assignee=assignee, note=note)
+
+    return await _next(client, key, chain, "alarm", f"/v1/alarms/{number}", make)
 
 
 async def open_order(client: NodeClient, key: KeyPair, chain: ChainRef, p: WorkOrderPayload) -> Done:
     assert p.opened is not None
-    res = await submit(client, key, chain, "workorder", p)
-    w = await _find(client, "/v1/workorders", "workorders", "opened_tx", res["tx"], p.opened.device)
-    return Done(int(w["number"]), res["tx"], int(res["height"]), str(w["state"]))
+    return await _first(client, key, chain, "workorder", p, "/v1/workorders", "opened_tx", p.opened.device)
 
 
 async def order_step(
@@ -107,16 +118,15 @@ async def order_step(
     result: str = "",
     calibration_due_ms: int = 0,
 ) -> Done:
-    w = await client.get(f"/v1/workorders/{number}")
-    p = wo.make_step(
-        action,
-        number,
-        int(w["steps"]),
-        assignee=assignee,
-        note=note,
-        result=result,
-        calibration_due_ms=calibration_due_ms,
-    )
-    res = await submit(client, key, chain, "workorder", p)
-    w = await client.get(f"/v1/workorders/{number}")
-    return Done(number, res["tx"], int(res["height"]), str(w["state"]))
+    def make(steps: int) -> WorkOrderPayload:
+        return wo.make_step(
+            action,
+            number,
+            steps,
+            assignee=assignee,
+            note=note,
+            result=result,
+            calibration_due_ms=calibration_due_ms,
+        )
+
+    return await _next(client, key, chain, "workorder", f"/v1/workorders/{number}", make)

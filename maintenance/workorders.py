@@ -17,6 +17,7 @@ State: ``schema.workorder(n)`` (``WorkOrderRecord``), history ``schema.workorder
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,13 +26,16 @@ from maintenance.alarms import load_alarm, step_json
 from maintenance.chainrules import (
     Iterable,
     Reader,
+    StepKind,
     actor_of,
+    advance,
     allow,
     bad,
-    move,
+    list_under,
+    load_one,
     next_number,
     number_bytes,
-    stale,
+    step_record,
     steps,
     text,
     unused,
@@ -49,16 +53,14 @@ from node.devices import load_device
 from node.errors import CempError, Code
 from node.readings import EARLIEST_TS_MS
 from node.state import StateView
-from node.store import prefix_stop
-from node.txkinds import Env, Writer
+from node.txkinds import Env
 from node.types import Handle, ShortStr, Text, TimestampMs, Tx
 
 MAX_DUE_MS = 4_102_444_800_000  # 2100-01-01: a due date beyond it is a typo
 
 
 def load_order(view: Reader, number: int) -> WorkOrderRecord | None:
-    raw = view.get(schema.workorder(number))
-    return None if raw is None else codec.decode(WorkOrderRecord, raw)
+    return load_one(view, schema.workorder(number), WorkOrderRecord)
 
 
 def order_history(view: Iterable, number: int) -> list[Step]:
@@ -66,21 +68,15 @@ def order_history(view: Iterable, number: int) -> list[Step]:
 
 
 def list_orders(view: Iterable, *, newest_first: bool = True, limit: int = 200) -> list[WorkOrderRecord]:
-    p = schema.WORKORDER_PREFIX
-    return [
-        codec.decode(WorkOrderRecord, raw)
-        for _, raw in view.iterate(p, prefix_stop(p), reverse=newest_first, limit=limit)
-    ]
+    return list_under(view, schema.WORKORDER_PREFIX, WorkOrderRecord, newest_first=newest_first, limit=limit)
 
 
 def load_calibration(view: Reader, handle: str) -> CalibrationRecord | None:
-    raw = view.get(schema.calibration(handle))
-    return None if raw is None else codec.decode(CalibrationRecord, raw)
+    return load_one(view, schema.calibration(handle), CalibrationRecord)
 
 
 def list_calibrations(view: Iterable, limit: int = 5000) -> list[CalibrationRecord]:
-    p = schema.CALIBRATION_PREFIX
-    return [codec.decode(CalibrationRecord, raw) for _, raw in view.iterate(p, prefix_stop(p), limit=limit)]
+    return list_under(view, schema.CALIBRATION_PREFIX, CalibrationRecord, newest_first=False, limit=limit)
 
 
 def day(ms: int) -> str:
@@ -109,7 +105,7 @@ def _check_open(view: StateView, env: Env, o: WorkOrderOpen) -> AlarmRecord | No
     return a
 
 
-class WorkOrderKind:
+class WorkOrderKind(StepKind):
     name = "workorder"
     payload_type = WorkOrderPayload
     person_roles = wf.PEOPLE_WHO_WRITE
@@ -155,42 +151,19 @@ class WorkOrderKind:
                 schema.maint_counter(b"o"): number_bytes(n),
                 schema.workorder(n): codec.encode(rec),
                 schema.workorder_step(n, 0): codec.encode(
-                    Step(
-                        ShortStr("open"),
-                        ShortStr("open"),
-                        ShortStr(actor.name),
-                        tx.sender,
-                        env.tx_hash,
-                        env.height,
-                        env.time_ms,
-                        ShortStr(""),
-                        p.note,
-                        Text(detail),
-                    )
+                    step_record("open", "open", actor, tx, env, "", p.note, detail)
                 ),
             }
             if alarm is not None:
-                linked = AlarmRecord(
-                    alarm.number,
-                    alarm.raised,
-                    alarm.state,
-                    alarm.assignee,
-                    alarm.steps,
-                    alarm.raised_by,
-                    alarm.raised_tx,
-                    alarm.raised_ms,
-                    env.time_ms,
-                    (*alarm.workorders, n),
-                )
+                linked = replace(alarm, updated_ms=env.time_ms, workorders=(*alarm.workorders, n))
                 out[schema.alarm(alarm.number)] = codec.encode(linked)
             return out
         cur = load_order(view, p.order)
         if cur is None:
             raise CempError(Code.NOT_FOUND, f"no work order {p.order} on this chain")
-        what = f"work order {p.order}"
-        allow(actor, t, what)
-        stale("work order", p.order, cur.steps, p.step)
-        state = move(wf.WORKORDER_FLOW, what, p.action, cur.state)
+        state = advance(
+            wf.WORKORDER_FLOW, actor, "work order", p.order, p.action, cur.state, cur.steps, p.step
+        )
         assignee, due, calibrated, detail = cur.assignee, cur.calibration_due_ms, cur.calibrated_ms, ""
         out = {}
         if p.action == "assign":
@@ -218,48 +191,20 @@ class WorkOrderKind:
                 CalibrationRecord(Handle(cur.opened.device), calibrated, due, cur.number, env.tx_hash)
             )
             detail = f"calibration of {cur.opened.device} recorded; due {day(due)}"
-        rec = WorkOrderRecord(
-            cur.number,
-            cur.opened,
-            ShortStr(state),
-            assignee,
-            cur.steps + 1,
-            cur.opened_by,
-            cur.opened_tx,
-            cur.opened_ms,
-            env.time_ms,
-            TimestampMs(due),
-            TimestampMs(calibrated),
+        rec = replace(
+            cur,
+            state=ShortStr(state),
+            assignee=assignee,
+            steps=cur.steps + 1,
+            updated_ms=env.time_ms,
+            calibration_due_ms=TimestampMs(due),
+            calibrated_ms=TimestampMs(calibrated),
         )
         out[schema.workorder(cur.number)] = codec.encode(rec)
         out[schema.workorder_step(cur.number, cur.steps)] = codec.encode(
-            Step(
-                ShortStr(p.action),
-                ShortStr(state),
-                ShortStr(actor.name),
-                tx.sender,
-                env.tx_hash,
-                env.height,
-                env.time_ms,
-                ShortStr(p.assignee),
-                p.note,
-                Text(detail),
-            )
+            step_record(p.action, state, actor, tx, env, p.assignee, p.note, detail)
         )
         return out
-
-    def check(self, view: StateView, env: Env, tx: Tx, p: WorkOrderPayload) -> None:
-        self.effects(view, env, tx, p)
-
-    def apply(self, state: Writer, env: Env, tx: Tx, p: WorkOrderPayload) -> None:
-        for k, v in self.effects(state, env, tx, p).items():  # type: ignore[arg-type]
-            state.put(k, v)
-
-    def check_and_apply(self, state: Writer, env: Env, tx: Tx, p: WorkOrderPayload) -> None:
-        self.apply(state, env, tx, p)
-
-    def admit(self, view: StateView, env: Env, tx: Tx, p: WorkOrderPayload) -> dict[bytes, bytes]:
-        return self.effects(view, env, tx, p)
 
     def describe(self, p: WorkOrderPayload) -> dict[str, Any]:
         out: dict[str, Any] = {"action": p.action, "order": p.order, "step": p.step}
