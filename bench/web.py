@@ -38,6 +38,7 @@ from aiohttp import web
 from common import ROOT, log
 
 from cemp import wiring
+from cemp.cli import settle_heap
 from node.chain import Ledger
 from node.crypto import KeyPair
 from node.devices import load_device
@@ -249,6 +250,7 @@ def main() -> None:
         build_info = build(args.data, args.txs, args.days, args.devices, args.block_txs)
         info = json.loads(built.read_text())
         log(f"built in {build_info['build_s']} s")
+    settle_heap()  # as ``cemp node`` does once everything is imported
     res = asyncio.run(measure(args.data, args.n, args.seed))
     res.update({"txs": info["txs"], "season_days": args.days, "requests_per_page": args.n, **build_info})
     print(json.dumps(res))

@@ -5,13 +5,12 @@ The equipment firm keeps its heat meter's readings members-only. Signed out, the
 offers the sign-in page; the equipment engineer opens the one-time link ``cemp login --web`` prints and sees the
 chart and can download the CSV; the owner's energy manager sees nothing until the firm grants the readings, and
 nothing again once it revokes them (a reload, no new sign-in); signing out ends the session. Screenshots go to
-``$CEMP_SCREENSHOT_DIR`` (default ``build/screenshots``).
+``$CEMP_SCREENSHOT_DIR`` (default ``test-artifacts/screenshots``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from node.client import NodeClient
 from node.crypto import KeyPair
 from node.types import Handle, ShortStr, Text, TimestampMs
 from tests.support.testing import TestConsortium, free_port, start_node_process
+from tests.web.test_browser import shots_dir
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -66,10 +66,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     c = TestConsortium.create(n_nodes=1, ports=[port], block_interval_ms=5)
     cfg = c.write_files(base, c.genesis.nodes[0].node_id, port)
     proc = start_node_process(cfg, base / "node.log", port)
-    shots = Path(
-        os.environ.get("CEMP_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "build" / "screenshots"
-    )
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = shots_dir()
     s = Site(f"http://127.0.0.1:{port}", c, KeyPair.generate(), KeyPair.generate(), {}, shots)
 
     async def setup() -> None:

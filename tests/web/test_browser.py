@@ -4,7 +4,7 @@ browser download), against a real three-node cluster (``cemp node`` processes on
 Covers search, navigation, a live block arriving over server-sent events, a CSV download, the language
 switch, a phone-sized (375 px) and a desktop viewport, charts that render with data, the in-browser Merkle
 proof check, and keyboard access. Screenshots of the main pages are kept as artifacts in
-``$CEMP_SCREENSHOT_DIR`` (default ``build/screenshots``, ignored by git) so a person can look at them.
+``$CEMP_SCREENSHOT_DIR`` (default ``test-artifacts/screenshots``, ignored by git) so a person can look at them.
 
 Every wait has a deadline and waits for a condition, never a fixed sleep: the machine may be loaded.
 """
@@ -34,6 +34,19 @@ PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 900}
 WAIT_MS = 30_000
 METER = "88.123.45/101.1.1"
+
+
+def shots_dir() -> Path:
+    """Where the browser tests save their screenshots: ``$CEMP_SCREENSHOT_DIR``, default ``test-artifacts/screenshots``
+    in the checkout (kept out of git); ``make test`` leaves them there to be looked at."""
+    d = Path(
+        os.environ.get("CEMP_SCREENSHOT_DIR")
+        or Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+    )
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 SENSOR = "88.123.45/102.1.1"
 
 
@@ -64,10 +77,7 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     assert CHROMIUM, "Chromium is missing: apt-get install chromium (.ci/run and make sysdeps install it)"
     base = tmp_path_factory.mktemp("webcluster")
-    shots = Path(
-        os.environ.get("CEMP_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "build" / "screenshots"
-    )
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = shots_dir()
 
     async def setup() -> tuple[Cluster, TestDevice, TestDevice, str]:
         cl = await Cluster.create(base, n=3, proxies=False)
@@ -511,3 +521,30 @@ async def test_carbon_portrait_forecast_and_plan_drawn(
         assert not page.js_errors  # type: ignore[attr-defined]
     finally:
         await server.close()
+
+
+@pytest.mark.parametrize(("lang", "viewport"), [("en", DESKTOP), ("zh", PHONE), ("en", PHONE)])
+async def test_main_pages_fit_and_are_saved(
+    live: Live, browser: object, lang: str, viewport: dict[str, int]
+) -> None:
+    """The explorer's main pages at 1280 px and at 375 px: nothing wider than the screen, no script error; each
+    saved as a screenshot to look at (``<page>-<lang>-<desktop|phone>.png``)."""
+    page = await page_for(browser, viewport, lang)
+    name = "desktop" if viewport is DESKTOP else "phone"
+    pages = {
+        "home": "/",
+        "blocks": "/blocks",
+        "block": "/block/3",
+        "tx": f"/tx/{live.tx}",
+        "device": f"/device/{METER}",
+        "handle": f"/handle/{METER}",
+        "consortium": "/consortium",
+        "search": "/search?q=heat",
+        "signin": "/signin",
+    }
+    for key, path in pages.items():
+        await page.goto(live.url + path)  # type: ignore[attr-defined]
+        await page.wait_for_load_state("load")  # type: ignore[attr-defined]
+        await no_overflow(page)
+        await page.screenshot(path=str(live.shots / f"page-{key}-{lang}-{name}.png"), full_page=True)  # type: ignore[attr-defined]
+    assert not page.js_errors, page.js_errors  # type: ignore[attr-defined]

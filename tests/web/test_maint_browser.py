@@ -6,12 +6,11 @@ energy manager acknowledges the alarm (the tx on chain names her key as signer);
 engineer is told that assigning needs an operator and gets no form for it; the owner opens a work order, the
 firm's operator assigns it, the engineer diagnoses and repairs it, the energy manager verifies and closes it.
 Phone (375 px, zh) and desktop (en) viewports; screenshots under ``$CEMP_SCREENSHOT_DIR`` (default
-``build/screenshots``). Waits are conditions with deadlines."""
+``test-artifacts/screenshots``). Waits are conditions with deadlines."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,15 @@ from node.client import NodeClient
 from node.crypto import KeyPair, write_key_file
 from node.types import ShortStr, Text
 from tests.cluster.harness import Cluster
-from tests.web.test_browser import CHROMIUM, DESKTOP, PHONE, browser, no_overflow, page_for  # noqa: F401
+from tests.web.test_browser import (  # noqa: F401
+    CHROMIUM,
+    DESKTOP,
+    PHONE,
+    browser,
+    no_overflow,
+    page_for,
+    shots_dir,
+)
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.async_api")
@@ -85,10 +92,7 @@ PEOPLE = {
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     assert CHROMIUM, "Chromium is missing: apt-get install chromium"
     base = tmp_path_factory.mktemp("maintweb")
-    shots = Path(
-        os.environ.get("CEMP_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "build" / "screenshots"
-    )
-    shots.mkdir(parents=True, exist_ok=True)
+    shots = shots_dir()
     people = {p: (org, KeyPair.generate()) for p, (org, _n, _r) in PEOPLE.items()}
     for p, (_org, key) in people.items():
         write_key_file(base / f"{p}.key", key, label=p)
@@ -177,6 +181,8 @@ async def test_alarm_to_closed_work_order_signed_by_people(site: Site, browser: 
     assert site.people["li-wei"][1].public.hex()[:16] in await li.content()  # type: ignore[attr-defined]
     # The equipment firm's maintenance engineer, on a phone in Chinese: assigning needs an operator, and says so.
     zm = await site.signed_in(browser, "zhang-min", PHONE, "zh")
+    await no_overflow(zm)
+    await zm.screenshot(path=str(site.shots / "signin-key-zh-phone.png"), full_page=True)  # type: ignore[attr-defined]
     await site.steps_at_least("equipment", "/v1/alarms/1", 2)
     await zm.goto(site.url("equipment") + "/alarms/1")  # type: ignore[attr-defined]
     text = await zm.inner_text("main")  # type: ignore[attr-defined]
@@ -215,6 +221,11 @@ async def test_alarm_to_closed_work_order_signed_by_people(site: Site, browser: 
         assert words in text, words
     assert await li.locator("table.list tbody tr").count() == 6  # type: ignore[attr-defined]
     await li.screenshot(path=str(site.shots / "workorder-en-desktop.png"), full_page=True)  # type: ignore[attr-defined]
+    await li.goto(site.url("owner") + "/workorders")  # type: ignore[attr-defined]
+    await li.screenshot(path=str(site.shots / "workorders-en-desktop.png"), full_page=True)  # type: ignore[attr-defined]
+    await zm.goto(site.url("equipment") + "/alarms?state=all")  # type: ignore[attr-defined]
+    await no_overflow(zm)
+    await zm.screenshot(path=str(site.shots / "alarms-zh-phone.png"), full_page=True)  # type: ignore[attr-defined]
     # Every node shows the same closed order, each step signed by the person who took it.
     who = {site.people[p][1].public.hex(): p for p in site.people}
     async with NodeClient(site.url("regulator")) as c:
