@@ -12,9 +12,10 @@
 4. ``false_alarms_per_season``: every device's last-season model and baseline run over this whole season with no
    fault injected (``detect.check_model``): findings per device-season (all are false alarms by construction).
    Out of sample: the model never saw this season's weather or noise.
-5. ``alarm_eval_ms``: one hour of new readings (a Wh counter read every minute) for all 100 devices: counter
-   plausibility, gaps, silence, the new hour's consumption against the model over a 14-day window, and
-   de-duplication against the episodes already raised. Median over 12 successive hours; device 0 gets a +60 %
+5. ``alarm_eval_ms``: one hour of new readings (a Wh counter read every minute) for all 100 devices, judged
+   together by ``energy.fleet`` (array operations over all devices; the exact per-device detector only where they
+   show something): counter plausibility, gaps, silence, the new hour's consumption against the model over a
+   14-day window, and de-duplication against the episodes already raised. Median over 12 successive hours; device 0 gets a +60 %
    fault from the third hour, which must be raised once.
 6. ``plan_ms``: the day-ahead plan for 2026-01-15 with the load model's heat demand of that day, the plant's tank
    (24 MWh_th) and heaters, against flat charging and the load model's own habit. Median of ``--repeat`` runs.
@@ -46,6 +47,7 @@ from collector.loadmodel import SUBSYSTEMS, HeatingSiteModel, local_ms  # noqa: 
 from energy import detect as dt  # noqa: E402
 from energy import metrics, models  # noqa: E402
 from energy import plan as pl  # noqa: E402
+from energy.fleet import Fleet, Member  # noqa: E402
 
 HOUR = 3_600_000
 OFFSET_MIN = 480
@@ -276,27 +278,33 @@ def alarm_eval(
 ) -> tuple[list[float], list[float], list[dt.Finding]]:
     """Evaluate 12 successive hours from 2026-01-15 10:00; device 0 consumes 60 % more from the third hour.
 
-    State kept between hours, as an evaluator would: each device's 14-day window of hourly consumption with the
-    model's expectation, its last counter reading, and the identities of the episodes already raised."""
+    The fleet evaluator (``energy.fleet``) keeps the state between hours, as a watcher would: every device's
+    14-day window of hourly consumption with the model's expectation on one hourly grid, its last counter
+    reading, and the identities of the episodes already raised; each hour's readings of all devices are judged
+    together (counters, gaps, silence, the model's band and steps), the exact per-device detector only where the
+    arrays show something."""
     start = s.times.index(datetime(2026, 1, 15, 10))
     rng = np.random.default_rng(3)
     rated = [float(y.max()) * 1000 * 2 for y in series]  # W: twice the season's largest hourly mean
     lo = start - WINDOW_H
-    windows: list[dt.HourSeries] = []
-    expects: list[np.ndarray] = []
     lastr: list[dt.Obs] = []
     cal_w = _cal_slice(s, lo, start)
     # the models' input temperatures over the season: a day-ahead model's night hours use the coming day's mean,
     # which at evaluation time is that day's forecast (here: what was then measured)
     eff = [models.effective_temps(f.model, s.frame.calendar, s.temps) if f else s.temps for f in fitted]
+    fleet = Fleet(
+        [Member(f"dev{i}", 60_000, rated[i], f.baseline if f else None) for i, f in enumerate(fitted)],
+        WINDOW_H,
+        offset_min=OFFSET_MIN,
+    )
     for i, y in enumerate(series):
-        windows.append(dt.HourSeries.of(points(f"dev{i}", s, y, lo, start)))
         f = fitted[i]
-        expects.append(
-            models.predict_on(f.model, cal_w, eff[i][lo:start], effective=True) if f else np.zeros(WINDOW_H)
+        fleet.seed(
+            i,
+            dt.HourSeries.of(points(f"dev{i}", s, y, lo, start)),
+            models.predict_on(f.model, cal_w, eff[i][lo:start], effective=True) if f else np.zeros(WINDOW_H),
         )
         lastr.append(dt.Obs(s.hour_ms[start] - 60_000, 10_000, 5_000_000_000 + i))
-    known: set[tuple[str, str, int]] = set()
     raised: list[dt.Finding] = []
     times_ms: list[float] = []
     cpu_ms: list[float] = []
@@ -316,27 +324,18 @@ def alarm_eval(
                     np.zeros(61, dtype=np.int64),
                 )
             )
+            lastr[i] = new[-1].obs(60)
         cal_h = _cal_slice(s, h, h + 1)
         now = s.hour_ms[h] + HOUR
+
+        def expect(i: int, hour_ms: np.ndarray, h: int = h, cal_h: models.Calendar = cal_h) -> np.ndarray:
+            f = fitted[i]
+            assert f is not None and hour_ms.tolist() == [s.hour_ms[h]]  # the new readings cover hour h
+            return models.predict_on(f.model, cal_h, eff[i][h : h + 1], effective=True)
+
         t = time.perf_counter()
         c = time.process_time()
-        for i in range(len(series)):
-            dev = f"dev{i}"
-            rs = new[i]
-            found = dt.check_counter(dev, rs, rated[i], offset_min=OFFSET_MIN)
-            found += dt.check_gaps(dev, rs, 60_000, offset_min=OFFSET_MIN)
-            found += dt.check_silent(dev, rs.obs(len(rs) - 1), now, 60_000, offset_min=OFFSET_MIN)
-            hp = dt.hourly_from_counter(dev, rs)
-            f = fitted[i]
-            if f is not None and hp:
-                windows[i] = windows[i].then(hp, WINDOW_H)
-                e_new = models.predict_on(f.model, cal_h, eff[i][h : h + 1], effective=True)
-                expects[i] = np.concatenate([expects[i], e_new])[-WINDOW_H:]
-                found += dt.check_model(dev, windows[i], expects[i], f.baseline, offset_min=OFFSET_MIN)
-            fresh = dt.new_only(found, known)
-            known.update(x.key for x in fresh)
-            raised += fresh
-            lastr[i] = rs.obs(len(rs) - 1)
+        raised += fleet.step(new, now, expect)
         times_ms.append((time.perf_counter() - t) * 1000)
         cpu_ms.append((time.process_time() - c) * 1000)
     return times_ms, cpu_ms, raised
