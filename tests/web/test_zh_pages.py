@@ -27,6 +27,10 @@ COMMAND = re.compile(r"cemp(?: [a-z][\w\-]*)+")
 """A command line quoted in a sentence (``cemp report verify``)."""
 WORDS = re.compile(r"[A-Za-z]{3,}(?:[ \-][A-Za-z]{2,}){1,}")
 KEY = re.compile(r"[a-z]+(?:_[a-z0-9]+)+")
+KIND = re.compile(
+    r"[a-z]+(?:\.[a-z_]+)+|readings|document|factors|boundary|site|rating|report|grant|membership|alarm|workorder"
+)
+"""A tx or device kind's name shown as a label: zh pages show known kinds in words, others as code."""
 ALLOWED = {
     # names of standards, units and formats, the same in Chinese text
     "CV(RMSE)", "ASHRAE G14", "ASHRAE Guideline", "Guideline 14", "Merkle", "JSON", "CSV", "PDF", "XLSX", "HTML",
@@ -40,6 +44,7 @@ FACTOR_DATA = re.compile(r"grid\.[a-z.\-]+|MEE/NBS[^:]*:[^(]*|\(cn-[a-z0-9\-]+ v
 KNOWN_REPORT_MODEL = (
     re.compile(r"hourly aggregates of \d+ meters .*"),
     re.compile(r"采用：meters；原因：.*"),
+    re.compile(r"inventory [0-9a-f]+…"),
 )
 """English the report model itself still carries in its Chinese text (``accounting.report``: the on-chain data
 sentence and the inventory's reason for its activity data); the report preview shows the model as issued."""
@@ -139,7 +144,9 @@ async def test_chinese_pages_have_no_english_of_their_own(web_node: WebFixture) 
             rest = FACTOR_DATA.sub(" ", COMMAND.sub(" ", text))
             for d in sorted(data | ALLOWED, key=len, reverse=True):
                 rest = rest.replace(d, " ")
-            if KEY.fullmatch(text) and (text in keys or "_" in text):
+            if KIND.fullmatch(text):
+                problems.append(f"{path}: tx kind shown by its name: {text!r}")
+            elif KEY.fullmatch(text) and (text in keys or "_" in text):
                 problems.append(f"{path}: catalogue key shown: {text!r}")
             elif text.strip(" .:") in labels:
                 problems.append(f"{path}: English label {labels[text.strip(' .:')]!r}: {text!r}")
