@@ -5,7 +5,8 @@ and the expected-consumption model fit with its Guideline 14 errors and a foreca
   hours from the tariff version in force; the least-cost plan against flat charging (and a ``habit`` shape).
 - ``GET /v1/sites/{site_id}/energy/plan?date=D&…``: the demand forecast is the site's mean heat per local hour over
   the 7 days before D (a persistence forecast, named as such; heat meters, else electricity × 0.98), and the habit
-  is the site's electricity shape over the same days. Read from one snapshot of committed state.
+  is the site's electricity shape over last heating season (``sitehistory.season_habit``), else over the same 7
+  days (``habit_source`` says which). Read from one snapshot of committed state.
 - ``GET /v1/sites/{site_id}/energy/forecast?now=local time&grid_factor=``: the same forecast from the site's
   measured hours on chain (``energy.sitehistory``: boundary electricity meters against the outdoor sensor, the
   latest ``MAX_MODEL_HOURS`` hours before ``now`` within 400 days). Read gate: the site's ``sites`` data.
@@ -99,7 +100,8 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/v1/sites/{site_id}/energy/plan": {
         "get": {
             "summary": "Charging plan for a site: demand = mean heat per local hour of the 7 days before the date "
-            "(persistence forecast), habit = the site's electricity shape over those days",
+            "(persistence forecast), habit = the site's electricity shape over last heating season (else over "
+            "those 7 days)",
             "parameters": [
                 {"name": "site_id", "in": "path", "required": True, "schema": {"type": "string"}},
                 *_TANK_Q,
@@ -471,6 +473,7 @@ class EnergyAPI:
                 head = head_of(snap)
                 require_site(self.node, request, snap, sid)  # a site's metered history is its ``sites`` data
                 demand, elec, source = site_history(snap, head, sid, day)
+                season = sitehistory.season_habit(snap, sid, day)
             finally:
                 snap.release()
             if sum(demand) <= 0:
@@ -478,14 +481,19 @@ class EnergyAPI:
                     Code.INVALID_PAYLOAD,
                     f"site {sid} has no metered heat or electricity in the {HISTORY_DAYS} days before {day}",
                 )
-            out = run_plan(self.tariffs, day, demand, tank, elec, grid)
+            habit, habit_source = season or (
+                elec,
+                f"the site's electricity per local hour over the same {HISTORY_DAYS} days (the chain holds too "
+                "little of last heating season)",
+            )
+            out = run_plan(self.tariffs, day, demand, tank, habit, grid)
             return {
                 **out,
                 "site_id": sid,
                 "height": head.height,
                 "demand_source": f"persistence forecast: mean per local hour of the {HISTORY_DAYS} days before "
                 f"{day} ({source})",
-                "habit_source": f"the site's electricity per local hour over the same {HISTORY_DAYS} days",
+                "habit_source": habit_source,
             }
 
         return web.json_response(await self._work(fn))

@@ -13,8 +13,10 @@ so a season measured a summer ago still trains the model in December (the hours 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import numpy as np
 
 from accounting.sites import latest_boundary, load_site
 from energy.outdoor import OUTDOOR_QUANTITY, hourly_outdoor_c, outdoor_device
@@ -90,3 +92,45 @@ def site_hours(snap: Any, site_id: str, now: datetime, max_hours: int) -> dict[s
         "outdoor_sensor": sensor,
         "utc_offset_min": site.payload.utc_offset_min,
     }
+
+
+MIN_SEASON_HABIT_DAYS = 28
+
+
+def season_habit(snap: Any, site_id: str, day: date) -> tuple[list[float], str] | None:
+    """The site's electricity shape per local hour (mean kWh) over the heating season before the one ``day`` is
+    in (Hohhot's 15 Oct - 15 Apr), when the chain holds at least ``MIN_SEASON_HABIT_DAYS`` days of it; None
+    otherwise. The meters are the latest boundary's electricity meters, summed as ``site_hours`` sums them."""
+    from energy.forecast import season_of
+
+    site = load_site(snap, site_id)
+    b = latest_boundary(snap, site_id)
+    if site is None or b is None:
+        return None
+    cur = season_of(datetime(day.year, day.month, day.day))
+    start, end = cur.start.replace(year=cur.start.year - 1), cur.end.replace(year=cur.end.year - 1)
+    off = timedelta(minutes=site.payload.utc_offset_min)
+    t0 = int((start.replace(tzinfo=UTC) - off).timestamp() * 1000)
+    t1 = int((end.replace(tzinfo=UTC) - off).timestamp() * 1000)
+    meters = [
+        (str(d.handle), str(d.quantity) or "energy.import")
+        for d in b.payload.devices
+        if d.carrier == "electricity" and (b.payload.main_meter is None or d.handle == b.payload.main_meter)
+    ]
+    series = [m for m in (_meter_hours(snap, h, q, t0, t1) for h, q in meters) if m]
+    if not series:
+        return None
+    common = sorted(set(series[0]).intersection(*series[1:]))
+    if len(common) < MIN_SEASON_HABIT_DAYS * 24:
+        return None
+    hours = np.array(common, dtype=np.int64)
+    kwh = np.array([sum(m[h] for m in series) for h in common])
+    local = ((hours + site.payload.utc_offset_min * 60_000) // HOUR_MS) % 24
+    sums = np.bincount(local, weights=kwh, minlength=24)
+    counts = np.bincount(local, minlength=24)
+    shape = [float(x) for x in np.divide(sums, np.maximum(counts, 1))]
+    label = (
+        f"last season's habit: the site's electricity per local hour over the {start:%Y}/{end:%y} heating season "
+        f"({len(common):,} metered hours, {start:%Y-%m-%d} to {end - timedelta(days=1):%Y-%m-%d})"
+    )
+    return shape, label

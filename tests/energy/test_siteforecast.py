@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cemp import wiring
 from collector.loadmodel import EnergyCounter, HeatingSiteModel, local_ms
 from collector.sim.feeds import OutdoorTempFeed
-from energy.sitehistory import site_hours
+from energy.sitehistory import season_habit, site_hours
 from node.server import Node
 from tests.accounting.chain import SITE, Chain, boundary_payload, site_payload
 
@@ -26,6 +26,7 @@ DAYS = 35
 def _site(days: int, skip_tank_hour: int | None = None) -> tuple[Chain, int]:
     """A site whose core unit and storage tank meters and outdoor sensor read the load model every 15 min."""
     c = Chain()
+    c.factors()  # the plan's history is read through the inventory, which names its grid factor
     sensor = c.device(SENSOR, kind="sensor.temperature")
     meters = {CORE: c.device(CORE), TANK: c.device(TANK)}
     t0 = local_ms(2025, 12, 1)
@@ -81,6 +82,21 @@ def test_site_hours_sum_the_meters_against_the_sensor() -> None:
     assert len(site_hours(c.store, SITE, datetime(2025, 12, 3, 12), 10)["hours"]) == 10  # the latest ten
 
 
+def test_last_seasons_habit_is_the_mean_per_local_hour_of_last_season() -> None:
+    from datetime import date
+
+    c, _ = _site(30)
+    rows = site_hours(c.store, SITE, datetime(2026, 6, 1), 10_000)["hours"]
+    got = season_habit(c.store, SITE, date(2026, 11, 20))  # the 2026/27 season: last season is 2025/26
+    assert got is not None
+    shape, label = got
+    for h in (0, 7, 13, 23):
+        vals = [kwh for t, _, kwh in rows if t.hour == h]
+        assert shape[h] == pytest.approx(sum(vals) / len(vals), rel=1e-9)
+    assert "2025/26 heating season" in label and f"{len(rows):,} metered hours" in label
+    assert season_habit(c.store, SITE, date(2026, 1, 5)) is None  # 2024/25: nothing on chain
+
+
 async def test_site_forecast_route() -> None:
     c, _ = _site(DAYS)
     node = Node(c.c.genesis, c.store, c.nid, c.c.node_keys[c.nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
@@ -120,5 +136,10 @@ async def test_site_forecast_route() -> None:
         assert r.status == 400
         r = await client.get("/openapi.json")
         assert "/v1/sites/{site_id}/energy/forecast" in (await r.json())["paths"]
+        # the plan's habit: last season when the chain holds it, else the 7 days before (said which)
+        r = await client.get(f"/v1/sites/{SITE}/energy/plan", params={"date": "2026-01-05"})
+        body = await r.json()
+        assert r.status == 200 and "same 7 days" in body["habit_source"], body
+        assert "cost_yuan" in body["compare"]["habit"]
     finally:
         await client.close()
