@@ -26,7 +26,6 @@ DAYS = 35
 def _site(days: int, skip_tank_hour: int | None = None) -> tuple[Chain, int]:
     """A site whose core unit and storage tank meters and outdoor sensor read the load model every 15 min."""
     c = Chain()
-    c.factors()  # the plan's history is read through the inventory, which names its grid factor
     sensor = c.device(SENSOR, kind="sensor.temperature")
     meters = {CORE: c.device(CORE), TANK: c.device(TANK)}
     t0 = local_ms(2025, 12, 1)
@@ -99,6 +98,7 @@ def test_last_seasons_habit_is_the_mean_per_local_hour_of_last_season() -> None:
 
 async def test_site_forecast_route() -> None:
     c, _ = _site(DAYS)
+    c.factors()  # the plan's history is read through the inventory, which names its grid factor
     node = Node(c.c.genesis, c.store, c.nid, c.c.node_keys[c.nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
     client = TestClient(TestServer(node.web_app()))
     await client.start_server()
