@@ -413,17 +413,8 @@ def run_forecast(body: Any, versions: list[tf.TariffVersion]) -> dict[str, Any]:
 
 
 def _bands(versions: list[tf.TariffVersion], times: list[datetime]) -> list[str]:
-    cache: dict[date, list[str]] = {}
-    out = []
-    for t in times:
-        d = t.date()
-        if d not in cache:
-            v = tf.version_on(versions, d)
-            if v is None:
-                raise ValueError(f"no tariff version is in force on {d}: its tariff periods are unknown")
-            cache[d] = models.band_of_prices(v.prices[d.month])
-        out.append(cache[d][t.hour])
-    return out
+    """The tariff period (peak, flat, valley) of every local hour (``energy.forecast``'s table of them)."""
+    return fc.tariff_hours(versions, times)[0]
 
 
 class EnergyAPI:
@@ -465,17 +456,12 @@ class EnergyAPI:
         sid = prm.site_id(request)
         day = _date(request)
         tank, grid = tank_of(request)
-        store = self.node.ledger.store
+
+        def read(snap: Any, head: Any) -> tuple[Any, ...]:
+            return (*site_history(snap, head, sid, day), sitehistory.season_habit(snap, sid, day))
 
         def fn() -> dict[str, Any]:
-            snap = store.snapshot()
-            try:
-                head = head_of(snap)
-                require_site(self.node, request, snap, sid)  # a site's metered history is its ``sites`` data
-                demand, elec, source = site_history(snap, head, sid, day)
-                season = sitehistory.season_habit(snap, sid, day)
-            finally:
-                snap.release()
+            head, (demand, elec, source, season) = self._site_read(request, sid, read)
             if sum(demand) <= 0:
                 raise CempError(
                     Code.INVALID_PAYLOAD,
@@ -497,6 +483,17 @@ class EnergyAPI:
             }
 
         return web.json_response(await self._work(fn))
+
+    def _site_read(self, request: web.Request, sid: str, read: Callable[[Any, Any], T]) -> tuple[Any, T]:
+        """``read(snapshot, head)`` of one snapshot of committed state, once the read gate lets the caller see
+        the site's figures (its metered history is its ``sites`` data); (head, what it read)."""
+        snap = self.node.ledger.store.snapshot()
+        try:
+            head = head_of(snap)
+            require_site(self.node, request, snap, sid)
+            return head, read(snap, head)
+        finally:
+            snap.release()
 
     async def _body(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -553,23 +550,18 @@ class EnergyAPI:
                 ) from None
             if not datetime(2015, 1, 1) <= now_local <= datetime(2100, 1, 1):
                 raise CempError(Code.BAD_REQUEST, "now must be between 2015 and 2100")
-        store = self.node.ledger.store
+
+        def read(snap: Any, _head: Any) -> tuple[datetime, dict[str, Any]]:
+            site = load_site(snap, sid)
+            if site is None:
+                raise CempError(Code.NOT_FOUND, f"no site {sid!r} on this chain")
+            now = now_local
+            if now is None:
+                now = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=site.payload.utc_offset_min)
+            return now, sitehistory.site_hours(snap, sid, now, MAX_MODEL_HOURS)
 
         def fn() -> dict[str, Any]:
-            snap = store.snapshot()
-            try:
-                head = head_of(snap)
-                require_site(self.node, request, snap, sid)  # a site's metered history is its ``sites`` data
-                site = load_site(snap, sid)
-                if site is None:
-                    raise CempError(Code.NOT_FOUND, f"no site {sid!r} on this chain")
-                now = now_local
-                if now is None:
-                    off = timedelta(minutes=site.payload.utc_offset_min)
-                    now = datetime.now(UTC).replace(tzinfo=None) + off
-                hist = sitehistory.site_hours(snap, sid, now, MAX_MODEL_HOURS)
-            finally:
-                snap.release()
+            head, (now, hist) = self._site_read(request, sid, read)
             rows = hist.pop("hours")
             if len(rows) < fc.MIN_HISTORY_HOURS:
                 raise CempError(

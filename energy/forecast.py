@@ -76,7 +76,9 @@ def _hour_temps(
     return temps, source
 
 
-def _bands(versions: list[tf.TariffVersion], times: Sequence[datetime]) -> tuple[list[str], list[float]]:
+def tariff_hours(
+    versions: list[tf.TariffVersion], times: Sequence[datetime]
+) -> tuple[list[str], list[float]]:
     """Tariff period and price (yuan/kWh) of every local hour."""
     cache: dict[date, tuple[list[str], list[float]]] = {}
     bands, prices = [], []
@@ -135,7 +137,7 @@ def forecast(
     h_times = [t for t, _, _ in hist]
     h_temps = [c for _, c, _ in hist]
     h_kwh = [e for _, _, e in hist]
-    h_bands, _ = _bands(versions, h_times)
+    h_bands, _ = tariff_hours(versions, h_times)
     sel = models.select(h_times, h_temps, h_kwh, h_bands)
     fitted = sel.pop("_models")
     chosen = sel["chosen"]
@@ -170,7 +172,7 @@ def forecast(
         if n > MAX_HORIZON_HOURS:
             raise ValueError(f"horizon {hz.name} spans {n} hours")
         times = [hz.start + timedelta(hours=i) for i in range(n)]
-        bands, prices = _bands(versions, times)
+        bands, prices = tariff_hours(versions, times)
         past = [i for i, t in enumerate(times) if t < now]
         future = [i for i, t in enumerate(times) if t >= now]
         kwh = np.zeros(n)
