@@ -249,8 +249,11 @@ async def test_portrait_forecast_with_five_weeks_of_history() -> None:
             assert re.search(rf'data-key="cv_rmse_pct">{he["cv_rmse_pct"]:.1f} %<', body), body[:3000]
             assert re.search(rf'data-key="nmbe_pct">{he["nmbe_pct"]:.1f} %<', body)
             assert f"<code>{fc['model']}</code>" in body and 'id="fc-missing"' not in body
-            rows = re.findall(r'<tr>\s*<td><b>[^<]+</b><div class="muted">([^<]+)</div>', body)
-            assert rows == [f"{h['start'][:10]} – {h['end'][:10]}" for h in fc["horizons"].values()]
+            rows = re.findall(
+                r'<tr>\s*<td><b>[^<]+</b><div class="muted"><span class="nw">([^<]+)</span> – <span class="nw">([^<]+)<',
+                body,
+            )
+            assert rows == [(h["start"][:10], h["end"][:10]) for h in fc["horizons"].values()]
             season = fc["horizons"]["season"]
             assert f"{season['energy_kwh']:,.0f}" in body  # en and zh group digits alike
             assert f"energy/forecast?now={now.replace(':', '%3A')}" in body
