@@ -31,7 +31,9 @@ from maintenance.workorders import (
     order_json,
 )
 from node import codec, schema
+from node.devices import load_device
 from node.errors import CempError, Code
+from node.state import StateView
 from node.store import prefix_stop
 from node.types import DeviceRecord
 
@@ -213,7 +215,10 @@ class MaintenanceAPI:
 
         async def handler(request: web.Request) -> web.Response:
             state, device, limit = list_filter(request, states)
-            return web.json_response({key: await self._read(lambda s: listing(s, state, device, limit))})
+            items = await self._read(lambda s: listing(s, state, device, MAX_SCAN))
+            cache: dict[str, bool] = {}
+            shown = [i for i in items if self._may_read(request, str(i.get("device") or ""), cache)]
+            return web.json_response({key: shown[:limit], "withheld": len(items) - len(shown)})
 
         return handler
 
@@ -225,9 +230,24 @@ class MaintenanceAPI:
         async def handler(request: web.Request) -> web.Response:
             n = parse_number(request.match_info["n"], what)
             d = await self._read(lambda s: detail(s, n))
+            handle = str(d.get("device") or "")
+            dev = load_device(StateView(self.node.ledger.store), handle) if handle else None
+            if dev is not None:  # an alarm or order tells about a device's readings: the same rule
+                self.node.reads.require(request, str(dev.org), "readings", device=handle)
             return web.json_response(d if history_of is None else {history_of: n, "history": d["history"]})
 
         return handler
+
+    def _may_read(self, request: web.Request, handle: str, cache: dict[str, bool]) -> bool:
+        """Whether this request may read ``handle``'s readings (alarms and orders about it follow that rule)."""
+        if not handle:
+            return True
+        if handle not in cache:
+            dev = load_device(StateView(self.node.ledger.store), handle)
+            cache[handle] = dev is None or self.node.reads.allows(
+                request, str(dev.org), "readings", device=handle
+            )
+        return cache[handle]
 
     async def calibrations(self, request: web.Request) -> web.Response:
         now = int(time.time() * 1000)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from access.client import get_as, sign_in
 from maintenance import alarms as al
 from maintenance import client as mc
 from maintenance import workflow as wf
@@ -129,20 +130,21 @@ def cmd_alarm(args: argparse.Namespace) -> int:
 
     async def fn(c: NodeClient) -> Any:
         if act == "list":
-            items = (
-                await c.get("/v1/alarms", limit=args.limit, **({"state": args.state} if args.state else {}))
-            )["alarms"]
+            body = await _read(
+                c, args, "/v1/alarms", limit=args.limit, **({"state": args.state} if args.state else {})
+            )
+            items = body["alarms"]
             if args.json:
                 return items
             if not items:
-                return "no alarms"
+                return "no alarms" + _withheld(body)
             return "\n".join(
                 f"{a['number']:>5} {a['state']:<12} {a['severity']:<8} {a['rule']:<12} {a['device']:<20} "
                 f"since {_when(a['since_ms'])}  {a['message'][:60]}"
                 for a in items
-            )
+            ) + _withheld(body)
         if act == "show":
-            a = await c.get(f"/v1/alarms/{args.number}")
+            a = await _read(c, args, f"/v1/alarms/{args.number}")
             return a if args.json else render_alarm(a)
         key = _key(args.key)
         chain = ChainRef.from_status(await c.status())
@@ -177,18 +179,19 @@ def cmd_workorder(args: argparse.Namespace) -> int:
     async def fn(c: NodeClient) -> Any:
         if act == "list":
             q = {"state": args.state} if args.state else {}
-            items = (await c.get("/v1/workorders", limit=args.limit, **q))["workorders"]
+            body = await _read(c, args, "/v1/workorders", limit=args.limit, **q)
+            items = body["workorders"]
             if args.json:
                 return items
             if not items:
-                return "no work orders"
+                return "no work orders" + _withheld(body)
             return "\n".join(
                 f"{w['number']:>5} {w['state']:<10} {w['reason']:<11} {w['device']:<20} "
                 f"{(w['assignee'] or '-'):<16} {w['title'][:60]}"
                 for w in items
-            )
+            ) + _withheld(body)
         if act == "show":
-            w = await c.get(f"/v1/workorders/{args.number}")
+            w = await _read(c, args, f"/v1/workorders/{args.number}")
             return w if args.json else render_order(w)
         if act == "calibrations":
             cal = await c.get("/v1/calibrations")
@@ -260,6 +263,25 @@ def _list_and_show(sub: Any, items: str, states: tuple[str, ...], show_help: str
     sh = sub.add_parser("show", help=show_help)
     sh.add_argument("number", type=int)
     _common(sh, key=False)
+    for x in (ls, sh):
+        x.add_argument(
+            "--key",
+            help="sign in with this key file (an org admin's or a person's) to see items about devices whose "
+            "readings are members-only and that you may read; without it, only public ones",
+        )
+
+
+async def _read(c: NodeClient, args: argparse.Namespace, path: str, **params: Any) -> Any:
+    """GET ``path``, signed in with ``--key`` when given (the node then shows what that key may read)."""
+    if not getattr(args, "key", None):
+        return await c.get(path, **params)
+    tok = (await sign_in(c, _key(args.key)))["token"]
+    return await get_as(c, tok, path, **params)
+
+
+def _withheld(body: dict[str, Any]) -> str:
+    n = int(body.get("withheld") or 0)
+    return f"\n({n} more about members-only devices: --key with a key that may read them)" if n else ""
 
 
 def _who(flow: dict[str, wf.Transition], action: str) -> str:

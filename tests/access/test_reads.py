@@ -28,6 +28,7 @@ from access.model import DataPolicyPayload, GrantPayload, GrantRevoke, PersonPut
 from accounting.factors import shipped_sets
 from accounting.model import BoundaryDevice, BoundaryPayload
 from cemp import wiring
+from maintenance.alarms import make_raise
 from node.chain import sign_tx
 from node.client import NodeClient
 from node.crypto import KeyPair
@@ -363,6 +364,27 @@ async def test_an_encoded_block_with_members_only_payloads_goes_to_member_nodes(
     assert r.status == 403 and "member nodes" in (await r.json())["message"]
     # a block without members-only payloads stays public
     assert (await w.client.get("/v1/blocks/1?format=msgpack")).status == 200
+
+
+async def test_alarms_and_work_orders_follow_their_device_readings_rule(world: World) -> None:
+    """The JSON alarm inbox and work-order board: an alarm about a members-only meter is left out of the list
+    (counted as withheld) and its page answers 401/403, like the readings it tells about."""
+    w = world
+    now = int(time.time() * 1000)
+    p = make_raise(HEAT, "silent", now - 600_000, "a reading every 5 s", "none for 10 min", "meter silent")
+    await w.tx(w.admin("equipment"), "alarm", p)
+    await w.tx(w.admin("equipment"), "data.policy", DataPolicyPayload((ShortStr("readings"),), ()))
+
+    async def inbox(who: str) -> tuple[int, int, int]:
+        body = await (await w.client.get("/v1/alarms", headers=headers(w, who))).json()
+        mine = [a for a in body["alarms"] if a["device"] == HEAT]
+        n = 1 if not mine else mine[0]["number"]
+        detail = await w.client.get(f"/v1/alarms/{n}", headers=headers(w, who))
+        return len(mine), body["withheld"], detail.status
+
+    assert await inbox("anonymous") == (0, 1, 401)
+    assert await inbox("manager") == (0, 1, 403)
+    assert await inbox("engineer") == (1, 0, 200)
 
 
 async def test_web_sign_in_link_sets_a_session_and_sign_out_ends_it(world: World) -> None:

@@ -14,12 +14,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from access.client import submit_signed
+from access.model import DataPolicyPayload
 from cemp.cli import main as cemp_main
 from maintenance import alarms as al
 from maintenance import client as mc
 from node.client import NodeClient
 from node.crypto import write_key_file
 from node.errors import CempError, Code
+from node.types import ShortStr
 from tests.cluster.harness import Cluster
 from tests.support.wait import wait_until
 
@@ -167,6 +170,27 @@ async def test_lifecycle_and_permissions_on_three_nodes(tmp_path: Path) -> None:
                     ("verify", "owner"),
                     ("close", "owner"),
                 ]
+                # The owner makes the meter's readings members-only: alarms about it follow (the regulator sees
+                # it counted, not shown; the owner's key shows it).
+                await submit_signed(
+                    clients["owner"],
+                    c.admins["owner"],
+                    "data.policy",
+                    DataPolicyPayload((ShortStr("readings"),), ()),
+                )
+                await _synced(cl)
+                reg = ("--nodes", cl.url("regulator-1"))
+                rc, out, err = await asyncio.to_thread(cli, "alarm", "list", *reg)
+                assert rc == 0 and "no alarms" in out and "1 more about members-only devices" in out, (
+                    out,
+                    err,
+                )
+                rc, out, err = await asyncio.to_thread(cli, "alarm", "show", "1", *reg)
+                assert rc == 1 and "members" in err, (out, err)
+                rc, out, err = await asyncio.to_thread(
+                    cli, "alarm", "list", "--key", str(keys["owner"]), *reg
+                )
+                assert rc == 0 and DEV in out and "more about" not in out, (out, err)
                 # Bad reads are 4xx JSON.
                 for path, status in (
                     ("/v1/alarms/abc", 400),
