@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from access.model import admin_org, load_person
+from access.model import load_person
 from node.chain import Ledger
 from node.crypto import sha256
 from node.errors import CempError
@@ -41,6 +41,8 @@ class Filters:
 
 
 def object_of(kind: str, described: dict[str, Any]) -> str:
+    if kind == "org.admin_rotate" and described.get("org"):
+        return f"org {described['org']} admin key"
     if kind == "membership":
         ch = described.get("change") or {}
         if isinstance(ch, dict) and "node_id" in ch:
@@ -62,15 +64,19 @@ class Actors:
         self.ledger = ledger
         self.view = StateView(ledger.store)
         self.nodes = {r.pubkey: r for r in load_nodes(self.view, ledger.genesis).values()}
+        self.admins = ledger.admin_keys()
         self.cache: dict[bytes, dict[str, str]] = {}
 
     def of(self, key: bytes) -> dict[str, str]:
         got = self.cache.get(key)
         if got is not None:
             return got
-        org = admin_org(self.ledger.genesis, key)
+        org = self.admins.ever(key)  # an admin key then, even if a rotation has replaced it since
         if org is not None:
             a = {"type": "admin", "org": str(org.name), "name": f"{org.name} admin"}
+            retired = self.admins.retired(key)
+            if retired is not None:
+                a["name"] += f" (key replaced from block {retired[1]})"
         elif (p := load_person(self.view, key)) is not None:
             a = {"type": "person", "org": str(p.org), "name": str(p.name), "roles": ",".join(p.roles)}
         elif (n := self.nodes.get(PublicKey(key))) is not None:

@@ -61,7 +61,7 @@ def _text(value: str, what: str, required: bool) -> None:
 
 
 def _admin_only(env: Env, tx: Tx, what: str) -> Org:
-    org = admin_org(env.genesis, tx.sender)
+    org = admin_org(env.admin_keys, tx.sender)
     if org is None:
         raise CempError(Code.NOT_AUTHORIZED, f"{what} is signed by an org's admin key only")
     return org
@@ -98,8 +98,8 @@ class PersonPutKind:
         for r in p.roles:
             if r not in ROLES:
                 raise _bad(f"unknown role {r!r}; roles are {', '.join(ROLES)}")
-        if admin_org(env.genesis, p.pubkey) is not None:
-            raise _bad("that key is an org admin key; a person needs a key of their own")
+        if env.admin_keys.ever(p.pubkey) is not None:
+            raise _bad("that key is (or was) an org admin key; a person needs a key of their own")
         if any(n.pubkey == p.pubkey for n in load_nodes(view, env.genesis).values()):
             raise _bad("that key is a consortium node key; a person needs a key of their own")
         old = load_person(view, p.pubkey)
@@ -225,7 +225,7 @@ class GrantKind:
             raise _bad(f"grantee {p.grantee!r} is not an org of this consortium")
         if grantee.name == org.name:
             raise _bad("an org's own members read its data already; grant to another org")
-        if p.grantee_key is not None and org_of(view, p.grantee_key, env.genesis) != grantee.name:
+        if p.grantee_key is not None and org_of(view, p.grantee_key, env.admin_keys) != grantee.name:
             raise _bad(f"grantee_key is not an active person or the admin key of {grantee.name}")
         _kinds_list(p.data, "data")
         if len(p.sites) > MAX_GRANT_SITES:

@@ -18,6 +18,7 @@ from itertools import pairwise
 from typing import Protocol
 
 from node import codec, schema
+from node.adminkeys import AdminKeys
 from node.store import prefix_stop
 from node.types import Genesis, Handle, Hash32, Height, Org, PublicKey, ShortStr, Text, TimestampMs
 
@@ -222,30 +223,27 @@ def genesis_of(view: Reader) -> Genesis:
     return _genesis_of(raw)
 
 
-def admin_org(genesis: Genesis, pubkey: bytes) -> Org | None:
-    for org in genesis.orgs:
-        if org.admin_key == pubkey:
-            return org
-    return None
+def admin_org(admins: AdminKeys, pubkey: bytes) -> Org | None:
+    """The org whose admin key ``pubkey`` is at the height ``admins`` is for (``Env.admin_keys`` in a kind,
+    ``Ledger.admin_keys()`` on a read path): a rotated-out admin key is no org's admin any more."""
+    return admins.org_of(pubkey)
 
 
-def org_of(view: Reader, pubkey: bytes, genesis: Genesis | None = None) -> str | None:
+def org_of(view: Reader, pubkey: bytes, admins: AdminKeys) -> str | None:
     """The org ``pubkey`` speaks for: the org whose admin key it is, or the org of the active person it is.
 
-    None for any other key (a revoked person, a device, a node key, a stranger)."""
-    g = genesis if genesis is not None else genesis_of(view)
-    org = admin_org(g, pubkey)
+    None for any other key (a revoked person, a former admin key, a device, a node key, a stranger)."""
+    org = admin_org(admins, pubkey)
     if org is not None:
         return str(org.name)
     rec = load_person(view, pubkey)
     return str(rec.org) if rec is not None and rec.active else None
 
 
-def roles_of(view: Reader, pubkey: bytes, genesis: Genesis | None = None) -> frozenset[str]:
+def roles_of(view: Reader, pubkey: bytes, admins: AdminKeys) -> frozenset[str]:
     """The roles ``pubkey`` holds now: every role plus ``admin`` for an org admin key, the person's roles for an
     active person, nothing for anyone else (revoked people included). Pair it with ``org_of`` to know where."""
-    g = genesis if genesis is not None else genesis_of(view)
-    if admin_org(g, pubkey) is not None:
+    if admin_org(admins, pubkey) is not None:
         return frozenset((*ROLES, ADMIN))
     rec = load_person(view, pubkey)
     if rec is None or not rec.active:

@@ -41,6 +41,7 @@ WRITE_POLICY: dict[str, frozenset[str]] = {
     "rating": frozenset({"energy_manager"}),
     "report": frozenset({"energy_manager"}),
     # access
+    "org.admin_rotate": frozenset(),
     "person.put": frozenset(),
     "person.revoke": frozenset(),
     "grant": frozenset({"energy_manager"}),
@@ -74,7 +75,7 @@ class ChainAuthorizer:
         self.policy = dict(policy)
 
     def authorize(self, view: StateView, env: Env, tx: Tx, payload: Any) -> Actor | None:
-        org = admin_org(env.genesis, tx.sender)
+        org = admin_org(env.admin_keys, tx.sender)
         if org is not None:
             return Actor(org, False, frozenset({ADMIN}))
         rec = load_person(view, tx.sender)

@@ -34,6 +34,7 @@ from access.model import (
 )
 from access.tokens import Token, Tokens, load_secret
 from node import schema
+from node.adminkeys import AdminKeys, admin_keys_at
 from node.chain import genesis_hash
 from node.errors import CempError, Code
 from node.state import StateView
@@ -89,16 +90,28 @@ class AccessGate:
         self.tokens = Tokens(secret, genesis_hash(genesis), node_id)
         self.clock = clock
         self._orgs: dict[str, tuple[bytes, DataPolicyRecord | None, dict[str, list[GrantRecord]]]] = {}
+        self._admins: AdminKeys | None = None
         """Per org: (committed height it was read at, data policy, grants by grantee). Re-read as soon as the
         height moves, so a revoke takes effect with the block that records it; an expiry is checked per request."""
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
 
+    def admin_keys(self) -> AdminKeys:
+        """The org admin keys in force now (for the next block), re-read when the committed height moves: a key
+        a rotation replaced stops speaking for its org with the block after the rotation's."""
+        raw = self.store.get(schema.META_HEIGHT)
+        height = int.from_bytes(raw, "big") + 1 if raw else 1
+        got = self._admins
+        if got is None or got.height != height:
+            got = admin_keys_at(self.store, self.genesis, height)
+            self._admins = got
+        return got
+
     # --- who is asking -----------------------------------------------------------------------------------
     def speaker(self, pubkey: bytes) -> Viewer | None:
         """What ``pubkey`` speaks for now (None: no org admin key, no active person)."""
-        org = admin_org(self.genesis, pubkey)
+        org = admin_org(self.admin_keys(), pubkey)
         if org is not None:
             return Viewer(pubkey, str(org.name), f"{org.name} admin", ("admin",))
         rec: PersonRecord | None = load_person(StateView(self.store), pubkey)

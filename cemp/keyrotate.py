@@ -5,6 +5,12 @@ the node key by default: ``<node key>.next``, where the running node looks for i
 with the new key and the tx with the node's current key (or, with ``--admin``, its org's admin key: a lost or
 stolen node key); submit and wait until it commits. The node switches to the new key at the effective height by
 itself, as does every other node; afterwards the operator replaces the old key file with the new one.
+
+``cemp keys rotate-admin`` replaces an org's admin key by a signed ``org.admin_rotate`` tx
+(``node.adminrotation``): it makes the new key file if it does not exist (0600), signs the proof of possession
+with it (over the chain's genesis hash, the org, the current and the new key) and the tx with the current admin
+key, submits and waits until it commits. From the next block every node takes the new key as the org's admin
+and refuses the old one; nothing restarts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from node.adminrotation import DOMAIN_ADMIN_POSSESSION, OrgAdminRotation, admin_claim_message
 from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyFileError, KeyPair, read_key_file, write_key_file
@@ -36,12 +43,14 @@ async def rotate(
 ) -> dict[str, object]:
     async with NodeClient(api, timeout_s=timeout_s + 10) as c:
         st = await c.status()
-        chain_id, height = str(st["chain_id"]), int(st["height"])
+        chain, height = ChainRef.from_status(st), int(st["height"])
         effective = at_height if at_height is not None else height + in_blocks
-        possession = new.sign(DOMAIN_KEY_POSSESSION, claim_message(chain_id, node_id, new.public, effective))
+        possession = new.sign(
+            DOMAIN_KEY_POSSESSION, claim_message(chain.genesis_hash, node_id, new.public, effective)
+        )
         payload = NodeKeyRotation(ShortStr(node_id), PublicKey(new.public), Height(effective), possession)
         nxt = int((await c.get(f"/v1/nonces/{sender.public.hex()}"))["next"])
-        raw, h = sign_tx(sender, ChainRef.from_status(st), "node.key_rotate", nxt, payload)
+        raw, h = sign_tx(sender, chain, "node.key_rotate", nxt, payload)
         res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
     out: dict[str, object] = {
         "tx": h.hex(),
@@ -108,6 +117,75 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+async def rotate_admin(
+    api: str, org: str, current: KeyPair, new: KeyPair, timeout_s: float
+) -> dict[str, object]:
+    """Sign, submit and wait for an ``org.admin_rotate`` tx; the result as printed by the command."""
+    async with NodeClient(api, timeout_s=timeout_s + 10) as c:
+        st = await c.status()
+        chain = ChainRef.from_status(st)
+        msg = admin_claim_message(chain.genesis_hash, org, current.public, new.public)
+        payload = OrgAdminRotation(
+            ShortStr(org), PublicKey(new.public), new.sign(DOMAIN_ADMIN_POSSESSION, msg)
+        )
+        nxt = int((await c.get(f"/v1/nonces/{current.public.hex()}"))["next"])
+        raw, h = sign_tx(current, chain, "org.admin_rotate", nxt, payload)
+        res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
+    out: dict[str, object] = {
+        "tx": h.hex(),
+        "org": org,
+        "old_key": current.public.hex(),
+        "new_key": new.public.hex(),
+        "status": res.get("status"),
+        "height": res.get("height"),
+    }
+    result = res.get("result") or {}
+    if not result.get("ok", False):
+        out["refused"] = result.get("reason")
+    elif isinstance(res.get("height"), int):
+        out["effective_height"] = int(res["height"]) + 1
+    return out
+
+
+def cmd_keys_rotate_admin(args: argparse.Namespace) -> int:
+    admin_path = Path(args.admin)
+    new_path = Path(args.new_key) if args.new_key else admin_path.with_name(admin_path.name + ".next")
+    try:
+        current = read_key_file(admin_path)
+        if new_path.exists():
+            new = read_key_file(new_path)
+            made = False
+        else:
+            new = KeyPair.generate()
+            write_key_file(new_path, new, label=f"{args.org} admin key (rotated)", overwrite=False)
+            made = True
+    except KeyFileError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if new.public == current.public:
+        print("the new key is the current admin key; name another --new-key", file=sys.stderr)
+        return 2
+    try:
+        out = asyncio.run(rotate_admin(args.api, args.org, current, new, args.timeout))
+    except CempError as e:
+        print(f"rotation refused: {e.message}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"cannot reach {args.api}: {e}", file=sys.stderr)
+        return 1
+    out["new_key_file"] = str(new_path) + (" (made now)" if made else "")
+    print(json.dumps(out))
+    if "refused" in out:
+        return 1
+    print(
+        f"org {args.org}'s admin key is {new_path} from block {out.get('effective_height')}; the old key is "
+        f"refused from then on. Give the new key to whoever signs for the org (cemp people/grant/... --key) and "
+        f"retire the old file.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def add_rotate_parser(keys_sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = keys_sub.add_parser(
         "rotate",
@@ -134,3 +212,20 @@ def add_rotate_parser(keys_sub: argparse._SubParsersAction) -> None:  # type: ig
     )
     r.add_argument("--timeout", type=float, default=60, help="seconds to wait for the tx to commit")
     r.set_defaults(func=cmd_keys_rotate)
+
+    a = keys_sub.add_parser(
+        "rotate-admin",
+        help="replace an org's admin key by a tx its current admin key signs, from the next block (no downtime)",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    a.add_argument("--org", required=True, help="the org whose admin key is replaced")
+    a.add_argument("--admin", required=True, help="the org's current admin key file (signs the tx)")
+    a.add_argument(
+        "--new-key", help="the new admin key file; made (0600) if it does not exist. Default: <--admin>.next"
+    )
+    a.add_argument(
+        "--api", default="http://127.0.0.1:7001", help="any node's API (default http://127.0.0.1:7001)"
+    )
+    a.add_argument("--timeout", type=float, default=60, help="seconds to wait for the tx to commit")
+    a.set_defaults(func=cmd_keys_rotate_admin)

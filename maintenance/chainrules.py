@@ -14,7 +14,6 @@ from typing import Any, Protocol, TypeVar
 from maintenance import workflow as wf
 from maintenance.model import Step
 from node import codec, schema
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
@@ -62,7 +61,7 @@ def actor_of(env: Env, tx: Tx) -> Actor:
     decided = getattr(env, "actor", None)
     if decided is not None:
         return Actor(decided.org, frozenset(decided.roles) if decided.person else None)
-    org = org_of_admin(env.genesis, tx.sender)
+    org = env.admin_keys.org_of(tx.sender)
     if org is None:
         raise CempError(
             Code.NOT_AUTHORIZED,

@@ -434,14 +434,26 @@ class NodeAPI:
         return web.json_response({"pubkey": pk.hex(), "nonce": committed, "next": pending + 1})
 
     async def consortium(self, request: web.Request) -> web.Response:
-        """Orgs from the genesis and every node with whether it is a current member."""
+        """Orgs from the genesis (with the admin key in force now and its rotations) and every node with whether
+        it is a current member."""
         led = self.ledger
+        admins = led.admin_keys()
         return web.json_response(
             {
                 "chain_id": led.genesis.chain_id,
                 "genesis_hash": led.genesis_hash.hex(),
                 "orgs": [
-                    {"name": o.name, "role": o.role, "prefix": o.prefix, "admin_key": o.admin_key.hex()}
+                    {
+                        "name": o.name,
+                        "role": o.role,
+                        "prefix": o.prefix,
+                        "admin_key": bytes(admins.key_of(o.name) or o.admin_key).hex(),
+                        "genesis_admin_key": o.admin_key.hex(),
+                        "admin_key_rotations": [
+                            {"since": int(e.since), "pubkey": e.pubkey.hex()}
+                            for e in led.admin_epochs.get(o.name, ())
+                        ],
+                    }
                     for o in led.genesis.orgs
                 ],
                 "nodes": [

@@ -16,8 +16,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from node import codec, merkle, schema
+from node.adminkeys import AdminEpoch, AdminKeys, load_admin_histories, refuse_retired
 from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
+from node.genesis import genesis_hash
 from node.keyrotation import KeyEpoch, key_at, load_histories
 from node.state import Overlay, StateView
 from node.statehash import StateHash
@@ -49,10 +51,6 @@ from node.types import (
 from node.watermark import Mark, Watermark, WatermarkError, check_store
 
 OK = TxResult(0, Text(""))
-
-
-def genesis_hash(genesis: Genesis) -> Hash32:
-    return sha256(b"CEMP/genesis/v1\x00" + codec.encode(genesis))
 
 
 def header_hash(header: BlockHeader) -> Hash32:
@@ -167,6 +165,9 @@ class Ledger:
         """Current members: who may propose and whose commit votes count."""
         self.key_epochs: dict[str, tuple[KeyEpoch, ...]] = {}
         """Each node's key rotations (``node.keyrotation``); ``node_key`` answers the key of a height."""
+        self.admin_epochs: dict[str, tuple[AdminEpoch, ...]] = {}
+        """Each org's admin key rotations (``node.adminkeys``); ``admin_keys`` answers the keys of a height."""
+        self._admins: AdminKeys | None = None
         self.verified: set[bytes] = set()
         """Tx hashes whose signature this process already checked at admission (skip on apply)."""
         self._verified_lock = threading.Lock()
@@ -225,6 +226,19 @@ class Ledger:
         self.nodes = {k: as_node_info(r) for k, r in recs.items()}
         self.active = {k for k, r in recs.items() if r.active}
         self.key_epochs = load_histories(StateView(self.store))
+        self.admin_epochs = load_admin_histories(self.store)
+        self._admins = None
+
+    def admin_keys(self, height: int | None = None) -> AdminKeys:
+        """The org admin keys in force for block ``height`` (default: the next block, what a tx submitted now and
+        a read now go by), from committed state. Rotations take effect from the block after the one that commits
+        them, so the keys of the block being executed never depend on that block's own txs."""
+        h = self.height + 1 if height is None else height
+        got = self._admins
+        if got is None or got.height != h:
+            got = AdminKeys(self.genesis, self.admin_epochs, h)
+            self._admins = got
+        return got
 
     def node_key(self, node_id: str, height: int) -> bytes | None:
         """The key of node ``node_id`` for block ``height`` (its proposal and the votes on it); None for a node
@@ -357,11 +371,12 @@ class Ledger:
         """Run ``raw_txs`` on top of the committed head; returns the staged block (header unsigned)."""
         height = Height(self.height + 1)
         overlay = Overlay(self.store, self.acc)
+        admins = self.admin_keys(height)
         results: list[TxResult] = []
         hashes: list[Hash32] = []
         for i, raw in enumerate(raw_txs):
             pre = decoded[i] if decoded is not None else None
-            res, h = self._apply_tx(overlay, raw, pre, height, TimestampMs(time_ms), i)
+            res, h = self._apply_tx(overlay, raw, pre, height, TimestampMs(time_ms), i, admins)
             results.append(res)
             hashes.append(h)
         header = BlockHeader(
@@ -379,7 +394,14 @@ class Ledger:
         return StagedBlock(header, raw_txs, hashes, results, overlay)
 
     def _apply_tx(
-        self, st: Overlay, raw: bytes, pre: DecodedTx | None, height: Height, time_ms: TimestampMs, index: int
+        self,
+        st: Overlay,
+        raw: bytes,
+        pre: DecodedTx | None,
+        height: Height,
+        time_ms: TimestampMs,
+        index: int,
+        admins: AdminKeys,
     ) -> tuple[TxResult, Hash32]:
         h = pre.hash if pre is not None else sha256(raw)
         st.begin()
@@ -390,7 +412,8 @@ class Ledger:
             self.check_nonce(st, d)
             st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
             consumed_nonce = True
-            env = Env(self.genesis, height, time_ms, h, index)
+            env = Env(self.genesis, height, time_ms, h, index, admins=admins)
+            refuse_retired(admins, d.tx.sender)
             if self.kinds.authorizer is not None:
                 env = replace(env, actor=self.kinds.authorizer.authorize(st, env, d.tx, d.payload))
             fused = getattr(d.kind, "check_and_apply", None)
@@ -447,7 +470,8 @@ class Ledger:
         self.store.write(changes, sync=True)
         if self.watermark is not None:
             self.watermark.advance_block(block.header.height, h)  # only after the batch is on disk
-        if any(k.startswith((schema.MEMBER_PREFIX, schema.NODE_KEYS_PREFIX)) for k in staged.overlay.writes):
+        prefixes = (schema.MEMBER_PREFIX, schema.NODE_KEYS_PREFIX, schema.ADMIN_KEYS_PREFIX)
+        if any(k.startswith(prefixes) for k in staged.overlay.writes):
             self.refresh_members()
         self.height = block.header.height
         self.acc = staged.overlay.acc

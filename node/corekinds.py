@@ -1,5 +1,5 @@
-"""The tx kinds of the core ledger: ``device.register``, ``readings``, ``membership``, ``node.key_rotate`` and
-``document``.
+"""The tx kinds of the core ledger: ``device.register``, ``readings``, ``membership``, ``node.key_rotate``,
+``org.admin_rotate`` and ``document``.
 
 An application adds its own kinds, and hooks into ``device.register``, by building the registry itself (see
 ``cemp.wiring``); a ledger that only needs the core (a library user, a core test) can take ``core_registry()``.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from node.adminrotation import OrgAdminRotationKind
 from node.devices import DeviceRegisterKind, RegisterHook
 from node.documents import KIND_IMPL as DOCUMENT_KIND
 from node.keyrotation import NodeKeyRotationKind
@@ -26,6 +27,7 @@ def core_kinds(register_hooks: Sequence[RegisterHook] = ()) -> list[TxKind]:
         ReadingsKind(),
         MembershipKind(),
         NodeKeyRotationKind(),
+        OrgAdminRotationKind(),
         DOCUMENT_KIND,
     ]
 

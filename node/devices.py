@@ -55,13 +55,6 @@ def org_for_prefix(genesis: Genesis, prefix: str) -> Org | None:
     return None
 
 
-def org_of_admin(genesis: Genesis, key: bytes) -> Org | None:
-    for org in genesis.orgs:
-        if org.admin_key == key:
-            return org
-    return None
-
-
 def load_device(view: StateView, handle: str) -> DeviceRecord | None:
     raw = view.get(schema.device(handle))
     return None if raw is None else codec.decode(DeviceRecord, raw)

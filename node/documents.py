@@ -40,7 +40,7 @@ from aiohttp import web
 
 from node import codec, schema
 from node.crypto import sha256
-from node.devices import load_device, org_of_admin
+from node.devices import load_device
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
@@ -426,7 +426,8 @@ class DocumentsAPI:
         ]
 
     def _json(self, rec: DocumentRecord) -> dict[str, Any]:
-        admin = org_of_admin(self.node.ledger.genesis, rec.sender)
+        admins = self.node.ledger.admin_keys()
+        admin = admins.ever(rec.sender)  # an admin key then (it may have been rotated since)
         return {
             **KIND_IMPL.describe(rec.payload),
             "version": rec.version,

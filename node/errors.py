@@ -34,6 +34,8 @@ class Code(IntEnum):
     UNAVAILABLE = 20
     TIMEOUT = 21
     UNAUTHENTICATED = 22
+    KEY_RETIRED = 23
+    """The sender's key was an org admin key that a rotation replaced (``node.adminkeys``)."""
 
 
 _STATUS = {
@@ -59,6 +61,7 @@ _STATUS = {
     Code.UNAVAILABLE: 503,
     Code.TIMEOUT: 504,
     Code.UNAUTHENTICATED: 401,
+    Code.KEY_RETIRED: 403,
 }
 
 

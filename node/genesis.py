@@ -27,9 +27,19 @@ from pathlib import Path
 from typing import Any
 
 from node import codec
-from node.crypto import KeyFileError, public_key_of_file
+from node.crypto import KeyFileError, public_key_of_file, sha256
 from node.devices import PREFIX_RE
-from node.types import ConsensusParams, Genesis, Handle, NodeInfo, Org, PublicKey, ShortStr, TimestampMs
+from node.types import (
+    ConsensusParams,
+    Genesis,
+    Handle,
+    Hash32,
+    NodeInfo,
+    Org,
+    PublicKey,
+    ShortStr,
+    TimestampMs,
+)
 
 ROLES = ("owner", "equipment", "regulator")
 DEFAULT_PARAMS: dict[str, int] = {
@@ -131,6 +141,11 @@ def build_genesis(doc: dict[str, Any], base: Path, now_ms: int | None = None) ->
     return Genesis(
         ShortStr(chain_id), TimestampMs(int(t)), tuple(orgs), tuple(nodes), ConsensusParams(**params)
     )
+
+
+def genesis_hash(genesis: Genesis) -> Hash32:
+    """What a chain is known by beside its id: tx signatures and proofs of possession are bound to it."""
+    return sha256(b"CEMP/genesis/v1\x00" + codec.encode(genesis))
 
 
 def genesis_from_toml(path: Path) -> Genesis:

@@ -8,8 +8,9 @@ block, so every node switches at the same height, deterministically:
   voter's key at ``h`` (``key_at``); from ``E`` on only the new key is accepted for blocks and votes, before ``E``
   only the old one, so the old key cannot sign new history once the rotation is effective;
 - the tx is sent by the node's current key or by its org's admin key (when the node key is lost or stolen), and
-  carries a proof of possession: the new key's signature over ``DOMAIN_KEY_POSSESSION || encode(claim)``, so a
-  typo or someone else's public key cannot become a node's key;
+  carries a proof of possession: the new key's signature over ``DOMAIN_KEY_POSSESSION || encode(claim)``, a
+  claim bound to the genesis hash (like tx signatures, ``ChainRef``), so a typo or someone else's public key
+  cannot become a node's key and a proof made for one chain counts on no other that shares its chain id;
 - ``E`` is at least ``MIN_DELAY`` blocks after the block that commits the tx (every node has applied the rotation
   before it needs it, even one that receives the two blocks together) and at most ``MAX_DELAY``; one rotation may
   be pending per node; a key is never reused by the node or held by another node.
@@ -26,15 +27,16 @@ from typing import Any
 
 from node import codec, schema
 from node.crypto import verify
-from node.devices import org_of_admin
 from node.errors import CempError, Code
+from node.genesis import genesis_hash
 from node.membership import _record, load_nodes
 from node.state import StateView
 from node.store import prefix_stop
 from node.txkinds import Env, Writer
-from node.types import Genesis, Height, PublicKey, ShortStr, Signature, Tx
+from node.types import Genesis, Hash32, Height, PublicKey, ShortStr, Signature, Tx
 
-DOMAIN_KEY_POSSESSION = b"CEMP/node-key-possession/v1\x00"
+DOMAIN_KEY_POSSESSION = b"CEMP/node-key-possession/v2\x00"
+"""v2: the claim names the genesis hash (v1 named the chain id only)."""
 KEYS_PREFIX = schema.NODE_KEYS_PREFIX
 MIN_DELAY = 2
 MAX_DELAY = 1_000_000
@@ -61,9 +63,9 @@ class KeyHistory:
 
 @dataclass(frozen=True, slots=True)
 class PossessionClaim:
-    """What the new key signs: this chain, this node, this key, from this height."""
+    """What the new key signs: this chain (by genesis hash), this node, this key, from this height."""
 
-    chain_id: ShortStr
+    genesis_hash: Hash32
     node_id: ShortStr
     new_key: PublicKey
     effective_height: Height
@@ -80,9 +82,11 @@ class NodeKeyRotation:
     """The new key's Ed25519 over ``DOMAIN_KEY_POSSESSION || encode(PossessionClaim)``."""
 
 
-def claim_message(chain_id: str, node_id: str, new_key: bytes, effective_height: int) -> bytes:
+def claim_message(genesis_hash_: bytes, node_id: str, new_key: bytes, effective_height: int) -> bytes:
     return codec.encode(
-        PossessionClaim(ShortStr(chain_id), ShortStr(node_id), PublicKey(new_key), Height(effective_height))
+        PossessionClaim(
+            Hash32(genesis_hash_), ShortStr(node_id), PublicKey(new_key), Height(effective_height)
+        )
     )
 
 
@@ -122,7 +126,7 @@ class NodeKeyRotationKind:
             raise CempError(Code.NOT_FOUND, f"node {p.node_id} is not a member")
         epochs = _history(view, p.node_id)
         current = key_at(rec.pubkey, epochs, env.height)
-        admin_org = org_of_admin(g, tx.sender)
+        admin_org = env.admin_keys.org_of(tx.sender)
         if tx.sender != current and (admin_org is None or admin_org.name != rec.org):
             raise CempError(
                 Code.NOT_AUTHORIZED,
@@ -152,9 +156,9 @@ class NodeKeyRotationKind:
                 *(bytes(e.pubkey) for e in _history(view, other.node_id)),
             }:
                 raise CempError(Code.INVALID_PAYLOAD, f"this key belongs to node {other.node_id}")
-        if any(bytes(p.new_key) == bytes(o.admin_key) for o in g.orgs):
-            raise CempError(Code.INVALID_PAYLOAD, "an org admin key cannot be a node key")
-        msg = claim_message(g.chain_id, p.node_id, p.new_key, p.effective_height)
+        if env.admin_keys.ever(p.new_key) is not None:
+            raise CempError(Code.INVALID_PAYLOAD, "an org admin key (current or former) cannot be a node key")
+        msg = claim_message(genesis_hash(g), p.node_id, p.new_key, p.effective_height)
         if not verify(p.new_key, DOMAIN_KEY_POSSESSION, msg, p.possession):
             raise CempError(
                 Code.BAD_SIGNATURE, "the proof of possession does not verify: the new key must sign the claim"

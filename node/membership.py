@@ -17,7 +17,6 @@ from typing import Any
 
 from node import codec, schema
 from node.crypto import verify
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import prefix_stop
@@ -105,7 +104,8 @@ class MembershipKind:
 
     def check(self, view: StateView, env: Env, tx: Tx, p: MembershipTx) -> None:
         g = env.genesis
-        if org_of_admin(g, tx.sender) is None:
+        admins = env.admin_keys
+        if admins.org_of(tx.sender) is None:
             raise CempError(Code.NOT_AUTHORIZED, "membership changes are sent by an org admin key")
         ch = p.change
         if ch.chain_id != g.chain_id:
@@ -121,8 +121,11 @@ class MembershipKind:
             org = orgs.get(a.org)
             if org is None:
                 raise CempError(Code.INVALID_PAYLOAD, f"approval from unknown org {a.org!r}")
-            if not verify(org.admin_key, DOMAIN_MEMBERSHIP, msg, a.signature):
-                raise CempError(Code.BAD_SIGNATURE, f"approval of org {a.org} does not verify")
+            key = admins.key_of(org.name)
+            if key is None or not verify(key, DOMAIN_MEMBERSHIP, msg, a.signature):
+                raise CempError(
+                    Code.BAD_SIGNATURE, f"approval of org {a.org} does not verify with its current admin key"
+                )
             approved.add(a.org)
         need = len(orgs) // 2 + 1
         if len(approved) < need:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from node import schema
+from node.adminkeys import refuse_retired
 from node.chain import DecodedTx, Ledger
 from node.errors import CempError, Code
 from node.state import StateView
@@ -57,7 +58,9 @@ class Mempool:
     def _admit_checked(self, d: DecodedTx, now_ms: int) -> None:
         view = PendingView(self.ledger.store, self.overlay)
         self.ledger.check_nonce(view, d)
-        env = Env(self.ledger.genesis, Height(self.ledger.height + 1), TimestampMs(now_ms), d.hash, 0)
+        admins = self.ledger.admin_keys()
+        env = Env(self.ledger.genesis, Height(admins.height), TimestampMs(now_ms), d.hash, 0, admins=admins)
+        refuse_retired(admins, d.tx.sender)
         authorizer = self.ledger.kinds.authorizer
         if authorizer is not None:  # checked again, on block time and state, when the block applies
             env = replace(env, actor=authorizer.authorize(view, env, d.tx, d.payload))

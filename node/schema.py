@@ -191,6 +191,13 @@ def hourly_tx_range(devnum: int, quantity: str, start_hour: int, stop_hour: int)
 MEMBER_PREFIX = b"gnode/"
 NODE_KEYS_PREFIX = b"gkeys/"
 """Node key histories (``node.keyrotation``), beside the member registry in the ``g`` namespace."""
+ADMIN_KEYS_PREFIX = b"gadmin/"
+"""Org admin key histories (``node.adminkeys``), by org name."""
+
+
+def admin_keys(org: str) -> bytes:
+    """Admin key history of an org whose genesis admin key was rotated."""
+    return ADMIN_KEYS_PREFIX + org.encode()
 
 
 def member(node_id: str) -> bytes:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from node.adminkeys import AdminKeys
 from node.state import StateView
 from node.types import ConsensusParams, Genesis, Hash32, Height, Org, TimestampMs, Tx
 
@@ -49,10 +50,18 @@ class Env:
     actor: Actor | None = None
     """Set by the chain's ``Authorizer`` (``KindRegistry.authorizer``); None without one, or when the sender is
     neither an org admin nor a person it knows (a device key: the kind decides)."""
+    admins: AdminKeys | None = None
+    """The org admin keys in force at ``height`` (``node.adminkeys``), built by the ledger for the block and by
+    the mempool for the next block; None (a test's bare env) means the genesis keys."""
 
     @property
     def params(self) -> ConsensusParams:
         return self.genesis.params
+
+    @property
+    def admin_keys(self) -> AdminKeys:
+        """Which key is each org's admin key at this height: ask this, never ``genesis.orgs``."""
+        return self.admins if self.admins is not None else AdminKeys.of_genesis(self.genesis)
 
 
 class Writer(Protocol):
@@ -99,17 +108,15 @@ class Authorizer(Protocol):
 
 
 def acting_org(env: Env, tx: Tx) -> Org | None:
-    """The org a tx acts for: the authorizer's decision if there is one, else the org whose admin key signed it.
+    """The org a tx acts for: the authorizer's decision if there is one, else the org whose admin key (at the
+    env's height, ``Env.admin_keys``) signed it.
 
     Kinds use this instead of comparing ``tx.sender`` with admin keys, so that people an org registered (with a
     role that allows the kind) act for their org, and a chain without an authorizer behaves as before.
     """
     if env.actor is not None:
         return env.actor.org
-    for org in env.genesis.orgs:
-        if org.admin_key == tx.sender:
-            return org
-    return None
+    return env.admin_keys.org_of(tx.sender)
 
 
 class KindRegistry(Mapping[str, TxKind]):

@@ -759,6 +759,7 @@ class Resolver:
             TimestampMs(max(int(time.time() * 1000), self.ledger.last_time_ms + 1)),
             Hash32(b"\x00" * 32),
             0,
+            admins=self.ledger.admin_keys(),
         )
 
     async def write(self, kind: str, payload: HandlePut | HandleDelete, creating: bool) -> TxLocation:

@@ -350,7 +350,8 @@ def actor_of(view: StateView, env: Env, tx: Tx, auth: object, name: Name) -> Act
     g = env.genesis
     if auth.method == "org":
         if acting_org(env, tx) != name.org:
-            owner = next((o.name for o in g.orgs if o.admin_key == tx.sender), None)
+            owner_org = env.admin_keys.org_of(tx.sender)
+            owner = owner_org.name if owner_org is not None else None
             raise HandleError(
                 RC_INVALID_ADMIN,
                 f"{name.homed} belongs to {name.org.name}; the tx is signed by "

@@ -26,6 +26,7 @@ from accounting.rating import compute_rating
 from accounting.rating import payload_of as rating_payload
 from accounting.report import payload_of as report_payload
 from cemp import wiring
+from node.adminrotation import DOMAIN_ADMIN_POSSESSION, OrgAdminRotation, admin_claim_message
 from node.chain import ChainError, Ledger, header_hash, sign_tx
 from node.crypto import KeyPair
 from node.documents import DocumentPayload, make_fields
@@ -174,6 +175,13 @@ class Base:
             return "owner", GrantRevoke(ShortStr(f"g-{state}"), Text("contract ended"))
         if kind == "data.policy":
             return "owner", DataPolicyPayload((ShortStr("readings"),), ())
+        if kind == "org.admin_rotate":  # executed, never committed: the owner's admin key stays
+            new = KeyPair.generate()
+            old = self.ch.c.admins["owner"].public
+            msg = admin_claim_message(self.ch.c.chain.genesis_hash, "owner", old, new.public)
+            return "owner", OrgAdminRotation(
+                ShortStr("owner"), new.public, new.sign(DOMAIN_ADMIN_POSSESSION, msg)
+            )
         raise AssertionError(f"the matrix has no payload for kind {kind!r}: add one")
 
     def tx(self, key: KeyPair, kind: str, payload: Any) -> bytes:

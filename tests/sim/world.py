@@ -38,7 +38,7 @@ from cemp import wiring
 from consensus.messages import AppendEntries, AppendEntriesResponse, HardState, RequestVoteResponse, Snapshot
 from node import codec, crypto, schema
 from node.catchup import BlockFetcher
-from node.chain import ChainRef, header_hash, quorum, sign_tx
+from node.chain import ChainRef, genesis_hash, header_hash, quorum, sign_tx
 from node.crypto import KeyPair, sha256, verify
 from node.devices import load_device
 from node.errors import CempError, Code
@@ -633,7 +633,9 @@ class World:
         nonce = 1  # signed by the node's own (current) key: one rotation per node and run
         while True:
             at = max(self.chain, default=0) + r.randrange(3, 10)
-            pos = new.sign(DOMAIN_KEY_POSSESSION, claim_message(self.genesis.chain_id, nid, new.public, at))
+            pos = new.sign(
+                DOMAIN_KEY_POSSESSION, claim_message(genesis_hash(self.genesis), nid, new.public, at)
+            )
             payload = NodeKeyRotation(ShortStr(nid), PublicKey(new.public), Height(at), pos)
             raw, _ = sign_tx(sn.key, ChainRef.of(self.genesis), "node.key_rotate", nonce, payload)
             # too soon (the chain outran it: try later) or the node's removal committed first (give up)

@@ -19,7 +19,6 @@ from typing import Any
 
 from cemp import cli, wiring
 from node import codec, migrations, schema
-from node.devices import org_of_admin
 from node.errors import CempError, Code
 from node.state import StateView
 from node.store import Store, prefix_stop
@@ -50,7 +49,7 @@ class NoteKind:
     payload_type = Note
 
     def check(self, view: StateView, env: Env, tx: Tx, p: Note) -> None:
-        if org_of_admin(env.genesis, tx.sender) is None:
+        if env.admin_keys.org_of(tx.sender) is None:
             raise CempError(Code.NOT_AUTHORIZED, "notes are signed by an org admin key")
 
     def apply(self, state: Writer, env: Env, tx: Tx, p: Note) -> None:

@@ -37,7 +37,9 @@ def rotation(
     at: int,
     signer: KeyPair | None = None,
 ) -> bytes:
-    pos = (signer or new).sign(DOMAIN_KEY_POSSESSION, claim_message(c.chain_id, nid, new.public, at))
+    pos = (signer or new).sign(
+        DOMAIN_KEY_POSSESSION, claim_message(c.chain.genesis_hash, nid, new.public, at)
+    )
     raw, _ = sign_tx(
         sender,
         c.chain,
