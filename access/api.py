@@ -114,6 +114,13 @@ class AccessAPI:
         self.gate.tokens.sign_in(pubkey, challenge, sig, now)
         v = self.gate.speaker(pubkey)
         if v is None:
+            retired = self.gate.admin_keys().retired(pubkey)
+            if retired is not None:
+                raise CempError(
+                    Code.KEY_RETIRED,
+                    f"that key was org {retired[0].name}'s admin key until block {retired[1] - 1}; sign in with "
+                    "the org's new admin key",
+                )
             raise CempError(
                 Code.NOT_AUTHORIZED, "that key is no org admin key and no active person of this consortium"
             )

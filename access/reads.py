@@ -143,7 +143,8 @@ class AccessGate:
         v = self.speaker(tok.pubkey) if tok is not None else None
         if tok is not None and v is None:
             raise CempError(
-                Code.UNAUTHENTICATED, "that key no longer speaks for any org (revoked?); ask your org's admin"
+                Code.UNAUTHENTICATED,
+                "that key no longer speaks for any org (a revoked person, or an admin key a rotation replaced); sign in again with a current key",
             )
         request[VIEWER_KEY] = v
         return v

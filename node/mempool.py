@@ -57,10 +57,12 @@ class Mempool:
 
     def _admit_checked(self, d: DecodedTx, now_ms: int) -> None:
         view = PendingView(self.ledger.store, self.overlay)
-        self.ledger.check_nonce(view, d)
         admins = self.ledger.admin_keys()
+        refuse_retired(
+            admins, d.tx.sender
+        )  # first: whatever its nonce, a former admin key's tx will not pass
+        self.ledger.check_nonce(view, d)
         env = Env(self.ledger.genesis, Height(admins.height), TimestampMs(now_ms), d.hash, 0, admins=admins)
-        refuse_retired(admins, d.tx.sender)
         authorizer = self.ledger.kinds.authorizer
         if authorizer is not None:  # checked again, on block time and state, when the block applies
             env = replace(env, actor=authorizer.authorize(view, env, d.tx, d.payload))
