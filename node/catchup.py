@@ -8,6 +8,11 @@ such a snapshot to ``CatchUp.restore``, which either
   (``Ledger.install_snapshot``), then fetches any blocks still missing.
 Afterwards the node's applied Raft index is the snapshot's.
 
+A node configured with a halt height (a coordinated upgrade, ``halt_height`` / ``CEMP_HALT_HEIGHT``) catches up
+to that height and no further, like the driver's own apply loop: no fetched block above it is applied, a state
+snapshot above it is not installed (blocks are fetched up to the halt instead), and the snapshot's Raft index is
+not recorded as applied, so the next release (started without the halt) catches up the rest.
+
 Peers are reached through a ``BlockFetcher`` seam: ``HttpFetcher`` asks their HTTP API (``GET /v1/blocks``,
 ``/v1/statesync``); the whole-node simulator reads the other simulated nodes over its fake network. The same
 seam serves any other "get me a good copy of this block" need (a follower refetching a damaged replicated block
@@ -160,6 +165,7 @@ class CatchUp:
         mode: str = "blocks",
         on_block: Callable[[Block], None] = lambda _b: None,
         retry_s: float = 0.2,
+        halt_height: int | None = None,
     ) -> None:
         if mode not in ("blocks", "state"):
             raise ValueError(f"catch-up mode must be 'blocks' or 'state', not {mode!r}")
@@ -172,12 +178,18 @@ class CatchUp:
         self.on_block = on_block
         self.retry_s = retry_s
         self.restored = 0
+        self.halt_height = halt_height
+        """Apply no block above this height (``node.config.NodeConfig.halt_height``); None: no halt."""
 
-    async def restore(self, snap: Snapshot) -> None:
-        """Catch up to ``snap``'s block; returns once the ledger is there and the applied index is recorded."""
+    def halted(self) -> bool:
+        return self.halt_height is not None and self.ledger.height >= self.halt_height
+
+    async def restore(self, snap: Snapshot) -> bool:
+        """Catch up to ``snap``'s block; returns True once the ledger is there and the applied index is recorded,
+        False if the halt height stopped it first (nothing above the halt applied, the index not recorded)."""
         led = self.ledger
         if not snap.data:
-            return  # the genesis prefix: nothing to fetch
+            return True  # the genesis prefix: nothing to fetch
         ref = codec.decode(SnapshotRef, snap.data)
         self.restored += 1
         log.info(
@@ -186,14 +198,24 @@ class CatchUp:
             ref.height,
             led.height,
         )
-        if self.mode == "state" and led.height < ref.height:
+        past_halt = self.halt_height is not None and ref.height > self.halt_height
+        if self.mode == "state" and led.height < ref.height and not past_halt:
             await self._install_state(int(ref.height))
         while led.height < ref.height:
+            if self.halted():
+                log.warning(
+                    "%s: catch-up stops at the halt height %d (the snapshot is at %d)",
+                    self.node_id,
+                    self.halt_height,
+                    ref.height,
+                )
+                return False
             if not await self.fetch_next():
                 await self.clock.sleep(self.retry_s)  # no peer had it (yet): back off, ask again
         if self.mode != "state" and led.height == ref.height and led.last_hash != ref.block_hash:
             raise ChainError("snapshot block hash differs from the chain this node verified")
         led.store.write({RAFT_APPLIED: snap.meta.index.to_bytes(8, "big")}, sync=True)
+        return True
 
     async def _install_state(self, min_height: int) -> None:
         led = self.ledger
@@ -207,8 +229,11 @@ class CatchUp:
                 log.warning("state sync from %s failed: %s", peer, err)
 
     async def fetch_next(self) -> bool:
-        """Fetch, verify and apply the block after the head from the first peer that has a good one."""
+        """Fetch, verify and apply the block after the head from the first peer that has a good one; False if
+        none had it, or the head is at the halt height."""
         led = self.ledger
+        if self.halted():
+            return False
         for peer in self.fetcher.peers():
             try:
                 raw = await self.fetcher.block_raw(peer, led.height + 1)

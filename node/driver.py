@@ -186,6 +186,7 @@ class ConsensusDriver:
             offload,
             mode=catchup,
             on_block=self._caught_up_block,
+            halt_height=halt_height,
         )
         self.inbox: list[tuple[str, list[Any]]] = []
         self.forward_buf: list[bytes] = []
@@ -756,8 +757,8 @@ class ConsensusDriver:
         #    ``app_applied`` is the app's, and block cutting and compaction wait for it.)
         if rd.snapshot is not None:
             await self._drain_applies()
-            await self._restore(rd.snapshot)
-            self.app_applied = max(self.app_applied, int(rd.snapshot.meta.index))
+            if await self._restore(rd.snapshot):  # False: stopped at the halt height, the snapshot not reached
+                self.app_applied = max(self.app_applied, int(rd.snapshot.meta.index))
         if rd.committed_entries:
             self.apply_q.extend(rd.committed_entries)
             self.apply_idle.clear()
@@ -903,12 +904,15 @@ class ConsensusDriver:
         snap = self.raft.compact(upto, codec.encode(ref))
         self.raftstore.compact(snap)
 
-    async def _restore(self, snap: Snapshot) -> None:
+    async def _restore(self, snap: Snapshot) -> bool:
         """Catch up to a snapshot's block (``node.catchup``: fetch and verify blocks, or install state)."""
         async with self.ledger_lock:
-            await self.catchup.restore(snap)
+            done = await self.catchup.restore(snap)
         # A state snapshot skips the blocks below it: drop pending txs they committed (waiters get the location).
         self.mempool.rebuild(self.wall_ms())
+        if self._halt_reached():
+            self._halt()  # catch-up stopped at the halt height, as the apply loop does
+        return done
 
     def _caught_up_block(self, block: Block) -> None:
         """Catch-up applied a fetched block: sign the new head and tell the mempool."""
@@ -937,6 +941,8 @@ class ConsensusDriver:
             async with self.ledger_lock:
                 while await self.catchup.fetch_next():
                     pass
+            if self._halt_reached():
+                self._halt()
         except Exception:
             log.exception("%s: fetching blocks ahead failed", self.node_id)
         finally:

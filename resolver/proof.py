@@ -10,8 +10,15 @@ its tx wrote (the value from a ``handle.put`` payload, or the values ``device.re
 the block time). What a proof cannot show: that no *later* block changed the handle. The app hash is a
 multiset hash (``node.statehash``) with no per-key proofs, so freshness is "as of the node's head height",
 which the proof states; compare ``head_height`` across nodes, or replay the chain (``cemp verify``), to check it.
-The commit certificate is checked against the genesis node set; a consortium whose membership changed on chain
-needs those membership txs as well (not covered here).
+
+Node keys rotate on chain (``node.keyrotation``): a block after a rotation is signed, and voted on, with the new
+key. So the proof also carries ``key_changes``: every ``node.key_rotate`` tx whose key counts at or before the
+newest proven block, each proven the same way (inclusion, result, header signed and certified by the keys in force
+at *its* height). The check walks them in height order from the genesis keys, so each block's signer and voters
+are checked with the keys of that block's height, from the genesis alone. Org admin key rotations
+(``org.admin_rotate``) need nothing here: a tx's own signature names its sender, and what the chain accepted is
+its certified result. Nodes added or removed on chain (``membership``) are not followed: the certificate is
+counted over the genesis node set.
 """
 
 from __future__ import annotations
@@ -23,9 +30,11 @@ from node.chain import genesis_hash, header_hash, quorum, tx_signature_ok
 from node.crypto import sha256, verify
 from node.devices import org_for_prefix
 from node.errors import CempError
+from node.keyrotation import MIN_DELAY, KeyEpoch, NodeKeyRotation, key_at
 from node.types import (
     DOMAIN_BLOCK,
     DOMAIN_VOTE,
+    Block,
     BlockHeader,
     DeviceRegistration,
     Genesis,
@@ -35,6 +44,60 @@ from node.types import (
 from resolver import idis
 from resolver.kinds import HandlePut
 from resolver.values import HandleRecord, StoredValue, value_to_json
+
+MAX_ROTATION_SCAN = 10_000
+"""Blocks looked at (backwards from its effective height) to find the tx of a node key rotation."""
+
+
+def _part(ledger: Any, block: Block, index: int) -> dict[str, Any]:
+    """Proof of the tx at ``index`` of ``block``: inclusion, result, header, signature and certificate."""
+    height = int(block.header.height)
+    raw = bytes(block.txs[index])
+    results = [codec.encode(r) for r in ledger.results(height)]
+    return {
+        "tx": sha256(raw).hex(),
+        "raw": raw.hex(),
+        "height": height,
+        "index": index,
+        "tree_size": len(block.txs),
+        "path": [p.hex() for p in merkle.inclusion_proof(block.txs, index)],
+        "result": results[index].hex(),
+        "results_path": [p.hex() for p in merkle.inclusion_proof(results, index)],
+        "header": codec.encode(block.header).hex(),
+        "header_hash": header_hash(block.header).hex(),
+        "header_signature": bytes(block.signature).hex(),
+        "commit": [
+            {"node_id": s.node_id, "signature": bytes(s.signature).hex()} for s in ledger.cert(height)
+        ],
+    }
+
+
+def _rotation_tx(ledger: Any, node_id: str, epoch: KeyEpoch) -> tuple[Block, int]:
+    """The block and index of the valid ``node.key_rotate`` tx that made ``epoch``: it committed at least
+    ``MIN_DELAY`` blocks before the effective height (usually ``cemp keys rotate``'s 20)."""
+    top = int(epoch.since) - MIN_DELAY
+    for height in range(top, max(0, top - MAX_ROTATION_SCAN), -1):
+        block = ledger.block(height)
+        if block is None:
+            break
+        results = None
+        for i, raw in enumerate(block.txs):
+            try:
+                tx = codec.decode(Tx, bytes(raw))
+                if tx.kind != "node.key_rotate":
+                    continue
+                p = codec.decode(NodeKeyRotation, tx.payload)
+            except CempError:
+                continue
+            if p.node_id != node_id or p.effective_height != epoch.since or p.new_key != epoch.pubkey:
+                continue
+            results = results if results is not None else ledger.results(height)
+            if results[i].code == 0:
+                return block, i
+    raise RuntimeError(
+        f"the tx that rotated node {node_id}'s key (effective at block {epoch.since}) is not in this node's block "
+        "store (restored from a state snapshot?); ask a node with the whole chain"
+    )
 
 
 def build(ledger: Any, rec: HandleRecord, values: list[StoredValue]) -> dict[str, Any]:
@@ -48,23 +111,15 @@ def build(ledger: Any, rec: HandleRecord, values: list[StoredValue]) -> dict[str
         block = ledger.block(sv.set_height)
         if loc is None or block is None:
             raise RuntimeError(f"tx {h.hex()} of {rec.handle} is not in the block store")
-        results = [codec.encode(r) for r in ledger.results(loc.height)]
-        txs[h] = {
-            "tx": h.hex(),
-            "raw": bytes(block.txs[loc.index]).hex(),
-            "height": loc.height,
-            "index": loc.index,
-            "tree_size": len(block.txs),
-            "path": [p.hex() for p in merkle.inclusion_proof(block.txs, loc.index)],
-            "result": results[loc.index].hex(),
-            "results_path": [p.hex() for p in merkle.inclusion_proof(results, loc.index)],
-            "header": codec.encode(block.header).hex(),
-            "header_hash": header_hash(block.header).hex(),
-            "header_signature": bytes(block.signature).hex(),
-            "commit": [
-                {"node_id": s.node_id, "signature": bytes(s.signature).hex()} for s in ledger.cert(loc.height)
-            ],
-        }
+        txs[h] = _part(ledger, block, loc.index)
+    newest = max((int(p["height"]) for p in txs.values()), default=0)
+    changes = []
+    for node_id, epochs in sorted(ledger.key_epochs.items()):
+        for e in epochs:
+            if e.since <= newest:
+                block, index = _rotation_tx(ledger, node_id, e)
+                changes.append(_part(ledger, block, index))
+    changes.sort(key=lambda p: (int(p["height"]), int(p["index"])))
     return {
         "handle": rec.handle,
         "version": rec.version,
@@ -72,6 +127,7 @@ def build(ledger: Any, rec: HandleRecord, values: list[StoredValue]) -> dict[str
         "chain_id": ledger.genesis.chain_id,
         "values": [{"index": sv.value.index, "tx": bytes(sv.set_tx).hex()} for sv in values],
         "txs": list(txs.values()),
+        "key_changes": changes,
     }
 
 
@@ -86,7 +142,41 @@ def _hex(s: object, what: str) -> bytes:
         raise ProofError(f"{what} is not hex") from None
 
 
-def _check_tx(p: dict[str, Any], genesis: Genesis) -> tuple[Tx, BlockHeader]:
+class NodeKeys:
+    """The node keys of each height as the proof's ``key_changes`` establish them, from the genesis keys."""
+
+    def __init__(self, genesis: Genesis) -> None:
+        self.registered = {str(n.node_id): bytes(n.pubkey) for n in genesis.nodes}
+        self.epochs: dict[str, tuple[KeyEpoch, ...]] = {}
+        self.last_height = 0
+
+    def key(self, node_id: str, height: int) -> bytes | None:
+        reg = self.registered.get(node_id)
+        return None if reg is None else bytes(key_at(reg, self.epochs.get(node_id, ()), height))
+
+    def learn(self, tx: Tx, header: BlockHeader) -> None:
+        """Take a proven, valid ``node.key_rotate`` tx (in height order)."""
+        if tx.kind != "node.key_rotate":
+            raise ProofError(f"a key change of the proof is a {tx.kind} tx, not node.key_rotate")
+        if header.height < self.last_height:
+            raise ProofError("the proof's key changes are not in height order")
+        self.last_height = int(header.height)
+        try:
+            p = codec.decode(NodeKeyRotation, tx.payload)
+        except CempError as e:
+            raise ProofError(f"a key change does not decode: {e.message}") from None
+        nid = str(p.node_id)
+        if nid not in self.registered:
+            raise ProofError(f"a key change names node {nid}, which is not in the genesis")
+        epochs = self.epochs.get(nid, ())
+        if p.effective_height < header.height + MIN_DELAY or (
+            epochs and p.effective_height <= epochs[-1].since
+        ):
+            raise ProofError(f"the key change of node {nid} at block {header.height} is out of order")
+        self.epochs[nid] = (*epochs, KeyEpoch(p.effective_height, p.new_key))
+
+
+def _check_tx(p: dict[str, Any], genesis: Genesis, keys: NodeKeys | None = None) -> tuple[Tx, BlockHeader]:
     raw = _hex(p.get("raw"), "raw tx")
     try:
         tx = codec.decode(Tx, raw)
@@ -113,23 +203,25 @@ def _check_tx(p: dict[str, Any], genesis: Genesis) -> tuple[Tx, BlockHeader]:
     if not tx_signature_ok(genesis_hash(genesis), tx, raw):
         raise ProofError(f"tx {h.hex()[:16]}: sender signature does not verify")
     hh = header_hash(header)
-    nodes = {n.node_id: n for n in genesis.nodes}
-    prop = nodes.get(header.proposer)
+    keys = keys if keys is not None else NodeKeys(genesis)
+    height = int(header.height)
+    prop = keys.key(str(header.proposer), height)
     if prop is None or not verify(
-        prop.pubkey, DOMAIN_BLOCK, codec.encode(header), _hex(p.get("header_signature"), "sig")
+        prop, DOMAIN_BLOCK, codec.encode(header), _hex(p.get("header_signature"), "sig")
     ):
         raise ProofError(
-            f"block {header.height}: proposer signature does not verify against the genesis nodes"
+            f"block {header.height}: proposer signature does not verify with {header.proposer}'s key of that "
+            "height (genesis keys and the proof's key changes)"
         )
     seen: set[str] = set()
     for v in p.get("commit", []):
-        nid = v.get("node_id")
-        info = nodes.get(nid)
-        if info is None or nid in seen:
+        nid = str(v.get("node_id"))
+        key = keys.key(nid, height)
+        if key is None or nid in seen:
             continue
-        if verify(info.pubkey, DOMAIN_VOTE, hh, _hex(v.get("signature"), "vote")):
+        if verify(key, DOMAIN_VOTE, hh, _hex(v.get("signature"), "vote")):
             seen.add(nid)
-    need = quorum(len(nodes))
+    need = quorum(len(keys.registered))
     if len(seen) < need:
         raise ProofError(
             f"block {header.height}: {len(seen)} valid commit votes, a majority of the genesis needs {need}"
@@ -169,9 +261,13 @@ def verify_proof(doc: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
     if not isinstance(proof, dict):
         raise ProofError("the document has no proof; resolve with ?proof=true")
     handle = str(doc.get("handle", ""))
+    keys = NodeKeys(genesis)
+    for p in proof.get("key_changes", []):
+        tx, header = _check_tx(p, genesis, keys)
+        keys.learn(tx, header)
     by_tx: dict[str, tuple[Tx, BlockHeader]] = {}
     for p in proof.get("txs", []):
-        by_tx[str(p.get("tx"))] = _check_tx(p, genesis)
+        by_tx[str(p.get("tx"))] = _check_tx(p, genesis, keys)
     where = {int(v["index"]): str(v["tx"]) for v in proof.get("values", [])}
     checked = []
     for value in doc.get("values", []):
@@ -191,4 +287,5 @@ def verify_proof(doc: dict[str, Any], genesis: Genesis) -> dict[str, Any]:
         "txs": len(by_tx),
         "as_of_height": proof.get("head_height"),
         "blocks": sorted({h.height for _, h in by_tx.values()}),
+        "key_changes": len(proof.get("key_changes", [])),
     }

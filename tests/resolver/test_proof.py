@@ -12,11 +12,20 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from cemp import wiring
+from node.chain import Ledger, header_hash, sign_tx
+from node.crypto import KeyPair
 from node.genesis import write_genesis
+from node.keyrotation import DOMAIN_KEY_POSSESSION, NodeKeyRotation, claim_message
 from node.server import Node
-from resolver.proof import ProofError, verify_proof
+from node.state import StateView
+from node.store import MemoryStore
+from node.types import Height, PublicKey, ShortStr
+from resolver.handles import load_record
+from resolver.proof import ProofError, build, verify_proof
+from resolver.values import value_to_json
 from tests.resolver.conftest import basic, submit
-from tests.support.testing import TestConsortium
+from tests.support.testing import GENESIS_TIME_MS, TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
 
@@ -95,3 +104,55 @@ async def test_verify_proof_command(resolver_node: Fixture, tmp_path: Path) -> N
     doc["values"][0]["ttl"] = 1
     bad = subprocess.run([*cmd, "-"], input=json.dumps(doc), capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and json.loads(bad.stdout)["ok"] is False
+
+
+def test_a_block_after_a_node_key_rotation_is_proven_from_the_genesis_alone() -> None:
+    """owner-1's key rotates at block 3 (its tx in block 1); a device registered in block 4, signed and voted on
+    with the new key, verifies offline with the genesis plus the proof's key change; without it, it does not."""
+    c = TestConsortium.create(3)
+    led = Ledger(MemoryStore(), c.genesis, wiring.kinds())
+    nid = "owner-1"
+    new = KeyPair.generate()
+    keys = dict(c.node_keys)
+
+    def produce(raws: list[bytes]) -> None:
+        height = led.height + 1
+        if height >= 3:
+            keys[nid] = new
+        staged = led.execute(
+            tuple(raws),
+            time_ms=GENESIS_TIME_MS + 3_600_000 + 1000 * height,
+            proposer=nid,
+            term=0,
+            last_commit=led.cert(led.height) if led.height else (),
+        )
+        block = led.sign_block(staged, keys[nid])
+        bh = header_hash(block.header)
+        led.commit(block, staged, tuple(led.vote(bh, n, k) for n, k in sorted(keys.items())))
+
+    pos = new.sign(DOMAIN_KEY_POSSESSION, claim_message(c.chain.genesis_hash, nid, new.public, 3))
+    rot = NodeKeyRotation(ShortStr(nid), PublicKey(new.public), Height(3), pos)
+    produce([sign_tx(c.node_keys[nid], c.chain, "node.key_rotate", 1, rot)[0]])
+    produce([])
+    produce([])
+    _, reg = c.register_device("88.123.45/101.5.1")
+    produce([reg])
+    assert led.results(1)[0].code == 0 and led.results(4)[0].code == 0
+    rec = load_record(StateView(led.store), "88.123.45/101.5.1")
+    assert rec is not None
+    values = list(rec.values)
+    doc = {
+        "handle": rec.handle,
+        "values": [value_to_json(sv) for sv in values],
+        "proof": build(led, rec, values),
+    }
+    out = verify_proof(json.loads(json.dumps(doc)), c.genesis)
+    assert out["ok"] and out["blocks"] == [4] and out["key_changes"] == 1, out
+    stripped = copy.deepcopy(doc)
+    stripped["proof"]["key_changes"] = []
+    with pytest.raises(ProofError, match="key of that height"):
+        verify_proof(stripped, c.genesis)
+    forged = copy.deepcopy(doc)  # a key change whose certificate is dropped does not count
+    forged["proof"]["key_changes"][0]["commit"] = []
+    with pytest.raises(ProofError, match="commit votes"):
+        verify_proof(forged, c.genesis)
