@@ -919,6 +919,7 @@ async def run_demo(
                         f"{total}  bills {docs}  alarms {agent.alarm_count()}  app hash {st['app_hash'][:16]}"
                     )
                     _log(await carbon_line(client))
+                    _log(await metrics_line(client, metrics_url))
             finally:
                 stop.set()
                 with contextlib.suppress(Exception):
@@ -1092,6 +1093,58 @@ async def serve_collector_metrics(agent: SiteAgent) -> tuple[web.AppRunner, str]
     await site.start()
     port = runner.addresses[0][1]
     return runner, f"http://127.0.0.1:{port}/metrics"
+
+
+def prom_samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    """(name, labels, value) of every sample in a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        (s.name, dict(s.labels), float(s.value))
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    ]
+
+
+def _p50_ms(samples: list[tuple[str, dict[str, str], float]], name: str) -> float | None:
+    """Upper bound (ms) of the histogram bucket that holds the median, None without observations."""
+    buckets = sorted(
+        (float(lb["le"]), v)
+        for n, lb, v in samples
+        if n == f"{name}_bucket" and lb.get("le") not in (None, "+Inf")
+    )
+    total = sum(v for n, _, v in samples if n == f"{name}_count")
+    if not total:
+        return None
+    return next((le * 1000 for le, cum in buckets if cum >= total / 2), None)
+
+
+async def metrics_line(client: NodeClient, collector_url: str) -> str:
+    """A few live figures from the node's and the collector's ``/metrics``, as Prometheus scrapes them."""
+    try:
+        async with client.session.get(f"{client.base}/metrics") as r:
+            node = prom_samples(await r.text())
+        async with client.session.get(collector_url) as r:
+            coll = prom_samples(await r.text())
+    except Exception as e:  # a node restarting: the figures come with the next line
+        return f"metrics unavailable ({e})"
+
+    def total(samples: list[tuple[str, dict[str, str], float]], name: str) -> float:
+        return sum(v for n, _, v in samples if n == name)
+
+    refused = {lb.get("reason", "?"): v for n, lb, v in node if n == "cemp_txs_refused_total" and v}
+    why = ", ".join(f"{k} {v:.0f}" for k, v in sorted(refused.items())) or "none"
+    p50 = _p50_ms(node, "cemp_commit_latency_seconds")
+    count = total(node, "cemp_commit_latency_seconds_count")
+    mean = total(node, "cemp_commit_latency_seconds_sum") / count * 1000 if count else None
+    lat = "n/a" if p50 is None or mean is None else f"p50 <= {p50:.0f} ms, mean {mean:.0f} ms"
+    return (
+        f"metrics {client.base}/metrics: height {total(node, 'cemp_height'):.0f}  commit latency {lat}  "
+        f"txs accepted {total(node, 'cemp_txs_accepted_total'):.0f} refused {sum(refused.values()):.0f} ({why})  "
+        f"mempool {total(node, 'cemp_mempool_txs'):.0f}  leader changes {total(node, 'cemp_leader_changes_total'):.0f}"
+        f"  | collector {collector_url}: open alarms {total(coll, 'cemp_collector_open_alarms'):.0f}  outbox "
+        f"{total(coll, 'cemp_collector_outbox_txs'):.0f} txs  dead letters {total(coll, 'cemp_collector_dead_letters'):.0f}"
+    )
 
 
 async def carbon_line(client: NodeClient) -> str:

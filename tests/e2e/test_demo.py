@@ -94,6 +94,16 @@ def test_demo_runs_all_sources_into_the_chain(tmp_path: Path) -> None:
     assert len(reads) == 3, first.stdout[-3000:]
     assert reads[0].startswith("refused (not_authorized)") and reads[2].startswith("refused (not_authorized)")
     assert re.fullmatch(r"\d+ readings", reads[1]), reads
+    # live figures from the node's and the collector's /metrics: height and accepted txs move between lines
+    metrics = re.findall(
+        r"metrics http://127\.0\.0\.1:\d+/metrics: height (\d+)  commit latency (?:p50 <= \d+ ms, mean \d+ ms|n/a)"
+        r"  txs accepted (\d+) refused (\d+) \([^)]*\)  mempool \d+  leader changes \d+  \| collector "
+        r"http://127\.0\.0\.1:\d+/metrics: open alarms (\d+)  outbox (\d+) txs  dead letters (\d+)",
+        first.stdout,
+    )
+    assert len(metrics) >= 2, first.stdout[-3000:]
+    assert int(metrics[-1][0]) > int(metrics[0][0]) and int(metrics[-1][1]) > int(metrics[0][1]) > 0, metrics
+    assert "commit latency p50 <= " in first.stdout
     other = subprocess.run(
         [sys.executable, "-m", "cemp.cli", "demo", "--dir", str(tmp_path / "d"), "--port", str(port + 10)],
         capture_output=True,
