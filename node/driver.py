@@ -757,7 +757,8 @@ class ConsensusDriver:
         #    ``app_applied`` is the app's, and block cutting and compaction wait for it.)
         if rd.snapshot is not None:
             await self._drain_applies()
-            if await self._restore(rd.snapshot):  # False: stopped at the halt height, the snapshot not reached
+            # False: catch-up stopped at the halt height, short of the snapshot (its index is not applied)
+            if await self._restore(rd.snapshot):
                 self.app_applied = max(self.app_applied, int(rd.snapshot.meta.index))
         if rd.committed_entries:
             self.apply_q.extend(rd.committed_entries)
