@@ -22,6 +22,7 @@ again; the fault is injected only on a chain that holds no work order yet.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -161,10 +162,9 @@ class MaintenanceWalk:
                 await self._tick(orgs, watcher, inject)
             except Exception as e:  # the demo keeps going; every error is shown, and the next tick retries
                 self.log(f"maintenance: {type(e).__name__}: {getattr(e, 'message', e)}; trying again")
-            try:
-                await asyncio.wait_for(stop.wait(), 2.0)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):  # not wait_for: on 3.11 it can swallow a cancel
+                    await stop.wait()
 
     async def _start(self, orgs: Orgs) -> tuple[Watcher, bool]:
         """The watcher from the current height, and whether to inject the fault (a chain with no work order)."""

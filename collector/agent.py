@@ -636,7 +636,8 @@ class SiteAgent:
                 # Nothing to send: wait for a flush (or poll the outbox now and then).
                 idle = 0
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first(self._wake.wait(), stop.wait()), 1.0)
+                    async with asyncio.timeout(1.0):  # not wait_for: on 3.11 it can swallow a cancel
+                        await _first(self._wake.wait(), stop.wait())
             elif not progressed:
                 # The node answers but takes nothing (all pending, or refused for now): back off.
                 idle += 1
@@ -818,7 +819,10 @@ class SiteAgent:
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
             try:
-                _, pending = await asyncio.wait_for(self.submit_once(), max(0.1, deadline - loop.time()))
+                async with asyncio.timeout(
+                    max(0.1, deadline - loop.time())
+                ):  # not wait_for (see _sleep_until)
+                    _, pending = await self.submit_once()
             except _NodeDown:
                 await asyncio.sleep(min(self._retry_delay(), max(0.0, deadline - loop.time())))
                 continue
@@ -921,7 +925,8 @@ async def _sleep_until(t: float, stop: asyncio.Event, loop: asyncio.AbstractEven
     if delay <= 0:
         return False
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay)
+        async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancel
+            await stop.wait()
     return stop.is_set()
 
 

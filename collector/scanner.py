@@ -292,7 +292,8 @@ class BillScanner:
                     fails = 0
                     delay = self.settings.poll_interval_s
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+                    async with asyncio.timeout(delay):  # not wait_for: on 3.11 it can swallow a cancel
+                        await stop.wait()
         finally:
             await self.aclose()
 

@@ -311,7 +311,8 @@ class NodeAPI:
             fut.cancel()
             return loc
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for, which can swallow a cancel on Python 3.11
+                return await fut
         except TimeoutError:
             raise CempError(
                 Code.TIMEOUT, f"tx {h.hex()} not committed within {timeout:.1f} s; it is still pending"

@@ -60,6 +60,7 @@ from node.mempool import Mempool
 from node.peer import RAFT_TYPES, CommitVote, ForwardTxs, RequestSigner
 from node.raftstore import RAFT_APPLIED, RaftStore, SnapshotRef
 from node.seams import Clock, Offload, PeerTransport, SystemClock, TransportFactory
+from node.tasks import cancel_and_wait
 from node.transport import Transport
 from node.types import DOMAIN_BLOCK, DOMAIN_VOTE, Blob, Block, CommitSig, Hash32, Height, PublicKey
 
@@ -392,10 +393,12 @@ class ConsensusDriver:
                 deadline = next_tick if self.cut_at is None else min(next_tick, self.cut_at)
                 timeout = deadline - clock.monotonic()
                 if timeout > 0 and not self.inbox:
-                    try:
-                        await asyncio.wait_for(self.wake.wait(), timeout)
-                    except TimeoutError:
-                        pass
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that arrives as
+                    # the event is set, and this loop would then run on past its node's shutdown (a test's
+                    # teardown awaited it forever).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            await self.wake.wait()
                 self.wake.clear()
                 now = clock.monotonic()
                 if now >= next_tick:
@@ -415,11 +418,11 @@ class ConsensusDriver:
                     assert rd is not None
                     await self._handle_ready(rd)
         finally:
-            for t in (applier, self.preparing, self.fetch_ahead, *self.fetch_tasks):
-                if t is not None:
-                    t.cancel()
-                    with contextlib.suppress(BaseException):
-                        await t
+            subtasks = [
+                t for t in (applier, self.preparing, self.fetch_ahead, *self.fetch_tasks) if t is not None
+            ]
+            with contextlib.suppress(asyncio.CancelledError):  # a second cancel still lets the transport stop
+                await cancel_and_wait(subtasks, 5.0)
             self.verifier.shutdown(wait=False, cancel_futures=True)
             await self.transport.stop()
             await self.fetcher.close()
@@ -814,7 +817,8 @@ class ConsensusDriver:
         if len(self.ledger.active) <= 1:
             return False  # the only node: it is never behind anyone
         try:
-            await asyncio.wait_for(self.applied_event.wait(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (see ``run``)
+                await self.applied_event.wait()
         except TimeoutError:
             return False
         return True

@@ -42,12 +42,16 @@ from node.readgate import OpenReads, ReadGate
 from node.seams import Seams
 from node.statesync import StateSyncServer
 from node.store import LevelDBStore, Store
+from node.tasks import cancel_and_wait
 from node.tls import TlsFiles, client_context, server_context
 from node.txkinds import KindRegistry
 from node.types import Block, Genesis
 from node.watermark import Watermark, path_beside
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_S = 10.0
+"""How long the node's background tasks get to stop once cancelled (``node.tasks.cancel_and_wait``)."""
 
 RouteProvider = Callable[["Node"], list[web.RouteDef]]
 """Extra routes of a node (documents, the resolver, ...): called once per app; matched before the core's. A provider
@@ -242,11 +246,7 @@ class Node:
     async def _background(self, app: web.Application) -> AsyncIterator[None]:
         self._tasks.append(asyncio.create_task(self._guard(self.driver.run()), name="block-loop"))
         yield
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks, SHUTDOWN_S)
         self.api.verifier.shutdown(wait=True)
 
     async def _guard(self, coro: object) -> None:

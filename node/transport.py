@@ -14,7 +14,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections import Counter, deque
@@ -36,6 +35,7 @@ from node.peer import (
     request_header,
     seal,
 )
+from node.tasks import cancel_and_wait
 from node.tls import scheme
 from node.types import PublicKey
 
@@ -129,11 +129,7 @@ class Transport:
             self._tasks.append(asyncio.create_task(self._sender(peer), name=f"peer-send-{peer}"))
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self._session is not None:
             await self._session.close()

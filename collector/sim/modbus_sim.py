@@ -193,8 +193,9 @@ class ModbusMeterSim:
         if f is not None and f.kind in (Fault.EXCEPTION, Fault.NO_RESPONSE) and f.consume():
             if f.kind == Fault.EXCEPTION:
                 return ExcCodes(f.exception_code)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), f.delay_s)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(f.delay_s):  # not wait_for: on 3.11 it can swallow a cancel
+                    await self._closing.wait()
             return ExcCodes.DEVICE_BUSY  # only ever sent after the client gave up
         m.reads += 1
         values = m.values_at(self.clock.now_ms())
