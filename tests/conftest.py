@@ -1,9 +1,10 @@
-"""Shared fixtures: a test consortium and an in-process node served by aiohttp's test server."""
+"""Shared fixtures: a test consortium, an in-process node served by aiohttp's test server, and the reaping of
+processes a test started and left running (``tests.support.procs``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
@@ -13,7 +14,18 @@ from cemp import wiring
 from node.crypto import KeyPair
 from node.server import Node
 from node.store import MemoryStore
+from tests.support import procs
 from tests.support.testing import TestConsortium
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes_the_test_left() -> Iterator[None]:
+    """Node, agent and demo processes a test started (through ``tests.support.procs``) and did not stop -- it
+    failed before its ``finally``, or has none -- are terminated when the test ends. Processes of module- and
+    session-scoped fixtures are started before this fixture, so they are left to their own finalizers."""
+    n = procs.mark()
+    yield
+    procs.reap_since(n)
 
 
 @pytest.fixture

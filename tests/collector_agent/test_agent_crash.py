@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.procs import spawn
 from tests.support.wait import wait_until_sync
 
 from .conftest import NodeProc
@@ -62,7 +63,7 @@ log_level = "info"
 def start_agent(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "ab") as lf:
-        return subprocess.Popen(
+        return spawn(
             [sys.executable, "-m", "collector.cli", "collect", "--config", str(cfg), *extra],
             cwd=ROOT,
             env=env,

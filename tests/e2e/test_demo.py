@@ -26,6 +26,7 @@ from node.verify import verify_data_dir
 from resolver.credentials import check_secret
 from resolver.handles import load_record
 from resolver.values import SecretHash
+from tests.support import procs
 from tests.support.testing import free_port
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,7 @@ def _demo_port() -> int:
 
 
 def _run_demo(base: Path, port: int, duration_s: int) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(
+    out = procs.run(  # on a timeout the demo's nodes are killed with it
         [
             sys.executable,
             "-m",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.procs import spawn
 from tests.support.testing import TestConsortium, free_port
 from tests.support.wait import wait_until_sync
 
@@ -48,9 +49,7 @@ def test_node_serves_https(tmp_path: Path) -> None:
     nid = c.genesis.nodes[0].node_id
     cfg = c.write_files(tmp_path, nid, port)
     cfg.write_text(cfg.read_text() + f'tls_cert = "{cert}"\ntls_key = "{key}"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cemp.cli", "node", "--config", str(cfg), "--log-level", "warning"]
-    )
+    proc = spawn([sys.executable, "-m", "cemp.cli", "node", "--config", str(cfg), "--log-level", "warning"])
     ctx = ssl.create_default_context(cafile=str(cert))
     try:
 

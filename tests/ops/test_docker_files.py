@@ -30,6 +30,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from node.config import load_config
+from tests.support.procs import spawn
 from tests.support.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -268,9 +269,7 @@ class Translate:
     def run(self, service: str, log: Path, wait: bool = False) -> subprocess.Popen[bytes]:
         cmd = ["sh", str(DOCKER / "entrypoint.sh"), *self.doc["services"][service]["command"]]
         with open(log, "ab") as f:
-            p = subprocess.Popen(
-                cmd, env=self.env(service), stdout=f, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            p = spawn(cmd, env=self.env(service), stdout=f, stderr=subprocess.STDOUT)
         if wait:
             assert p.wait(180) == 0, log.read_text()[-3000:]
         return p

@@ -36,6 +36,7 @@ from node.types import (
     SignedInt,
     TimestampMs,
 )
+from tests.support.procs import spawn
 
 GENESIS_TIME_MS = 1_760_000_000_000  # 2025-10-09, before the 2025/26 Hohhot heating season
 ORG_SPECS = (
@@ -183,7 +184,7 @@ def start_node_process(
     The deadline is generous: on a loaded two-core machine a niced interpreter importing the whole wiring
     (web, accounting, resolver) took more than 20 s before it listened."""
     with open(log, "ab") as lf:
-        proc = subprocess.Popen(
+        proc = spawn(  # dies with the suite (tests.support.procs), even if pytest is killed
             [sys.executable, "-m", module, "node", "--config", str(config), "--log-level", "warning"],
             stdout=lf,
             stderr=subprocess.STDOUT,
