@@ -90,7 +90,8 @@ class HttpFetcher:
         self.tls = tls
         """Fetch over HTTPS, verified with this context, when set (a TLS consortium, ``node.tls``)."""
         self.node_id = node_id
-        self.api_addresses = dict(api_addresses)
+        self.api_addresses = api_addresses
+        """A live mapping: the driver keeps it to the current members (``ConsensusDriver._sync_api_addresses``)."""
         self.peer_addresses: Mapping[str, str] = peer_addresses if peer_addresses is not None else {}
         self.signer = signer
         self.timeout_s = timeout_s

@@ -137,7 +137,11 @@ class ConsensusDriver:
         self.wall_ms = self.clock.wall_ms
         self.address_overrides = dict(addresses)
         self.members: dict[str, PublicKey] = self._members()
-        self.api_addresses = api_addresses or {n.node_id: n.address for n in g.nodes}
+        self.api_overrides = dict(api_addresses or {})
+        self.api_addresses: dict[str, str] = {}
+        """Where catch-up fetches blocks: each current member's on-chain address (or its ``api_addresses``
+        override). Kept current by ``_sync_members`` and updated in place: the HTTP fetcher holds this dict."""
+        self._sync_api_addresses()
         self.raftstore = RaftStore(ledger.store, ledger.watermark)
         stored = self.raftstore.snapshot()
         snap = (
@@ -296,7 +300,21 @@ class ConsensusDriver:
         addresses = {k: str(v.address) for k, v in self.ledger.nodes.items()}
         addresses.update(self.address_overrides)
         self.transport.set_peers(members, addresses)
+        self._sync_api_addresses()
         log.info("%s: consortium members now %s", self.node_id, sorted(self.ledger.active))
+
+    def _sync_api_addresses(self) -> None:
+        """Catch-up asks the current members, a node added by a membership change too (a node that only knew
+        the genesis members would never ask it, and could not catch up once the genesis nodes were gone)."""
+        nodes = self.ledger.nodes
+        want = {
+            n: self.api_overrides.get(n) or str(nodes[n].address)
+            for n in sorted(self.members)
+            if n in nodes or n in self.api_overrides
+        }
+        if want != self.api_addresses:
+            self.api_addresses.clear()
+            self.api_addresses.update(want)
 
     def _reconcile_raft_membership(self) -> None:
         """Leader: move Raft's membership one step towards the on-chain registry.
