@@ -6,7 +6,7 @@ Phases (one invocation; the last line printed is one JSON object):
 3. node back: time until the whole backlog (outbox + readings waiting in memory) is committed, and the
    commit rate meanwhile (backlog + the load that goes on).
 
-Meters: ``collector.sim.modbus_sim`` when it provides ``bench_sources(handles) -> (sources, async close)``
+Meters: ``collector.sim.fleet`` when it provides ``bench_sources(handles) -> (sources, async close)``
 (1,000 Modbus TCP meters in the real benchmark); otherwise in-process synthetic counters (energy + power
 per poll), which measure the agent, outbox and node without the Modbus stack.
 Usage: python bench/collector.py [--devices 1000] [--interval 1] [--duration 15] [--outage 10] [--quick]
@@ -59,7 +59,7 @@ async def _noop() -> None:
 
 def meters(handles: list[str]) -> tuple[list[Source], Callable[[], Awaitable[None]], str]:
     try:
-        sim = importlib.import_module("collector.sim.modbus_sim")
+        sim = importlib.import_module("collector.sim.fleet")
         make = sim.bench_sources
     except (ImportError, AttributeError):
         return [SyntheticMeter(h, 1_000_000 * i) for i, h in enumerate(handles)], _noop, "synthetic"

@@ -97,7 +97,7 @@ def cmd_sim_control_api(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_modbus(args: argparse.Namespace) -> int:
-    import collector.sim.modbus_sim as modbus_sim
+    import collector.sim.site as site_sims
 
     argv = [
         "--host",
@@ -115,7 +115,7 @@ def cmd_sim_modbus(args: argparse.Namespace) -> int:
     ]
     if args.duration is not None:
         argv += ["--duration", str(args.duration)]
-    return int(modbus_sim.main(argv))
+    return int(site_sims.main(argv))
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:

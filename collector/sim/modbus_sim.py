@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -308,77 +307,3 @@ def _garbage_image(profile: Profile) -> dict[int, int]:
         words = encode_value(raw, r.dtype, r.word_order, r.byte_order)
         out.update(zip(range(r.address, r.address + r.words), words, strict=True))
     return out
-
-
-# --------------------------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``cemp sim modbus``: run the site's simulated devices (Modbus gateway + DL/T 645 gateway) until stopped.
-
-    Prints one JSON line with every device's endpoint, then serves until Ctrl-C or ``--duration`` seconds.
-    """
-    import argparse
-    import json
-    from datetime import datetime
-
-    from collector.loadmodel import CST
-    from collector.sim.site import run_site_sims
-
-    p = argparse.ArgumentParser(prog="cemp sim modbus", description=main.__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5020, help="Modbus TCP port (0 = any free port)")
-    p.add_argument("--dlt645-port", type=int, default=0, help="DL/T 645 gateway port (0 = any free port)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--speed", type=float, default=1.0, help="model seconds per wall second")
-    p.add_argument("--start", default="2025-01-15T08:00", help="model start, local time (CST)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
-    rest = list(sys.argv[1:] if argv is None else argv)
-    if rest[:1] == ["--"]:
-        rest = rest[1:]  # `cemp sim modbus -- --port 0`: argparse REMAINDER keeps the separator
-    args = p.parse_args(rest)
-    start = datetime.fromisoformat(args.start).replace(tzinfo=CST)
-
-    async def serve() -> None:
-        site = await run_site_sims(
-            seed=args.seed,
-            start_ms=int(start.timestamp() * 1000),
-            speed=args.speed,
-            host=args.host,
-            modbus_port=args.port,
-            dlt645_port=args.dlt645_port,
-        )
-        async with site:
-            devices = {
-                k: {key: val for key, val in vars_of(ep).items() if val is not None}
-                for k, ep in site.endpoints.items()
-            }
-            print(
-                json.dumps(
-                    {
-                        "modbus": list(site.modbus.address),
-                        "dlt645": list(site.dlt645.address),
-                        "devices": devices,
-                    }
-                )
-            )
-            sys.stdout.flush()
-            if args.duration is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(args.duration)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0
-
-
-def vars_of(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
-
-
-def bench_sources(handles: Sequence[str], **fleet_args: Any) -> tuple[list[Any], Any]:
-    """Hook for ``bench/collector.py``: see ``collector.sim.fleet.bench_sources``."""
-    from collector.sim.fleet import bench_sources as make
-
-    return make(handles, **fleet_args)

@@ -17,18 +17,25 @@ key                     protocol  profile / meter      unit/addr what it measure
 
 All values come from one ``HeatingSiteModel`` driven by one clock, so the devices agree with each other
 (Σ subsystem meters = the model's total; the heat exchanger warms when the heaters run). ``SiteSims.sources``
-builds the matching ``Source`` objects for the agent or the demo.
+builds the matching ``Source`` objects for the agent or the demo. ``main`` is ``cemp sim modbus`` (it lives here,
+not in ``modbus_sim``, which this module imports: no import cycle).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 from collector.dlt645 import Dlt645Source
-from collector.loadmodel import HeatingSiteModel, ModelClock, local_ms
+from collector.loadmodel import CST, HeatingSiteModel, ModelClock, local_ms
 from collector.modbus import ModbusLink, ModbusSource
 from collector.sim.dlt645_sim import Dlt645GatewaySim, SimDltMeter
 from collector.sim.feeds import Clock, HeatExchangerFeed, HeatMeterFeed, OutdoorTempFeed, SubsystemMeterFeed
@@ -233,3 +240,63 @@ async def run_site_sims(
         subsystem="controls",
     )
     return SiteSims(model, clk, msim, dsim, eps)
+
+
+# --------------------------------------------------------------------------------------------- command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``cemp sim modbus``: run the site's simulated devices (Modbus gateway + DL/T 645 gateway) until stopped.
+
+    Prints one JSON line with every device's endpoint, then serves until Ctrl-C or ``--duration`` seconds.
+    """
+    p = argparse.ArgumentParser(prog="cemp sim modbus", description=main.__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5020, help="Modbus TCP port (0 = any free port)")
+    p.add_argument("--dlt645-port", type=int, default=0, help="DL/T 645 gateway port (0 = any free port)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--speed", type=float, default=1.0, help="model seconds per wall second")
+    p.add_argument("--start", default="2025-01-15T08:00", help="model start, local time (CST)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many wall seconds")
+    rest = list(sys.argv[1:] if argv is None else argv)
+    if rest[:1] == ["--"]:
+        rest = rest[1:]  # `cemp sim modbus -- --port 0`: argparse REMAINDER keeps the separator
+    args = p.parse_args(rest)
+    start = datetime.fromisoformat(args.start).replace(tzinfo=CST)
+
+    async def serve() -> None:
+        site = await run_site_sims(
+            seed=args.seed,
+            start_ms=int(start.timestamp() * 1000),
+            speed=args.speed,
+            host=args.host,
+            modbus_port=args.port,
+            dlt645_port=args.dlt645_port,
+        )
+        async with site:
+            devices = {
+                k: {key: val for key, val in vars_of(ep).items() if val is not None}
+                for k, ep in site.endpoints.items()
+            }
+            print(
+                json.dumps(
+                    {
+                        "modbus": list(site.modbus.address),
+                        "dlt645": list(site.dlt645.address),
+                        "devices": devices,
+                    }
+                )
+            )
+            sys.stdout.flush()
+            if args.duration is None:
+                await asyncio.Event().wait()
+            else:
+                await asyncio.sleep(args.duration)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+    return 0
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collector.loadmodel import ManualClock, local_ms
 from collector.modbus import ModbusSource
 from collector.sim import Fault, run_site_sims
-from collector.sim.modbus_sim import main as sim_main
+from collector.sim.site import main as sim_main
 from collector.sources import SourceError
 
 T0 = local_ms(2025, 1, 16, 2, 0)  # a January night: the tank charges
@@ -87,8 +87,7 @@ def test_command_line_serves_and_reports_endpoints(capsys: object) -> None:
 
 
 async def test_fleet_spreads_meters_over_endpoints_and_adds_up_to_the_site() -> None:
-    from collector.sim.fleet import MeterFleet
-    from collector.sim.modbus_sim import bench_sources
+    from collector.sim.fleet import MeterFleet, bench_sources
 
     fleet = MeterFleet(12, per_server=5, start_ms=T0, speed=1.0)
     endpoints = await fleet.start()
