@@ -8,13 +8,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from cemp import wiring
 from node.crypto import KeyPair
 from node.server import Node
-from node.store import MemoryStore
 from tests.support import procs
+from tests.support.inproc import memory_node, served
 from tests.support.testing import TestConsortium
 
 
@@ -40,21 +39,9 @@ def now_ms() -> int:
 
 @pytest_asyncio.fixture
 async def node_client(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient]]:
-    nid = consortium.genesis.nodes[0].node_id
-    node = Node(
-        consortium.genesis,
-        MemoryStore(),
-        nid,
-        consortium.node_keys[nid],
-        kinds=wiring.kinds(),
-        routes=wiring.ROUTES,
-    )
-    client = TestClient(TestServer(node.web_app()))
-    await client.start_server()
-    try:
+    node = memory_node(consortium)
+    async with served(node.web_app()) as client:
         yield node, client
-    finally:
-        await client.close()
 
 
 __all__ = ["KeyPair"]

@@ -27,10 +27,8 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from cemp import wiring
 from node.httpguard import GuardedRunner, HttpLimits
-from node.server import Node
-from node.store import MemoryStore
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 
 EXAMPLES = int(os.environ.get("CEMP_FUZZ_EXAMPLES", "6"))
@@ -55,15 +53,7 @@ class _Server:
 
     def __init__(self) -> None:
         self.c = TestConsortium.create(n_nodes=1, block_interval_ms=5)
-        nid = self.c.genesis.nodes[0].node_id
-        self.node = Node(
-            self.c.genesis,
-            MemoryStore(),
-            nid,
-            self.c.node_keys[nid],
-            kinds=wiring.kinds(),
-            routes=wiring.ROUTES,
-        )
+        self.node = memory_node(self.c)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.port = 0

@@ -18,11 +18,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from cemp import wiring
 from node.api import MAX_BODY
 from node.httpguard import LIMITER, GuardedRunner, HttpLimits, quiet_loop_errors
-from node.server import Node
-from node.store import MemoryStore
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 
 LIMITS = HttpLimits(max_conns_per_ip=4, max_conns=64, idle_timeout_s=0.5, body_timeout_s=2)
@@ -30,15 +28,7 @@ LIMITS = HttpLimits(max_conns_per_ip=4, max_conns=64, idle_timeout_s=0.5, body_t
 
 @pytest_asyncio.fixture
 async def port(consortium: TestConsortium) -> AsyncIterator[int]:
-    nid = consortium.genesis.nodes[0].node_id
-    node = Node(
-        consortium.genesis,
-        MemoryStore(),
-        nid,
-        consortium.node_keys[nid],
-        kinds=wiring.kinds(),
-        routes=wiring.ROUTES,
-    )
+    node = memory_node(consortium)
     runner = GuardedRunner(node.web_app(), LIMITS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -19,7 +19,6 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from cemp import wiring
 from consensus.messages import TimeoutNow
 from node.api import errors_middleware
 from node.catchup import HttpFetcher
@@ -29,9 +28,9 @@ from node.httpguard import CLIENT_KEEPALIVE_S, GuardedRunner, HttpLimits
 from node.peer import PEER_HEADER, PeerGate, RequestSigner, Sequencer, request_header, seal
 from node.server import Node
 from node.statesync import MAX_SESSIONS, SESSIONS_PER_MEMBER
-from node.store import MemoryStore
 from node.transport import PEER_PATH, Transport
 from node.types import PublicKey
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 from tests.unit.test_api import registered
 
@@ -163,15 +162,7 @@ async def test_statesync_only_for_members_and_no_one_holds_every_slot(
 
 
 async def test_peer_routes_can_live_on_their_own_listener(consortium: TestConsortium, tmp_path: Path) -> None:
-    nid = consortium.genesis.nodes[0].node_id
-    node = Node(
-        consortium.genesis,
-        MemoryStore(),
-        nid,
-        consortium.node_keys[nid],
-        kinds=wiring.kinds(),
-        routes=wiring.ROUTES,
-    )
+    node = memory_node(consortium)
     public = TestClient(TestServer(node.web_app(with_peer_routes=False)))
     peer = TestClient(TestServer(node.peer_app()))
     await public.start_server()

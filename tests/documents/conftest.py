@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from cemp import wiring
 from node.chain import ChainRef, sign_tx
 from node.crypto import KeyPair
 from node.documents import DocumentPayload, make_fields
 from node.server import Node
-from node.store import MemoryStore
 from node.types import Handle, Hash32, ShortStr, Text
+from tests.support.inproc import memory_node, served
 from tests.support.testing import TestConsortium, TestDevice
 
 HDR = {"Content-Type": "application/msgpack"}
@@ -25,21 +24,9 @@ SCANNER = "88.123.45/900.1"
 @pytest_asyncio.fixture
 async def doc_node(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient]]:
     """Like ``node_client`` (the node serves ``documents_routes`` through ``cemp.wiring.ROUTES``)."""
-    nid = consortium.genesis.nodes[0].node_id
-    node = Node(
-        consortium.genesis,
-        MemoryStore(),
-        nid,
-        consortium.node_keys[nid],
-        kinds=wiring.kinds(),
-        routes=wiring.ROUTES,
-    )
-    client = TestClient(TestServer(node.web_app()))
-    await client.start_server()
-    try:
+    node = memory_node(consortium)
+    async with served(node.web_app()) as client:
         yield node, client
-    finally:
-        await client.close()
 
 
 async def submit(client: TestClient, raw: bytes) -> tuple[int, dict[str, Any]]:

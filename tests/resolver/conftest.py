@@ -11,12 +11,11 @@ from collections.abc import AsyncIterator
 from urllib.parse import quote
 
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from cemp import wiring
 from node.server import Node
-from node.store import MemoryStore
 from resolver.bootstrap import bootstrap_puts
+from tests.support.inproc import memory_node, served
 from tests.support.testing import TestConsortium
 
 ADMIN = "300:88.123.45/admin"
@@ -39,21 +38,9 @@ async def submit(client: TestClient, raw: bytes) -> dict[str, object]:
 
 @pytest_asyncio.fixture
 async def resolver_node(consortium: TestConsortium) -> AsyncIterator[tuple[Node, TestClient, TestConsortium]]:
-    nid = consortium.genesis.nodes[0].node_id
-    node = Node(
-        consortium.genesis,
-        MemoryStore(),
-        nid,
-        consortium.node_keys[nid],
-        kinds=wiring.kinds(),
-        routes=wiring.ROUTES,
-    )
-    client = TestClient(TestServer(node.web_app()))
-    await client.start_server()
-    try:
+    node = memory_node(consortium)
+    async with served(node.web_app()) as client:
         for p in bootstrap_puts(OWNER, consortium.admins["owner"].public, ADMIN_SECRET):
             res = await submit(client, consortium.admin_tx("owner", "handle.put", p))
             assert res["result"]["ok"], res  # type: ignore[index]
         yield node, client, consortium
-    finally:
-        await client.close()

@@ -20,6 +20,7 @@ from resolver.api import Resolver, ResolverConfig
 from resolver.bootstrap import bootstrap_puts
 from resolver.credentials import sign_challenge
 from tests.resolver.conftest import ADMIN, ADMIN_SECRET, basic, submit
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 
 Fixture = tuple[Node, TestClient, TestConsortium]
@@ -191,14 +192,7 @@ async def test_sessions_api(consortium: TestConsortium) -> None:
 async def test_plain_http_from_a_remote_address_refuses_credentials(consortium: TestConsortium) -> None:
     nid = consortium.genesis.nodes[0].node_id
     for allow, expected in ((False, 403), (True, 200)):
-        node = Node(
-            consortium.genesis,
-            MemoryStore(),
-            nid,
-            consortium.node_keys[nid],
-            kinds=wiring.kinds(),
-            routes=wiring.ROUTES,
-        )
+        node = memory_node(consortium, nid)
         # A resolver that treats this loopback test client as a remote one.
         r = Resolver(node, ResolverConfig(loopback_is_local=False, allow_plain_http_credentials=allow))
         client = TestClient(TestServer(_app_with(node, r)))

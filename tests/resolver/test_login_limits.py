@@ -15,10 +15,7 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from cemp import wiring
 from node.crypto import KeyPair
-from node.server import Node
-from node.store import MemoryStore
 from resolver import credentials as cred
 from resolver import proof
 from resolver.api import Resolver, ResolverConfig
@@ -26,6 +23,7 @@ from resolver.bootstrap import bootstrap_puts
 from resolver.credentials import sign_challenge
 from tests.resolver.conftest import ADMIN, ADMIN_SECRET, basic, submit
 from tests.resolver.test_auth import _app_with
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 
 BODY = {"values": [{"index": 1, "type": "URL", "data": "https://example.org"}]}
@@ -38,15 +36,7 @@ async def make(consortium: TestConsortium) -> AsyncIterator[object]:
     clients: list[TestClient] = []
 
     async def _make(**cfg: object) -> tuple[Resolver, TestClient]:
-        nid = consortium.genesis.nodes[0].node_id
-        node = Node(
-            consortium.genesis,
-            MemoryStore(),
-            nid,
-            consortium.node_keys[nid],
-            kinds=wiring.kinds(),
-            routes=wiring.ROUTES,
-        )
+        node = memory_node(consortium)
         r = Resolver(node, ResolverConfig(**cfg))  # type: ignore[arg-type]
         client = TestClient(TestServer(_app_with(node, r)))
         await client.start_server()

@@ -42,7 +42,6 @@ from node.chain import ChainRef, genesis_hash, header_hash, quorum, sign_tx
 from node.crypto import KeyPair, sha256, verify
 from node.devices import load_device
 from node.errors import CempError, Code
-from node.genesis import DEFAULT_PARAMS
 from node.keyrotation import DOMAIN_KEY_POSSESSION, NodeKeyRotation, claim_message
 from node.membership import DOMAIN_MEMBERSHIP, Approval, MembershipChange, MembershipTx, approval_message
 from node.raftstore import HARD_STATE, SNAPSHOT, entry_key
@@ -52,14 +51,10 @@ from node.state import StateView
 from node.types import (
     DOMAIN_VOTE,
     Block,
-    ConsensusParams,
     DeviceRegistration,
-    Genesis,
     Handle,
     Height,
-    NodeInfo,
     Nonce,
-    Org,
     PublicKey,
     Reading,
     ReadingBatch,
@@ -70,13 +65,9 @@ from node.types import (
 from tests.sim.disk import PowerFailure, SimStore
 from tests.sim.loop import VirtualTimeLoop
 from tests.sim.net import NetConfig, SimFetcher, SimNetwork, SimTransport
+from tests.support.testing import GENESIS_TIME_MS, ORG_SPECS, make_genesis, node_names
 
-GENESIS_MS = 1_760_000_000_000
-ORGS = (
-    ("owner", "owner", "88.123.45"),
-    ("equipment", "equipment", "88.123.46"),
-    ("regulator", "regulator", "88.123.47"),
-)
+GENESIS_MS = GENESIS_TIME_MS
 REPLAY = "python -m tests.sim {seed}"
 
 
@@ -236,28 +227,18 @@ class World:
         self.clock = SimClock(self.loop)
         self.trace: deque[str] = deque(maxlen=80)
         self.stats: Counter[str] = Counter()
-        self.admins = {name: key_for(sc.seed, f"admin/{name}") for name, _, _ in ORGS}
+        self.admins = {name: key_for(sc.seed, f"admin/{name}") for name, _, _ in ORG_SPECS}
         self.admin_nonce: Counter[str] = Counter()
-        self.nodes: dict[str, SimNode] = {}
-        infos = []
-        for i in range(sc.size):
-            org = ORGS[i % 3][0]
-            nid = f"{org}-{i // 3 + 1}"
-            self.nodes[nid] = SimNode(nid, key_for(sc.seed, f"node/{nid}"))
-            infos.append(
-                NodeInfo(ShortStr(nid), ShortStr(org), self.nodes[nid].key.public, ShortStr(f"{nid}:1"))
-            )
-        params = dict(DEFAULT_PARAMS)
-        params.update(
-            tick_ms=sc.tick_ms, election_ticks=sc.election_ticks, heartbeat_ticks=1, block_interval_ms=10
-        )
-        orgs = tuple(Org(ShortStr(n), ShortStr(r), self.admins[n].public, Handle(p)) for n, r, p in ORGS)
-        self.genesis = Genesis(
-            ShortStr(f"cemp-sim-{sc.seed}"),
-            TimestampMs(GENESIS_MS),
-            orgs,
-            tuple(infos),
-            ConsensusParams(**params),
+        self.nodes = {nid: SimNode(nid, key_for(sc.seed, f"node/{nid}")) for nid, _ in node_names(sc.size)}
+        self.genesis = make_genesis(
+            f"cemp-sim-{sc.seed}",
+            self.admins,
+            [(nid, org, self.nodes[nid].key.public, f"{nid}:1") for nid, org in node_names(sc.size)],
+            GENESIS_MS,
+            tick_ms=sc.tick_ms,
+            election_ticks=sc.election_ticks,
+            heartbeat_ticks=1,
+            block_interval_ms=10,
         )
         self.kinds = wiring.kinds()
         self.devices = [Device(f"88.123.45/9.{i}", key_for(sc.seed, f"dev/{i}")) for i in range(sc.devices)]

@@ -15,6 +15,7 @@ import sys
 import time
 import tomllib
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,32 @@ ORG_SPECS = (
     ("equipment", "equipment", "88.123.46"),
     ("regulator", "regulator", "88.123.47"),
 )
+
+
+def node_names(n: int) -> list[tuple[str, str]]:
+    """(node id, org) of a consortium's first ``n`` nodes, round-robin over the orgs: owner-1, equipment-1,
+    regulator-1, owner-2, ..."""
+    return [(f"{ORG_SPECS[i % 3][0]}-{i // 3 + 1}", ORG_SPECS[i % 3][0]) for i in range(n)]
+
+
+def make_genesis(
+    chain_id: str,
+    admins: Mapping[str, KeyPair],
+    nodes: Sequence[tuple[str, str, bytes, str]],
+    time_ms: int = GENESIS_TIME_MS,
+    **params: int,
+) -> Genesis:
+    """A genesis of the three orgs (``ORG_SPECS``, each with its admin key from ``admins``) and ``nodes`` as
+    (node id, org, public key, address); ``params`` override ``DEFAULT_PARAMS``. Shared by ``TestConsortium``
+    and the whole-node simulator (``tests/sim``)."""
+    orgs = tuple(Org(ShortStr(n), ShortStr(r), admins[n].public, Handle(p)) for n, r, p in ORG_SPECS)
+    infos = tuple(
+        NodeInfo(ShortStr(nid), ShortStr(org), PublicKey(pub), ShortStr(addr))
+        for nid, org, pub, addr in nodes
+    )
+    p = dict(DEFAULT_PARAMS)
+    p.update(params)
+    return Genesis(ShortStr(chain_id), TimestampMs(time_ms), orgs, infos, ConsensusParams(**p))
 
 
 def free_port() -> int:
@@ -97,23 +124,13 @@ class TestConsortium:
         cls, n_nodes: int = 1, chain_id: str = "cemp-test-1", ports: list[int] | None = None, **params: int
     ) -> TestConsortium:
         admins = {name: KeyPair.generate() for name, _, _ in ORG_SPECS}
-        orgs = tuple(Org(ShortStr(n), ShortStr(r), admins[n].public, Handle(p)) for n, r, p in ORG_SPECS)
-        node_keys: dict[str, KeyPair] = {}
-        nodes = []
-        for i in range(n_nodes):
-            org = ORG_SPECS[i % 3][0]
-            nid = f"{org}-{i // 3 + 1}"
-            node_keys[nid] = KeyPair.generate()
-            port = ports[i] if ports else 7000 + i
-            nodes.append(
-                NodeInfo(ShortStr(nid), ShortStr(org), node_keys[nid].public, ShortStr(f"127.0.0.1:{port}"))
-            )
-        p = dict(DEFAULT_PARAMS)
-        p.update(params)
-        g = Genesis(
-            ShortStr(chain_id), TimestampMs(GENESIS_TIME_MS), orgs, tuple(nodes), ConsensusParams(**p)
-        )
-        return cls(g, admins, node_keys)
+        names = node_names(n_nodes)
+        node_keys = {nid: KeyPair.generate() for nid, _ in names}
+        nodes = [
+            (nid, org, node_keys[nid].public, f"127.0.0.1:{ports[i] if ports else 7000 + i}")
+            for i, (nid, org) in enumerate(names)
+        ]
+        return cls(make_genesis(chain_id, admins, nodes, **params), admins, node_keys)
 
     def admin_tx(self, org: str, kind: str, payload: object, nonce: int | None = None) -> bytes:
         if nonce is None:

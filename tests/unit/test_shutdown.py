@@ -13,10 +13,8 @@ import sys
 
 import pytest
 
-from cemp import wiring
-from node.server import Node
-from node.store import MemoryStore
 from node.tasks import cancel_and_wait
+from tests.support.inproc import memory_node
 from tests.support.testing import TestConsortium
 
 
@@ -78,9 +76,7 @@ async def test_cancel_and_wait_gives_up_and_says_so(caplog: pytest.LogCaptureFix
 
 async def test_block_loop_stops_when_cancelled_as_it_wakes() -> None:
     """The driver's loop, cancelled in the same iteration as its wake event is set, stops at once."""
-    c = TestConsortium.create(n_nodes=1, block_interval_ms=5)
-    nid = c.genesis.nodes[0].node_id
-    node = Node(c.genesis, MemoryStore(), nid, c.node_keys[nid], kinds=wiring.kinds(), routes=wiring.ROUTES)
+    node = memory_node(TestConsortium.create(n_nodes=1, block_interval_ms=5))
     stopped = 0
     for _ in range(20):
         t = asyncio.create_task(node.driver.run())
