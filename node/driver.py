@@ -931,6 +931,12 @@ class ConsensusDriver:
         """Catch up to a snapshot's block (``node.catchup``: fetch and verify blocks, or install state)."""
         async with self.ledger_lock:
             done = await self.catchup.restore(snap)
+        if done and self.staged is not None and snap.meta.index >= self.staged.index:
+            # Our proposal's index is inside the snapshot: its entry will never be applied here, so it is settled
+            # now, as ``_apply_entry_locked`` would settle it. Left set, its txs stayed in flight for good and the
+            # node could not cut again (found by the simulator once catch-up asked the added nodes: seed 519).
+            self.staged = None
+            self.mempool.requeue_inflight(self.wall_ms())
         # A state snapshot skips the blocks below it: drop pending txs they committed (waiters get the location).
         self.mempool.rebuild(self.wall_ms())
         if self._halt_reached():

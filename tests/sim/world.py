@@ -362,8 +362,9 @@ class World:
         store = SimStore(sn.durable)
         store.observer = lambda ch, nid=sn.id: self._observe(nid, ch)
         store.on_power_failure = lambda nid=sn.id: self._power_failed(nid)
+        # catch-up asks the node's current members, as the HTTP fetcher does (a node added later too)
         fetcher: BlockFetcher = SimFetcher(
-            self.net, sn.id, lambda: sorted(str(n.node_id) for n in self.genesis.nodes)
+            self.net, sn.id, lambda sn=sn: sorted(sn.node.driver.members) if sn.node is not None else []
         )
         seams = Seams(
             clock=self.clock,
