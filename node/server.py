@@ -416,7 +416,17 @@ async def serve(
             await admin.cleanup()
             socket_path(cfg.data_dir).unlink(missing_ok=True)
         await runner.cleanup()
-        node.close()
+        # A block being applied or a read in a worker thread (asyncio.to_thread) outlives its cancelled task:
+        # closing LevelDB under it crashes the process (SIGSEGV). Wait for those threads, within a bound; if one
+        # is still running, leave the store open (the OS closes it; LevelDB replays its log at the next start).
+        try:
+            await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), SHUTDOWN_S)
+        except TimeoutError:
+            log.warning(
+                "a worker thread still runs %.0f s after stop; exiting without closing the store", SHUTDOWN_S
+            )
+        else:
+            node.close()
         log.info("node %s stopped at height %d", cfg.node_id, node.ledger.height)
         if node.driver.halted_at is not None:
             print(
