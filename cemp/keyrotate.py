@@ -20,16 +20,54 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from node.adminrotation import DOMAIN_ADMIN_POSSESSION, OrgAdminRotation, admin_claim_message
 from node.chain import ChainRef, sign_tx
 from node.client import NodeClient
 from node.crypto import KeyFileError, KeyPair, read_key_file, write_key_file
-from node.errors import CempError
+from node.errors import CempError, Code
 from node.keyrotation import DOMAIN_KEY_POSSESSION, MIN_DELAY, NodeKeyRotation, claim_message
 from node.types import Height, PublicKey, ShortStr
 
 DEFAULT_IN_BLOCKS = 20
+NONCE_TRIES = 5
+"""Times a rotation is signed again with a fresh nonce when another tx of the same key took its nonce first."""
+
+
+async def _sign_submit(
+    c: NodeClient, key: KeyPair, chain: ChainRef, kind: str, payload: object, timeout_s: float
+) -> tuple[bytes, dict[str, Any]]:
+    """Sign ``payload`` with ``key``'s next nonce, submit it and wait for its block: (tx hash, the answer).
+
+    The key may be signing other txs meanwhile (an org's own tools go on using its admin key while it is rotated,
+    a node its key): a nonce they take between our read and our submission is refused ``nonce_replayed``, at
+    admission or in the block. The tx is then signed again with the next free nonce, at most ``NONCE_TRIES``
+    times; any other refusal is final.
+    """
+    for attempt in range(1, NONCE_TRIES + 1):
+        nxt = int((await c.get(f"/v1/nonces/{key.public.hex()}"))["next"])
+        raw, h = sign_tx(key, chain, kind, nxt, payload)
+        try:
+            res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
+        except CempError as e:
+            if e.code != Code.NONCE_REPLAYED or attempt == NONCE_TRIES:
+                raise
+            continue
+        result = res.get("result") or {}
+        if result.get("code") != Code.NONCE_REPLAYED or attempt == NONCE_TRIES:
+            return h, res
+    raise AssertionError("unreachable")
+
+
+def _load_or_make(path: Path, label: str) -> tuple[KeyPair, bool]:
+    """The new key: read from ``path`` if it exists (a rerun after a failed attempt reuses it), else made there
+    (0600); and whether it was made now."""
+    if path.exists():
+        return read_key_file(path), False
+    new = KeyPair.generate()
+    write_key_file(path, new, label=label, overwrite=False)
+    return new, True
 
 
 async def rotate(
@@ -49,9 +87,7 @@ async def rotate(
             DOMAIN_KEY_POSSESSION, claim_message(chain.genesis_hash, node_id, new.public, effective)
         )
         payload = NodeKeyRotation(ShortStr(node_id), PublicKey(new.public), Height(effective), possession)
-        nxt = int((await c.get(f"/v1/nonces/{sender.public.hex()}"))["next"])
-        raw, h = sign_tx(sender, chain, "node.key_rotate", nxt, payload)
-        res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
+        h, res = await _sign_submit(c, sender, chain, "node.key_rotate", payload, timeout_s)
     out: dict[str, object] = {
         "tx": h.hex(),
         "node_id": node_id,
@@ -85,13 +121,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return 2
     try:
         sender = read_key_file(sender_path)
-        if new_path.exists():
-            new = read_key_file(new_path)
-            made = False
-        else:
-            new = KeyPair.generate()
-            write_key_file(new_path, new, label=f"{args.node_id} node key (rotated)", overwrite=False)
-            made = True
+        new, made = _load_or_make(new_path, f"{args.node_id} node key (rotated)")
     except KeyFileError as e:
         print(e, file=sys.stderr)
         return 2
@@ -128,9 +158,7 @@ async def rotate_admin(
         payload = OrgAdminRotation(
             ShortStr(org), PublicKey(new.public), new.sign(DOMAIN_ADMIN_POSSESSION, msg)
         )
-        nxt = int((await c.get(f"/v1/nonces/{current.public.hex()}"))["next"])
-        raw, h = sign_tx(current, chain, "org.admin_rotate", nxt, payload)
-        res = await c.submit(raw, wait=True, timeout_ms=int(timeout_s * 1000))
+        h, res = await _sign_submit(c, current, chain, "org.admin_rotate", payload, timeout_s)
     out: dict[str, object] = {
         "tx": h.hex(),
         "org": org,
@@ -152,13 +180,7 @@ def cmd_keys_rotate_admin(args: argparse.Namespace) -> int:
     new_path = Path(args.new_key) if args.new_key else admin_path.with_name(admin_path.name + ".next")
     try:
         current = read_key_file(admin_path)
-        if new_path.exists():
-            new = read_key_file(new_path)
-            made = False
-        else:
-            new = KeyPair.generate()
-            write_key_file(new_path, new, label=f"{args.org} admin key (rotated)", overwrite=False)
-            made = True
+        new, made = _load_or_make(new_path, f"{args.org} admin key (rotated)")
     except KeyFileError as e:
         print(e, file=sys.stderr)
         return 2
