@@ -36,9 +36,10 @@ from node import merkle, schema
 from node.chain import header_hash
 from node.errors import CempError
 from node.readings import decode_reading_value
-from web import series, slots, units
+from web import handles, series, slots, units
 from web.chainview import HEX64, ChainView
 from web.consortium import ConsortiumStatus
+from web.errors import PageError
 from web.i18n import HTML_LANG, LANGS, Fmt, pick_lang, system_text
 from web.text import texts
 
@@ -66,16 +67,6 @@ SEASON_END = (4, 15)
 holds the device's latest reading (or the last one before it, in summer), ``prev_season`` the one before."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class PageError(Exception):
-    """A refusal shown as an HTML page (or JSON on machine routes): status, and a message key + detail."""
-
-    def __init__(self, status: int, key: str, detail: str = "") -> None:
-        super().__init__(detail or key)
-        self.status = status
-        self.key = key
-        self.detail = detail
 
 
 def _static_version() -> str:
@@ -853,7 +844,6 @@ class WebUI:
 
     # --- handles -----------------------------------------------------------------------------------
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        from web import handles
 
         return handles.render(self, request)
 
@@ -906,7 +896,6 @@ class WebUI:
             raise web.HTTPSeeOther(target + suffix)
         needle = raw.lower()
         devices, _ = self.view.devices("", 50, needle)
-        from web import handles
 
         sites = handles.find_sites(self.store, needle, 50)
         acct = [
@@ -936,7 +925,6 @@ class WebUI:
         if "/" in q:
             if self.view.device(q) is not None:
                 return "/device/" + quote(q, safe="/")
-            from web import handles
 
             if handles.exists(self.store, q):
                 return "/handle/" + quote(q, safe="/")
@@ -1017,7 +1005,6 @@ def _default_quantity(qs: list[str]) -> str:
 
 
 def _handle_summary(node: Any, handle: str, f: Fmt) -> dict[str, Any] | None:
-    from web import handles
 
     return handles.summary(node.ledger.store, handle, f)
 

@@ -34,6 +34,7 @@ from resolver.values import (
     value_text,
 )
 from web import series
+from web.errors import PageError
 from web.i18n import Fmt, pick_lang
 
 try:
@@ -152,8 +153,6 @@ def find_sites(store: Store, needle: str, limit: int) -> list[dict[str, str]]:
 
 
 def render(ui: Any, request: web.Request) -> web.Response:
-    from web.app import PageError
-
     handle = request.match_info["handle"]
     f = Fmt(pick_lang(request))
     try:
