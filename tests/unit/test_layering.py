@@ -130,3 +130,116 @@ def test_broken_import_cycles_stay_broken(module: str, must_not_import: str) -> 
     assert not [n for n in names if n == must_not_import or n.startswith(must_not_import + ".")], (
         f"{module} imports {must_not_import} again (an import cycle)"
     )
+
+
+PACKAGES = (
+    "node",
+    "consensus",
+    "cemp",
+    "resolver",
+    "collector",
+    "accounting",
+    "energy",
+    "maintenance",
+    "access",
+)
+PACKAGES += ("web", "documents")
+
+
+def _runtime_source(source: str) -> ast.Module:
+    """``source`` parsed, with the bodies of ``if TYPE_CHECKING:`` blocks dropped (imports only a type checker
+    follows do not run, so they cannot make a cycle)."""
+
+    class Strip(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST | list[ast.stmt]:
+            t = node.test
+            name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else ""
+            if name == "TYPE_CHECKING":
+                return [self.visit(s) for s in node.orelse]  # type: ignore[misc]
+            return self.generic_visit(node)
+
+    return Strip().visit(ast.parse(source))  # type: ignore[no-any-return]
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports at run time (at the top or inside a function)."""
+    files = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for module, path in files.items():
+        dotted = module + (".__init__" if path.name == "__init__.py" else "")
+        for _, name in imported_names(ast.unparse(_runtime_source(path.read_text(encoding="utf-8"))), dotted):
+            while name and name not in files:
+                name = name.rpartition(".")[0]
+            # A module's own packages are imported before it whatever it says (``from pkg import sibling``
+            # names ``pkg`` too): not an edge of its own making.
+            if name and name != module and not module.startswith(name + "."):
+                graph[module].add(name)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_import_cycles() -> None:
+    """No two project modules import each other, directly or round a loop, at run time (lazy imports included)."""
+    found = cycles(import_graph())
+    assert not found, (
+        "import cycles (break them by moving what both need into a module of its own):\n"
+        + "\n".join(" <-> ".join(c) for c in found)
+    )
+
+
+def test_the_cycle_finder_finds_a_lazy_cycle() -> None:
+    graph = {"web.app": {"web.handles"}, "web.handles": {"web.errors"}, "web.errors": set()}
+    assert cycles(graph) == []
+    graph["web.handles"].add("web.app")  # what web.handles' render did before web/errors.py
+    assert cycles(graph) == [["web.app", "web.handles"]]
+    lazy = "def render():\n    from web.app import PageError\n"
+    assert "web.app" in [n for _, n in imported_names(ast.unparse(_runtime_source(lazy)), "web.handles")]
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from node.server import Node\n"
+    assert "node.server" not in [
+        n for _, n in imported_names(ast.unparse(_runtime_source(typed)), "node.api")
+    ]
