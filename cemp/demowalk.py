@@ -222,8 +222,15 @@ class MaintenanceWalk:
     async def _sync(self, orgs: Orgs) -> None:
         """Wait until every org's node has applied the last step (each reads its own node before it acts)."""
         deadline = time.monotonic() + 30
-        for c in orgs.clients.values():
-            while int((await c.status())["height"]) < self.height and time.monotonic() < deadline:
+        for org, c in orgs.clients.items():
+            while (h := int((await c.status())["height"])) < self.height:
+                if time.monotonic() >= deadline:
+                    # Say so rather than act on a stale read in silence: the org's next step may be refused
+                    # (and is then taken again on the next pass, once its node has the block).
+                    self.log(
+                        f"{org}'s node is at block {h}, below the walk's last step ({self.height}) after 30 s"
+                    )
+                    break
                 await asyncio.sleep(0.05)
 
     def _step(self, what: str, action: str, org: str, d: mc.Done, person: Person | None = None) -> None:
