@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,24 @@ def _load_or_make(path: Path, label: str) -> tuple[KeyPair, bool]:
     new = KeyPair.generate()
     write_key_file(path, new, label=label, overwrite=False)
     return new, True
+
+
+def _run_and_print(
+    job: Coroutine[Any, Any, dict[str, object]], api: str, new_path: Path, made: bool
+) -> dict[str, object] | None:
+    """Run a rotation and print its result as one JSON line; None (said on stderr) if it was refused or the node
+    could not be reached."""
+    try:
+        out = asyncio.run(job)
+    except CempError as e:
+        print(f"rotation refused: {e.message}", file=sys.stderr)
+        return None
+    except OSError as e:
+        print(f"cannot reach {api}: {e}", file=sys.stderr)
+        return None
+    out["new_key_file"] = str(new_path) + (" (made now)" if made else "")
+    print(json.dumps(out))
+    return None if "refused" in out else out
 
 
 async def rotate(
@@ -125,19 +144,13 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     except KeyFileError as e:
         print(e, file=sys.stderr)
         return 2
-    try:
-        out = asyncio.run(
-            rotate(args.api, args.node_id, sender, new, args.in_blocks, args.at_height, args.timeout)
-        )
-    except CempError as e:
-        print(f"rotation refused: {e.message}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"cannot reach {args.api}: {e}", file=sys.stderr)
-        return 1
-    out["new_key_file"] = str(new_path) + (" (made now)" if made else "")
-    print(json.dumps(out))
-    if "refused" in out:
+    out = _run_and_print(
+        rotate(args.api, args.node_id, sender, new, args.in_blocks, args.at_height, args.timeout),
+        args.api,
+        new_path,
+        made,
+    )
+    if out is None:
         return 1
     print(
         f"node {args.node_id} signs with the new key from height {out['effective_height']}. Make sure the node "
@@ -187,17 +200,10 @@ def cmd_keys_rotate_admin(args: argparse.Namespace) -> int:
     if new.public == current.public:
         print("the new key is the current admin key; name another --new-key", file=sys.stderr)
         return 2
-    try:
-        out = asyncio.run(rotate_admin(args.api, args.org, current, new, args.timeout))
-    except CempError as e:
-        print(f"rotation refused: {e.message}", file=sys.stderr)
-        return 1
-    except OSError as e:
-        print(f"cannot reach {args.api}: {e}", file=sys.stderr)
-        return 1
-    out["new_key_file"] = str(new_path) + (" (made now)" if made else "")
-    print(json.dumps(out))
-    if "refused" in out:
+    out = _run_and_print(
+        rotate_admin(args.api, args.org, current, new, args.timeout), args.api, new_path, made
+    )
+    if out is None:
         return 1
     print(
         f"org {args.org}'s admin key is {new_path} from block {out.get('effective_height')}; the old key is "
