@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from access.audit import CSV_COLUMNS, csv_row
-from access.client import audit_pages, get_as, sign_in, submit_signed
+from access.client import audit_pages, read_as, sign_in, submit_signed
 from access.model import (
     DATA_KINDS,
     ROLES,
@@ -117,8 +117,7 @@ def cmd_people_revoke(args: argparse.Namespace) -> int:
 def cmd_people_list(args: argparse.Namespace) -> int:
     async def run() -> dict[str, Any]:
         async with NodeClient(args.nodes) as c:
-            tok = (await sign_in(c, _key(args.key)))["token"]
-            return await get_as(c, tok, "/v1/people", **({"org": args.org} if args.org else {}))
+            return await read_as(c, _key(args.key), "/v1/people", **({"org": args.org} if args.org else {}))
 
     return _run("people list", run())
 
@@ -146,8 +145,7 @@ def cmd_grant_revoke(args: argparse.Namespace) -> int:
 def cmd_grant_list(args: argparse.Namespace) -> int:
     async def run() -> dict[str, Any]:
         async with NodeClient(args.nodes) as c:
-            tok = (await sign_in(c, _key(args.key)))["token"]
-            return await get_as(c, tok, "/v1/grants", **({"org": args.org} if args.org else {}))
+            return await read_as(c, _key(args.key), "/v1/grants", **({"org": args.org} if args.org else {}))
 
     return _run("grant list", run())
 

@@ -59,6 +59,13 @@ async def get_as(client: NodeClient, token: str | None, path: str, **params: Any
         return await client._json(r)
 
 
+async def read_as(client: NodeClient, key: KeyPair | None, path: str, **params: Any) -> dict[str, Any]:
+    """GET ``path`` as ``key`` (signed in first, so the node shows what that key may read), or anonymously
+    when no key is given."""
+    token = (await sign_in(client, key))["token"] if key is not None else None
+    return await get_as(client, token, path, **params)
+
+
 async def audit_pages(
     client: NodeClient,
     key: KeyPair,

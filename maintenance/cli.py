@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from access.client import get_as, sign_in
+from access.client import read_as
 from maintenance import alarms as al
 from maintenance import client as mc
 from maintenance import workflow as wf
@@ -273,10 +273,7 @@ def _list_and_show(sub: Any, items: str, states: tuple[str, ...], show_help: str
 
 async def _read(c: NodeClient, args: argparse.Namespace, path: str, **params: Any) -> Any:
     """GET ``path``, signed in with ``--key`` when given (the node then shows what that key may read)."""
-    if not getattr(args, "key", None):
-        return await c.get(path, **params)
-    tok = (await sign_in(c, _key(args.key)))["token"]
-    return await get_as(c, tok, path, **params)
+    return await read_as(c, _key(args.key) if getattr(args, "key", None) else None, path, **params)
 
 
 def _withheld(body: dict[str, Any]) -> str:
