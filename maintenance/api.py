@@ -33,6 +33,7 @@ from maintenance.workorders import (
 from node import codec, schema
 from node.devices import load_device
 from node.errors import CempError, Code
+from node.readgate import readings_check
 from node.state import StateView
 from node.store import prefix_stop
 from node.types import DeviceRecord
@@ -216,8 +217,8 @@ class MaintenanceAPI:
         async def handler(request: web.Request) -> web.Response:
             state, device, limit = list_filter(request, states)
             items = await self._read(lambda s: listing(s, state, device, MAX_SCAN))
-            cache: dict[str, bool] = {}
-            shown = [i for i in items if self._may_read(request, str(i.get("device") or ""), cache)]
+            may_read = readings_check(self.node.reads, request, self.node.ledger.store)
+            shown = [i for i in items if may_read(str(i.get("device") or ""))]
             return web.json_response({key: shown[:limit], "withheld": len(items) - len(shown)})
 
         return handler
@@ -237,17 +238,6 @@ class MaintenanceAPI:
             return web.json_response(d if history_of is None else {history_of: n, "history": d["history"]})
 
         return handler
-
-    def _may_read(self, request: web.Request, handle: str, cache: dict[str, bool]) -> bool:
-        """Whether this request may read ``handle``'s readings (alarms and orders about it follow that rule)."""
-        if not handle:
-            return True
-        if handle not in cache:
-            dev = load_device(StateView(self.node.ledger.store), handle)
-            cache[handle] = dev is None or self.node.reads.allows(
-                request, str(dev.org), "readings", device=handle
-            )
-        return cache[handle]
 
     async def calibrations(self, request: web.Request) -> web.Response:
         now = int(time.time() * 1000)

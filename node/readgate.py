@@ -13,6 +13,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from node.devices import load_device
+from node.errors import CempError
+from node.state import StateView
+from node.store import Store
+
 if TYPE_CHECKING:
     from node.server import Node
 
@@ -43,6 +48,26 @@ class OpenReads:
         self, request: web.Request, org: str, data: str, device: str | None = None, site: str | None = None
     ) -> None:
         return None
+
+
+def readings_check(reads: ReadGate, request: web.Request, store: Store) -> Callable[[str], bool]:
+    """Whether ``request`` may read a device's readings, by handle, asked once per device: for lists of items
+    about devices (alarms, work orders) that show only what the device's readings rule lets the request see. An
+    empty handle or an unknown device is not withheld; a gate that raises counts as a refusal."""
+    seen: dict[str, bool] = {}
+
+    def may_read(handle: str) -> bool:
+        if not handle:
+            return True
+        if handle not in seen:
+            dev = load_device(StateView(store), handle)
+            try:
+                seen[handle] = dev is None or reads.allows(request, str(dev.org), "readings", device=handle)
+            except CempError:
+                seen[handle] = False
+        return seen[handle]
+
+    return may_read
 
 
 ReadGateFactory = Callable[["Node"], ReadGate]

@@ -46,6 +46,7 @@ from node.crypto import verify
 from node.devices import load_device
 from node.errors import CempError, Code
 from node.mempool import PendingView
+from node.readgate import readings_check
 from node.state import StateView
 from node.types import DOMAIN_TX, Blob, Nonce, Org, PublicKey, ShortStr, Signature, Tx, UnsignedTx
 from web.app import PageError, WebUI
@@ -237,15 +238,6 @@ class MaintenancePages:
         roles = None if tuple(v.roles) == ("admin",) else frozenset(str(r) for r in v.roles)
         return Acting(bytes(v.pubkey), str(v.name), org, roles)
 
-    def _may_read_device(self, request: web.Request, handle: str, cache: dict[str, bool]) -> bool:
-        if handle not in cache:
-            dev = load_device(StateView(self.node.ledger.store), handle)
-            try:
-                cache[handle] = dev is None or self.ui.may_read(request, str(dev.org), "readings", handle)
-            except CempError:
-                cache[handle] = False
-        return cache[handle]
-
     def _require_device(self, request: web.Request, handle: str) -> None:
         dev = load_device(StateView(self.node.ledger.store), handle)
         if dev is not None:
@@ -321,16 +313,16 @@ class MaintenancePages:
         if state not in ("open", "closed", "all"):
             raise PageError(400, "bad_param", f"state={state[:20]!r}: open, closed or all")
         items = await self._read(lambda s: alarms_list(s, "" if state == "all" else state, "", 200))
-        cache: dict[str, bool] = {}
-        shown = [a for a in items if self._may_read_device(request, str(a["device"]), cache)]
+        may_read = readings_check(self.node.reads, request, self.node.ledger.store)
+        shown = [a for a in items if may_read(str(a["device"]))]
         return self._render(
             request, "alarms.html", alarm_items=shown, tab=state, withheld=len(items) - len(shown)
         )
 
     async def board(self, request: web.Request) -> web.StreamResponse:
         items = await self._read(lambda s: orders_list(s, "", "", 500))
-        cache: dict[str, bool] = {}
-        shown = [w for w in items if self._may_read_device(request, str(w["device"]), cache)]
+        may_read = readings_check(self.node.reads, request, self.node.ledger.store)
+        shown = [w for w in items if may_read(str(w["device"]))]
         columns = [
             (st, [w for w in shown if w["state"] == st][: 20 if st == "closed" else 200])
             for st in wf.WORKORDER_STATES
