@@ -11,8 +11,9 @@ Invariants:
 
 from __future__ import annotations
 
+import operator
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from node import codec, merkle, schema
@@ -21,7 +22,7 @@ from node.crypto import KeyPair, sha256, verify
 from node.errors import CempError, Code
 from node.genesis import genesis_hash
 from node.keyrotation import KeyEpoch, key_at, load_histories
-from node.state import Overlay, StateView
+from node.state import ElementCache, Overlay, StateView
 from node.statehash import StateHash
 from node.store import StorageError, Store, prefix_stop
 from node.txkinds import Env, KindRegistry, TxKind
@@ -51,6 +52,9 @@ from node.types import (
 from node.watermark import Mark, Watermark, WatermarkError, check_store
 
 OK = TxResult(0, Text(""))
+_TOUCHES_MEMBERS = operator.methodcaller(
+    "startswith", (schema.MEMBER_PREFIX, schema.NODE_KEYS_PREFIX, schema.ADMIN_KEYS_PREFIX)
+)
 
 
 def header_hash(header: BlockHeader) -> Hash32:
@@ -171,6 +175,8 @@ class Ledger:
         self.verified: set[bytes] = set()
         """Tx hashes whose signature this process already checked at admission (skip on apply)."""
         self._verified_lock = threading.Lock()
+        self.elements = ElementCache()
+        """State pairs this ledger hashed lately: a block updating them takes their old element from here."""
         self.verified_sigs: set[bytes] = set()
         """``sig_key``s of block and vote signatures checked by another process (verify's workers)."""
         stored = store.get(schema.META_GENESIS)
@@ -286,13 +292,16 @@ class Ledger:
         return self.acc.digest()
 
     # --- txs ---------------------------------------------------------------------------------
-    def decode_tx(self, raw: bytes) -> DecodedTx:
-        """Stateless checks: size, canonical encoding, chain id, kind, payload shape. No signature check."""
+    def decode_tx(self, raw: bytes, *, canonical_known: bool = False) -> DecodedTx:
+        """Stateless checks: size, canonical encoding, chain id, kind, payload shape. No signature check.
+
+        ``canonical_known``: these bytes were decoded canonically before (by this process or a ``cemp verify``
+        worker, which recorded their hash with ``mark_verified``), so the re-encoding comparison is skipped."""
         if len(raw) > self.params.max_tx_bytes:
             raise CempError(
                 Code.TOO_LARGE, f"tx is {len(raw)} bytes; the limit is {self.params.max_tx_bytes}"
             )
-        tx = codec.decode(Tx, raw)
+        tx = codec.from_wire(Tx, codec.unpack_bounded(raw)) if canonical_known else codec.decode(Tx, raw)
         if tx.chain_id != self.genesis.chain_id:
             raise CempError(
                 Code.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}; this node runs {self.genesis.chain_id!r}"
@@ -367,10 +376,13 @@ class Ledger:
         term: int,
         last_commit: tuple[CommitSig, ...],
         decoded: list[DecodedTx | None] | None = None,
+        tx_root: Hash32 | None = None,
     ) -> StagedBlock:
-        """Run ``raw_txs`` on top of the committed head; returns the staged block (header unsigned)."""
+        """Run ``raw_txs`` on top of the committed head; returns the staged block (header unsigned).
+
+        ``tx_root``: the Merkle root of ``raw_txs`` when the caller already checked it (``apply_block``)."""
         height = Height(self.height + 1)
-        overlay = Overlay(self.store, self.acc)
+        overlay = Overlay(self.store, self.acc, self.elements)
         admins = self.admin_keys(height)
         results: list[TxResult] = []
         hashes: list[Hash32] = []
@@ -386,7 +398,7 @@ class Ledger:
             time_ms=TimestampMs(time_ms),
             proposer=ShortStr(proposer),
             term=Term(term),
-            tx_root=merkle.root(raw_txs),
+            tx_root=merkle.root(raw_txs) if tx_root is None else tx_root,
             results_root=merkle.root([codec.encode(r) for r in results]),
             app_hash=overlay.acc.digest(),
             last_commit=last_commit,
@@ -407,7 +419,8 @@ class Ledger:
         st.begin()
         consumed_nonce = False
         try:
-            d = pre if pre is not None else self.decode_tx(raw)
+            # A tx whose signature was checked already was decoded canonically then, from these very bytes.
+            d = pre if pre is not None else self.decode_tx(raw, canonical_known=h in self.verified)
             self.check_signature(d)
             self.check_nonce(st, d)
             st.put(schema.nonce(d.tx.sender), d.tx.nonce.to_bytes(8, "big"))
@@ -415,7 +428,9 @@ class Ledger:
             env = Env(self.genesis, height, time_ms, h, index, admins=admins)
             refuse_retired(admins, d.tx.sender)
             if self.kinds.authorizer is not None:
-                env = replace(env, actor=self.kinds.authorizer.authorize(st, env, d.tx, d.payload))
+                actor = self.kinds.authorizer.authorize(st, env, d.tx, d.payload)
+                # not dataclasses.replace: hot path
+                env = Env(self.genesis, height, time_ms, h, index, actor=actor, admins=admins)
             fused = getattr(d.kind, "check_and_apply", None)
             if fused is not None:
                 fused(st, env, d.tx, d.payload)
@@ -450,14 +465,18 @@ class Ledger:
         staged: StagedBlock,
         cert: tuple[CommitSig, ...] = (),
         extra: dict[bytes, bytes] | None = None,
+        *,
+        raw: bytes | None = None,
+        block_hash: Hash32 | None = None,
     ) -> None:
         """Write the block and all its effects in one synced batch, then advance the head.
 
         ``extra`` holds meta records that must move with the block (the consensus driver's applied index).
+        ``raw`` is ``codec.encode(block)`` and ``block_hash`` its header hash when the caller has them already.
         """
-        h = header_hash(block.header)
+        h = header_hash(block.header) if block_hash is None else block_hash
         changes: dict[bytes, bytes | None] = dict(staged.overlay.writes)
-        changes[schema.block(block.header.height)] = codec.encode(block)
+        changes[schema.block(block.header.height)] = codec.encode(block) if raw is None else raw
         changes[schema.block_by_hash(h)] = block.header.height.to_bytes(8, "big")
         changes[schema.META_HEIGHT] = block.header.height.to_bytes(8, "big")
         changes[schema.META_STATE_ACC] = staged.overlay.acc.to_bytes()
@@ -470,8 +489,7 @@ class Ledger:
         self.store.write(changes, sync=True)
         if self.watermark is not None:
             self.watermark.advance_block(block.header.height, h)  # only after the batch is on disk
-        prefixes = (schema.MEMBER_PREFIX, schema.NODE_KEYS_PREFIX, schema.ADMIN_KEYS_PREFIX)
-        if any(k.startswith(prefixes) for k in staged.overlay.writes):
+        if any(map(_TOUCHES_MEMBERS, staged.overlay.writes)):  # map: no Python frame per written key
             self.refresh_members()
         self.height = block.header.height
         self.acc = staged.overlay.acc
@@ -498,7 +516,9 @@ class Ledger:
         if len(seen) < need:
             raise ChainError(f"{what}: {len(seen)} votes, a majority needs {need}")
 
-    def check_header(self, block: Block) -> None:
+    def check_header(self, block: Block, header_bytes: bytes | None = None) -> None:
+        """Everything about ``block`` but its execution: chain id, height, parent, time, proposer and its
+        signature, the parent's commit votes, the tx root. ``header_bytes``: ``codec.encode(block.header)``."""
         hd = block.header
         if hd.chain_id != self.genesis.chain_id:
             raise ChainError(f"block {hd.height}: chain id {hd.chain_id!r} is not {self.genesis.chain_id!r}")
@@ -513,7 +533,8 @@ class Ledger:
         pk = self.node_key(hd.proposer, hd.height)
         if pk is None or hd.proposer not in self.active:
             raise ChainError(f"block {hd.height}: proposer {hd.proposer!r} is not a current consortium node")
-        if not self.sig_ok(pk, DOMAIN_BLOCK, codec.encode(hd), block.signature):
+        hb = codec.encode(hd) if header_bytes is None else header_bytes
+        if not self.sig_ok(pk, DOMAIN_BLOCK, hb, block.signature):
             raise ChainError(
                 f"block {hd.height}: proposer signature does not verify (with its key of that height)"
             )
@@ -527,13 +548,25 @@ class Ledger:
             raise ChainError(f"block {hd.height}: tx_root does not match its txs")
 
     def apply_block(
-        self, block: Block, cert: tuple[CommitSig, ...] = (), extra: dict[bytes, bytes] | None = None
+        self,
+        block: Block,
+        cert: tuple[CommitSig, ...] = (),
+        extra: dict[bytes, bytes] | None = None,
+        *,
+        raw: bytes | None = None,
     ) -> StagedBlock:
-        """Validate a block made elsewhere, execute it, check its roots, and commit it."""
-        self.check_header(block)
+        """Validate a block made elsewhere, execute it, check its roots, and commit it. ``raw``: the block's
+        canonical bytes when the caller holds them (stored as they are instead of encoding the block again)."""
         hd = block.header
+        hb = codec.encode(hd)  # once: the proposer signature covers it, its hash is the block hash
+        self.check_header(block, hb)
         staged = self.execute(
-            block.txs, time_ms=hd.time_ms, proposer=hd.proposer, term=hd.term, last_commit=hd.last_commit
+            block.txs,
+            time_ms=hd.time_ms,
+            proposer=hd.proposer,
+            term=hd.term,
+            last_commit=hd.last_commit,
+            tx_root=hd.tx_root,  # check_header compared it with the txs' root
         )
         if staged.header.results_root != hd.results_root:
             raise ChainError(f"block {hd.height}: results differ from the proposer's (results_root mismatch)")
@@ -541,7 +574,7 @@ class Ledger:
             raise ChainError(
                 f"block {hd.height}: state after execution differs from the proposer's (app_hash)"
             )
-        self.commit(block, staged, cert, extra)
+        self.commit(block, staged, cert, extra, raw=raw, block_hash=sha256(hb))
         return staged
 
     # --- state snapshots ----------------------------------------------------------------------

@@ -56,6 +56,17 @@ class Flag(IntFlag):
     SOURCE_ERROR = 1 << 10  # device answered with an error; value is a placeholder
 
 
+_GOOD_QUANTITIES: set[str] = set()
+_GOOD_UNITS: set[str] = set()
+"""Quantity and unit names that matched their pattern once (a device sends the same few in every batch)."""
+
+
+def _remember(names: set[str], name: str) -> None:
+    if len(names) >= 4096:
+        names.clear()
+    names.add(name)
+
+
 def _pack(obj: object) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
@@ -89,6 +100,7 @@ class ReadingsKind:
             raise CempError(Code.TOO_LARGE, f"batch holds {len(rs)} readings; the limit is {limit}")
         latest = env.time_ms + env.params.max_future_skew_ms
         prev = dev.last_seq
+        good_q, good_u = _GOOD_QUANTITIES, _GOOD_UNITS
         for i, r in enumerate(rs):
             if r.seq <= prev:
                 what = "the device's last committed" if i == 0 else "the previous reading's"
@@ -103,15 +115,19 @@ class ReadingsKind:
                     f"reading {i}: timestamp {r.ts_ms} ms is outside [2015-01-01, block time + "
                     f"{env.params.max_future_skew_ms // 1000} s]",
                 )
-            if not QUANTITY_RE.match(r.quantity):
-                raise CempError(
-                    Code.INVALID_PAYLOAD,
-                    f"reading {i}: quantity {r.quantity!r} is not a short lower-case name",
-                )
-            if not UNIT_RE.match(r.unit):
-                raise CempError(
-                    Code.INVALID_PAYLOAD, f"reading {i}: unit {r.unit!r} is not a short unit name"
-                )
+            if r.quantity not in good_q:
+                if not QUANTITY_RE.match(r.quantity):
+                    raise CempError(
+                        Code.INVALID_PAYLOAD,
+                        f"reading {i}: quantity {r.quantity!r} is not a short lower-case name",
+                    )
+                _remember(good_q, r.quantity)
+            if r.unit not in good_u:
+                if not UNIT_RE.match(r.unit):
+                    raise CempError(
+                        Code.INVALID_PAYLOAD, f"reading {i}: unit {r.unit!r} is not a short unit name"
+                    )
+                _remember(good_u, r.unit)
             if r.flags >= 1 << 32:
                 raise CempError(Code.INVALID_PAYLOAD, f"reading {i}: flags must fit in 32 bits")
 
@@ -152,12 +168,16 @@ class ReadingsKind:
 
     def _write(self, state: Writer, env: Env, dev: DeviceRecord, batch: ReadingBatch) -> None:
         devnum = dev.devnum
+        batch_rs = batch.readings
         groups: dict[tuple[str, int], list[Reading]] = {}
-        for r in batch.readings:
-            key = schema.reading(devnum, r.ts_ms, r.seq)
-            # (device, ts, seq) is new: seq rises strictly per device, so no earlier write used this key.
-            state.put_new(key, _pack((r.quantity, r.value, r.unit, r.flags)))
+        for r in batch_rs:
             groups.setdefault((r.quantity, r.ts_ms // HOUR_MS), []).append(r)
+        # (device, ts, seq) is new: seq rises strictly per device, so no earlier write used these keys.
+        pack = msgpack.Packer(use_bin_type=True).pack  # one packer for the batch (packb makes one per call)
+        keys = schema.reading_keys(devnum, [(r.ts_ms, r.seq) for r in batch_rs])
+        state.put_new_many(
+            dict(zip(keys, [pack((r.quantity, r.value, r.unit, r.flags)) for r in batch_rs], strict=True))
+        )
         for (quantity, hour), rs in groups.items():
             akey = schema.hourly(devnum, quantity, hour)
             raw = state.get(akey)
@@ -186,11 +206,17 @@ class ReadingsKind:
 
 
 def fold(agg: HourlyAggregate | None, rs: list[Reading]) -> HourlyAggregate:
-    """Fold readings of one (device, quantity, hour) into its aggregate."""
+    """Fold readings of one (device, quantity, hour) into its aggregate (``rs`` non-empty, in batch order).
+
+    The same as folding them one by one: the first value is that of the earliest reading with the smallest
+    timestamp (if it is below the aggregate's), the last that of the latest reading with the largest timestamp
+    (if at or above the aggregate's); the total saturates once, at the end."""
+    values = [r.value for r in rs]
+    stamps = [r.ts_ms for r in rs]
+    lo_ts, hi_ts = min(stamps), max(stamps)
     if agg is None:
-        r0 = rs[0]
-        count, total, lo, hi = 0, 0, r0.value, r0.value
-        fts, fv, lts, lv, flagged = r0.ts_ms, r0.value, r0.ts_ms, r0.value, 0
+        count, total, lo, hi = 0, 0, values[0], values[0]
+        fts, fv, lts, lv, flagged = stamps[0], values[0], stamps[0], values[0], 0
     else:
         count, total, lo, hi = agg.count, agg.total, agg.minimum, agg.maximum
         fts, fv, lts, lv, flagged = (
@@ -200,17 +226,15 @@ def fold(agg: HourlyAggregate | None, rs: list[Reading]) -> HourlyAggregate:
             agg.last_value,
             agg.flagged,
         )
-    for r in rs:
-        count += 1
-        total += r.value
-        lo = min(lo, r.value)
-        hi = max(hi, r.value)
-        if r.ts_ms < fts:
-            fts, fv = r.ts_ms, r.value
-        if r.ts_ms >= lts:
-            lts, lv = r.ts_ms, r.value
-        if r.flags:
-            flagged += 1
+    count += len(rs)
+    total += sum(values)
+    lo = min(lo, min(values))
+    hi = max(hi, max(values))
+    if lo_ts < fts:
+        fts, fv = lo_ts, values[stamps.index(lo_ts)]
+    if hi_ts >= lts:
+        lts, lv = hi_ts, values[len(stamps) - 1 - stamps[::-1].index(hi_ts)]
+    flagged += sum(1 for r in rs if r.flags)
     total = max(INT64_MIN, min(INT64_MAX, total))  # saturate: deterministic and always encodable
     return HourlyAggregate(
         count,

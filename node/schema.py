@@ -143,6 +143,12 @@ def reading(devnum: int, ts_ms: int, seq: int) -> bytes:
     return b"r" + _u32(devnum) + _u64(ts_ms) + _u64(seq)
 
 
+def reading_keys(devnum: int, stamps: list[tuple[int, int]]) -> list[bytes]:
+    """``reading(devnum, ts_ms, seq)`` for each (ts_ms, seq) of one device (a batch's keys at once)."""
+    p = b"r" + _u32(devnum)
+    return [p + ts.to_bytes(8, "big") + seq.to_bytes(8, "big") for ts, seq in stamps]
+
+
 def reading_range(devnum: int, start_ms: int, stop_ms: int) -> tuple[bytes, bytes]:
     """[start, stop) key range of a device's readings between two timestamps."""
     return b"r" + _u32(devnum) + _u64(start_ms), b"r" + _u32(devnum) + _u64(stop_ms)

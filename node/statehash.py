@@ -15,7 +15,7 @@ from node.types import Hash32
 
 BITS = 4096
 _NBYTES = BITS // 8
-_MASK = (1 << BITS) - 1
+MASK = (1 << BITS) - 1
 
 
 def element(key: bytes, value: bytes) -> int:
@@ -32,10 +32,10 @@ class StateHash:
         self.acc = acc
 
     def add(self, key: bytes, value: bytes) -> None:
-        self.acc = (self.acc + element(key, value)) & _MASK
+        self.acc = (self.acc + element(key, value)) & MASK
 
     def remove(self, key: bytes, value: bytes) -> None:
-        self.acc = (self.acc - element(key, value)) & _MASK
+        self.acc = (self.acc - element(key, value)) & MASK
 
     def to_bytes(self) -> bytes:
         return self.acc.to_bytes(_NBYTES, "little")

@@ -29,6 +29,7 @@ from node.crypto import sha256, verify
 from node.errors import CempError
 from node.genesis import GenesisError, read_genesis
 from node.integrity import check_raft_log
+from node.keyrotation import KeyEpoch, key_at
 from node.raftstore import RAFT_APPLIED
 from node.statehash import StateHash
 from node.store import LevelDBStore, MemoryStore, StorageError, Store, prefix_stop
@@ -73,36 +74,66 @@ def _check_sigs(gh: bytes, raws: list[bytes]) -> list[bytes]:
     return good
 
 
-def _check_chunk(
-    gh: bytes, items: list[tuple[bytes, bytes | None]], keys: dict[str, bytes]
-) -> tuple[list[bytes], list[bytes]]:
-    """Worker: for each (raw block, raw certificate or None), the hashes of txs whose signature verifies and the
-    ``sig_key``s of the proposer signature, the header's votes and the certificate's votes that verify. Anything
-    that does not decode or verify is simply left out: the replay then checks it itself and names the problem."""
-    txs: list[bytes] = []
-    sigs: list[bytes] = []
+NodeKeys = dict[str, tuple[bytes, tuple[KeyEpoch, ...]]]
+"""Each node's registered key and rotations, as the replay knew them when it sent a job (``key_at``)."""
+
+
+@dataclass(slots=True)
+class Checked:
+    """What a worker found about a run of blocks: only what holds is listed, the replay checks the rest."""
+
+    hashes: list[bytes | None]
+    """Per block: its header hash if the stored bytes decode as a canonical block (None: they do not)."""
+    txs: list[bytes]
+    """Hashes of txs whose signature verifies."""
+    sigs: list[bytes]
+    """``sig_key``s of the proposer signatures and commit votes that verify."""
+
+
+def _check_chunk(gh: bytes, items: list[tuple[bytes, bytes | None]], keys: NodeKeys) -> Checked:
+    """Worker: the stateless checks of each (raw block, raw certificate or None): canonical decoding, the header
+    hash, tx signatures, the proposer's signature, the votes in the header and in the certificate (each with
+    the key its node had at that height, as far as ``keys`` knows). Anything that does not decode or verify is
+    simply left out: the replay then checks it itself and names the problem."""
+    out = Checked([], [], [])
+    seen: set[bytes] = set()
+
+    def check(node_id: str, height: int, domain: bytes, msg: bytes, sig: bytes) -> None:
+        got = keys.get(node_id)
+        if got is None:
+            return
+        pk = key_at(got[0], got[1], height)
+        k = sig_key(pk, domain, msg, sig)
+        # A vote on block h is the same bytes in h's certificate and in h+1's last_commit (Ed25519 signatures
+        # are deterministic): verify it once.
+        if k in seen:
+            return
+        seen.add(k)
+        if verify(pk, domain, msg, sig):
+            out.sigs.append(k)
+
     for raw, cert_raw in items:
         try:
             b = codec.decode(Block, raw)
         except CempError:
+            out.hashes.append(None)
             continue
-        txs += _check_sigs(gh, list(b.txs))
+        out.txs += _check_sigs(gh, list(b.txs))
         hd = b.header
         msg = codec.encode(hd)
-        pk = keys.get(hd.proposer)
-        if pk is not None and verify(pk, DOMAIN_BLOCK, msg, b.signature):
-            sigs.append(sig_key(pk, DOMAIN_BLOCK, msg, b.signature))
-        votes = [(hd.prev_hash, v) for v in hd.last_commit]
+        block_hash = sha256(msg)
+        out.hashes.append(block_hash)
+        check(hd.proposer, hd.height, DOMAIN_BLOCK, msg, b.signature)
+        for v in hd.last_commit:
+            check(v.node_id, hd.height - 1, DOMAIN_VOTE, hd.prev_hash, v.signature)
         if cert_raw is not None:
             try:
-                votes += [(sha256(msg), v) for v in codec.decode(Certificate, cert_raw).sigs]
+                cert = codec.decode(Certificate, cert_raw).sigs
             except CempError:
-                pass
-        for block_hash, v in votes:
-            pk = keys.get(v.node_id)
-            if pk is not None and verify(pk, DOMAIN_VOTE, block_hash, v.signature):
-                sigs.append(sig_key(pk, DOMAIN_VOTE, block_hash, v.signature))
-    return txs, sigs
+                cert = ()
+            for v in cert:
+                check(v.node_id, hd.height, DOMAIN_VOTE, block_hash, v.signature)
+    return out
 
 
 def _state_items(store: Store) -> Iterator[tuple[bytes, bytes]]:
@@ -225,7 +256,11 @@ def _check_raft(store: Store, led: Ledger, rep: VerifyReport, mark: Mark | None)
 
 def check_certificate(led: Ledger, store: Store, height: int, block_hash: bytes) -> None:
     """The commit certificate held locally for block ``height`` (if any) decodes and its votes verify."""
-    raw = store.get(schema.commit_cert(height))
+    check_stored_certificate(led, store.get(schema.commit_cert(height)), height, block_hash)
+
+
+def check_stored_certificate(led: Ledger, raw: bytes | None, height: int, block_hash: bytes) -> None:
+    """``check_certificate`` on the stored bytes ``raw`` (None: no certificate is stored)."""
     if raw is None:
         return
     what = f"the commit certificate of block {height}"
@@ -305,19 +340,28 @@ def _replay(
     workers = workers if workers is not None else min(2, os.cpu_count() or 1)
     pool = ProcessPoolExecutor(workers) if workers > 1 and height >= start else None
     bar = tqdm(total=height - start + 1, unit="block", desc="verify", disable=not progress)
-    raws: dict[int, bytes] = {}
+    raws: dict[int, tuple[bytes, bytes | None]] = {}
+    """Blocks sent to a worker, kept for the replay: raw block and raw certificate (None: none stored)."""
+    hashes: dict[int, bytes | None] = {}
+    """Header hashes of blocks a worker decoded as canonical."""
 
-    def load(h: int) -> Block:
-        raw = raws.pop(h, None) or store.get(schema.block(h))
+    def load(h: int) -> tuple[Block, bytes, bytes | None]:
+        got = raws.pop(h, None)
+        raw, cert_raw = (
+            got if got is not None else (store.get(schema.block(h)), store.get(schema.commit_cert(h)))
+        )
         if raw is None:
             raise ChainError(f"block {h} is missing from the store")
         try:
-            return codec.decode(Block, raw)
+            if hashes.get(h) is not None:
+                # A worker decoded these very bytes as a canonical block: build it without encoding it again.
+                return codec.from_wire(Block, codec.unpack_bounded(raw)), raw, cert_raw
+            return codec.decode(Block, raw), raw, cert_raw
         except CempError as e:
             raise ChainError(f"block {h} does not decode: {e.message}") from None
 
     try:
-        window: dict[int, Future[tuple[list[bytes], list[bytes]]]] = {}
+        window: dict[int, Future[Checked]] = {}
         ahead = 4 * max(workers, 1)
 
         def schedule(first: int) -> None:
@@ -329,9 +373,9 @@ def _replay(
                 raw = store.get(schema.block(h))
                 if raw is None:
                     break
-                raws[h] = raw
-                items.append((raw, store.get(schema.commit_cert(h))))
-            keys = {n: bytes(i.pubkey) for n, i in replay.nodes.items()}
+                raws[h] = (raw, store.get(schema.commit_cert(h)))
+                items.append(raws[h])
+            keys = {n: (bytes(i.pubkey), replay.key_epochs.get(n, ())) for n, i in replay.nodes.items()}
             window[first] = pool.submit(_check_chunk, gh, items, keys)
 
         for k in range(ahead):
@@ -341,23 +385,25 @@ def _replay(
                 schedule(h + ahead * CHUNK)
                 fut = window.pop(h, None)
                 if fut is not None:
-                    good_txs, good_sigs = fut.result()
-                    for t in good_txs:
+                    done = fut.result()
+                    for t in done.txs:
                         replay.mark_verified(t)
-                    for g in good_sigs:
+                    for g in done.sigs:
                         replay.mark_sig_verified(g)
-            block = load(h)
+                    hashes.update(zip(range(h, h + len(done.hashes)), done.hashes, strict=True))
+            block, raw, cert_raw = load(h)
             try:
-                replay.apply_block(block)
+                replay.apply_block(block, raw=raw)
             except ChainError as e:
                 raise ChainError(str(e)) from None
-            if replay.last_hash != sha256(codec.encode(block.header)):
+            # The header hash as the worker computed it from the stored bytes (or here, without a worker).
+            if replay.last_hash != (hashes.pop(h, None) or sha256(codec.encode(block.header))):
                 raise ChainError(f"block {h}: hash mismatch")
             if store.get(schema.block_results(h)) != replay.store.get(schema.block_results(h)):
                 raise ChainError(f"block {h}: stored tx results differ from the replayed ones")
             if store.get(schema.block_by_hash(replay.last_hash)) != h.to_bytes(8, "big"):
                 raise ChainError(f"block {h}: the hash index does not point at it")
-            check_certificate(replay, store, h, replay.last_hash)
+            check_stored_certificate(replay, cert_raw, h, replay.last_hash)
             # The replay keeps only state and the hash index: the blocks and results are in the node's store.
             replay.store.write({schema.block(h): None, schema.block_results(h): None}, sync=False)
             rep.blocks += 1

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 from cemp import wiring
 from node import codec, schema
 from node.chain import Ledger, header_hash
 from node.errors import Code
+from node.readings import decode_reading_value, fold
 from node.store import LevelDBStore, MemoryStore, Store
-from node.types import Block, HourlyAggregate
+from node.types import Block, HourlyAggregate, Nonce, Reading, ShortStr, SignedInt, TimestampMs
 from tests.support.testing import GENESIS_TIME_MS, TestConsortium
 
 T0 = GENESIS_TIME_MS + 3_600_000 * 5  # within an hour boundary-friendly window
@@ -42,6 +44,11 @@ def test_readings_apply_indexes_and_aggregates() -> None:
     assert rec is not None
     lo, hi = schema.reading_range(1, 0, 2**62)
     assert len(list(led.store.iterate(lo, hi))) == 90
+    # Each reading under (device, ts, seq) with its (quantity, value, unit, flags), as the schema defines it.
+    seq0 = dev.seq - 90
+    for i in (0, 45, 89):
+        key = schema.reading(1, T0 + i * 60_000, seq0 + 1 + i)
+        assert decode_reading_value(led.store.get(key) or b"") == ("energy.import", 1000 + 10 * i, "Wh", 0)
     hour0 = T0 // 3_600_000
     agg = codec.decode(HourlyAggregate, led.store.get(schema.hourly(1, "energy.import", hour0)) or b"")
     first_hour = [1000 + 10 * i for i in range(90) if (T0 + i * 60_000) // 3_600_000 == hour0]
@@ -154,3 +161,69 @@ def test_app_hash_equals_a_full_recomputation_over_state() -> None:
         codes = [r.code for r in led.results(led.height)]
         assert codes.count(Code.SEQUENCE_BACKWARDS) == 1 and codes.count(0) == len(codes) - 1
         assert state_digest(led.store).digest() == led.app_hash
+
+
+def test_element_cache_answers_only_for_the_value_it_hashed() -> None:
+    from node.state import ElementCache
+    from node.statehash import element
+
+    cache = ElementCache(limit=2)
+    cache.remember(b"nkey", b"v1", element(b"nkey", b"v1"))
+    assert cache.element(b"nkey", b"v1") == element(b"nkey", b"v1")
+    assert cache.element(b"nkey", b"v2") == element(b"nkey", b"v2")  # another value: hashed, not the entry
+    cache.remember(b"dkey", b"x", element(b"dkey", b"x"))
+    cache.remember(b"akey", b"y", element(b"akey", b"y"))  # over the limit: the oldest entry goes
+    assert list(cache.entries) == [b"dkey", b"akey"]
+
+
+def _fold_one_by_one(agg: HourlyAggregate | None, rs: list[Reading]) -> HourlyAggregate:
+    """The reading-by-reading fold as it was first written: the reference for ``readings.fold``."""
+    r0 = rs[0]
+    if agg is None:
+        count, total, lo, hi = 0, 0, r0.value, r0.value
+        fts, fv, lts, lv, flagged = r0.ts_ms, r0.value, r0.ts_ms, r0.value, 0
+    else:
+        count, total, lo, hi = agg.count, agg.total, agg.minimum, agg.maximum
+        fts, fv, lts, lv, flagged = (
+            agg.first_ts_ms,
+            agg.first_value,
+            agg.last_ts_ms,
+            agg.last_value,
+            agg.flagged,
+        )
+    for r in rs:
+        count += 1
+        total += r.value
+        lo, hi = min(lo, r.value), max(hi, r.value)
+        if r.ts_ms < fts:
+            fts, fv = r.ts_ms, r.value
+        if r.ts_ms >= lts:
+            lts, lv = r.ts_ms, r.value
+        if r.flags:
+            flagged += 1
+    total = max(-(1 << 63), min((1 << 63) - 1, total))
+    return HourlyAggregate(count, total, lo, hi, fts, fv, lts, lv, flagged)  # type: ignore[arg-type]
+
+
+def test_fold_equals_folding_one_reading_at_a_time() -> None:
+    """Aggregates are consensus state: the batch fold must give exactly what the one-by-one fold gives, with
+    repeated and out-of-order timestamps, ties, flags and saturating totals."""
+    rng = random.Random(20261205)
+    for _ in range(2000):
+        n = rng.randint(1, 12)
+        big = rng.random() < 0.1
+        rs = [
+            Reading(
+                Nonce(i + 1),
+                TimestampMs(rng.choice([5, 6, 7, 7, 8, 9])),
+                ShortStr("power"),
+                SignedInt(rng.choice([(1 << 62) * rng.choice([-1, 1]), 3]) if big else rng.randint(-9, 9)),
+                ShortStr("W"),
+                rng.choice([0, 0, 1]),
+            )
+            for i in range(n)
+        ]
+        agg = None
+        if rng.random() < 0.6:
+            agg = _fold_one_by_one(None, [rng.choice(rs)])
+        assert fold(agg, rs) == _fold_one_by_one(agg, rs)
