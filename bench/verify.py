@@ -9,6 +9,9 @@ A second chain holds batched readings (``--batch-blocks`` blocks of ``--batch-tx
 collector sends them) for the per-core figure: ``verify_batched_tx_per_cpu_s`` is txs over the CPU seconds of the
 main process and its workers together (one core-second each), ``verify_batched_tx_per_s`` the wall rate.
 
+``bare_ed25519_verify_per_cpu_s`` is a bare signature-check loop in the same run (the ceiling of any
+signature-checked rate per core).
+
 Every figure comes with the 1-minute load average around it: on a shared machine the wall rates are bounded by
 what the other processes leave; ``verify_blocks_per_cpu_s`` (blocks over main + worker CPU seconds) and
 ``verify_blocks_per_main_cpu_s`` (the serial replay alone) are not.
@@ -34,7 +37,9 @@ import time
 
 from cemp import wiring
 from node.chain import Ledger, header_hash
+from node.crypto import KeyPair, verify
 from node.store import LevelDBStore
+from node.types import DOMAIN_TX
 from node.verify import verify_data_dir
 from node.watermark import Watermark, path_beside
 from tests.support.testing import GENESIS_TIME_MS, TestConsortium, TestDevice
@@ -108,6 +113,20 @@ def timed_verify(data: Path, workers: int) -> dict[str, float]:
     }
 
 
+def bare_verify_per_cpu_s(seconds: float = 1.0) -> float:
+    """Bare Ed25519 verifications per CPU-second of this process: the ceiling of any signature-checked rate."""
+    k = KeyPair.generate()
+    msg = b"x" * 180
+    sig = k.sign(DOMAIN_TX, msg)
+    n = 0
+    c0 = time.process_time()
+    while time.process_time() - c0 < seconds:
+        for _ in range(200):
+            verify(k.public, DOMAIN_TX, msg, sig)
+        n += 200
+    return n / (time.process_time() - c0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=4000)
@@ -124,6 +143,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="cemp-bench-verify-"))
     out: dict[str, object] = {"blocks": n, "txs_per_block": args.txs, "workers": args.workers, "runs": runs}
     out["cpu_count"] = os.cpu_count()
+    out["bare_ed25519_verify_per_cpu_s"] = round(bare_verify_per_cpu_s())
     try:
         # Small blocks.
         c, path, led, devs, t = new_chain(base / "small")
