@@ -55,7 +55,7 @@ class ElementCache:
     def remember(self, key: bytes, value: bytes, el: int) -> None:
         entries = self.entries
         if len(entries) >= self.limit and key not in entries and entries:
-            del entries[next(iter(entries))]  # the oldest insertion
+            entries.pop(next(iter(entries)), None)  # the oldest insertion
         entries[key] = (value, el)
 
 
