@@ -629,6 +629,9 @@ class World:
             nonce += height == -1
             if self.nodes[nid].removed or nid not in self.live_ids():
                 return
+            # Refused at admission, the answer took no virtual time: without a pause this loop would ask again
+            # and again at the same instant, and the clock would never move on (seed 3144 spun for ever).
+            await asyncio.sleep(0.05)
         self.rotations[nid] = (at, new.public)
         self.stats["key rotated"] += 1
 
