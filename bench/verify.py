@@ -24,6 +24,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
@@ -35,11 +36,11 @@ import statistics
 import tempfile
 import time
 
+from common import verify_baseline
+
 from cemp import wiring
 from node.chain import Ledger, header_hash
-from node.crypto import KeyPair, verify
 from node.store import LevelDBStore
-from node.types import DOMAIN_TX
 from node.verify import verify_data_dir
 from node.watermark import Watermark, path_beside
 from tests.support.testing import GENESIS_TIME_MS, TestConsortium, TestDevice
@@ -113,20 +114,6 @@ def timed_verify(data: Path, workers: int) -> dict[str, float]:
     }
 
 
-def bare_verify_per_cpu_s(seconds: float = 1.0) -> float:
-    """Bare Ed25519 verifications per CPU-second of this process: the ceiling of any signature-checked rate."""
-    k = KeyPair.generate()
-    msg = b"x" * 180
-    sig = k.sign(DOMAIN_TX, msg)
-    n = 0
-    c0 = time.process_time()
-    while time.process_time() - c0 < seconds:
-        for _ in range(200):
-            verify(k.public, DOMAIN_TX, msg, sig)
-        n += 200
-    return n / (time.process_time() - c0)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blocks", type=int, default=4000)
@@ -143,7 +130,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="cemp-bench-verify-"))
     out: dict[str, object] = {"blocks": n, "txs_per_block": args.txs, "workers": args.workers, "runs": runs}
     out["cpu_count"] = os.cpu_count()
-    out["bare_ed25519_verify_per_cpu_s"] = round(bare_verify_per_cpu_s())
+    out["bare_ed25519_verify_per_cpu_s"] = round(verify_baseline(1.0, clock=time.process_time))
     try:
         # Small blocks.
         c, path, led, devs, t = new_chain(base / "small")
